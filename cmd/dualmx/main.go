@@ -1,0 +1,72 @@
+// Command dualmx is the dualmx relay daemon and its admin CLI. This package
+// only parses flags, loads the config and wires the packages together.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries a specific exit status out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		code := 1
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		fmt.Fprintln(os.Stderr, "dualmx:", err)
+		os.Exit(code)
+	}
+}
+
+type globalFlags struct {
+	config string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "dualmx",
+		Short: "Relay forwarded mail into Microsoft 365 without losing it, and manage the migration",
+		Long: `dualmx accepts mail that the old mail host forwards for migrating addresses,
+keeps it safe on disk, and delivers it into Microsoft 365. The admin commands
+manage the addresses, their migration state and the queue.
+
+Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.config, "config", "", "config file (default $DUALMX_CONFIG)")
+	root.AddCommand(
+		newServeCmd(g),
+		newCheckConfigCmd(g),
+		newDemoCmd(),
+		newAddressCmd(g),
+		newQueueCmd(g),
+	)
+	return root
+}
+
+func (g *globalFlags) path() (string, error) {
+	p := g.config
+	if p == "" {
+		p = os.Getenv("DUALMX_CONFIG")
+	}
+	if p == "" {
+		return "", &exitError{code: 2, err: errors.New("no config: pass --config FILE or set DUALMX_CONFIG")}
+	}
+	return p, nil
+}

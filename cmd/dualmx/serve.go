@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/queue"
+	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/smtpd"
+)
+
+// shutdownGrace bounds how long SIGTERM waits for sessions in DATA and
+// deliveries in flight; the systemd unit's TimeoutStopSec is set above it.
+const shutdownGrace = 20 * time.Second
+
+// m365DefaultSize is Microsoft 365's default maximum message size, used when
+// the target cannot be asked at start.
+const m365DefaultSize = 36 * 1024 * 1024
+
+func newServeCmd(g *globalFlags) *cobra.Command {
+	var jsonLogs bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the relay daemon",
+		Example: `  dualmx serve --config /etc/dualmx/dualmx.yaml
+  DUALMX_CONFIG=/etc/dualmx/dualmx.yaml dualmx serve --log-json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return err
+			}
+			if jsonLogs {
+				cfg.LogFormat = "json"
+			}
+			log := newLogger(cfg.LogFormat, os.Stderr)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			d, err := startDaemon(ctx, cfg, log, nil)
+			if err != nil {
+				return err
+			}
+			return d.wait()
+		},
+	}
+	cmd.Flags().BoolVar(&jsonLogs, "log-json", false, "write logs as JSON (overrides log_format)")
+	return cmd
+}
+
+func loadConfig(g *globalFlags) (*config.Config, error) {
+	p, err := g.path()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+func newLogger(format string, w *os.File) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// daemon is a running relay: the pieces wired together, and how to stop them.
+type daemon struct {
+	log      *slog.Logger
+	cfg      *config.Config
+	store    *router.Store
+	spool    *queue.Spool
+	runner   *queue.Runner
+	smtp     *smtpd.Server
+	smtpAddr net.Addr
+	httpSrv  *http.Server
+	httpAddr net.Addr
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	runDone chan error
+	errs    chan error
+	once    sync.Once
+}
+
+// startDaemon starts the relay. It returns once the listeners are open, so a
+// caller (the demo, a test) may connect immediately. The daemon stops when ctx
+// is cancelled; wait reports how it ended.
+func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*daemon, error) {
+	if m == nil {
+		m = metrics.New()
+	}
+	log.Info("starting dualmx", "config", cfg.Path, "effective", cfg.Redacted())
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "problem", w.String())
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	store, err := router.Open(cfg.DBPath())
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{log: log, cfg: cfg, store: store, runDone: make(chan error, 1), errs: make(chan error, 2)}
+	ok := false
+	defer func() {
+		if !ok {
+			store.Close()
+		}
+	}()
+	table := router.NewTable(store, m, log)
+	if err := table.Load(ctx); err != nil {
+		return nil, fmt.Errorf("routing table: %w", err)
+	}
+	m.WatchAddresses(table.Snapshot)
+
+	spool, err := queue.OpenSpool(cfg.SpoolDir(), m, log)
+	if err != nil {
+		return nil, err
+	}
+	d.spool = spool
+
+	var roots *x509.CertPool
+	if cfg.Target.CAFile != "" {
+		pem, err := os.ReadFile(cfg.Target.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("target.ca_file: %w", err)
+		}
+		roots, err = x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("target.ca_file %s: no PEM certificates", cfg.Target.CAFile)
+		}
+	}
+	qopts := queue.Options{
+		Host:               cfg.Target.Host,
+		Port:               cfg.Target.Port,
+		TLS:                cfg.Target.TLS,
+		RootCAs:            roots,
+		HelloName:          cfg.Hostname,
+		RetryInitial:       cfg.Delivery.RetryInitial,
+		RetryMax:           cfg.Delivery.RetryMax,
+		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
+		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
+		Concurrency:        cfg.Delivery.Concurrency,
+		Recorder:           store,
+	}
+	d.runner = queue.NewRunner(spool, qopts, m, log)
+	m.WatchQueue(d.runner.Stats)
+
+	maxSize := cfg.Inbound.MaxMessageBytes
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	tsize, _, perr := queue.ProbeTarget(pctx, qopts)
+	pcancel()
+	switch {
+	case perr != nil:
+		log.Warn("could not ask the target for its size limit; assuming Microsoft 365's default", "target", cfg.Target.Host, "err", perr, "assumed_bytes", m365DefaultSize)
+		maxSize = min(maxSize, m365DefaultSize)
+	case tsize > 0:
+		maxSize = min(maxSize, tsize)
+	}
+	m.TargetSizeLimitByte.Set(float64(maxSize))
+
+	var tlsCfg *tls.Config
+	if cfg.Inbound.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Inbound.TLSCertFile, cfg.Inbound.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("inbound TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	d.smtp = smtpd.New(smtpd.Options{
+		Hostname:        cfg.Hostname,
+		MaxMessageBytes: maxSize,
+		MaxRecipients:   cfg.Inbound.MaxRecipients,
+		MaxConnections:  cfg.Inbound.MaxConnections,
+		ReadTimeout:     cfg.Inbound.ReadTimeout,
+		AllowedNetworks: cfg.Inbound.AllowedNetworks,
+		TLS:             tlsCfg,
+		Router:          table,
+		Spool:           spool,
+		Committed:       d.runner.Notify,
+		Metrics:         m,
+		Logger:          log,
+	})
+	sln, err := net.Listen("tcp", cfg.Listen.SMTP)
+	if err != nil {
+		return nil, fmt.Errorf("listen smtp: %w", err)
+	}
+	d.smtpAddr = sln.Addr()
+
+	if cfg.Listen.Metrics != "" {
+		hln, err := net.Listen("tcp", cfg.Listen.Metrics)
+		if err != nil {
+			sln.Close()
+			return nil, fmt.Errorf("listen metrics: %w", err)
+		}
+		d.httpAddr = hln.Addr()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+		mux.HandleFunc("/healthz", d.healthz(m))
+		d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := d.httpSrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.errs <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+	}
+
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	go table.Run(d.ctx, 250*time.Millisecond)
+	go func() { d.runDone <- d.runner.Run(d.ctx) }()
+	go func() {
+		if err := d.smtp.Serve(sln); err != nil {
+			d.errs <- fmt.Errorf("smtp listener: %w", err)
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case err := <-d.errs:
+			d.errs <- err
+		}
+		d.stop()
+	}()
+	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
+	ok = true
+	return d, nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// stop shuts down in the order that keeps mail safe: no new sessions, sessions
+// in DATA finish (or are cut at the deadline, unacknowledged), then delivery
+// stops with in-flight messages either finished or left in the spool.
+func (d *daemon) stop() {
+	d.once.Do(func() {
+		d.log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace/2)
+		if err := d.smtp.Shutdown(sctx); err != nil {
+			d.log.Warn("smtp shutdown cut sessions", "err", err)
+		}
+		cancel()
+		d.cancel()
+		select {
+		case err := <-d.runDone:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Warn("delivery stopped with error", "err", err)
+			}
+		case <-time.After(shutdownGrace / 2):
+			d.log.Warn("delivery did not stop in time; unfinished messages stay in the spool")
+		}
+		if d.httpSrv != nil {
+			hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+			_ = d.httpSrv.Shutdown(hctx)
+			hcancel()
+		}
+		d.store.Close()
+		d.log.Info("stopped")
+		close(d.errs)
+	})
+}
+
+// wait blocks until the daemon has stopped and returns the first listener error, if any.
+func (d *daemon) wait() error {
+	var first error
+	for err := range d.errs {
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// healthz answers 200 while the spool directory accepts a synced write.
+func (d *daemon) healthz(m *metrics.Metrics) http.HandlerFunc {
+	var mu sync.Mutex
+	var last time.Time
+	var lastErr error
+	return func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		if time.Since(last) > time.Second {
+			lastErr = probeWritable(d.cfg.SpoolDir())
+			last = time.Now()
+			if lastErr == nil {
+				m.SpoolWritable.Set(1)
+			} else {
+				m.SpoolWritable.Set(0)
+			}
+		}
+		err := lastErr
+		mu.Unlock()
+		if err != nil {
+			http.Error(w, "spool not writable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".healthz-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	defer os.Remove(name)
+	if _, err := f.Write([]byte("ok")); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var _ = filepath.Join

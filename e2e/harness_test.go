@@ -1,0 +1,313 @@
+// Package e2e runs the built dualmx binary as a black box: real SMTP sessions
+// in, a stand-in Microsoft 365 endpoint with STARTTLS and a test CA out, the
+// CLI against the same state, signals and SIGKILL. Everything is on loopback.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/dualmx/dualmx/internal/testca"
+	"github.com/dualmx/dualmx/standin"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dualmx-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "dualmx")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/dualmx")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building dualmx:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one relay under test with its own state directory, config and
+// stand-in tenant.
+type env struct {
+	t        *testing.T
+	dir      string
+	cfgPath  string
+	smtpAddr string
+	httpAddr string
+	ca       *testca.CA
+	tenant   *standin.Server
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	exit chan error
+}
+
+type envOptions struct {
+	extraConfig string                 // appended YAML
+	delivery    string                 // replaces the delivery section
+	tenant      func(*standin.Options) // adjust the stand-in
+	stateDir    string                 // default: inside the test dir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Leaf("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, err := ca.WriteCAFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sopts := standin.Options{TLS: &tls.Config{Certificates: []tls.Certificate{leaf}}, MaxSize: 36 << 20, Keep: 100000}
+	if o.tenant != nil {
+		o.tenant(&sopts)
+	}
+	tenant, err := standin.Start(sopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tenant.Close() })
+	e := &env{t: t, dir: dir, ca: ca, tenant: tenant, smtpAddr: freePort(t), httpAddr: freePort(t)}
+	state := o.stateDir
+	if state == "" {
+		state = filepath.Join(dir, "state")
+	}
+	delivery := o.delivery
+	if delivery == "" {
+		delivery = "delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n"
+	}
+	e.cfgPath = filepath.Join(dir, "dualmx.yaml")
+	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: %q\n  metrics: %q\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\ntarget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
+		state, e.smtpAddr, e.httpAddr, tenant.Port(), caFile, delivery, o.extraConfig)
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.stop(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("dualmx log:\n%s", e.logs)
+		}
+	})
+	return e
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	if l == nil {
+		return ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs "dualmx serve" and waits until it answers SMTP.
+func (e *env) start() {
+	e.t.Helper()
+	e.mu.Lock()
+	if e.logs == nil {
+		e.logs = &lockedBuffer{}
+	}
+	cmd := exec.Command(binary, "serve", "--config", e.cfgPath)
+	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	if err := cmd.Start(); err != nil {
+		e.mu.Unlock()
+		e.t.Fatal(err)
+	}
+	e.cmd = cmd
+	exit := make(chan error, 1)
+	e.exit = exit
+	e.mu.Unlock()
+	go func() { exit <- cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", e.smtpAddr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-exit:
+			e.t.Fatalf("dualmx exited at start: %v\n%s", err, e.logs)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	e.t.Fatalf("dualmx did not open %s in time\n%s", e.smtpAddr, e.logs)
+}
+
+// stop sends sig and waits (bounded) for the process to exit.
+func (e *env) stop(sig syscall.Signal) (exited bool, took time.Duration) {
+	e.mu.Lock()
+	cmd, exit := e.cmd, e.exit
+	e.cmd = nil
+	e.mu.Unlock()
+	if cmd == nil {
+		return true, 0
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exit:
+		return true, time.Since(start)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exit
+		return false, time.Since(start)
+	}
+}
+
+// cli runs an admin subcommand against this env's config.
+func (e *env) cli(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
+	var o, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &se
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		e.t.Fatal(err)
+	}
+	return o.String(), se.String(), code
+}
+
+func (e *env) mustCLI(args ...string) string {
+	e.t.Helper()
+	out, errOut, code := e.cli(args...)
+	if code != 0 {
+		e.t.Fatalf("dualmx %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// addForwarding adds an address and walks it to forwarding.
+func (e *env) addForwarding(address, alias string, extra ...string) {
+	e.t.Helper()
+	e.mustCLI(append([]string{"address", "add", address, "--alias", alias}, extra...)...)
+	e.mustCLI("address", "flip", address, "provisioned")
+	e.mustCLI("address", "flip", address, "forwarding")
+}
+
+// send delivers one message in a fresh session and returns the DATA reply error (nil for 250).
+func send(addr, from string, to []string, msg []byte) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("oldhost.test"); err != nil {
+		return err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func testMessage(id string) []byte {
+	return []byte("From: Author <author@example.org>\r\nTo: scriba@hervormdputten.nl\r\nSubject: test " + id +
+		"\r\nMessage-ID: <" + id + "@example.org>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nHello " + id + "\r\n")
+}
+
+// scrape returns the metrics text.
+func (e *env) scrape() string {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.httpAddr + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func smtpCode(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	if err == nil {
+		return 250
+	}
+	return -1
+}
+
+var execCommand = exec.Command

@@ -1,0 +1,130 @@
+package smtpd
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener enforces the connection-level policy before go-smtp sees a
+// connection: the client network allow-list and the connection cap. It also
+// wraps each connection so that read deadlines are owned here: go-smtp sets one
+// deadline per command, which would let a slow but steady DATA stream time out
+// and would undo a shutdown's "stop reading now".
+type listener struct {
+	net.Listener
+	allowed     []netip.Prefix
+	maxConns    int
+	idleTimeout time.Duration
+	onRefuse    func(reason string)
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining atomic.Bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if reply, reason := l.refuse(c); reply != "" {
+			// A refused client gets a greeting-time reply rather than a silent
+			// close, so the old host's logs say why.
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = c.Write([]byte(reply))
+			_ = c.Close()
+			if l.onRefuse != nil {
+				l.onRefuse(reason)
+			}
+			continue
+		}
+		w := &conn{Conn: c, l: l}
+		l.mu.Lock()
+		l.conns[w] = struct{}{}
+		l.mu.Unlock()
+		return w, nil
+	}
+}
+
+func (l *listener) refuse(c net.Conn) (reply, reason string) {
+	if len(l.allowed) > 0 {
+		ok := false
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip := ap.Addr().Unmap()
+			for _, p := range l.allowed {
+				if p.Contains(ip) {
+					ok = true
+					break
+				}
+			}
+		}
+		if !ok {
+			return "554 5.7.1 Client host not permitted to connect\r\n", "client_not_allowed"
+		}
+	}
+	if l.maxConns > 0 {
+		l.mu.Lock()
+		n := len(l.conns)
+		l.mu.Unlock()
+		if n >= l.maxConns {
+			return "421 4.7.0 Too many connections, try again later\r\n", "too_many_connections"
+		}
+	}
+	return "", ""
+}
+
+// drain makes every connection that is not inside DATA time out now; go-smtp
+// then answers 421 and closes it. Connections inside DATA finish their message
+// first and time out at their next command.
+func (l *listener) drain() {
+	l.draining.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if !c.inData.Load() {
+			_ = c.Conn.SetReadDeadline(time.Now())
+		}
+	}
+}
+
+type conn struct {
+	net.Conn
+	l      *listener
+	inData atomic.Bool
+	closed sync.Once
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	d := time.Now().Add(c.l.idleTimeout)
+	if c.l.draining.Load() && !c.inData.Load() {
+		d = time.Now()
+	}
+	if err := c.Conn.SetReadDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// SetReadDeadline is ignored: Read sets the deadline itself (see listener).
+func (c *conn) SetReadDeadline(time.Time) error { return nil }
+
+func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+func (c *conn) Close() error {
+	c.closed.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (l *listener) active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}

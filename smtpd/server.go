@@ -1,0 +1,423 @@
+// Package smtpd is the inbound SMTP server. It adapts go-smtp sessions to the
+// routing table and the spool: a recipient is accepted only when the router
+// says so, and DATA is answered 250 only after the spool has made the message
+// durable. It holds no routing policy of its own and never dials out.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/queue"
+	"github.com/dualmx/dualmx/router"
+)
+
+// Router answers whether a recipient is one the relay accepts.
+type Router interface {
+	Lookup(rcpt string) (router.Route, error)
+}
+
+// Spool makes accepted messages durable.
+type Spool interface {
+	NewWriter(env queue.Envelope) (*queue.Writer, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	Hostname        string
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxConnections  int
+	ReadTimeout     time.Duration
+	AllowedNetworks []netip.Prefix
+	TLS             *tls.Config // STARTTLS offered when set
+	// MaxReceived is the hop limit: a message with more Received fields is
+	// refused as a probable loop. 0 means 50.
+	MaxReceived int
+	Router      Router
+	Spool       Spool
+	// Committed is told about every message made durable, so delivery can start at once.
+	Committed func(id string)
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Server is the inbound SMTP server.
+type Server struct {
+	opts Options
+	srv  *smtp.Server
+	ln   *listener
+	seq  atomic.Uint64
+}
+
+// New prepares a Server; Serve starts it.
+func New(opts Options) *Server {
+	if opts.MaxReceived == 0 {
+		opts.MaxReceived = 50
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = opts.Hostname
+	srv.MaxMessageBytes = opts.MaxMessageBytes
+	srv.MaxRecipients = opts.MaxRecipients
+	srv.MaxLineLength = 2000
+	srv.WriteTimeout = time.Minute
+	srv.TLSConfig = opts.TLS
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogErrorLog{opts.Logger}
+	s.srv = srv
+	return s
+}
+
+// Serve accepts connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	s.ln = &listener{
+		Listener:    l,
+		allowed:     s.opts.AllowedNetworks,
+		maxConns:    s.opts.MaxConnections,
+		idleTimeout: s.opts.ReadTimeout,
+		conns:       make(map[*conn]struct{}),
+		onRefuse: func(reason string) {
+			s.opts.Metrics.SMTPRefusals.WithLabelValues(reason).Inc()
+		},
+	}
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, lets sessions inside DATA finish, and
+// answers 421 to the rest. When ctx expires, remaining connections are cut:
+// a message whose DATA was cut never got its 250, so its sender still owns it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.srv.Shutdown(ctx) }()
+	if s.ln != nil {
+		s.ln.drain()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = s.srv.Close()
+		return ctx.Err()
+	}
+}
+
+// Active reports the number of open inbound connections.
+func (s *Server) Active() int {
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.active()
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	s.opts.Metrics.SMTPSessions.Inc()
+	s.opts.Metrics.SMTPSessionsActive.Inc()
+	sess := &session{s: s, c: c, start: s.opts.Now()}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		sess.ip = ap.Addr().Unmap()
+	}
+	return sess, nil
+}
+
+type slogErrorLog struct{ l *slog.Logger }
+
+func (e slogErrorLog) Printf(format string, v ...any) {
+	e.l.Debug("smtp server", "msg", fmt.Sprintf(format, v...))
+}
+func (e slogErrorLog) Println(v ...any) { e.l.Debug("smtp server", "msg", fmt.Sprint(v...)) }
+
+// Replies. They say what is wrong in standard words and name no policy detail;
+// the log line carries the specifics.
+var (
+	errUnknownRcpt = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Recipient address rejected: no such forwarding address here"}
+	errTryLater    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	errNoSpace     = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
+	errBareLF      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR or LF in data (RFC 5321 section 2.3.8)"}
+	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
+	errLoop        = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Too many hops: routing loop detected"}
+	errBadSender   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address syntax error"}
+	errNestedMail  = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command"}
+	// go-smtp sends any error from Rcpt as the reply; a 250 "error" acknowledges
+	// a duplicate recipient without adding it twice.
+	errDupRcpt = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 1, 5}, Message: "Duplicate recipient ignored"}
+)
+
+type session struct {
+	s     *Server
+	c     *smtp.Conn
+	ip    netip.Addr
+	start time.Time
+
+	from     string
+	hasFrom  bool
+	mailOpts smtp.MailOptions
+	rcpts    []queue.Recipient
+}
+
+func (s *session) log() *slog.Logger {
+	return s.s.opts.Logger.With("client", s.ip.String(), "helo", s.c.Hostname())
+}
+
+func (s *session) reply(cmd string, err error) error {
+	code := 250
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		code = se.Code
+	} else if err != nil {
+		code = 451
+	}
+	s.s.opts.Metrics.SMTPReplies.WithLabelValues(cmd, metrics.CodeClass(code)).Inc()
+	return err
+}
+
+func (s *session) refuse(cmd, reason string, err error) error {
+	s.s.opts.Metrics.SMTPRefusals.WithLabelValues(reason).Inc()
+	return s.reply(cmd, err)
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.hasFrom {
+		return s.refuse("mail", "protocol", errNestedMail)
+	}
+	if from != "" && !validMailbox(from) {
+		s.log().Info("refused sender", "from", from)
+		return s.refuse("mail", "bad_sender", errBadSender)
+	}
+	if opts != nil && opts.Size > 0 && s.s.opts.MaxMessageBytes > 0 && opts.Size > s.s.opts.MaxMessageBytes {
+		return s.refuse("mail", "too_large", errTooLarge)
+	}
+	s.from, s.hasFrom = from, true
+	if opts != nil {
+		s.mailOpts = *opts
+	}
+	return s.reply("mail", nil)
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	route, err := s.s.opts.Router.Lookup(to)
+	switch {
+	case errors.Is(err, router.ErrUnknown), errors.Is(err, router.ErrNotAccepting):
+		s.log().Info("refused recipient", "rcpt", to, "why", err.Error())
+		reason := "unknown_recipient"
+		if errors.Is(err, router.ErrNotAccepting) {
+			reason = "recipient_not_forwarding"
+		}
+		return s.refuse("rcpt", reason, errUnknownRcpt)
+	case err != nil:
+		// The routing table cannot decide (database unreadable for too long):
+		// a 4xx makes the old host retry; a guess either way would lose or misroute mail.
+		s.log().Warn("routing table unavailable", "rcpt", to, "err", err)
+		return s.refuse("rcpt", "router_unavailable", errTryLater)
+	}
+	for _, r := range s.rcpts {
+		if r.Target == route.Target && r.Rcpt == to {
+			return s.reply("rcpt", errDupRcpt)
+		}
+	}
+	s.rcpts = append(s.rcpts, queue.Recipient{Rcpt: to, Address: route.Address, Target: route.Target})
+	return s.reply("rcpt", nil)
+}
+
+func (s *session) Data(r io.Reader) error {
+	if nc := underlying(s.c.Conn()); nc != nil {
+		nc.inData.Store(true)
+		defer nc.inData.Store(false)
+	}
+	now := s.s.opts.Now()
+	_, isTLS := s.c.TLSConnectionState()
+	env := queue.Envelope{
+		From:       s.from,
+		Recipients: append([]queue.Recipient(nil), s.rcpts...),
+		ReceivedAt: now,
+		ClientIP:   s.ip.String(),
+		Helo:       s.c.Hostname(),
+		EightBit:   s.mailOpts.Body == smtp.Body8BitMIME,
+		SMTPUTF8:   s.mailOpts.UTF8,
+	}
+	w, err := s.s.opts.Spool.NewWriter(env)
+	if err != nil {
+		return s.spoolError(err, "")
+	}
+	rcptFor := ""
+	if len(s.rcpts) == 1 {
+		rcptFor = s.rcpts[0].Rcpt
+	}
+	if _, err := io.WriteString(w, receivedField(s.c.Hostname(), s.ip, s.s.opts.Hostname, w.ID(), rcptFor, isTLS, s.mailOpts.UTF8, now)); err != nil {
+		w.Abort()
+		return s.spoolError(err, w.ID())
+	}
+	chk := newDataChecker(r)
+	n, err := io.Copy(w, chk)
+	if err != nil {
+		w.Abort()
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			s.log().Info("refused message", "id", w.ID(), "why", "too large")
+			return s.refuse("data", "too_large", errTooLarge)
+		}
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return s.reply("data", se)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, smtp.ErrDataReset) || isNetErr(err) {
+			// The client went away mid-DATA: nothing was acknowledged.
+			s.log().Info("data aborted by client", "id", w.ID(), "err", err)
+			return s.reply("data", errTryLater)
+		}
+		return s.spoolError(err, w.ID())
+	}
+	if chk.bad {
+		w.Abort()
+		s.log().Info("refused message", "id", w.ID(), "why", "bare CR or LF")
+		return s.refuse("data", "bare_newline", errBareLF)
+	}
+	if chk.received >= s.s.opts.MaxReceived {
+		w.Abort()
+		s.log().Warn("refused message", "id", w.ID(), "why", "hop limit", "received_fields", chk.received)
+		return s.refuse("data", "loop", errLoop)
+	}
+	if chk.eight {
+		w.SetEightBit(true)
+	}
+	id, err := w.Commit()
+	if err != nil {
+		return s.spoolError(err, w.ID())
+	}
+	s.s.opts.Metrics.MessagesAccepted.Inc()
+	s.s.opts.Metrics.AcceptedBytes.Add(float64(n))
+	rcpts := make([]string, len(s.rcpts))
+	for i, r := range s.rcpts {
+		rcpts[i] = r.Rcpt
+	}
+	s.log().Info("accepted", "id", id, "from", s.from, "rcpts", rcpts, "size", n, "tls", isTLS, "eight_bit", chk.eight)
+	if s.s.opts.Committed != nil {
+		s.s.opts.Committed(id)
+	}
+	s.reset()
+	s.reply("data", nil)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+func (s *session) spoolError(err error, id string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		s.log().Error("spool full, message refused", "id", id, "err", err)
+		return s.refuse("data", "spool_full", errNoSpace)
+	}
+	s.log().Error("spool write failed, message refused", "id", id, "err", err)
+	return s.refuse("data", "spool_error", errTryLater)
+}
+
+func (s *session) Reset() { s.reset() }
+
+func (s *session) reset() {
+	s.from, s.hasFrom, s.rcpts = "", false, nil
+	s.mailOpts = smtp.MailOptions{}
+}
+
+func (s *session) Logout() error {
+	s.s.opts.Metrics.SMTPSessionsActive.Dec()
+	return nil
+}
+
+func underlying(c net.Conn) *conn {
+	for {
+		switch v := c.(type) {
+		case *conn:
+			return v
+		case *tls.Conn:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
+}
+
+// validMailbox accepts what go-smtp parsed as a mailbox when it is a plain
+// local@domain with a domain that could be looked up; the reverse-path is
+// where DSNs go, so it must be something a DSN could reach.
+func validMailbox(a string) bool {
+	i := strings.LastIndexByte(a, '@')
+	if i <= 0 || i == len(a)-1 {
+		return false
+	}
+	dom := a[i+1:]
+	if strings.HasPrefix(dom, "[") {
+		return strings.HasSuffix(dom, "]")
+	}
+	for _, r := range dom {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune("()<>,;:\\\"[]@", r) {
+			return false
+		}
+	}
+	return !strings.HasSuffix(dom, ".") && !strings.HasPrefix(dom, ".")
+}
+
+// receivedField is the trace field dualmx prepends (RFC 5321 section 4.4).
+// Client-supplied text (the HELO name) is reduced to safe characters so it can
+// neither break the field nor inject another.
+func receivedField(helo string, ip netip.Addr, host, id, rcpt string, tls, utf8 bool, t time.Time) string {
+	proto := "ESMTP"
+	if utf8 {
+		proto = "UTF8SMTP"
+	}
+	if tls {
+		proto += "S"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (dualmx) with %s id %s", sanitize(helo), ip, host, proto, id)
+	if rcpt != "" && validMailbox(rcpt) {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(rcpt))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", t.Format(time.RFC1123Z))
+	return b.String()
+}
+
+func sanitize(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r > ' ' && r < 0x7f && !strings.ContainsRune("()<>;\\\"", r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+		if b.Len() >= 255 {
+			break
+		}
+	}
+	return b.String()
+}
