@@ -11,14 +11,16 @@ import (
 // whole rather than repaired.
 var errBareNewline = errors.New("bare CR or LF in message data")
 
-// dataChecker passes DATA through unchanged while it watches for bare CR/LF,
-// 8-bit bytes and the end of the header block. It keeps only a few bytes of
+// dataChecker passes DATA through unchanged while it watches for bare CR/LF
+// and counts Received fields in the header block. It keeps only a few bytes of
 // state, so a message of any size streams through it.
 type dataChecker struct {
-	r       io.Reader
-	prevCR  bool
-	bad     bool
-	eight   bool
+	r      io.Reader
+	prevCR bool
+	bad    bool
+	// readErr is the last error from the client side, kept apart so a failed
+	// spool write is never mistaken for a client that went away.
+	readErr error
 	n       int64
 	inHdr   bool
 	hdrEnd  int64 // offset just after the blank line ending the header, 0 if not seen
@@ -38,9 +40,6 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	for _, b := range p[:n] {
 		c.n++
-		if b >= 0x80 {
-			c.eight = true
-		}
 		switch {
 		case c.prevCR && b != '\n':
 			c.bad = true
@@ -54,6 +53,9 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF && c.prevCR {
 		c.bad = true
+	}
+	if err != nil && err != io.EOF {
+		c.readErr = err
 	}
 	return n, err
 }

@@ -13,18 +13,17 @@ func TestDataChecker(t *testing.T) {
 		name     string
 		in       string
 		bad      bool
-		eight    bool
 		received int
 	}{
-		{"plain", "Subject: x\r\n\r\nbody\r\n", false, false, 0},
-		{"bare LF in body", "Subject: x\r\n\r\nline\nmore\r\n", true, false, 0},
-		{"bare CR in body", "Subject: x\r\n\r\nline\rmore\r\n", true, false, 0},
-		{"LF dot LF smuggling", "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<a@b>\r\n", true, false, 0},
-		{"CR dot CR smuggling", "Subject: x\r\n\r\nbody\r.\rMAIL FROM:<a@b>\r\n", true, false, 0},
-		{"trailing CR", "Subject: x\r\n\r\nbody\r", true, false, 0},
-		{"8-bit body", "Subject: x\r\n\r\ncaf\xc3\xa9\r\n", false, true, 0},
-		{"received counted in header only", "Received: a\r\nreceived: b\r\nRECEIVED : c\r\nX: y\r\n\r\nReceived: in body\r\n", false, false, 2},
-		{"folded received", "Received: from a\r\n\tby b\r\nReceived: c\r\n\r\n", false, false, 2},
+		{"plain", "Subject: x\r\n\r\nbody\r\n", false, 0},
+		{"bare LF in body", "Subject: x\r\n\r\nline\nmore\r\n", true, 0},
+		{"bare CR in body", "Subject: x\r\n\r\nline\rmore\r\n", true, 0},
+		{"LF dot LF smuggling", "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<a@b>\r\n", true, 0},
+		{"CR dot CR smuggling", "Subject: x\r\n\r\nbody\r.\rMAIL FROM:<a@b>\r\n", true, 0},
+		{"trailing CR", "Subject: x\r\n\r\nbody\r", true, 0},
+		{"8-bit body passes", "Subject: x\r\n\r\ncaf\xc3\xa9\r\n", false, 0},
+		{"received counted in header only", "Received: a\r\nreceived: b\r\nRECEIVED : c\r\nX: y\r\n\r\nReceived: in body\r\n", false, 2},
+		{"folded received", "Received: from a\r\n\tby b\r\nReceived: c\r\n\r\n", false, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -37,8 +36,8 @@ func TestDataChecker(t *testing.T) {
 			if !bytes.Equal(out, []byte(tc.in)) {
 				t.Errorf("checker changed the data: %q", out)
 			}
-			if c.bad != tc.bad || c.eight != tc.eight || c.received != tc.received {
-				t.Errorf("bad=%v eight=%v received=%d, want %v %v %d", c.bad, c.eight, c.received, tc.bad, tc.eight, tc.received)
+			if c.bad != tc.bad || c.received != tc.received {
+				t.Errorf("bad=%v received=%d, want %v %d", c.bad, c.received, tc.bad, tc.received)
 			}
 		})
 	}
@@ -49,7 +48,7 @@ func TestReceivedFieldSanitizesClientText(t *testing.T) {
 	if strings.Count(f, "\r\n") != 4 || strings.Contains(f, "X-Injected: 1\r\n") {
 		t.Fatalf("client text broke the field: %q", f)
 	}
-	if !strings.HasPrefix(f, "Received: from evil____X-Injected:_1 ([192.0.2.1])\r\n\tby relay.example.nl (dualmx) with ESMTPS id ID1\r\n\tfor <a@b.example>;") {
+	if !strings.HasPrefix(f, "Received: from evil___X-Injected:_1 ([192.0.2.1])\r\n\tby relay.example.nl (dualmx) with ESMTPS id ID1\r\n\tfor <a@b.example>;") {
 		t.Fatalf("unexpected field: %q", f)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -278,33 +277,26 @@ func (s *session) Data(r io.Reader) error {
 	n, err := io.Copy(w, chk)
 	if err != nil {
 		w.Abort()
+		if chk.readErr == nil {
+			return s.spoolError(err, w.ID())
+		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.log().Info("refused message", "id", w.ID(), "why", "too large")
 			return s.refuse("data", "too_large", errTooLarge)
 		}
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			return s.reply("data", se)
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, smtp.ErrDataReset) || isNetErr(err) {
-			// The client went away mid-DATA: nothing was acknowledged.
-			s.log().Info("data aborted by client", "id", w.ID(), "err", err)
-			return s.reply("data", errTryLater)
-		}
-		return s.spoolError(err, w.ID())
+		// The client went away or broke off mid-DATA: nothing was acknowledged.
+		s.log().Info("data aborted by client", "id", w.ID(), "err", err)
+		return s.reply("data", errTryLater)
 	}
 	if chk.bad {
 		w.Abort()
 		s.log().Info("refused message", "id", w.ID(), "why", "bare CR or LF")
 		return s.refuse("data", "bare_newline", errBareLF)
 	}
-	if chk.received >= s.s.opts.MaxReceived {
+	if chk.received > s.s.opts.MaxReceived {
 		w.Abort()
 		s.log().Warn("refused message", "id", w.ID(), "why", "hop limit", "received_fields", chk.received)
 		return s.refuse("data", "loop", errLoop)
-	}
-	if chk.eight {
-		w.SetEightBit(true)
 	}
 	id, err := w.Commit()
 	if err != nil {
@@ -316,7 +308,7 @@ func (s *session) Data(r io.Reader) error {
 	for i, r := range s.rcpts {
 		rcpts[i] = r.Rcpt
 	}
-	s.log().Info("accepted", "id", id, "from", s.from, "rcpts", rcpts, "size", n, "tls", isTLS, "eight_bit", chk.eight)
+	s.log().Info("accepted", "id", id, "from", s.from, "rcpts", rcpts, "size", n, "tls", isTLS)
 	if s.s.opts.Committed != nil {
 		s.s.opts.Committed(id)
 	}
@@ -326,7 +318,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (s *session) spoolError(err error, id string) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if queue.IsNoSpace(err) {
 		s.log().Error("spool full, message refused", "id", id, "err", err)
 		return s.refuse("data", "spool_full", errNoSpace)
 	}
@@ -357,11 +349,6 @@ func underlying(c net.Conn) *conn {
 			return nil
 		}
 	}
-}
-
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
 }
 
 // validMailbox accepts what go-smtp parsed as a mailbox when it is a plain
