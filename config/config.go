@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package config loads the dualmx configuration file. Layering is defaults →
+// file → flags: Default gives the built-in values, Parse/Load overlay a YAML
+// file, and cmd/dualmx may overlay flags and then call Validate again.
+//
+// The file is strict: unknown keys, duplicate keys, wrong types and
+// impossible values are all errors, and every one of them is reported at once
+// with file, line and key path, because a relay that half-understands its
+// configuration is worse than one that refuses to start.
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"time"
+)
+
+// Values of Config.LogFormat.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// Values of Target.TLS.
+const (
+	// TLSRequire insists on STARTTLS with a certificate that verifies for Target.Host.
+	TLSRequire = "require"
+	// TLSOpportunistic uses STARTTLS when offered and does not verify the certificate.
+	TLSOpportunistic = "opportunistic"
+	// TLSNone never starts TLS; meant for tests against a local fake.
+	TLSNone = "none"
+)
+
+// Values of Delivery.OnPermanentFailure.
+const (
+	// OnFailureHold keeps the message in the queue for an administrator.
+	OnFailureHold = "hold"
+	// OnFailureBounce sends a DSN to the envelope sender and drops the message.
+	OnFailureBounce = "bounce"
+)
+
+// Config is the effective configuration. Paths in it are absolute after Parse.
+type Config struct {
+	// Path is the file the configuration came from, as given to Load or Parse.
+	Path string
+
+	// Hostname is the name used in EHLO and Received lines.
+	Hostname string
+	// StateDir holds the state database and the spool.
+	StateDir  string
+	LogFormat string
+
+	Listen   Listen
+	Inbound  Inbound
+	Target   Target
+	Delivery Delivery
+
+	// origin remembers where each key was set in the file, so checks that run
+	// after decoding (and Warnings) can still point into the file.
+	origin map[string]origin
+}
+
+// origin is a key's line and the value the file gave it; a value changed
+// since (by a flag) no longer points at that line.
+type origin struct {
+	line  int
+	value any
+}
+
+// line returns the line key was set on, or 0 when its current value did not
+// come from the file.
+func (c *Config) line(key string) int {
+	o, ok := c.origin[key]
+	if !ok {
+		return 0
+	}
+	if f := lookupField(key); f != nil && !reflect.DeepEqual(display(f.ptr(c)), o.value) {
+		return 0
+	}
+	return o.line
+}
+
+// Listen holds the addresses dualmx listens on.
+type Listen struct {
+	// SMTP is the host:port of the inbound SMTP listener.
+	SMTP string
+	// Metrics is the host:port of the Prometheus endpoint; "" disables it.
+	Metrics string
+}
+
+// Inbound limits what the SMTP listener accepts.
+type Inbound struct {
+	// MaxMessageBytes is our own limit; the relay advertises the lower of
+	// this and the target's SIZE.
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxConnections  int
+	ReadTimeout     time.Duration
+	// AllowedNetworks restricts which clients may connect; empty allows any.
+	// Single addresses in the file become /32 or /128. Callers should Unmap
+	// an IPv4-mapped client address before calling Contains.
+	AllowedNetworks []netip.Prefix
+	// TLSCertFile and TLSKeyFile enable STARTTLS when both are set.
+	TLSCertFile string
+	TLSKeyFile  string
+}
+
+// Target is the next hop every message is delivered to.
+type Target struct {
+	Host string
+	Port int
+	// TLS is one of TLSRequire, TLSOpportunistic, TLSNone.
+	TLS string
+	// CAFile is an extra PEM bundle trusted for the target, for tests.
+	CAFile string
+}
+
+// Delivery controls retries towards the target.
+type Delivery struct {
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	GiveUpAfter  time.Duration
+	// OnPermanentFailure is one of OnFailureHold, OnFailureBounce.
+	OnPermanentFailure string
+	Concurrency        int
+}
+
+// Default returns the built-in values. Hostname, StateDir and Target.Host
+// have no sensible default and stay empty, so Validate refuses them until a
+// file or flag sets them.
+func Default() Config {
+	return Config{
+		LogFormat: LogText,
+		Listen: Listen{
+			SMTP:    "0.0.0.0:25",
+			Metrics: "127.0.0.1:9464",
+		},
+		Inbound: Inbound{
+			MaxMessageBytes: 50 << 20,
+			MaxRecipients:   100,
+			MaxConnections:  200,
+			ReadTimeout:     5 * time.Minute,
+		},
+		Target: Target{
+			Port: 25,
+			TLS:  TLSRequire,
+		},
+		Delivery: Delivery{
+			RetryInitial:       time.Minute,
+			RetryMax:           time.Hour,
+			GiveUpAfter:        120 * time.Hour,
+			OnPermanentFailure: OnFailureHold,
+			Concurrency:        8,
+		},
+	}
+}
+
+// Load reads and parses the file at path. A file that cannot be read gives
+// the *fs.PathError; a file with problems gives a Problems value.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// SpoolDir is where queued messages live.
+func (c *Config) SpoolDir() string { return filepath.Join(c.StateDir, "spool") }
+
+// DBPath is the state database.
+func (c *Config) DBPath() string { return filepath.Join(c.StateDir, "state.db") }
+
+// Redacted returns the effective configuration as dotted key → value, for the
+// start-up log. It is built from the same table the parser uses, so a new key
+// shows up here without further work, and it is the one place secrets are
+// masked: a key whose name looks secret is shown only as set or unset. File
+// paths (tls_key_file) are shown; their contents are never read here.
+func (c *Config) Redacted() map[string]any {
+	m := make(map[string]any, len(schema))
+	for _, f := range schema {
+		m[f.path] = redact(f.path, display(f.ptr(c)))
+	}
+	return m
+}
+
+// LogValue lets slog log a *Config as a group of its redacted keys, in a
+// stable order.
+func (c *Config) LogValue() slog.Value {
+	r := c.Redacted()
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys)+1)
+	attrs = append(attrs, slog.String("file", c.Path))
+	for _, k := range keys {
+		attrs = append(attrs, slog.Any(k, r[k]))
+	}
+	return slog.GroupValue(attrs...)
+}

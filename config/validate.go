@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package config
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks the values and their combinations. Parse already calls it;
+// call it again after overlaying flags. The error is a Problems value.
+func (c *Config) Validate() error {
+	if ps := c.check(nil); len(ps) > 0 {
+		ps.sortByLine()
+		return ps
+	}
+	return nil
+}
+
+// checker collects problems for one configuration, pointing each at the line
+// its key was set on.
+type checker struct {
+	c *Config
+	// prior holds problems found while decoding; a key listed there is not
+	// checked again, so one mistake yields one message.
+	prior Problems
+	out   Problems
+}
+
+func (c *Config) check(prior Problems) Problems {
+	k := &checker{c: c, prior: prior}
+	k.values()
+	k.files()
+	k.crossField()
+	return k.out
+}
+
+// skip reports whether any of keys already has a problem, so a cross-field
+// check does not add a derived complaint about a value already refused.
+func (k *checker) skip(keys ...string) bool {
+	for _, key := range keys {
+		if k.prior.hasKey(key) || k.out.hasKey(key) {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *checker) fail(key, format string, args ...any) {
+	if k.prior.hasKey(key) {
+		return
+	}
+	k.out.add(k.c.Path, k.c.line(key), key, format, args...)
+}
+
+func (k *checker) values() {
+	c := k.c
+	if c.Hostname == "" {
+		k.fail("hostname", "required (the name this relay uses in EHLO, e.g. relay.example.nl)")
+	} else if msg := checkDNSName(c.Hostname, false); msg != "" {
+		k.fail("hostname", "%q %s", clip(c.Hostname), msg)
+	}
+
+	switch {
+	case c.StateDir == "":
+		k.fail("state_dir", "required (a directory for the state database and the spool)")
+	case !filepath.IsAbs(c.StateDir):
+		// Parse resolves relative paths; only a flag can leave one here, and
+		// the daemon must not depend on its working directory.
+		k.fail("state_dir", "%q must be an absolute path", c.StateDir)
+	}
+
+	k.oneOf("log_format", c.LogFormat, LogText, LogJSON)
+
+	if c.Listen.SMTP == "" {
+		k.fail("listen.smtp", "must not be empty (e.g. 0.0.0.0:25)")
+	} else if msg := checkHostPort(c.Listen.SMTP); msg != "" {
+		k.fail("listen.smtp", "%s", msg)
+	}
+	if c.Listen.Metrics != "" {
+		if msg := checkHostPort(c.Listen.Metrics); msg != "" {
+			k.fail("listen.metrics", "%s", msg)
+		}
+	}
+
+	k.positive("inbound.max_message_bytes", c.Inbound.MaxMessageBytes)
+	k.positive("inbound.max_recipients", int64(c.Inbound.MaxRecipients))
+	k.positive("inbound.max_connections", int64(c.Inbound.MaxConnections))
+	k.positiveDuration("inbound.read_timeout", c.Inbound.ReadTimeout)
+
+	switch h := strings.TrimSuffix(c.Target.Host, "."); {
+	case c.Target.Host == "":
+		k.fail("target.host", "required (the tenant's MX host, e.g. example-nl.mail.protection.outlook.com)")
+	case isIP(h):
+	default:
+		if msg := checkDNSName(h, true); msg != "" {
+			k.fail("target.host", "%q %s", clip(c.Target.Host), msg)
+		}
+	}
+	if c.Target.Port < 1 || c.Target.Port > 65535 {
+		k.fail("target.port", "%d is not a port number (1-65535)", c.Target.Port)
+	}
+	k.oneOf("target.tls", c.Target.TLS, TLSRequire, TLSOpportunistic, TLSNone)
+
+	k.positiveDuration("delivery.retry_initial", c.Delivery.RetryInitial)
+	k.positiveDuration("delivery.retry_max", c.Delivery.RetryMax)
+	k.positiveDuration("delivery.give_up_after", c.Delivery.GiveUpAfter)
+	k.oneOf("delivery.on_permanent_failure", c.Delivery.OnPermanentFailure, OnFailureHold, OnFailureBounce)
+	k.positive("delivery.concurrency", int64(c.Delivery.Concurrency))
+}
+
+func (k *checker) files() {
+	c := k.c
+	if c.Inbound.TLSCertFile != "" {
+		if msg := checkReadable(c.Inbound.TLSCertFile); msg != "" {
+			k.fail("inbound.tls_cert_file", "%s", msg)
+		}
+	}
+	if c.Inbound.TLSKeyFile != "" {
+		if msg := checkReadable(c.Inbound.TLSKeyFile); msg != "" {
+			k.fail("inbound.tls_key_file", "%s", msg)
+		} else if msg := checkPrivate(c.Inbound.TLSKeyFile); msg != "" {
+			k.fail("inbound.tls_key_file", "%s", msg)
+		}
+	}
+	if c.Target.CAFile != "" {
+		if msg := checkCABundle(c.Target.CAFile); msg != "" {
+			k.fail("target.ca_file", "%s", msg)
+		}
+	}
+}
+
+func (k *checker) crossField() {
+	c := k.c
+	// Each cross-field problem is reported on the key the operator most likely
+	// has to change: the one set in the file, preferring the dependent key.
+	if !k.skip("delivery.retry_initial", "delivery.retry_max") && c.Delivery.RetryInitial > 0 &&
+		c.Delivery.RetryMax < c.Delivery.RetryInitial {
+		key := k.setOne("delivery.retry_max", "delivery.retry_initial")
+		k.fail(key, "retry_max (%s) must be at least retry_initial (%s)",
+			fmtDuration(c.Delivery.RetryMax), fmtDuration(c.Delivery.RetryInitial))
+	}
+	if !k.skip("delivery.retry_initial", "delivery.give_up_after") && c.Delivery.RetryInitial > 0 &&
+		c.Delivery.GiveUpAfter < c.Delivery.RetryInitial {
+		key := k.setOne("delivery.give_up_after", "delivery.retry_initial")
+		k.fail(key, "give_up_after (%s) must be at least retry_initial (%s)",
+			fmtDuration(c.Delivery.GiveUpAfter), fmtDuration(c.Delivery.RetryInitial))
+	}
+	cert, key := c.Inbound.TLSCertFile, c.Inbound.TLSKeyFile
+	switch {
+	case cert != "" && key == "":
+		k.fail("inbound.tls_cert_file", "set without inbound.tls_key_file; set both to offer STARTTLS, or neither")
+	case key != "" && cert == "":
+		k.fail("inbound.tls_key_file", "set without inbound.tls_cert_file; set both to offer STARTTLS, or neither")
+	}
+}
+
+// setOne returns the first key that was set in the file, or the first key
+// when none was (the values then came from defaults or flags).
+func (k *checker) setOne(keys ...string) string {
+	for _, key := range keys {
+		if k.c.line(key) > 0 {
+			return key
+		}
+	}
+	return keys[0]
+}
+
+func (k *checker) oneOf(key, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	k.fail(key, "%q is not one of %s", clip(got), strings.Join(allowed, ", "))
+}
+
+func (k *checker) positive(key string, n int64) {
+	if n <= 0 {
+		k.fail(key, "%d must be greater than 0", n)
+	}
+}
+
+func (k *checker) positiveDuration(key string, d time.Duration) {
+	if d <= 0 {
+		k.fail(key, "%s must be greater than 0", fmtDuration(d))
+	}
+}
+
+// Warnings lists settings that are allowed but deserve a line in the log.
+// They are computed from the current values, so flags are taken into account.
+func (c *Config) Warnings() []Problem {
+	var ws []Problem
+	warn := func(key, format string, args ...any) {
+		ws = append(ws, Problem{File: c.Path, Line: c.line(key), Key: key, Msg: fmt.Sprintf(format, args...), Warning: true})
+	}
+	if c.Target.TLS == TLSNone {
+		warn("target.tls", "TLS to the target is off; mail crosses the network in clear text (meant for tests)")
+		if c.Target.CAFile != "" {
+			warn("target.ca_file", "ignored because target.tls is none")
+		}
+	}
+	if len(c.Inbound.AllowedNetworks) == 0 && exposed(c.Listen.SMTP) {
+		key := "inbound.allowed_networks"
+		if c.line(key) == 0 {
+			key = "listen.smtp"
+		}
+		warn(key, "no allowed_networks while listening on %s: any client that can reach it may submit mail for the routed recipients", c.Listen.SMTP)
+	}
+	if c.Listen.Metrics != "" && exposed(c.Listen.Metrics) {
+		warn("listen.metrics", "metrics are served without authentication on %s", c.Listen.Metrics)
+	}
+	if c.Hostname != "" && !strings.Contains(c.Hostname, ".") {
+		warn("hostname", "%q is not fully qualified; receiving servers may distrust the EHLO", c.Hostname)
+	}
+	return ws
+}
+
+// exposed reports whether a listen address may be reachable from outside
+// the host's own networks: unspecified, public, or a name we cannot judge.
+func exposed(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false // an invalid address is an error already, not a warning
+	}
+	if host == "localhost" {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return true
+	}
+	a = a.Unmap()
+	return !(a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast())
+}
+
+// checkDNSName returns why s is not a usable host name, or "".
+func checkDNSName(s string, trailingDot bool) string {
+	if isIP(s) {
+		return "is an IP address; a DNS name is needed"
+	}
+	if strings.HasSuffix(s, ".") {
+		if !trailingDot {
+			return "must not end with a dot"
+		}
+		s = strings.TrimSuffix(s, ".")
+	}
+	if len(s) > 253 {
+		return "is longer than 253 characters"
+	}
+	for _, label := range strings.Split(s, ".") {
+		switch {
+		case label == "":
+			return "has an empty label"
+		case len(label) > 63:
+			return "has a label longer than 63 characters"
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "has a label that starts or ends with a hyphen"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Sprintf("contains %q; only letters, digits, hyphens and dots are allowed", r)
+			}
+		}
+	}
+	return ""
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// checkHostPort returns why s is not a listen address, or "". Port 0 is
+// allowed so tests can ask for an ephemeral port; service names are not,
+// because they depend on /etc/services.
+func checkHostPort(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. 0.0.0.0:25 or [::1]:25)", clip(s))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("%q: port %q is not a number from 0 to 65535", clip(s), clip(port))
+	}
+	if host == "" || host == "localhost" || isIP(host) {
+		return ""
+	}
+	if msg := checkDNSName(host, false); msg != "" {
+		return fmt.Sprintf("%q: host %s", clip(s), msg)
+	}
+	return ""
+}
+
+// checkReadable returns why path is not a regular file we can open, or "".
+// Devices and FIFOs are refused: opening a FIFO blocks and reading
+// /dev/zero never ends.
+func checkReadable(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileErr(path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Sprintf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fileErr(path, err)
+	}
+	f.Close()
+	return ""
+}
+
+// checkPrivate refuses a key file that anyone but its owner can read or
+// change: such a key must be treated as leaked, and starting with it would
+// hide that.
+func checkPrivate(path string) string {
+	if runtime.GOOS == "windows" {
+		return "" // permission bits carry no meaning there
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileErr(path, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Sprintf("%s is accessible by group or others (mode %04o); chmod 600 it", path, perm)
+	}
+	return ""
+}
+
+// maxCABundle bounds how much of ca_file is read; real bundles are a few
+// hundred kilobytes.
+const maxCABundle = 16 << 20
+
+func checkCABundle(path string) string {
+	if msg := checkReadable(path); msg != "" {
+		return msg
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fileErr(path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCABundle+1))
+	if err != nil {
+		return fileErr(path, err)
+	}
+	if len(data) > maxCABundle {
+		return fmt.Sprintf("%s is larger than %d MiB; not a CA bundle", path, maxCABundle>>20)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return fmt.Sprintf("%s holds no PEM certificates", path)
+	}
+	return ""
+}
+
+func fileErr(path string, err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%s does not exist", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("%s cannot be read: permission denied", path)
+	}
+	return err.Error()
+}
+
+// fmtDuration prints durations the way they are written in the file ("1h",
+// not "1h0m0s"), so a message can be matched against the config by eye.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// display turns a Config field into a plain value for logging.
+func display(ptr any) any {
+	switch p := ptr.(type) {
+	case *string:
+		return *p
+	case *int:
+		return *p
+	case *int64:
+		return *p
+	case *time.Duration:
+		return fmtDuration(*p)
+	case *[]netip.Prefix:
+		out := make([]string, len(*p))
+		for i, n := range *p {
+			out[i] = n.String()
+		}
+		return out
+	}
+	return fmt.Sprint(ptr)
+}
+
+// secretWords mark a key whose value must never reach a log. No current key
+// holds a secret; the check is here so the first one that does is masked
+// without anybody remembering to.
+var secretWords = []string{"secret", "password", "passphrase", "token"}
+
+func redact(key string, v any) any {
+	name := strings.ToLower(key[strings.LastIndex(key, ".")+1:])
+	for _, w := range secretWords {
+		if strings.Contains(name, w) {
+			if v == "" || v == nil {
+				return "(unset)"
+			}
+			return "(set, hidden)"
+		}
+	}
+	return v
+}
