@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// TLS policies for a next hop.
+const (
+	TLSRequire       = "require"       // STARTTLS mandatory, certificate verified
+	TLSOpportunistic = "opportunistic" // STARTTLS when offered, certificate not verified (RFC 7435)
+	TLSNone          = "none"          // plain text
+)
+
+// dialer holds what a connection to one next hop needs.
+type dialer struct {
+	addr       string // host:port
+	serverName string // name the certificate must carry
+	policy     string
+	roots      *x509.CertPool
+	helo       string
+	dial       time.Duration
+	command    time.Duration
+	data       time.Duration
+}
+
+// client is one SMTP connection, plain or TLS, past EHLO.
+type client struct {
+	c        *smtp.Client
+	conn     net.Conn // what the client talks to; deadlines and forced closes go here
+	key      string
+	tls      bool
+	lastUsed time.Time
+}
+
+func (c *client) ext(name string) (bool, string) { return c.c.Extension(name) }
+
+func (c *client) close() { c.conn.Close() }
+
+// quit ends the session politely, bounded by a short deadline so a stalled
+// server cannot hold up a shutdown.
+func (c *client) quit() {
+	c.conn.SetDeadline(time.Now().Add(2 * time.Second))
+	c.c.Quit()
+	c.conn.Close()
+}
+
+// connect dials and, per policy, upgrades with STARTTLS. go-smtp's client
+// cannot send STARTTLS after a custom EHLO name, so the part before TLS is
+// done here by hand, then go-smtp takes over (it sends its own EHLO).
+func (d *dialer) connect(ctx context.Context) (*client, error) {
+	nd := net.Dialer{Timeout: d.dial}
+	raw, err := nd.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, &DeliveryError{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	conn, isTLS, err := d.preamble(ctx, raw)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	c := smtp.NewClient(&greetedConn{Conn: conn, greeting: []byte("220 resumed\r\n")})
+	c.CommandTimeout = d.command
+	c.SubmissionTimeout = d.data
+	if err := c.Hello(d.helo); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("EHLO at %s: %w", d.addr, err)
+	}
+	return &client{c: c, conn: conn, key: d.addr, tls: isTLS}, nil
+}
+
+// preamble reads the greeting, sends EHLO and, when the policy and the server
+// allow, STARTTLS and the handshake. It returns the connection to continue on.
+func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, error) {
+	raw.SetDeadline(time.Now().Add(d.command))
+	defer raw.SetDeadline(time.Time{})
+	tp := textproto.NewConn(raw)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, false, fmt.Errorf("greeting from %s: %w", d.addr, err)
+	}
+	if d.policy == TLSNone {
+		return raw, false, nil
+	}
+	id, err := tp.Cmd("EHLO %s", d.helo)
+	if err != nil {
+		return nil, false, fmt.Errorf("EHLO at %s: %w", d.addr, err)
+	}
+	tp.StartResponse(id)
+	_, msg, err := tp.ReadResponse(250)
+	tp.EndResponse(id)
+	if err != nil {
+		return nil, false, fmt.Errorf("EHLO at %s: %w", d.addr, err)
+	}
+	if !hasExt(msg, "STARTTLS") {
+		if d.policy == TLSRequire {
+			tp.PrintfLine("QUIT")
+			return nil, false, tempErr("4.7.10", "%s does not offer STARTTLS and the TLS policy is require", d.addr)
+		}
+		return raw, false, nil
+	}
+	id, err = tp.Cmd("STARTTLS")
+	if err != nil {
+		return nil, false, fmt.Errorf("STARTTLS at %s: %w", d.addr, err)
+	}
+	tp.StartResponse(id)
+	_, _, err = tp.ReadResponse(220)
+	tp.EndResponse(id)
+	if err != nil {
+		if d.policy == TLSRequire {
+			return nil, false, fmt.Errorf("STARTTLS at %s: %w", d.addr, err)
+		}
+		// An opportunistic client may carry on in plain text; go-smtp's EHLO resets the session.
+		return raw, false, nil
+	}
+	cfg := &tls.Config{ServerName: d.serverName, RootCAs: d.roots, MinVersion: tls.VersionTLS12}
+	if d.policy != TLSRequire {
+		cfg.InsecureSkipVerify = true
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		// Certificate problems are deferred like any temporary failure: they
+		// are usually fixed at the target (renewal) or in our CA bundle, and
+		// the give-up policy still bounds how long a message waits.
+		var verr *tls.CertificateVerificationError
+		reason := "TLS handshake"
+		if errors.As(err, &verr) {
+			reason = "certificate verification"
+		}
+		return nil, false, &DeliveryError{Status: "4.7.5", Message: fmt.Sprintf("%s with %s failed: %v", reason, d.addr, err), Temporary: true, Err: err}
+	}
+	return tc, true, nil
+}
+
+func hasExt(ehlo, name string) bool {
+	lines := strings.Split(ehlo, "\n")
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) > 0 && strings.EqualFold(f[0], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// greetedConn replays a greeting so go-smtp's client, which always expects
+// one, can start on a connection whose real greeting was already read.
+type greetedConn struct {
+	net.Conn
+	greeting []byte
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if len(g.greeting) > 0 {
+		n := copy(p, g.greeting)
+		g.greeting = g.greeting[n:]
+		return n, nil
+	}
+	return g.Conn.Read(p)
+}

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// busyRetry is how soon an item locked by an admin command is looked at again.
+const busyRetry = time.Second
+
+// process makes one delivery attempt for id and records the outcome. The
+// item stays locked throughout, so an admin command in another process
+// either waits for the attempt or runs entirely before it.
+func (r *Runner) process(ctx context.Context, id string) done {
+	log := r.log.With("id", id)
+	lk, err := r.sp.lockItem(id, 0)
+	if errors.Is(err, ErrBusy) {
+		return done{id: id, keep: true, next: r.opts.Now().Add(busyRetry)}
+	}
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			log.Error("queue: lock", "err", err)
+		}
+		return done{id: id}
+	}
+	defer lk.unlock()
+	// Re-read under the lock: an admin may have changed or removed the item
+	// since the schedule was made.
+	it, err := r.sp.readMeta(id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			log.Error("queue: unreadable item left for recovery", "err", err)
+		}
+		return done{id: id}
+	}
+	now := r.opts.Now()
+	if it.State == StateHeld {
+		return done{id: id}
+	}
+	if it.NextAttempt.After(now.Add(time.Second)) {
+		return done{id: id, keep: true, next: it.NextAttempt}
+	}
+
+	var targets []string
+	seen := map[string]bool{}
+	for _, rc := range it.Recipients {
+		k := strings.ToLower(rc.Target)
+		if rc.State == RcptPending && !seen[k] {
+			seen[k] = true
+			targets = append(targets, rc.Target)
+		}
+	}
+	var res map[string]outcome
+	var attemptErr error
+	if len(targets) > 0 {
+		via := r.tenant
+		if it.DSN {
+			via = r.dsn
+		}
+		log.Info("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
+		start := time.Now()
+		res, attemptErr = via.deliver(ctx, it, lk.f, targets)
+		if r.m != nil {
+			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
+		}
+		it.Attempts++
+		it.LastAttempt = now.UTC()
+		now = r.opts.Now()
+	}
+	r.apply(it, res, attemptErr, now, log)
+	return r.decide(it, lk, now, log)
+}
+
+// apply records per-recipient outcomes; recipients sharing a target share its outcome.
+func (r *Runner) apply(it *Item, res map[string]outcome, attemptErr error, now time.Time, log *slog.Logger) {
+	byTarget := map[string]outcome{}
+	for t, o := range res {
+		byTarget[strings.ToLower(t)] = o
+	}
+	delivered := map[string]int{}
+	it.LastError = ""
+	for i := range it.Recipients {
+		rc := &it.Recipients[i]
+		if rc.State != RcptPending {
+			continue
+		}
+		o, ok := byTarget[strings.ToLower(rc.Target)]
+		if !ok {
+			o = outcome{err: classify(attemptErr)}
+			if o.err == nil {
+				o.err = tempErr("4.4.0", "no outcome recorded")
+			}
+		}
+		rc.Attempts++
+		if o.err == nil {
+			rc.State = RcptDelivered
+			rc.DeliveredAt = now.UTC()
+			rc.LastReply, rc.LastCode, rc.LastStatus = o.reply, 250, ""
+			log.Info("queue: delivered", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.reply)
+			if r.m != nil {
+				r.m.Deliveries.WithLabelValues("delivered").Inc()
+				r.m.DeliveryLatency.Observe(now.Sub(it.ReceivedAt).Seconds())
+				if rc.Address != "" {
+					r.m.AddressDelivered.WithLabelValues(rc.Address).Inc()
+				}
+			}
+			if rc.Address != "" {
+				delivered[rc.Address]++
+			}
+			continue
+		}
+		rc.LastReply, rc.LastCode, rc.LastStatus = o.err.Reply(), o.err.Code, o.err.Status
+		it.LastError = o.err.Reply()
+		if o.err.Temporary {
+			log.Warn("queue: temporary failure", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+		} else {
+			rc.State = RcptFailed
+			log.Warn("queue: permanent failure", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+		}
+	}
+	if r.opts.Recorder != nil {
+		for addr, n := range delivered {
+			if err := r.opts.Recorder.RecordDelivery(addr, now, n); err != nil {
+				log.Error("queue: record delivery", "address", addr, "err", err)
+			}
+		}
+	}
+}
+
+// decide turns recipient states into the item's fate: retry later, give up,
+// or (nothing left to try) remove, hold or bounce.
+func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger) done {
+	id := it.ID
+	if pending := it.count(RcptPending); pending > 0 {
+		since := it.ReceivedAt
+		if it.ReleasedAt.After(since) {
+			since = it.ReleasedAt
+		}
+		if now.Sub(since) < r.opts.GiveUpAfter {
+			delay := Backoff(it.Attempts, r.opts.RetryInitial, r.opts.RetryMax, r.opts.Rand)
+			it.State = StateDeferred
+			it.NextAttempt = now.Add(delay).UTC()
+			if err := r.sp.writeMeta(it); err != nil {
+				log.Error("queue: record deferral", "err", err)
+			}
+			r.count("deferred", pending)
+			log.Info("queue: deferred", "pending", pending, "next_attempt", it.NextAttempt, "last_error", it.LastError)
+			return done{id: id, keep: true, next: it.NextAttempt}
+		}
+		for i := range it.Recipients {
+			if rc := &it.Recipients[i]; rc.State == RcptPending {
+				rc.State = RcptFailed
+				rc.LastReply = fmt.Sprintf("gave up after %s: %s", r.opts.GiveUpAfter, rc.LastReply)
+				if rc.LastStatus == "" || rc.LastStatus[0] != '5' {
+					rc.LastStatus = "4.4.7" // delivery time expired
+				}
+			}
+		}
+		log.Warn("queue: giving up", "after", r.opts.GiveUpAfter, "last_error", it.LastError)
+	}
+	failed := it.count(RcptFailed)
+	if failed == 0 {
+		if err := r.sp.remove(id); err != nil {
+			log.Error("queue: remove delivered item", "err", err)
+			return done{id: id, keep: true, next: now.Add(r.opts.RetryInitial)}
+		}
+		log.Info("queue: done, removed from spool")
+		return done{id: id}
+	}
+	if r.opts.OnPermanentFailure == PolicyBounce && bounceable(it) {
+		dsnID, err := r.sp.bounceLocked(it, lk, r.opts.HelloName, now)
+		if err == nil {
+			r.count("bounced", failed)
+			if r.m != nil {
+				r.m.DSNsGenerated.Inc()
+			}
+			log.Info("queue: bounced", "dsn_id", dsnID, "failed", failed)
+			return done{id: id, also: []string{dsnID}}
+		}
+		log.Error("queue: bounce failed, holding instead", "err", err)
+	}
+	it.State = StateHeld
+	it.NextAttempt = time.Time{}
+	if err := r.sp.writeMeta(it); err != nil {
+		log.Error("queue: record hold", "err", err)
+	}
+	r.count("held", failed)
+	log.Warn("queue: held for an admin", "failed", failed, "last_error", it.LastError)
+	return done{id: id}
+}
+
+// bounceable: a DSN never goes to the null sender and never about a DSN (RFC
+// 5321 6.1), so such messages are held instead.
+func bounceable(it *Item) bool { return it.From != "" && !it.DSN }
+
+func (r *Runner) count(result string, n int) {
+	if r.m != nil && n > 0 {
+		r.m.Deliveries.WithLabelValues(result).Add(float64(n))
+	}
+}

@@ -1,0 +1,584 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dualmx/dualmx/standin"
+)
+
+type recorder struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (r *recorder) RecordDelivery(address string, _ time.Time, n int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.got == nil {
+		r.got = map[string]int{}
+	}
+	r.got[address] += n
+	return nil
+}
+
+func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{MaxSize: 10 << 20})
+	rec := &recorder{}
+	opts := f.opts(s)
+	opts.Recorder = rec
+	// Two aliases of one public address share a target: one RCPT.
+	id := f.spool(testBody, defaultEnv(
+		rcpt("scriba@fwd.domain.test", "scriba@domain.test"),
+		Recipient{Rcpt: "scriba2@fwd.domain.test", Address: "scriba@domain.test", Target: "SCRIBA@domain.test"},
+		rcpt("koster@fwd.domain.test", "koster@domain.test")))
+	f.run(opts)
+	m := waitMsgs(t, s, 1)[0]
+	if string(m.Data) != testBody {
+		t.Errorf("bytes changed:\n%q\nwant\n%q", m.Data, testBody)
+	}
+	if !m.TLS {
+		t.Error("delivered without TLS")
+	}
+	if !slices.Equal(m.To, []string{"scriba@domain.test", "koster@domain.test"}) {
+		t.Errorf("RCPTs = %v", m.To)
+	}
+	if m.From != "alice@sender.test" || m.MailOpts.Size != int64(len(testBody)) {
+		t.Errorf("MAIL = %q %+v", m.From, m.MailOpts)
+	}
+	waitFor(t, 5*time.Second, "item removed", f.gone(id))
+	if got := testutil.ToFloat64(f.m.Deliveries.WithLabelValues("delivered")); got != 3 {
+		t.Errorf("delivered metric = %v", got)
+	}
+	if got := testutil.ToFloat64(f.m.AddressDelivered.WithLabelValues("scriba@domain.test")); got != 2 {
+		t.Errorf("address metric = %v", got)
+	}
+	if testutil.CollectAndCount(f.m.DeliveryLatency) != 1 || testutil.CollectAndCount(f.m.AttemptDuration) != 1 {
+		t.Error("latency histograms not observed")
+	}
+	rec.mu.Lock()
+	if rec.got["scriba@domain.test"] != 2 || rec.got["koster@domain.test"] != 1 {
+		t.Errorf("recorder = %v", rec.got)
+	}
+	rec.mu.Unlock()
+	checkLogsHaveID(t, f.logs.String())
+}
+
+// checkLogsHaveID: every delivery log line names the spool id.
+func checkLogsHaveID(t *testing.T, logs string) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	n := 0
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		msg, _ := rec["msg"].(string)
+		if strings.HasPrefix(msg, "queue: ") && msg != "queue: scan" && !strings.HasPrefix(msg, "queue: stop") {
+			n++
+			if id, _ := rec["id"].(string); !validID(id) {
+				t.Errorf("log line without id: %s", sc.Text())
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no delivery log lines")
+	}
+}
+
+func TestTLSPolicy(t *testing.T) {
+	f := newFixture(t)
+	other := newFixture(t)
+	now := time.Now()
+	expired, err := f.ca.LeafWith(now.Add(-48*time.Hour), now.Add(-time.Hour), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := &tls.Config{} // marker: no STARTTLS
+	for _, tc := range []struct {
+		name    string
+		srvTLS  *tls.Config
+		policy  string
+		deliver bool
+		wantTLS bool
+		reason  string
+	}{
+		{"require verified", nil, TLSRequire, true, true, ""},
+		{"require without STARTTLS", plain, TLSRequire, false, false, "does not offer STARTTLS"},
+		{"require foreign CA", other.tlsFor("127.0.0.1"), TLSRequire, false, false, "certificate"},
+		{"require wrong name", f.tlsFor("mx.other.test"), TLSRequire, false, false, "certificate"},
+		{"require expired", &tls.Config{Certificates: []tls.Certificate{expired}}, TLSRequire, false, false, "certificate"},
+		{"opportunistic foreign CA", other.tlsFor("127.0.0.1"), TLSOpportunistic, true, true, ""},
+		{"opportunistic without STARTTLS", plain, TLSOpportunistic, true, false, ""},
+		{"none", nil, TLSNone, true, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			so := standin.Options{TLS: tc.srvTLS}
+			var s *standin.Server
+			if tc.srvTLS == plain {
+				var err error
+				if s, err = standin.Start(standin.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+			} else {
+				s = f.target(so)
+			}
+			opts := f.opts(s)
+			opts.TLS = tc.policy
+			id := f.spool(testBody, defaultEnv())
+			_, stop := f.run(opts)
+			defer stop()
+			if tc.deliver {
+				m := waitMsgs(t, s, 1)[0]
+				if m.TLS != tc.wantTLS {
+					t.Errorf("TLS = %v", m.TLS)
+				}
+				waitFor(t, 5*time.Second, "removed", f.gone(id))
+				return
+			}
+			waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+			stop()
+			it, _ := f.sp.Get(id)
+			if !strings.Contains(it.LastError, tc.reason) || it.Recipients[0].State != RcptPending {
+				t.Errorf("last error %q, want %q; %+v", it.LastError, tc.reason, it.Recipients)
+			}
+			if s.Count() != 0 {
+				t.Error("message reached an unverified target")
+			}
+			f.sp.Drop(id, "test", "cleanup")
+		})
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{})
+	opts := f.opts(s)
+	opts.Concurrency = 1
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, f.spool(testBody, defaultEnv()))
+	}
+	r, _ := f.run(opts)
+	waitMsgs(t, s, 5)
+	// One more after a pause: the idle connection is taken from the pool.
+	id := f.spool(testBody, defaultEnv())
+	r.Notify(id)
+	waitMsgs(t, s, 6)
+	for _, id := range append(ids, id) {
+		waitFor(t, 5*time.Second, "removed", f.gone(id))
+	}
+	if c := s.Connections(); c != 1 {
+		t.Errorf("%d connections for 6 messages, want 1", c)
+	}
+}
+
+func TestStaleIdleConnectionIsReplaced(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{})
+	opts := f.opts(s)
+	opts.Concurrency = 1
+	opts.RetryInitial = time.Hour // a deferral would make the wait below time out
+	r, _ := f.run(opts)
+	a := f.spool(testBody, defaultEnv())
+	r.Notify(a)
+	waitMsgs(t, s, 1)
+	waitFor(t, 5*time.Second, "removed", f.gone(a))
+	// The target restarts: pooled connections are dead.
+	addr := s.Addr()
+	s.Close()
+	s2, err := standin.Start(standin.Options{Addr: addr, TLS: f.tlsFor("127.0.0.1")})
+	if err != nil {
+		t.Skipf("cannot rebind %s: %v", addr, err)
+	}
+	defer s2.Close()
+	b := f.spool(testBody, defaultEnv())
+	r.Notify(b)
+	waitMsgs(t, s2, 1)
+	waitFor(t, 5*time.Second, "removed", f.gone(b))
+}
+
+func TestTemporaryFailuresRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   func(e standin.Event) error
+		reason string
+	}{
+		{"451 at RCPT", func(e standin.Event) error {
+			if e.Stage == standin.StageRcpt {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
+			}
+			return nil
+		}, "451 4.2.0 mailbox busy"},
+		{"421 at MAIL", func(e standin.Event) error {
+			if e.Stage == standin.StageMail {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "try later"}
+			}
+			return nil
+		}, "421"},
+		{"dropped after data", func(e standin.Event) error {
+			if e.Stage == standin.StageDataDone {
+				return standin.ErrDrop
+			}
+			return nil
+		}, "4.4.2"},
+		{"stall at data", func(e standin.Event) error {
+			if e.Stage == standin.StageDataDone {
+				time.Sleep(1500 * time.Millisecond)
+			}
+			return nil
+		}, "timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			var mu sync.Mutex
+			failing := true
+			s := f.target(standin.Options{Hook: func(e standin.Event) error {
+				mu.Lock()
+				fl := failing
+				mu.Unlock()
+				if fl {
+					return tc.fail(e)
+				}
+				return nil
+			}})
+			opts := f.opts(s)
+			opts.DataTimeout = 500 * time.Millisecond
+			opts.RetryInitial = 300 * time.Millisecond
+			id := f.spool(testBody, defaultEnv())
+			_, stop := f.run(opts)
+			waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+			it, _ := f.sp.Get(id)
+			if !strings.Contains(it.LastError, tc.reason) || it.Attempts < 1 || it.Recipients[0].State != RcptPending {
+				t.Errorf("after failure: %+v", it)
+			}
+			// Backoff with zero jitter: the first retry is RetryInitial after the attempt.
+			if d := it.NextAttempt.Sub(it.LastAttempt); d < 250*time.Millisecond || d > 10*time.Second {
+				t.Errorf("next attempt %v after the last one", d)
+			}
+			mu.Lock()
+			failing = false
+			mu.Unlock()
+			waitFor(t, 10*time.Second, "delivered after retry", f.gone(id))
+			stop()
+			if got := testutil.ToFloat64(f.m.Deliveries.WithLabelValues("deferred")); got < 1 {
+				t.Errorf("deferred metric = %v", got)
+			}
+		})
+	}
+}
+
+func TestGiveUpAppliesPolicy(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if e.Stage == standin.StageRcpt {
+			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "later"}
+		}
+		return nil
+	}})
+	opts := f.opts(s)
+	opts.GiveUpAfter = 300 * time.Millisecond
+	id := f.spool(testBody, defaultEnv())
+	f.run(opts)
+	waitFor(t, 10*time.Second, "held", f.state(id, StateHeld))
+	it, _ := f.sp.Get(id)
+	if it.Recipients[0].State != RcptFailed || !strings.Contains(it.Recipients[0].LastReply, "gave up") || it.Attempts < 2 {
+		t.Errorf("item = %+v", it)
+	}
+}
+
+func TestPerRecipientOutcomes(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	var rcpts [][]string
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		switch {
+		case e.Stage == standin.StageRcpt && e.Rcpt == "bad@domain.test":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case e.Stage == standin.StageRcpt && e.Rcpt == "busy@domain.test":
+			mu.Lock()
+			defer mu.Unlock()
+			if len(rcpts) == 0 {
+				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "full"}
+			}
+		case e.Stage == standin.StageDataDone:
+			mu.Lock()
+			rcpts = append(rcpts, e.Rcpts)
+			mu.Unlock()
+		}
+		return nil
+	}})
+	id := f.spool(testBody, defaultEnv(rcpt("a@fwd.test", "good@domain.test"), rcpt("b@fwd.test", "bad@domain.test"), rcpt("c@fwd.test", "busy@domain.test")))
+	f.run(f.opts(s))
+	waitMsgs(t, s, 2)
+	waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+	mu.Lock()
+	if len(rcpts) != 2 || !slices.Equal(rcpts[0], []string{"good@domain.test"}) || !slices.Equal(rcpts[1], []string{"busy@domain.test"}) {
+		t.Errorf("transactions = %v", rcpts)
+	}
+	mu.Unlock()
+	it, _ := f.sp.Get(id)
+	got := map[string]RcptState{}
+	for _, r := range it.Recipients {
+		got[r.Target] = r.State
+	}
+	if got["good@domain.test"] != RcptDelivered || got["bad@domain.test"] != RcptFailed || got["busy@domain.test"] != RcptDelivered {
+		t.Errorf("states = %v", got)
+	}
+	if it.Recipients[1].LastReply != "550 5.1.1 no such user" || it.Recipients[1].LastStatus != "5.1.1" {
+		t.Errorf("bad recipient = %+v", it.Recipients[1])
+	}
+	// The address with held mail blocks migration; the delivered one does not.
+	if q, h, _ := f.sp.Pending("bad@domain.test"); q != 0 || h != 1 {
+		t.Errorf("Pending(bad) = %d, %d", q, h)
+	}
+	if q, h, _ := f.sp.Pending("good@domain.test"); q != 0 || h != 0 {
+		t.Errorf("Pending(good) = %d, %d", q, h)
+	}
+}
+
+func TestEightBitAndUTF8(t *testing.T) {
+	f := newFixture(t)
+	seven := f.target(standin.Options{No8BitMIME: true})
+	eight := f.target(standin.Options{})
+	body8 := "Subject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n"
+	for _, tc := range []struct {
+		name    string
+		target  *standin.Server
+		body    string
+		env     Envelope
+		deliver bool
+		reason  string
+	}{
+		{"8-bit to 7-bit target", seven, body8, defaultEnv(), false, "8BITMIME"},
+		{"7-bit to 7-bit target", seven, testBody, defaultEnv(), true, ""},
+		{"8-bit to 8-bit target", eight, body8, defaultEnv(), true, ""},
+		{"UTF8 envelope", eight, testBody, Envelope{From: "jos\xc3\xa9@sender.test", SMTPUTF8: true, Recipients: defaultEnv().Recipients}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.target.Count()
+			id := f.spool(tc.body, tc.env)
+			_, stop := f.run(f.opts(tc.target))
+			defer stop()
+			if !tc.deliver {
+				waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+				stop()
+				if it, _ := f.sp.Get(id); !strings.Contains(it.LastError, tc.reason) {
+					t.Errorf("last error %q", it.LastError)
+				}
+				f.sp.Drop(id, "test", "cleanup")
+				return
+			}
+			m := waitMsgs(t, tc.target, before+1)[before]
+			waitFor(t, 5*time.Second, "removed", f.gone(id))
+			if string(m.Data) != tc.body {
+				t.Errorf("bytes changed: %q", m.Data)
+			}
+			if strings.ContainsAny(tc.body, "\xc3") && m.MailOpts.Body != smtp.Body8BitMIME {
+				t.Errorf("BODY = %q", m.MailOpts.Body)
+			}
+			if m.MailOpts.UTF8 != tc.env.SMTPUTF8 {
+				t.Errorf("SMTPUTF8 = %v", m.MailOpts.UTF8)
+			}
+		})
+	}
+}
+
+func TestPermanentFailurePolicy(t *testing.T) {
+	reject := func(e standin.Event) error {
+		if e.Stage == standin.StageRcpt {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown recipient"}
+		}
+		return nil
+	}
+	t.Run("hold", func(t *testing.T) {
+		f := newFixture(t)
+		s := f.target(standin.Options{Hook: reject})
+		id := f.spool(testBody, defaultEnv())
+		f.run(f.opts(s))
+		waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+		waitFor(t, 5*time.Second, "held metric", func() bool {
+			return testutil.ToFloat64(f.m.Deliveries.WithLabelValues("held")) == 1
+		})
+	})
+	for _, tc := range []struct {
+		name string
+		env  Envelope
+		dsn  bool
+	}{
+		{"bounce", defaultEnv(), true},
+		{"bounce null sender holds", Envelope{From: "", Recipients: defaultEnv().Recipients}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s := f.target(standin.Options{Hook: reject})
+			mx := f.target(standin.Options{TLS: newFixture(t).tlsFor("mx.sender.test")}) // opportunistic: any certificate
+			opts := f.opts(s)
+			opts.OnPermanentFailure = PolicyBounce
+			var lookups []string
+			var mu sync.Mutex
+			opts.LookupMX = func(_ context.Context, domain string) ([]*net.MX, error) {
+				mu.Lock()
+				lookups = append(lookups, domain)
+				mu.Unlock()
+				return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
+			}
+			opts.DSNPort = mx.Port()
+			id := f.spool(testBody, tc.env)
+			_, stop := f.run(opts)
+			if !tc.dsn {
+				waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+				stop()
+				if mx.Count() != 0 || testutil.ToFloat64(f.m.DSNsGenerated) != 0 {
+					t.Error("DSN sent for a null-sender message")
+				}
+				return
+			}
+			dsn := waitMsgs(t, mx, 1)[0]
+			waitFor(t, 5*time.Second, "original removed", f.gone(id))
+			waitFor(t, 5*time.Second, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
+			stop()
+			if dsn.From != "" || !slices.Equal(dsn.To, []string{"alice@sender.test"}) || !dsn.TLS {
+				t.Errorf("DSN envelope: from %q to %v tls %v", dsn.From, dsn.To, dsn.TLS)
+			}
+			mu.Lock()
+			if !slices.Equal(lookups, []string{"sender.test"}) {
+				t.Errorf("MX lookups = %v", lookups)
+			}
+			mu.Unlock()
+			checkDSN(t, dsn.Data, id)
+			if testutil.ToFloat64(f.m.DSNsGenerated) != 1 || testutil.ToFloat64(f.m.Deliveries.WithLabelValues("bounced")) != 1 {
+				t.Error("DSN metrics not counted")
+			}
+		})
+	}
+}
+
+// checkDSN parses a DSN as a mail client would.
+func checkDSN(t *testing.T, data []byte, origID string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("Auto-Submitted") != "auto-replied" || !strings.Contains(msg.Header.Get("From"), "MAILER-DAEMON@relay.test") {
+		t.Errorf("DSN header: %v", msg.Header)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("content type %q %v", mt, params)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types []string
+	var status, headers string
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		types = append(types, ct)
+		b, _ := io.ReadAll(p)
+		switch ct {
+		case "message/delivery-status":
+			status = string(b)
+		case "text/rfc822-headers":
+			headers = string(b)
+		}
+	}
+	if !slices.Equal(types, []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}) {
+		t.Errorf("parts = %v", types)
+	}
+	for _, want := range []string{"Reporting-Mta: dns; relay.test", "Final-Recipient: rfc822; scriba@domain.test", "Original-Recipient: rfc822; scriba@fwd.domain.test", "Action: failed", "Status: 5.1.1", "Diagnostic-Code: smtp; 550 5.1.1 unknown recipient", origID} {
+		if !strings.Contains(strings.ToLower(status), strings.ToLower(want)) {
+			t.Errorf("delivery-status lacks %q:\n%s", want, status)
+		}
+	}
+	if !strings.Contains(headers, "Subject: test") || strings.Contains(headers, "Hello.") {
+		t.Errorf("returned headers:\n%s", headers)
+	}
+}
+
+func TestGracefulStopWithStalledDelivery(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	entered := make(chan struct{}, 1)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if e.Stage == standin.StageData {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}})
+	opts := f.opts(s)
+	opts.StopTimeout = 300 * time.Millisecond
+	opts.CommandTimeout = time.Minute
+	opts.DataTimeout = time.Minute
+	id := f.spool(testBody, defaultEnv())
+	_, stop := f.run(opts)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("delivery never reached DATA")
+	}
+	if took := stop(); took > 3*time.Second {
+		t.Errorf("Run took %v to return", took)
+	}
+	it, err := f.sp.Get(id)
+	if err != nil {
+		t.Fatalf("item lost: %v", err)
+	}
+	if it.Recipients[0].State != RcptPending {
+		t.Errorf("item = %+v", it)
+	}
+}
+
+func TestProbeTarget(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name  string
+		opts  standin.Options
+		size  int64
+		eight bool
+	}{
+		{"size and 8bit", standin.Options{MaxSize: 35 << 20}, 35 << 20, true},
+		{"7-bit, no size", standin.Options{No8BitMIME: true}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := f.target(tc.opts)
+			size, eight, err := ProbeTarget(context.Background(), f.opts(s))
+			if err != nil || size != tc.size || eight != tc.eight {
+				t.Errorf("ProbeTarget = %d, %v, %v", size, eight, err)
+			}
+		})
+	}
+	s := f.target(standin.Options{TLS: newFixture(t).tlsFor("127.0.0.1")})
+	if _, _, err := ProbeTarget(context.Background(), f.opts(s)); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("probe of an unverifiable target: %v", err)
+	}
+}

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// FS creates the files the spool writes. It exists so a test can fail writes
+// (a full disk) at a chosen byte and check that nothing half-written remains;
+// renames, removals and reads always go to the real file system.
+type FS interface {
+	// Create creates name for writing and fails if it exists.
+	Create(name string) (File, error)
+}
+
+// File is a spool file being written.
+type File interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+type osFS struct{}
+
+func (osFS) Create(name string) (File, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+}
+
+// IsNoSpace reports whether err means the spool's file system is full or over
+// quota, the case where the SMTP server answers 452 4.3.1 rather than 451.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// syncDir makes renames and removals in dir durable; without it a crash can
+// bring back a deleted item or lose a renamed one.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+
+// Package queue is the spool and the delivery to the next hop. A message is
+// two files in the spool directory: <id>.msg, the bytes exactly as they will be
+// sent, and <id>.json, the versioned envelope and delivery state. Both are
+// readable with cat; the JSON is what an admin reads to see why mail waits.
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// FormatVersion is written into every item; an item with another version is
+// quarantined rather than guessed at.
+const FormatVersion = 1
+
+// State is where a message stands as a whole.
+type State string
+
+// Message states. A message that is delivered, dropped or bounced leaves the
+// spool, so it has no state here.
+const (
+	StatePending  State = "pending"  // waiting for its first attempt
+	StateDeferred State = "deferred" // a temporary failure; NextAttempt says when
+	StateHeld     State = "held"     // waiting for an admin (permanent failure with the hold policy)
+)
+
+// RcptState is where one recipient stands.
+type RcptState string
+
+// Recipient states.
+const (
+	RcptPending   RcptState = "pending"   // still to be delivered
+	RcptDelivered RcptState = "delivered" // the next hop accepted it
+	RcptFailed    RcptState = "failed"    // permanent failure, or gave up; awaits the policy or an admin
+)
+
+// Envelope is what the SMTP session knows about a message when it is spooled.
+type Envelope struct {
+	From       string // the reverse path; "" for the null sender
+	Recipients []Recipient
+	ReceivedAt time.Time
+	ClientIP   string
+	Helo       string
+	EightBit   bool // BODY=8BITMIME, or 8-bit bytes seen in the body
+	SMTPUTF8   bool // the envelope needed SMTPUTF8
+}
+
+// Recipient is one RCPT of a message with its delivery state.
+type Recipient struct {
+	Rcpt    string `json:"rcpt"`    // as received (the forwarding alias)
+	Address string `json:"address"` // the public address it stands for ("" for a DSN)
+	Target  string `json:"target"`  // the envelope recipient used at the next hop
+
+	State       RcptState `json:"state"`
+	Attempts    int       `json:"attempts"`
+	LastReply   string    `json:"last_reply,omitempty"` // "550 5.1.1 text" or a local reason
+	LastCode    int       `json:"last_code,omitempty"`
+	LastStatus  string    `json:"last_status,omitempty"` // enhanced status, "5.1.1"
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+}
+
+// Item is the metadata of one spooled message, as stored in <id>.json.
+type Item struct {
+	Version     int         `json:"version"`
+	ID          string      `json:"id"`
+	From        string      `json:"from"`
+	Recipients  []Recipient `json:"recipients"`
+	ReceivedAt  time.Time   `json:"received_at"`
+	ClientIP    string      `json:"client_ip,omitempty"`
+	Helo        string      `json:"helo,omitempty"`
+	EightBit    bool        `json:"eight_bit"`
+	SMTPUTF8    bool        `json:"smtputf8"`
+	Size        int64       `json:"size"`
+	DSN         bool        `json:"dsn"` // this message is a delivery status notification we generated
+	State       State       `json:"state"`
+	Attempts    int         `json:"attempts"`
+	NextAttempt time.Time   `json:"next_attempt"`
+	LastAttempt time.Time   `json:"last_attempt,omitzero"`
+	LastError   string      `json:"last_error,omitempty"`
+	// ReleasedAt restarts the give-up clock when an admin releases a held message.
+	ReleasedAt time.Time `json:"released_at,omitzero"`
+}
+
+// Envelope returns the item's envelope part.
+func (it *Item) Envelope() Envelope {
+	return Envelope{From: it.From, Recipients: append([]Recipient(nil), it.Recipients...), ReceivedAt: it.ReceivedAt,
+		ClientIP: it.ClientIP, Helo: it.Helo, EightBit: it.EightBit, SMTPUTF8: it.SMTPUTF8}
+}
+
+// count returns how many recipients are in state st.
+func (it *Item) count(st RcptState) int {
+	n := 0
+	for _, r := range it.Recipients {
+		if r.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+func (it *Item) validate() error {
+	switch {
+	case it.Version != FormatVersion:
+		return fmt.Errorf("unsupported version %d", it.Version)
+	case !validID(it.ID):
+		return fmt.Errorf("bad id %q", it.ID)
+	case len(it.Recipients) == 0:
+		return fmt.Errorf("no recipients")
+	case it.State != StatePending && it.State != StateDeferred && it.State != StateHeld:
+		return fmt.Errorf("unknown state %q", it.State)
+	case it.ReceivedAt.IsZero():
+		return fmt.Errorf("no received_at")
+	}
+	for i, r := range it.Recipients {
+		if r.Target == "" {
+			return fmt.Errorf("recipient %d has no target", i)
+		}
+		switch r.State {
+		case RcptPending, RcptDelivered, RcptFailed:
+		default:
+			return fmt.Errorf("recipient %d: unknown state %q", i, r.State)
+		}
+	}
+	return nil
+}
+
+var idRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}$`)
+
+// validID also guards admin input: an id never contains a path separator.
+func validID(id string) bool { return idRE.MatchString(id) }
+
+// newID returns a file-name-safe id that sorts by creation time; the random
+// suffix keeps ids unique across processes without coordination.
+func newID(now time.Time) string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return now.UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b[:])
+}

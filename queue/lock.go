@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+)
+
+// itemLock is an exclusive flock(2) on an item's body file. The body is never
+// rewritten, so its inode (and the lock on it) is stable while the metadata is
+// replaced by renames. The daemon holds it for a whole delivery attempt; an
+// admin command holds it while it changes or removes the item. flock locks
+// belong to the open file, so two holders in one process exclude each other too.
+type itemLock struct {
+	f *os.File
+}
+
+// lockItem locks id, waiting up to wait for a holder to finish.
+func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
+	}
+	f, err := os.Open(s.path(id, msgExt))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", id, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return &itemLock{f: f}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("spool %s: lock: %w", id, err)
+		}
+		if !time.Now().Before(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("spool %s: %w", id, ErrBusy)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (l *itemLock) unlock() {
+	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	l.f.Close()
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// recover brings the spool to a state the runner can trust. It only runs in
+// the daemon, under the daemon lock, so every temp file is a leftover of a
+// crash. Anything that cannot be read is moved aside, never deleted: it may
+// be somebody's mail, and an admin decides.
+func (s *Spool) recover() error {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool %s: recovery: %w", s.dir, err)
+	}
+	bodies := map[string]bool{}
+	metas := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case e.IsDir() || name == daemonLock || name == kickFile:
+		case strings.HasPrefix(name, tmpPrefix):
+			if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("spool %s: recovery: %w", s.dir, err)
+			}
+			s.log.Info("spool: removed stale temp file", "file", name)
+		case strings.HasSuffix(name, msgExt) && validID(strings.TrimSuffix(name, msgExt)):
+			bodies[strings.TrimSuffix(name, msgExt)] = true
+		case strings.HasSuffix(name, metaExt) && validID(strings.TrimSuffix(name, metaExt)):
+			metas[strings.TrimSuffix(name, metaExt)] = true
+		default:
+			s.log.Warn("spool: unexpected file left alone", "file", name)
+		}
+	}
+	loaded, quarantined := 0, 0
+	for id := range metas {
+		reason := ""
+		if !bodies[id] {
+			reason = "metadata without body"
+		} else if it, err := s.readMeta(id); err != nil {
+			reason = err.Error()
+		} else if fi, err := os.Stat(s.path(id, msgExt)); err != nil {
+			reason = err.Error()
+		} else if fi.Size() != it.Size {
+			reason = fmt.Sprintf("body is %d bytes, metadata says %d", fi.Size(), it.Size)
+		}
+		delete(bodies, id)
+		if reason == "" {
+			loaded++
+			continue
+		}
+		if err := s.quarantine(id, reason); err != nil {
+			return err
+		}
+		quarantined++
+	}
+	// A body without metadata was never acknowledged (Commit writes the
+	// metadata last) or was being removed; keep it for inspection anyway.
+	for id := range bodies {
+		if err := s.quarantine(id, "body without metadata"); err != nil {
+			return err
+		}
+		quarantined++
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("spool %s: recovery: sync directory: %w", s.dir, err)
+	}
+	s.log.Info("spool: recovered", "dir", s.dir, "items", loaded, "quarantined", quarantined)
+	return nil
+}
+
+func (s *Spool) quarantine(id, reason string) error {
+	qdir := filepath.Join(s.dir, quarantineDir)
+	for _, ext := range []string{msgExt, metaExt} {
+		src := s.path(id, ext)
+		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		dst := filepath.Join(qdir, id+ext)
+		if _, err := os.Stat(dst); err == nil {
+			dst += "." + randHex()
+		}
+		if err := os.Rename(src, dst); err != nil {
+			return fmt.Errorf("spool %s: quarantine: %w", id, err)
+		}
+	}
+	if err := syncDir(qdir); err != nil {
+		return fmt.Errorf("spool %s: quarantine: sync: %w", id, err)
+	}
+	s.log.Error("spool: quarantined unreadable item", "id", id, "reason", reason, "dir", qdir)
+	if s.m != nil {
+		s.m.Quarantined.Inc()
+	}
+	return nil
+}

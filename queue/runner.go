@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dualmx/dualmx/metrics"
+)
+
+// Recorder notes successful deliveries per public address in the state
+// database, which the router checks before an address may be flipped to migrated.
+type Recorder interface {
+	RecordDelivery(address string, at time.Time, n int) error
+}
+
+// Permanent-failure policies.
+const (
+	PolicyHold   = "hold"
+	PolicyBounce = "bounce"
+)
+
+// Options configure delivery. Zero fields take the defaults noted.
+type Options struct {
+	Host      string
+	Port      int    // default 25
+	TLS       string // TLSRequire (default), TLSOpportunistic or TLSNone
+	RootCAs   *x509.CertPool
+	HelloName string // default the host name
+
+	RetryInitial time.Duration // default 1m
+	RetryMax     time.Duration // default 1h
+	GiveUpAfter  time.Duration // since receipt (or release); default 5 days (RFC 5321 4.5.4.1)
+
+	OnPermanentFailure string // PolicyHold (default) or PolicyBounce
+	Concurrency        int    // parallel deliveries (and connections); default 4
+
+	DialTimeout    time.Duration // default 30s
+	CommandTimeout time.Duration // default 5m
+	DataTimeout    time.Duration // sending the body and waiting for the final reply; default 10m
+	IdleTimeout    time.Duration // pooled connections older than this are closed; default 30s
+	StopTimeout    time.Duration // how long Run waits for in-flight deliveries after cancel; default 10s
+	PollInterval   time.Duration // how often the admin kick file is checked; default 500ms
+	RescanInterval time.Duration // full rescan of the spool as a safety net; default 1m
+
+	Recorder Recorder
+
+	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error) // default net.DefaultResolver
+	DSNPort  int                                                         // default 25
+
+	Now  func() time.Time // default time.Now
+	Rand func() float64   // jitter source in [0,1); default math/rand/v2
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Port == 0 {
+		o.Port = 25
+	}
+	if o.TLS == "" {
+		o.TLS = TLSRequire
+	}
+	if o.HelloName == "" {
+		o.HelloName, _ = os.Hostname()
+		if o.HelloName == "" {
+			o.HelloName = "localhost"
+		}
+	}
+	def(&o.RetryInitial, time.Minute)
+	def(&o.RetryMax, time.Hour)
+	def(&o.GiveUpAfter, 5*24*time.Hour)
+	if o.OnPermanentFailure == "" {
+		o.OnPermanentFailure = PolicyHold
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	def(&o.DialTimeout, 30*time.Second)
+	def(&o.CommandTimeout, 5*time.Minute)
+	def(&o.DataTimeout, 10*time.Minute)
+	def(&o.IdleTimeout, 30*time.Second)
+	def(&o.StopTimeout, 10*time.Second)
+	def(&o.PollInterval, 500*time.Millisecond)
+	def(&o.RescanInterval, time.Minute)
+	if o.LookupMX == nil {
+		o.LookupMX = net.DefaultResolver.LookupMX
+	}
+	if o.DSNPort == 0 {
+		o.DSNPort = 25
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+}
+
+func (o *Options) dialer() dialer {
+	return dialer{
+		addr: net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), serverName: o.Host, policy: o.TLS, roots: o.RootCAs,
+		helo: o.HelloName, dial: o.DialTimeout, command: o.CommandTimeout, data: o.DataTimeout,
+	}
+}
+
+// Runner delivers what is in the spool. One scheduler goroutine decides what
+// is due; at most Concurrency workers deliver; nothing sleeps per item.
+type Runner struct {
+	sp     *Spool
+	opts   Options
+	m      *metrics.Metrics
+	log    *slog.Logger
+	pool   *pool
+	tenant deliveryTarget
+	dsn    deliveryTarget
+
+	notify chan string
+
+	mu    sync.Mutex
+	sched map[string]*entry
+}
+
+type entry struct {
+	due     time.Time
+	running bool
+}
+
+type done struct {
+	id   string
+	keep bool
+	next time.Time
+	also []string // ids created by the attempt (a DSN)
+}
+
+// NewRunner prepares delivery from sp. m and log may be nil.
+func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *Runner {
+	opts.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: map[string]*entry{}}
+	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
+	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool}
+	tmpl := opts.dialer()
+	r.dsn = &mxTarget{lookup: opts.LookupMX, port: opts.DSNPort, tmpl: tmpl}
+	return r
+}
+
+// Notify asks for an immediate attempt; smtpd calls it after Commit. It never
+// blocks: if the scheduler is busy the periodic rescan picks the item up.
+func (r *Runner) Notify(id string) {
+	select {
+	case r.notify <- id:
+	default:
+	}
+}
+
+// Run delivers until ctx is cancelled, then stops taking work and waits up to
+// StopTimeout for deliveries in flight; one that does not finish is cut off
+// and stays in the spool for the next start.
+func (r *Runner) Run(ctx context.Context) error {
+	r.scan()
+	sem := make(chan struct{}, r.opts.Concurrency)
+	results := make(chan done, r.opts.Concurrency) // each worker sends once
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	var wg sync.WaitGroup
+
+	poll := time.NewTicker(r.opts.PollInterval)
+	defer poll.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	lastKick := r.readKick()
+	lastScan := time.Now()
+
+	for {
+		// Start what is due, as far as the semaphore allows.
+		now := r.opts.Now()
+		full := false
+	dispatch:
+		for _, id := range r.due(now) {
+			select {
+			case sem <- struct{}{}:
+			default:
+				full = true
+				break dispatch
+			}
+			r.setRunning(id, true)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := r.process(workCtx, id)
+				<-sem
+				results <- d
+			}()
+		}
+		timer.Reset(r.nextWake(now, full))
+		select {
+		case <-ctx.Done():
+			return r.stop(&wg, cancelWork)
+		case id := <-r.notify:
+			r.schedule(id, r.opts.Now())
+		case d := <-results:
+			r.finish(d)
+		case <-poll.C:
+			r.pool.reap()
+			if k := r.readKick(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
+				lastKick = k
+				lastScan = time.Now()
+				r.scan()
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc) error {
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(r.opts.StopTimeout):
+		r.log.Warn("queue: stop timeout, cutting off deliveries in flight; they stay in the spool")
+		cancelWork()
+		select {
+		case <-finished:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	r.pool.closeAll()
+	return nil
+}
+
+func (r *Runner) readKick() []byte {
+	b, _ := os.ReadFile(filepath.Join(r.sp.dir, kickFile))
+	return b
+}
+
+// scan brings the schedule in line with the spool: new items, items an
+// admin retried, held, released or removed in another process.
+func (r *Runner) scan() {
+	items, err := r.sp.List()
+	if err != nil {
+		r.log.Error("queue: scan", "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		seen[it.ID] = true
+		e := r.sched[it.ID]
+		switch {
+		case e != nil && e.running:
+		case it.State == StateHeld:
+			delete(r.sched, it.ID)
+		case e == nil:
+			r.sched[it.ID] = &entry{due: it.NextAttempt}
+		default:
+			e.due = it.NextAttempt
+		}
+	}
+	for id, e := range r.sched {
+		if !seen[id] && !e.running {
+			delete(r.sched, id)
+		}
+	}
+}
+
+func (r *Runner) schedule(id string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.sched[id]; e != nil {
+		if !e.running {
+			e.due = at
+		}
+		return
+	}
+	r.sched[id] = &entry{due: at}
+}
+
+func (r *Runner) setRunning(id string, v bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.sched[id]; e != nil {
+		e.running = v
+	}
+}
+
+func (r *Runner) finish(d done) {
+	r.mu.Lock()
+	if d.keep {
+		r.sched[d.id] = &entry{due: d.next}
+	} else {
+		delete(r.sched, d.id)
+	}
+	r.mu.Unlock()
+	for _, id := range d.also {
+		r.schedule(id, r.opts.Now())
+	}
+}
+
+// due lists the ids whose time has come, oldest id first.
+func (r *Runner) due(now time.Time) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id, e := range r.sched {
+		if !e.running && !e.due.After(now) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// nextWake is how long the scheduler may sleep. With every worker busy,
+// overdue items wait for a worker to finish (which wakes the loop) rather
+// than spinning the timer.
+func (r *Runner) nextWake(now time.Time, full bool) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wake := r.opts.RescanInterval
+	for _, e := range r.sched {
+		if e.running || (full && !e.due.After(now)) {
+			continue
+		}
+		if d := e.due.Sub(now); d < wake {
+			wake = d
+		}
+	}
+	if wake < time.Millisecond {
+		wake = time.Millisecond
+	}
+	return wake
+}
+
+// Stats reports the queue for metrics.WatchQueue.
+func (r *Runner) Stats() metrics.QueueStats {
+	return r.sp.Stats(r.opts.Now())
+}
+
+// Stats counts the items by state and finds the oldest.
+func (s *Spool) Stats(now time.Time) metrics.QueueStats {
+	st := metrics.QueueStats{ByState: map[string]int{}}
+	items, err := s.List()
+	if err != nil {
+		return st
+	}
+	for _, it := range items {
+		st.ByState[string(it.State)]++
+		if age := now.Sub(it.ReceivedAt).Seconds(); age > st.OldestAgeSeconds {
+			st.OldestAgeSeconds = age
+		}
+	}
+	return st
+}

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dualmx/dualmx/metrics"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrNotFound = errors.New("no such message in the spool")
+	// ErrBusy means the daemon holds the message for a delivery attempt right now.
+	ErrBusy = errors.New("message is being delivered, try again")
+	// ErrDaemonRunning means another process already owns the spool as a daemon.
+	ErrDaemonRunning = errors.New("spool is in use by another dualmx daemon")
+)
+
+const (
+	msgExt        = ".msg"
+	metaExt       = ".json"
+	tmpPrefix     = ".tmp-"
+	quarantineDir = "quarantine"
+	daemonLock    = "daemon.lock"
+	kickFile      = "kick"
+)
+
+// Spool is the on-disk queue. Several processes may open the same spool: one
+// daemon (OpenSpool) and any number of admin commands (OpenAdmin); they
+// coordinate through flock(2) on each item's body file, never through memory.
+type Spool struct {
+	dir    string
+	fs     FS
+	m      *metrics.Metrics
+	log    *slog.Logger
+	now    func() time.Time
+	daemon *os.File // held for the daemon's lifetime
+	// hostname names the reporting MTA in DSNs an admin asks for.
+	hostname string
+	// adminWait bounds how long admin commands wait for a delivery in flight.
+	adminWait time.Duration
+}
+
+// Option adjusts a spool.
+type Option func(*Spool)
+
+// WithFS replaces the file system used for writing files (tests).
+func WithFS(f FS) Option { return func(s *Spool) { s.fs = f } }
+
+// WithClock replaces the clock used for ids and timestamps (tests).
+func WithClock(now func() time.Time) Option { return func(s *Spool) { s.now = now } }
+
+// WithHostname sets the name used as reporting MTA in admin-requested DSNs;
+// default the host name. The runner uses its HelloName instead.
+func WithHostname(name string) Option { return func(s *Spool) { s.hostname = name } }
+
+// WithAdminWait sets how long admin commands wait for a delivery attempt in
+// progress; default DefaultAdminWait.
+func WithAdminWait(d time.Duration) Option { return func(s *Spool) { s.adminWait = d } }
+
+// OpenSpool opens dir for the daemon: it creates the directory, takes the
+// daemon lock so that two daemons never share a spool, and runs recovery. m
+// and log may be nil.
+func OpenSpool(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Spool, error) {
+	s, err := open(dir, m, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := os.OpenFile(filepath.Join(dir, daemonLock), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("spool %s: %w", dir, ErrDaemonRunning)
+		}
+		return nil, fmt.Errorf("spool %s: lock: %w", dir, err)
+	}
+	s.daemon = lf
+	if err := s.recover(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenAdmin opens dir for the admin CLI, which may run while the daemon
+// delivers: no recovery (it would delete the daemon's in-progress temp files)
+// and no daemon lock.
+func OpenAdmin(dir string, log *slog.Logger, opts ...Option) (*Spool, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	return open(dir, nil, log, opts)
+}
+
+func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.hostname == "" {
+		s.hostname, _ = os.Hostname()
+		if s.hostname == "" {
+			s.hostname = "localhost"
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, quarantineDir), 0o750); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// Close releases the daemon lock.
+func (s *Spool) Close() error {
+	if s.daemon == nil {
+		return nil
+	}
+	err := s.daemon.Close()
+	s.daemon = nil
+	return err
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// BodyPath returns the path of a message's body, for `dualmx queue show`.
+func (s *Spool) BodyPath(id string) string { return s.path(id, msgExt) }
+
+// DaemonRunning reports whether a daemon holds the spool, so the CLI can say
+// whether its change will be picked up now or at the next start.
+func (s *Spool) DaemonRunning() bool {
+	if s.daemon != nil {
+		return true
+	}
+	f, err := os.Open(filepath.Join(s.dir, daemonLock))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+func (s *Spool) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }
+
+// Get reads one item's metadata.
+func (s *Spool) Get(id string) (Item, error) {
+	it, err := s.readMeta(id)
+	if err != nil {
+		return Item{}, err
+	}
+	return *it, nil
+}
+
+func (s *Spool) readMeta(id string) (*Item, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
+	}
+	b, err := os.ReadFile(s.path(id, metaExt))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", id, err)
+	}
+	var it Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return nil, fmt.Errorf("spool %s: parse metadata: %w", id, err)
+	}
+	if err := it.validate(); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", id, err)
+	}
+	if it.ID != id {
+		return nil, fmt.Errorf("spool %s: metadata names id %q", id, it.ID)
+	}
+	return &it, nil
+}
+
+// List returns every item, oldest first. Items that cannot be read are
+// skipped: recovery quarantines them at the next start.
+func (s *Spool) List() ([]Item, error) {
+	ids, err := s.ids()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Item, 0, len(ids))
+	for _, id := range ids {
+		it, err := s.readMeta(id)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				s.log.Warn("spool: unreadable item", "id", id, "err", err)
+			}
+			continue
+		}
+		out = append(out, *it)
+	}
+	return out, nil
+}
+
+// ids lists the ids that have metadata, sorted (ids sort by creation time).
+func (s *Spool) ids() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", s.dir, err)
+	}
+	var ids []string
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), metaExt); ok && validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Pending counts the messages that still hold undelivered mail for the public
+// address: queued (pending or deferred) and held. The router refuses to flip
+// an address to migrated while either is non-zero.
+func (s *Spool) Pending(address string) (queued, held int, err error) {
+	items, err := s.List()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, it := range items {
+		for _, r := range it.Recipients {
+			if r.State != RcptDelivered && strings.EqualFold(r.Address, address) {
+				if it.State == StateHeld {
+					held++
+				} else {
+					queued++
+				}
+				break
+			}
+		}
+	}
+	return queued, held, nil
+}
+
+// writeMeta replaces <id>.json atomically and durably.
+func (s *Spool) writeMeta(it *Item) error {
+	it.Version = FormatVersion
+	b, err := json.MarshalIndent(it, "", "  ")
+	if err != nil {
+		return fmt.Errorf("spool %s: encode metadata: %w", it.ID, err)
+	}
+	b = append(b, '\n')
+	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+metaExt+"."+randHex())
+	if err := s.writeFile(tmp, b); err != nil {
+		return fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
+	}
+	if err := os.Rename(tmp, s.path(it.ID, metaExt)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool %s: %w", it.ID, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
+	}
+	return nil
+}
+
+// writeFile writes and fsyncs a new file, removing it on any failure.
+func (s *Spool) writeFile(name string, b []byte) error {
+	f, err := s.fs.Create(name)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+	}
+	return err
+}
+
+// remove deletes an item. The metadata goes first: it is what makes an item
+// exist, so a crash in between leaves a body without metadata, which recovery
+// quarantines rather than delivering twice.
+func (s *Spool) remove(id string) error {
+	if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool %s: %w", id, err)
+	}
+	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool %s: %w", id, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("spool %s: sync directory: %w", id, err)
+	}
+	return nil
+}
+
+// kick tells a running daemon to rescan the spool; it polls this file.
+func (s *Spool) kick() {
+	p := filepath.Join(s.dir, kickFile)
+	if err := os.WriteFile(p, []byte(s.now().UTC().Format(time.RFC3339Nano)+" "+randHex()+"\n"), 0o640); err != nil {
+		s.log.Warn("spool: cannot notify the daemon", "err", err)
+	}
+}
+
+func randHex() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

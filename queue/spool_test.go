@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// spoolFiles lists the entries of the spool directory, ignoring the daemon lock and quarantine dir.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Name() != daemonLock && e.Name() != quarantineDir && e.Name() != kickFile {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestWriterCommit(t *testing.T) {
+	f := newFixture(t)
+	env := defaultEnv(rcpt("a@fwd.test", "a@domain.test"), rcpt("b@fwd.test", "b@domain.test"))
+	env.EightBit, env.SMTPUTF8 = false, true
+	id := f.spool(testBody, env)
+	if !validID(id) {
+		t.Fatalf("id %q", id)
+	}
+	body, err := os.ReadFile(filepath.Join(f.dir, id+".msg"))
+	if err != nil || string(body) != testBody {
+		t.Fatalf("body = %q, %v", body, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(f.dir, id+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"version", "id", "from", "recipients", "received_at", "client_ip", "helo", "eight_bit", "smtputf8", "size", "state", "attempts", "next_attempt", "dsn"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("metadata lacks %q:\n%s", k, raw)
+		}
+	}
+	it, err := f.sp.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.Size != int64(len(testBody)) || it.State != StatePending || !it.SMTPUTF8 || it.EightBit || len(it.Recipients) != 2 || it.Recipients[1].State != RcptPending {
+		t.Errorf("item = %+v", it)
+	}
+	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".json", id + ".msg"}) {
+		t.Errorf("spool holds %v", got)
+	}
+	// 8-bit content marks the message 8-bit even when the client did not say so.
+	id2 := f.spool("Subject: caf\xc3\xa9\r\n\r\nx\r\n", defaultEnv())
+	if it, _ := f.sp.Get(id2); !it.EightBit {
+		t.Error("8-bit body not detected")
+	}
+	ids := []string{id, id2}
+	items, err := f.sp.List()
+	if err != nil || len(items) != 2 || items[0].ID != ids[0] || items[1].ID != ids[1] {
+		t.Errorf("List = %v, %v", items, err)
+	}
+}
+
+func TestWriterAbortAndRejects(t *testing.T) {
+	f := newFixture(t)
+	w, err := f.sp.NewWriter(defaultEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("partial"))
+	w.Abort()
+	if got := spoolFiles(t, f.dir); len(got) != 0 {
+		t.Errorf("abort left %v", got)
+	}
+	if _, err := f.sp.NewWriter(Envelope{From: "a@b.test"}); err == nil {
+		t.Error("no recipients accepted")
+	}
+	if _, err := f.sp.NewWriter(Envelope{From: "a@b.test", Recipients: []Recipient{{Rcpt: "x@y.test"}}}); err == nil {
+		t.Error("recipient without target accepted")
+	}
+	if _, err := f.sp.Get("../../etc/passwd"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("path traversal: %v", err)
+	}
+}
+
+// fullFS fails writes with ENOSPC once budget bytes of files matching match were written.
+type fullFS struct {
+	budget int
+	match  string
+}
+
+type fullFile struct {
+	f    *os.File
+	left *int
+}
+
+func (ff fullFS) Create(name string) (File, error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	left := ff.budget
+	if !strings.Contains(filepath.Base(name), ff.match) {
+		left = 1 << 30
+	}
+	return &fullFile{f: f, left: &left}, nil
+}
+
+func (f *fullFile) Write(p []byte) (int, error) {
+	if len(p) > *f.left {
+		n, _ := f.f.Write(p[:*f.left])
+		*f.left = 0
+		return n, &os.PathError{Op: "write", Path: f.f.Name(), Err: syscall.ENOSPC}
+	}
+	*f.left -= len(p)
+	return f.f.Write(p)
+}
+func (f *fullFile) Sync() error  { return f.f.Sync() }
+func (f *fullFile) Close() error { return f.f.Close() }
+
+func TestDiskFull(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB, beyond the write buffer
+	for _, tc := range []struct {
+		name  string
+		fs    fullFS
+		body  string
+		where string // "write" or "commit"
+	}{
+		{"body mid-write", fullFS{budget: 100 << 10, match: ".msg"}, big, "write"},
+		{"body at flush", fullFS{budget: 10, match: ".msg"}, testBody, "commit"},
+		{"metadata", fullFS{budget: 10, match: ".json"}, testBody, "commit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sp, err := OpenSpool(dir, nil, nil, WithFS(tc.fs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			w, err := sp.NewWriter(defaultEnv())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var werr error
+			for i := 0; i < len(tc.body) && werr == nil; i += 4096 {
+				_, werr = w.Write([]byte(tc.body[i:min(i+4096, len(tc.body))]))
+			}
+			_, cerr := w.Commit()
+			if tc.where == "write" && !IsNoSpace(werr) {
+				t.Errorf("write error = %v, want ENOSPC", werr)
+			}
+			if !errors.Is(cerr, syscall.ENOSPC) || !IsNoSpace(cerr) {
+				t.Errorf("commit error = %v, want ENOSPC", cerr)
+			}
+			if got := spoolFiles(t, dir); len(got) != 0 {
+				t.Errorf("half-written files remain: %v", got)
+			}
+		})
+	}
+}
+
+func TestRecovery(t *testing.T) {
+	dir := t.TempDir()
+	// A valid item, written by a previous daemon.
+	sp, err := OpenSpool(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := sp.NewWriter(defaultEnv())
+	w.Write([]byte(testBody))
+	good, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _ := sp.Get(good)
+	it.State = StateDeferred
+	sp.writeMeta(&it)
+	sp.Close()
+
+	id := func(n int) string { return fmt.Sprintf("20250101T000000.00000%dZ-0000000%d", n, n) }
+	plant := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plant(tmpPrefix+id(1)+".msg", "half a message")
+	plant(tmpPrefix+id(1)+".json.abcd", "{")
+	plant(id(2)+".msg", "body")
+	plant(id(2)+".json", "{not json")
+	plant(id(3)+".msg", "orphan body")
+	meta := it
+	meta.ID = id(4)
+	b, _ := json.Marshal(meta)
+	plant(id(4)+".json", string(b))
+	meta.ID = id(5)
+	meta.Size = 999
+	b, _ = json.Marshal(meta)
+	plant(id(5)+".json", string(b))
+	plant(id(5)+".msg", "truncated")
+	meta.ID, meta.Size, meta.Version = id(6), 4, 99
+	b, _ = json.Marshal(meta)
+	plant(id(6)+".json", string(b))
+	plant(id(6)+".msg", "body")
+
+	f := newFixtureAt(t, dir)
+	if got := testutil.ToFloat64(f.m.Quarantined); got != 5 {
+		t.Errorf("quarantined metric = %v, want 5", got)
+	}
+	if got := spoolFiles(t, dir); !slices.Equal(got, []string{good + ".json", good + ".msg"}) {
+		t.Errorf("spool after recovery: %v", got)
+	}
+	q, _ := os.ReadDir(filepath.Join(dir, quarantineDir))
+	var qn []string
+	for _, e := range q {
+		qn = append(qn, e.Name())
+	}
+	want := []string{id(2) + ".json", id(2) + ".msg", id(3) + ".msg", id(4) + ".json", id(5) + ".json", id(5) + ".msg", id(6) + ".json", id(6) + ".msg"}
+	if !slices.Equal(qn, want) {
+		t.Errorf("quarantine = %v\nwant %v", qn, want)
+	}
+	if items, _ := f.sp.List(); len(items) != 1 || items[0].ID != good || items[0].State != StateDeferred {
+		t.Errorf("items = %+v", items)
+	}
+	if !strings.Contains(f.logs.String(), "quarantined") {
+		t.Error("quarantine not logged")
+	}
+	// The recovered item is resumed by the runner.
+	s := f.target(standinOpts())
+	f.run(f.opts(s))
+	waitMsgs(t, s, 1)
+	waitFor(t, 5*time.Second, "delivered item removed", f.gone(good))
+}
+
+func TestDaemonLockAndAdminOpen(t *testing.T) {
+	f := newFixture(t)
+	if _, err := OpenSpool(f.dir, nil, nil); !errors.Is(err, ErrDaemonRunning) {
+		t.Fatalf("second daemon: %v", err)
+	}
+	adm, err := OpenAdmin(f.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !adm.DaemonRunning() {
+		t.Error("admin does not see the daemon")
+	}
+	// A temp file of a transaction in progress survives an admin open.
+	w, _ := f.sp.NewWriter(defaultEnv())
+	w.Write([]byte("in progress"))
+	if _, err := OpenAdmin(f.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := w.Commit(); err != nil || id == "" {
+		t.Fatalf("commit after admin open: %v", err)
+	}
+	f.sp.Close()
+	if adm.DaemonRunning() {
+		t.Error("daemon still reported after close")
+	}
+	if _, err := OpenAdmin(filepath.Join(f.dir, "nope"), nil); err == nil {
+		t.Error("admin open of a missing spool succeeded")
+	}
+}
+
+func TestPending(t *testing.T) {
+	f := newFixture(t)
+	f.spool(testBody, defaultEnv(rcpt("s@fwd.test", "scriba@domain.test")))
+	held := f.spool(testBody, defaultEnv(rcpt("s@fwd.test", "scriba@domain.test"), rcpt("k@fwd.test", "koster@domain.test")))
+	it, _ := f.sp.Get(held)
+	it.State = StateHeld
+	it.Recipients[0].State = RcptFailed
+	it.Recipients[1].State = RcptDelivered
+	f.sp.writeMeta(&it)
+	for _, tc := range []struct {
+		addr         string
+		queued, held int
+	}{{"scriba@domain.test", 1, 1}, {"SCRIBA@domain.test", 1, 1}, {"koster@domain.test", 0, 0}, {"other@domain.test", 0, 0}} {
+		q, h, err := f.sp.Pending(tc.addr)
+		if err != nil || q != tc.queued || h != tc.held {
+			t.Errorf("Pending(%s) = %d, %d, %v; want %d, %d", tc.addr, q, h, err, tc.queued, tc.held)
+		}
+	}
+	st := f.sp.Stats(time.Now().Add(time.Minute))
+	if st.ByState["pending"] != 1 || st.ByState["held"] != 1 || st.OldestAgeSeconds < 59 {
+		t.Errorf("stats = %+v", st)
+	}
+}

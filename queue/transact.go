@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// outcome is what the next hop said about one envelope recipient.
+type outcome struct {
+	err   *DeliveryError // nil when accepted
+	reply string         // the final reply when accepted
+}
+
+// deliveryTarget is one way out of the spool: the tenant endpoint, or the
+// sender's MX for a DSN. deliver runs one attempt for the given envelope
+// recipients and reports per-recipient outcomes; recipients missing from the
+// map share the returned error.
+type deliveryTarget interface {
+	deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error)
+}
+
+// errStale marks a failure on a pooled connection before anything of the
+// message was sent: the server had closed it, and a fresh one may succeed.
+var errStale = errors.New("pooled connection is gone")
+
+// transact runs one mail transaction. reusable reports whether the
+// connection is in a known state for another transaction.
+func transact(ctx context.Context, c *client, it *Item, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
+	stop := context.AfterFunc(ctx, c.close)
+	defer stop()
+
+	// Never downgrade: an 8-bit body or a UTF-8 envelope waits for a target
+	// that can take it as it is.
+	if ok, _ := c.ext("8BITMIME"); it.EightBit && !ok {
+		return nil, true, tempErr("4.6.3", "message is 8-bit and %s does not advertise 8BITMIME", c.key)
+	}
+	if ok, _ := c.ext("SMTPUTF8"); it.SMTPUTF8 && !ok {
+		return nil, true, tempErr("4.6.7", "message needs SMTPUTF8 and %s does not advertise it", c.key)
+	}
+	// go-smtp adds BODY=8BITMIME itself whenever the server offers it.
+	opts := &smtp.MailOptions{Size: it.Size, UTF8: it.SMTPUTF8}
+	if it.EightBit {
+		opts.Body = smtp.Body8BitMIME
+	}
+	if err := c.c.Mail(it.From, opts); err != nil {
+		if !isReply(err) {
+			return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, err)
+		}
+		return nil, reset(c), classify(err)
+	}
+	res = make(map[string]outcome, len(rcpts))
+	var accepted []string
+	for _, r := range rcpts {
+		if err := c.c.Rcpt(r, nil); err != nil {
+			if !isReply(err) {
+				return nil, false, classify(err)
+			}
+			res[r] = outcome{err: classify(err)}
+			continue
+		}
+		accepted = append(accepted, r)
+	}
+	if len(accepted) == 0 {
+		return res, reset(c), nil
+	}
+	w, err := c.c.Data()
+	if err != nil {
+		if !isReply(err) {
+			return nil, false, classify(err)
+		}
+		for _, r := range accepted {
+			res[r] = outcome{err: classify(err)}
+		}
+		return res, reset(c), nil
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil, false, tempErr("4.3.0", "read spooled body: %v", err)
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
+	if _, err := io.Copy(w, body); err != nil {
+		return nil, false, classify(err)
+	}
+	c.conn.SetWriteDeadline(time.Time{})
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		if !isReply(err) {
+			// The message may or may not have arrived; retrying risks a
+			// duplicate, which at-least-once delivery accepts over a loss.
+			return nil, false, classify(err)
+		}
+		for _, r := range accepted {
+			res[r] = outcome{err: classify(err)}
+		}
+		return res, true, nil
+	}
+	for _, r := range accepted {
+		res[r] = outcome{reply: "250 " + resp.StatusText}
+	}
+	return res, true, nil
+}
+
+// reset clears a failed transaction so the connection can be pooled.
+func reset(c *client) bool { return c.c.Reset() == nil }
+
+// tenantTarget delivers to the one configured endpoint, reusing connections.
+type tenantTarget struct {
+	d    dialer
+	pool *pool
+}
+
+func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+	for try := 0; ; try++ {
+		c := t.pool.get(t.d.addr)
+		reused := c != nil
+		if c == nil {
+			var err error
+			if c, err = t.d.connect(ctx); err != nil {
+				return nil, classify(err)
+			}
+		}
+		res, reusable, err := transact(ctx, c, it, body, rcpts, t.d.data)
+		if reusable && ctx.Err() == nil {
+			t.pool.put(c)
+		} else {
+			c.close()
+		}
+		if errors.Is(err, errStale) && reused && try == 0 && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return res, classify(err)
+		}
+		return res, nil
+	}
+}
+
+// mxTarget delivers DSNs to the sender's domain. It is only ever used for
+// messages dualmx generated itself, so the relay stays closed by
+// construction. Arbitrary senders' servers cannot be expected to present
+// certificates we can verify, hence opportunistic TLS.
+type mxTarget struct {
+	lookup func(ctx context.Context, domain string) ([]*net.MX, error)
+	port   int
+	tmpl   dialer // helo and timeouts
+}
+
+func (t *mxTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+	byDomain := map[string][]string{}
+	for _, r := range rcpts {
+		at := strings.LastIndexByte(r, '@')
+		byDomain[strings.ToLower(r[at+1:])] = append(byDomain[strings.ToLower(r[at+1:])], r)
+	}
+	res := map[string]outcome{}
+	for domain, list := range byDomain {
+		got, err := t.deliverDomain(ctx, it, body, domain, list)
+		for _, r := range list {
+			if o, ok := got[r]; ok {
+				res[r] = o
+			} else {
+				res[r] = outcome{err: classify(err)}
+			}
+		}
+	}
+	return res, nil
+}
+
+func (t *mxTarget) deliverDomain(ctx context.Context, it *Item, body io.ReadSeeker, domain string, rcpts []string) (map[string]outcome, error) {
+	if domain == "" {
+		return nil, permErr("5.1.3", "recipient has no domain")
+	}
+	mxs, err := t.lookup(ctx, domain)
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return nil, permErr("5.1.2", "domain %s does not exist", domain)
+	}
+	if err != nil && len(mxs) == 0 {
+		return nil, tempErr("4.4.3", "MX lookup for %s: %v", domain, err)
+	}
+	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
+	hosts := make([]string, 0, len(mxs))
+	for _, mx := range mxs {
+		hosts = append(hosts, strings.TrimSuffix(mx.Host, "."))
+	}
+	if len(hosts) == 1 && hosts[0] == "" {
+		return nil, permErr("5.1.10", "domain %s accepts no mail (null MX)", domain)
+	}
+	if len(hosts) == 0 {
+		hosts = []string{domain} // RFC 5321 5.1: the implicit MX
+	}
+	lastErr := error(tempErr("4.4.4", "no usable MX for %s", domain))
+	for _, h := range hosts {
+		d := t.tmpl
+		d.addr = net.JoinHostPort(h, strconv.Itoa(t.port))
+		d.serverName = h
+		d.policy = TLSOpportunistic
+		c, err := d.connect(ctx)
+		if err != nil {
+			lastErr = err
+			if isReply(err) && !classify(err).Temporary {
+				return nil, err
+			}
+			continue
+		}
+		res, _, err := transact(ctx, c, it, body, rcpts, d.data)
+		c.quit()
+		if err == nil || isReply(err) {
+			return res, err
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}

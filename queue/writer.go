@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+const writeBuffer = 64 << 10
+
+// Writer streams one message body into the spool. Nothing is visible in the
+// spool until Commit returns an id; after an error or Abort nothing remains.
+type Writer struct {
+	s    *Spool
+	it   Item
+	tmp  string
+	f    File
+	bw   *bufio.Writer
+	err  error
+	done bool
+}
+
+// NewWriter starts a message. The SMTP session writes DATA through the
+// writer, so memory stays bounded whatever the message size.
+func (s *Spool) NewWriter(env Envelope) (*Writer, error) {
+	return s.newWriter(env, false)
+}
+
+func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
+	if len(env.Recipients) == 0 {
+		return nil, errors.New("spool: message without recipients")
+	}
+	now := s.now()
+	if env.ReceivedAt.IsZero() {
+		env.ReceivedAt = now
+	}
+	it := Item{
+		Version: FormatVersion, ID: newID(now), From: env.From, ReceivedAt: env.ReceivedAt.UTC(),
+		ClientIP: env.ClientIP, Helo: env.Helo, EightBit: env.EightBit, SMTPUTF8: env.SMTPUTF8,
+		DSN: dsn, State: StatePending, NextAttempt: now.UTC(),
+	}
+	for _, r := range env.Recipients {
+		if strings.TrimSpace(r.Target) == "" {
+			return nil, fmt.Errorf("spool: recipient %q has no target", r.Rcpt)
+		}
+		it.Recipients = append(it.Recipients, Recipient{Rcpt: r.Rcpt, Address: r.Address, Target: r.Target, State: RcptPending})
+	}
+	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+msgExt)
+	f, err := s.fs.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: create body: %w", it.ID, err)
+	}
+	return &Writer{s: s, it: it, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, writeBuffer)}, nil
+}
+
+// ID returns the id the message will have once committed, for logging.
+func (w *Writer) ID() string { return w.it.ID }
+
+// Write appends body bytes. The first error sticks: later writes and Commit return it.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, fmt.Errorf("spool %s: write after commit or abort", w.it.ID)
+	}
+	if !w.it.EightBit {
+		for _, c := range p {
+			if c >= 0x80 {
+				// Declared 7-bit or not, 8-bit bytes must never reach a
+				// 7-bit-only target, so the content decides.
+				w.it.EightBit = true
+				break
+			}
+		}
+	}
+	n, err := w.bw.Write(p)
+	w.it.Size += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("spool %s: write body: %w", w.it.ID, err)
+		return n, w.err
+	}
+	return n, nil
+}
+
+// Commit makes the message durable: body flushed, fsynced and renamed, then
+// the metadata written the same way, then the directory fsynced. Only after
+// Commit returns may the SMTP server answer 250.
+func (w *Writer) Commit() (string, error) {
+	if w.done {
+		return "", fmt.Errorf("spool %s: commit after commit or abort", w.it.ID)
+	}
+	w.done = true
+	id := w.it.ID
+	err := w.err
+	if err == nil {
+		if err = w.bw.Flush(); err == nil {
+			err = w.f.Sync()
+		}
+		if err != nil {
+			err = fmt.Errorf("spool %s: write body: %w", id, err)
+		}
+	}
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("spool %s: close body: %w", id, cerr)
+	}
+	if err != nil {
+		os.Remove(w.tmp)
+		return "", err
+	}
+	msg := w.s.path(id, msgExt)
+	if err := os.Rename(w.tmp, msg); err != nil {
+		os.Remove(w.tmp)
+		return "", fmt.Errorf("spool %s: %w", id, err)
+	}
+	// writeMeta syncs the directory, which also covers the body's rename.
+	if err := w.s.writeMeta(&w.it); err != nil {
+		// The sender will be told to retry, so the item must not survive
+		// to be delivered as well.
+		os.Remove(w.s.path(id, metaExt))
+		os.Remove(msg)
+		syncDir(w.s.dir)
+		return "", err
+	}
+	w.s.log.Info("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
+		"size", w.it.Size, "eight_bit", w.it.EightBit)
+	return id, nil
+}
+
+// Abort discards the message; safe to call after Commit (it does nothing then).
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.tmp)
+}
