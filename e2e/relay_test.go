@@ -114,8 +114,8 @@ func TestRecipientPolicy(t *testing.T) {
 			if got := smtpCode(err); got != tc.code {
 				t.Fatalf("RCPT %s: got %d (%v), want %d", tc.rcpt, got, err, tc.code)
 			}
-			if tc.code == 550 && !strings.Contains(err.Error(), "5.1.1") {
-				t.Errorf("want enhanced code 5.1.1, got %v", err)
+			if se, ok := err.(*smtp.SMTPError); tc.code == 550 && (!ok || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1})) {
+				t.Errorf("want enhanced code 5.1.1, got %#v", err)
 			}
 		})
 	}

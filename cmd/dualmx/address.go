@@ -39,7 +39,13 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 	}
 	a := &admin{cfg: cfg, store: st}
 	if withSpool {
-		sp, err := queue.OpenSpoolReadOnly(cfg.SpoolDir())
+		// A spool that does not exist yet is an empty one; creating the
+		// directory is what the daemon would do at its first start.
+		if err := os.MkdirAll(cfg.SpoolDir(), 0o750); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("spool dir: %w", err)
+		}
+		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil)
 		if err != nil {
 			st.Close()
 			return nil, err

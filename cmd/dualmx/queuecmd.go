@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +46,7 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tSTATE\tAGE\tFROM\tTO\tATTEMPTS\tLAST REPLY")
 			for _, it := range items {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.State, time.Since(it.ReceivedAt).Round(time.Second),
-					dash(it.From), it.TargetsString(), it.Attempts, it.LastError)
+					dash(it.From), targets(it), it.Attempts, it.LastError)
 			}
 			return tw.Flush()
 		},
@@ -131,7 +132,7 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 			if err != nil {
 				return err
 			}
-			for _, addr := range it.Addresses() {
+			for _, addr := range addresses(it) {
 				if err := a.store.AppendAudit(cmd.Context(), router.AuditEntry{Actor: who, Address: addr, Action: action,
 					Reason: reason, Detail: "message " + it.ID + " from <" + it.From + ">"}); err != nil {
 					return fmt.Errorf("%s done, but the audit log write failed: %w", action, err)
@@ -148,17 +149,59 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 func newQueueReleaseCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "release ID", "Send a held message back to delivery",
 		"  dualmx queue release 20261127T101500-3f2a9c", "release", false,
-		func(sp *queue.Spool, id, _, _ string) (queue.Item, error) { return sp.Release(id) })
+		func(sp *queue.Spool, id, _, _ string) (queue.Item, error) {
+			it, err := sp.Get(id)
+			if err != nil {
+				return it, err
+			}
+			return it, sp.Release(id)
+		})
 }
 
 func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "bounce ID", "Return a message to its sender with a delivery status notification",
 		"  dualmx queue bounce 20261127T101500-3f2a9c --reason \"mailbox does not exist yet\"", "bounce", false,
-		func(sp *queue.Spool, id, who, reason string) (queue.Item, error) { return sp.Bounce(id, who, reason) })
+		func(sp *queue.Spool, id, who, _ string) (queue.Item, error) {
+			it, err := sp.Get(id)
+			if err != nil {
+				return it, err
+			}
+			dsn, err := sp.Bounce(id, who)
+			if err == nil && dsn != "" {
+				fmt.Printf("delivery status notification %s queued for <%s>\n", dsn, it.From)
+			}
+			return it, err
+		})
 }
 
 func newQueueDropCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "drop ID --reason TEXT", "Remove a message without delivery or DSN (audited)",
 		"  dualmx queue drop 20261127T101500-3f2a9c --reason \"spam that slipped through the old host\"", "drop", true,
 		func(sp *queue.Spool, id, who, reason string) (queue.Item, error) { return sp.Drop(id, who, reason) })
+}
+
+// targets lists an item's recipients at the target, for one table cell.
+func targets(it queue.Item) string {
+	var b strings.Builder
+	for i, r := range it.Recipients {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(r.Target)
+	}
+	return b.String()
+}
+
+// addresses lists the distinct public addresses an item is for, so an admin
+// action on it shows up in each address's audit trail.
+func addresses(it queue.Item) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range it.Recipients {
+		if r.Address != "" && !seen[r.Address] {
+			seen[r.Address] = true
+			out = append(out, r.Address)
+		}
+	}
+	return out
 }

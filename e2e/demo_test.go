@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemo runs "dualmx demo" as the README tells a newcomer to, follows the
+// printed how-to (its swaks line), and finds the message in the printed folder.
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	smtpAddr, httpAddr := freePort(t), freePort(t)
+	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", smtpAddr, "--metrics", httpAddr)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Error("demo did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("demo log:\n%s", logs.String())
+		}
+	}()
+	var howto strings.Builder
+	sc := bufio.NewScanner(stdout)
+	lines := make(chan string)
+	go func() {
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(20 * time.Second)
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo exited early; printed:\n%s", howto.String())
+			}
+			howto.WriteString(l + "\n")
+			if strings.Contains(l, "Stop with Ctrl-C") {
+				break read
+			}
+		case <-deadline:
+			t.Fatalf("demo printed no how-to in time:\n%s", howto.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	text := howto.String()
+	swaksLine := regexp.MustCompile(`(?m)^\s*(swaks .*)$`).FindStringSubmatch(text)
+	inbox := regexp.MustCompile(`It lands in (\S+)/ as an \.eml file`).FindStringSubmatch(text)
+	if swaksLine == nil || inbox == nil {
+		t.Fatalf("how-to lacks the swaks line or the folder:\n%s", text)
+	}
+	if !strings.Contains(text, smtpAddr[strings.LastIndexByte(smtpAddr, ':')+1:]) {
+		t.Errorf("how-to does not name the relay's port:\n%s", text)
+	}
+	if _, err := exec.LookPath("swaks"); err == nil {
+		out, err := exec.Command("sh", "-c", swaksLine[1]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("the printed swaks line failed: %v\n%s", err, out)
+		}
+	} else {
+		// Without swaks, send what it would.
+		f := strings.Fields(swaksLine[1])
+		to := f[len(f)-1]
+		if err := send(smtpAddr, "someone@example.org", []string{to}, testMessage("demo-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var eml []byte
+	waitFor(t, 15*time.Second, "an .eml file in the demo inbox", func() bool {
+		files, _ := filepath.Glob(filepath.Join(inbox[1], "*.eml"))
+		if len(files) == 0 {
+			return false
+		}
+		eml, _ = os.ReadFile(files[0])
+		return len(eml) > 0
+	})
+	if !bytes.HasPrefix(eml, []byte("Received: ")) {
+		t.Errorf("delivered message has no Received line on top:\n%s", eml)
+	}
+}
