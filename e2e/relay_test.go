@@ -95,8 +95,8 @@ func TestRecipientPolicy(t *testing.T) {
 		{"victim%example.com@fwd.hervormdputten.nl", 550}, // % hack
 		{"example.com!victim@fwd.hervormdputten.nl", 550}, // bang path
 		{`"victim@example.com"@fwd.hervormdputten.nl`, 550},
-		{"scriba@fwd.hervormdputten.nl.", 550},     // trailing dot
-		{"scriba@[127.0.0.1]", 550},                // IP literal
+		{"scriba@fwd.hervormdputten.nl.", 550}, // trailing dot
+		{"scriba@[127.0.0.1]", 550},            // IP literal
 		{"scriba@fwd.hervormdputten.nl@example.com", 550},
 		{"scriba@fwd.hervormdputten.nl%example.com", 550},
 	}

@@ -146,7 +146,10 @@ var (
 
 type queueCollector struct{ f func() QueueStats }
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueSizeDesc; ch <- queueAgeDesc }
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueSizeDesc
+	ch <- queueAgeDesc
+}
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.f()
 	for _, st := range QueueStates {

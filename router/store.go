@@ -37,15 +37,16 @@ type Address struct {
 
 // AuditEntry is one row of the audit log.
 type AuditEntry struct {
-	ID       int64
-	At       time.Time
-	Actor    string // OS user who ran the command
-	Address  string
-	Action   string // add, flip, drop, bounce, release, ...
-	From, To State  // empty for actions that are not transitions
-	Forced   bool
-	Reason   string
-	Detail   string
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"` // OS user who ran the command
+	Address string    `json:"address"`
+	Action  string    `json:"action"`         // add, flip, drop, bounce, release, ...
+	From    State     `json:"from,omitempty"` // empty for actions that are not transitions
+	To      State     `json:"to,omitempty"`
+	Forced  bool      `json:"forced,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
 }
 
 // Audit actions written by this package; the queue's CLI commands add their own.

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -112,17 +110,17 @@ func newAddressAddCmd(g *globalFlags) *cobra.Command {
 
 // addressView is the JSON shape of an address, stable for scripts.
 type addressView struct {
-	Address      string             `json:"address"`
-	Alias        string             `json:"alias"`
-	Target       string             `json:"target"`
-	State        string             `json:"state"`
-	Created      time.Time          `json:"created"`
-	Updated      time.Time          `json:"updated"`
-	LastDelivery *time.Time         `json:"last_delivery"`
-	Delivered    int64              `json:"delivered"`
-	Received     int64              `json:"received"`
-	Queued       *int               `json:"queued,omitempty"`
-	Held         *int               `json:"held,omitempty"`
+	Address      string              `json:"address"`
+	Alias        string              `json:"alias"`
+	Target       string              `json:"target"`
+	State        string              `json:"state"`
+	Created      time.Time           `json:"created"`
+	Updated      time.Time           `json:"updated"`
+	LastDelivery *time.Time          `json:"last_delivery"`
+	Delivered    int64               `json:"delivered"`
+	Received     int64               `json:"received"`
+	Queued       *int                `json:"queued,omitempty"`
+	Held         *int                `json:"held,omitempty"`
 	Audit        []router.AuditEntry `json:"audit,omitempty"`
 }
 
@@ -272,6 +270,3 @@ func dash(s string) string {
 	}
 	return s
 }
-
-var _ = strings.TrimSpace
-var _ = context.Background

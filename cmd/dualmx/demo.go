@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -83,6 +84,7 @@ func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr stri
 		TLS:     &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12},
 		MaxSize: 36 * 1024 * 1024,
 		Dir:     inbox,
+		Keep:    -1,
 	})
 	if err != nil {
 		return fmt.Errorf("stand-in tenant: %w", err)
@@ -137,7 +139,7 @@ Addresses in the forwarding state (alias -> delivered to):
 	for _, a := range demoAddresses {
 		fmt.Fprintf(out, "  %-40s -> %s\n", a.alias, a.address)
 	}
-	host, port := splitHostPort(relay)
+	host, port, _ := net.SplitHostPort(relay)
 	fmt.Fprintf(out, `
 Send a test message, as the old host would forward it:
 
@@ -179,13 +181,4 @@ func seedDemo(ctx context.Context, dbPath string) error {
 		}
 	}
 	return nil
-}
-
-func splitHostPort(hp string) (string, string) {
-	for i := len(hp) - 1; i >= 0; i-- {
-		if hp[i] == ':' {
-			return hp[:i], hp[i+1:]
-		}
-	}
-	return hp, ""
 }

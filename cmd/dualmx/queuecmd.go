@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,6 +40,10 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Held mail waits for a person, so it comes first; the rest stays in arrival order.
+			sort.SliceStable(items, func(i, j int) bool {
+				return items[i].State == queue.StateHeld && items[j].State != queue.StateHeld
+			})
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), items)
 			}

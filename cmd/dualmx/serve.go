@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -342,5 +341,3 @@ func probeWritable(dir string) error {
 	}
 	return f.Close()
 }
-
-var _ = filepath.Join
