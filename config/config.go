@@ -60,6 +60,15 @@ type Config struct {
 	Target   Target
 	Delivery Delivery
 
+	// Resolver is the HOST:PORT of the DNS server every lookup goes to (DKIM,
+	// SPF, DMARC, ARC, MX); "" uses the system's resolver.
+	Resolver string
+
+	ARC     ARC
+	SRS     SRS
+	M365    M365
+	Cutover Cutover
+
 	// origin remembers where each key was set in the file, so checks that run
 	// after decoding (and Warnings) can still point into the file.
 	origin map[string]origin
@@ -108,6 +117,78 @@ type Inbound struct {
 	// TLSCertFile and TLSKeyFile enable STARTTLS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
+	// MaxReceived is the hop limit: a message with more Received fields is
+	// refused as a loop (Postfix's hopcount_limit is 50 too).
+	MaxReceived int
+}
+
+// ARC configures sealing; it is on when the section is present.
+type ARC struct {
+	Enabled          bool
+	Domain, Selector string
+	// KeyFile is a PEM private key (PKCS#1 or PKCS#8, RSA or Ed25519) that
+	// only its owner may read.
+	KeyFile string
+	// Headers lists the fields ARC-Message-Signature signs; empty means the
+	// built-in default.
+	Headers []string
+}
+
+// SRS configures the Sender Rewriting Scheme; it is on when the section is present.
+type SRS struct {
+	Enabled    bool
+	Domain     string
+	SecretFile string
+	// PreviousSecretFiles still verify addresses made before a key rotation.
+	PreviousSecretFiles []string
+	MaxAge              time.Duration
+	// DSNPerHour bounds the DSNs sent to original senders, the one place
+	// dualmx delivers anywhere but the tenant.
+	DSNPerHour int
+}
+
+// M365 holds the app registration dualmx uses for Microsoft Graph and
+// Exchange Online; it is on when the section is present.
+type M365 struct {
+	Enabled          bool
+	TenantID         string
+	ClientID         string
+	ClientSecretFile string
+	CertificateFile  string
+	// GraphURL and ExchangeURL override the service endpoints, for tests.
+	GraphURL    string
+	ExchangeURL string
+}
+
+// Cutover holds the expected DNS values used when the tenant cannot be asked.
+type Cutover struct {
+	Enabled bool
+	Domain  string
+	// OldMX lists the old host's MX targets, expected before the cutover.
+	OldMX []string
+	// TenantMX is the Microsoft 365 MX target expected after the cutover.
+	TenantMX string
+	// OldSPF is the SPF mechanism that authorises the old host, e.g. include:spf.solcon.nl.
+	OldSPF                       string
+	ForwardDomain                string
+	RelayHost                    string
+	DKIMSelector1, DKIMSelector2 string
+	VerificationTXT              string
+	// QuietPeriod is how long the relay must see no traffic before it may stop.
+	QuietPeriod time.Duration
+}
+
+func (c *Config) setEnabled(section string, on bool) {
+	switch section {
+	case "arc":
+		c.ARC.Enabled = on
+	case "srs":
+		c.SRS.Enabled = on
+	case "m365":
+		c.M365.Enabled = on
+	case "cutover":
+		c.Cutover.Enabled = on
+	}
 }
 
 // Target is the next hop every message is delivered to.
@@ -145,6 +226,7 @@ func Default() Config {
 			MaxRecipients:   100,
 			MaxConnections:  200,
 			ReadTimeout:     5 * time.Minute,
+			MaxReceived:     50,
 		},
 		Target: Target{
 			Port: 25,
@@ -156,6 +238,13 @@ func Default() Config {
 			GiveUpAfter:        120 * time.Hour,
 			OnPermanentFailure: OnFailureHold,
 			Concurrency:        8,
+		},
+		SRS: SRS{
+			MaxAge:     21 * 24 * time.Hour,
+			DSNPerHour: 100,
+		},
+		Cutover: Cutover{
+			QuietPeriod: 72 * time.Hour,
 		},
 	}
 }

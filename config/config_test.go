@@ -98,7 +98,7 @@ var badCases = []badCase{
 	{
 		name: "unknown key far from any",
 		yaml: withMinimal("colour: blue"),
-		want: []string{"bad.yaml:5: colour: unknown key (known keys: hostname, state_dir, log_format, listen, inbound, target, delivery)"},
+		want: []string{"bad.yaml:5: colour: unknown key (known keys: hostname, state_dir, log_format, listen, inbound, target, delivery, resolver, arc, srs, m365, cutover)"},
 	},
 	{
 		name: "duplicate key",
@@ -448,7 +448,7 @@ func TestExampleParses(t *testing.T) {
 	}
 	// The example documents every key, so it must name every one.
 	for _, f := range schema {
-		if c.line(f.path) == 0 {
+		if c.line(f.path) == 0 && !isOptional(f.path) {
 			t.Errorf("example config lacks %s", f.path)
 		}
 	}
@@ -759,6 +759,104 @@ func TestFmtDuration(t *testing.T) {
 	} {
 		if got := fmtDuration(d); got != want {
 			t.Errorf("fmtDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestOptionalSections(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "arc.key")
+	secret := filepath.Join(dir, "srs.secret")
+	old := filepath.Join(dir, "srs.old")
+	writeFile(t, key, "not parsed here", 0o600)
+	writeFile(t, secret, "s3cret", 0o600)
+	writeFile(t, old, "older", 0o600)
+	good := withMinimal(
+		"resolver: 127.0.0.1:53",
+		"arc:",
+		"  domain: relay.example.nl",
+		"  selector: arc2026",
+		"  key_file: arc.key",
+		"  headers: [from, to, subject]",
+		"srs:",
+		"  domain: fwd.example.nl",
+		"  secret_file: "+secret,
+		"  previous_secret_files: [srs.old]",
+		"cutover:",
+		"  domain: example.nl",
+		"  old_mx: [mx1.solcon.nl, mx2.solcon.nl]",
+		"  tenant_mx: example-nl.mail.protection.outlook.com",
+	)
+	c, err := Parse(filepath.Join(dir, "ok.yaml"), []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ARC.Enabled || c.ARC.KeyFile != key || !c.SRS.Enabled || c.SRS.PreviousSecretFiles[0] != old ||
+		c.SRS.MaxAge != 21*24*time.Hour || c.M365.Enabled || !c.Cutover.Enabled || c.Cutover.QuietPeriod != 72*time.Hour {
+		t.Errorf("optional sections not decoded: %+v %+v %+v", c.ARC, c.SRS, c.Cutover)
+	}
+	if c2, err := Parse("x.yaml", []byte(withMinimal())); err != nil || c2.ARC.Enabled || c2.SRS.Enabled {
+		t.Errorf("absent sections must be off: %v", err)
+	}
+
+	writeFile(t, key, "k", 0o640)
+	bad := withMinimal(
+		"arc:",
+		"  domain: relay.example.nl",
+		"  key_file: "+key,
+		"  headers: [to]",
+		"srs:",
+		"  max_age: 0s",
+		"m365:",
+		"  tenant_id: t",
+		"resolver: nonsense",
+	)
+	_, err = Parse(filepath.Join(dir, "bad.yaml"), []byte(bad))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want problems, got %v", err)
+	}
+	text := ps.Error()
+	for _, want := range []string{"arc.selector: required", "arc.key_file: " + key + " is accessible by group or others",
+		"arc.headers: must include From", "srs.domain: required", "srs.secret_file: required", "srs.max_age",
+		"m365.client_id: required", "set exactly one of client_secret_file and certificate_file", ":13: resolver:"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("problems lack %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestExampleOptionalSectionsParse uncomments the example's optional sections
+// ("#key:" lines) and checks that only the missing secret files are refused,
+// so the documented keys stay in step with the schema.
+func TestExampleOptionalSectionsParse(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "deploy", "dualmx.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		// "#key:" starts a section, "#  key:" is a key in it; "# text" is prose.
+		if strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "# ") && !strings.HasPrefix(l, "##") {
+			l = l[1:]
+		} else if strings.HasPrefix(l, "#  ") && len(l) > 3 && l[3] != ' ' {
+			l = l[1:]
+		}
+		lines = append(lines, l)
+	}
+	_, err = Parse("example.yaml", []byte(strings.Join(lines, "\n")))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want only missing-file problems, got %v", err)
+	}
+	for _, p := range ps {
+		if !strings.Contains(p.Msg, "does not exist") && !strings.Contains(p.Msg, "set exactly one") {
+			t.Errorf("uncommented example: %s", p)
+		}
+	}
+	for _, key := range []string{"arc.key_file", "srs.secret_file", "m365.client_secret_file"} {
+		if !ps.hasKey(key) {
+			t.Errorf("expected the missing %s to be reported", key)
 		}
 	}
 }

@@ -28,6 +28,10 @@ type field struct {
 	file bool
 }
 
+// optionalSections switch a feature on by being present in the file; their
+// keys are documented in the example file as comments rather than set there.
+var optionalSections = []string{"arc", "srs", "m365", "cutover"}
+
 var schema = []field{
 	{path: "hostname", ptr: func(c *Config) any { return &c.Hostname }},
 	{path: "state_dir", ptr: func(c *Config) any { return &c.StateDir }, file: true},
@@ -50,6 +54,44 @@ var schema = []field{
 	{path: "delivery.give_up_after", ptr: func(c *Config) any { return &c.Delivery.GiveUpAfter }},
 	{path: "delivery.on_permanent_failure", ptr: func(c *Config) any { return &c.Delivery.OnPermanentFailure }},
 	{path: "delivery.concurrency", ptr: func(c *Config) any { return &c.Delivery.Concurrency }},
+	{path: "resolver", ptr: func(c *Config) any { return &c.Resolver }},
+	{path: "inbound.max_received", ptr: func(c *Config) any { return &c.Inbound.MaxReceived }},
+	{path: "arc.domain", ptr: func(c *Config) any { return &c.ARC.Domain }},
+	{path: "arc.selector", ptr: func(c *Config) any { return &c.ARC.Selector }},
+	{path: "arc.key_file", ptr: func(c *Config) any { return &c.ARC.KeyFile }, file: true},
+	{path: "arc.headers", ptr: func(c *Config) any { return &c.ARC.Headers }},
+	{path: "srs.domain", ptr: func(c *Config) any { return &c.SRS.Domain }},
+	{path: "srs.secret_file", ptr: func(c *Config) any { return &c.SRS.SecretFile }, file: true},
+	{path: "srs.previous_secret_files", ptr: func(c *Config) any { return &c.SRS.PreviousSecretFiles }, file: true},
+	{path: "srs.max_age", ptr: func(c *Config) any { return &c.SRS.MaxAge }},
+	{path: "srs.dsn_per_hour", ptr: func(c *Config) any { return &c.SRS.DSNPerHour }},
+	{path: "m365.tenant_id", ptr: func(c *Config) any { return &c.M365.TenantID }},
+	{path: "m365.client_id", ptr: func(c *Config) any { return &c.M365.ClientID }},
+	{path: "m365.client_secret_file", ptr: func(c *Config) any { return &c.M365.ClientSecretFile }, file: true},
+	{path: "m365.certificate_file", ptr: func(c *Config) any { return &c.M365.CertificateFile }, file: true},
+	{path: "m365.graph_url", ptr: func(c *Config) any { return &c.M365.GraphURL }},
+	{path: "m365.exchange_url", ptr: func(c *Config) any { return &c.M365.ExchangeURL }},
+	{path: "cutover.domain", ptr: func(c *Config) any { return &c.Cutover.Domain }},
+	{path: "cutover.old_mx", ptr: func(c *Config) any { return &c.Cutover.OldMX }},
+	{path: "cutover.tenant_mx", ptr: func(c *Config) any { return &c.Cutover.TenantMX }},
+	{path: "cutover.old_spf", ptr: func(c *Config) any { return &c.Cutover.OldSPF }},
+	{path: "cutover.forward_domain", ptr: func(c *Config) any { return &c.Cutover.ForwardDomain }},
+	{path: "cutover.relay_host", ptr: func(c *Config) any { return &c.Cutover.RelayHost }},
+	{path: "cutover.dkim_selector1", ptr: func(c *Config) any { return &c.Cutover.DKIMSelector1 }},
+	{path: "cutover.dkim_selector2", ptr: func(c *Config) any { return &c.Cutover.DKIMSelector2 }},
+	{path: "cutover.verification_txt", ptr: func(c *Config) any { return &c.Cutover.VerificationTXT }},
+	{path: "cutover.quiet_period", ptr: func(c *Config) any { return &c.Cutover.QuietPeriod }},
+}
+
+// IsOptional reports whether path lies in an optional section.
+func isOptional(path string) bool {
+	sec, _, _ := strings.Cut(path, ".")
+	for _, o := range optionalSections {
+		if sec == o {
+			return true
+		}
+	}
+	return false
 }
 
 func lookupField(path string) *field {
@@ -108,8 +150,17 @@ func Parse(path string, data []byte) (*Config, error) {
 			if !f.file {
 				continue
 			}
-			if p := f.ptr(&c).(*string); *p != "" && !filepath.IsAbs(*p) {
-				*p = filepath.Join(base, *p)
+			switch p := f.ptr(&c).(type) {
+			case *string:
+				if *p != "" && !filepath.IsAbs(*p) {
+					*p = filepath.Join(base, *p)
+				}
+			case *[]string:
+				for i, v := range *p {
+					if v != "" && !filepath.IsAbs(v) {
+						(*p)[i] = filepath.Join(base, v)
+					}
+				}
 			}
 		}
 	}
@@ -119,6 +170,11 @@ func Parse(path string, data []byte) (*Config, error) {
 			o.value = display(f.ptr(&c))
 			c.origin[f.path] = o
 		}
+	}
+
+	for _, sec := range optionalSections {
+		_, on := c.origin[sec]
+		c.setEnabled(sec, on)
 	}
 
 	if d.syntaxErr {
@@ -252,6 +308,10 @@ func (d *decoder) leaf(v *yaml.Node, key string, ptr any) {
 		if ps, ok := d.prefixes(v, key); ok {
 			*p = ps
 		}
+	case *[]string:
+		if ss, ok := d.strings(v, key); ok {
+			*p = ss
+		}
 	default:
 		panic(fmt.Sprintf("config: no decoder for %s (%T)", key, ptr))
 	}
@@ -323,6 +383,28 @@ func (d *decoder) duration(v *yaml.Node, key string) (time.Duration, bool) {
 		d.errorf(v, key, "expected a duration, found %s", describe(v))
 	}
 	return 0, false
+}
+
+// strings reads a list of strings, checking every element.
+func (d *decoder) strings(v *yaml.Node, key string) ([]string, bool) {
+	if isNull(v) {
+		return nil, true
+	}
+	if v.Kind != yaml.SequenceNode {
+		d.errorf(v, key, "expected a list (e.g. [a, b]), found %s", describe(v))
+		return nil, false
+	}
+	out := make([]string, 0, len(v.Content))
+	ok := true
+	for i, e := range v.Content {
+		s, sok := d.str(e, fmt.Sprintf("%s[%d]", key, i))
+		if !sok {
+			ok = false
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, ok
 }
 
 // prefixes reads a list of CIDRs or single addresses. Every element is

@@ -118,6 +118,99 @@ func (k *checker) values() {
 	k.positiveDuration("delivery.give_up_after", c.Delivery.GiveUpAfter)
 	k.oneOf("delivery.on_permanent_failure", c.Delivery.OnPermanentFailure, OnFailureHold, OnFailureBounce)
 	k.positive("delivery.concurrency", int64(c.Delivery.Concurrency))
+	k.positive("inbound.max_received", int64(c.Inbound.MaxReceived))
+
+	if c.Resolver != "" {
+		if msg := checkHostPort(c.Resolver); msg != "" {
+			k.fail("resolver", "%s", msg)
+		}
+	}
+	if c.ARC.Enabled {
+		k.name("arc.domain", c.ARC.Domain, "the sealing domain, d= of the seal, e.g. relay.example.nl")
+		if c.ARC.Selector == "" {
+			k.fail("arc.selector", "required (the selector the public key is published under, e.g. arc2026)")
+		} else if msg := checkDNSName(c.ARC.Selector+".x", false); msg != "" || strings.Contains(c.ARC.Selector, ".") {
+			k.fail("arc.selector", "%q is not a DNS label", clip(c.ARC.Selector))
+		}
+		if c.ARC.KeyFile == "" {
+			k.fail("arc.key_file", "required (make one with: dualmx arc keygen)")
+		}
+		if len(c.ARC.Headers) > 0 {
+			hasFrom := false
+			for _, h := range c.ARC.Headers {
+				if strings.EqualFold(h, "from") {
+					hasFrom = true
+				}
+				if h == "" || strings.ContainsAny(h, ": \t") {
+					k.fail("arc.headers", "%q is not a header field name", clip(h))
+				}
+			}
+			if !hasFrom {
+				k.fail("arc.headers", "must include From (RFC 6376 section 5.4)")
+			}
+		}
+	}
+	if c.SRS.Enabled {
+		k.name("srs.domain", c.SRS.Domain, "the domain rewritten senders get, whose MX is this relay")
+		if c.SRS.SecretFile == "" {
+			k.fail("srs.secret_file", "required (a file with a long random secret, mode 0600)")
+		}
+		k.positiveDuration("srs.max_age", c.SRS.MaxAge)
+		k.positive("srs.dsn_per_hour", int64(c.SRS.DSNPerHour))
+	}
+	if c.M365.Enabled {
+		if c.M365.TenantID == "" {
+			k.fail("m365.tenant_id", "required (the directory (tenant) ID of the app registration)")
+		}
+		if c.M365.ClientID == "" {
+			k.fail("m365.client_id", "required (the application (client) ID)")
+		}
+		if (c.M365.ClientSecretFile == "") == (c.M365.CertificateFile == "") {
+			k.fail(k.setOne("m365.client_secret_file", "m365.certificate_file"), "set exactly one of client_secret_file and certificate_file")
+		}
+		for _, key := range []string{"m365.graph_url", "m365.exchange_url"} {
+			v := c.M365.GraphURL
+			if key == "m365.exchange_url" {
+				v = c.M365.ExchangeURL
+			}
+			if v != "" && !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://127.0.0.1") && !strings.HasPrefix(v, "http://localhost") {
+				k.fail(key, "%q must be an https:// URL (plain http only on loopback, for tests)", clip(v))
+			}
+		}
+	}
+	if c.Cutover.Enabled {
+		k.name("cutover.domain", c.Cutover.Domain, "the domain whose MX moves, e.g. example.nl")
+		for _, mx := range c.Cutover.OldMX {
+			if msg := checkDNSName(strings.TrimSuffix(mx, "."), true); msg != "" {
+				k.fail("cutover.old_mx", "%q %s", clip(mx), msg)
+			}
+		}
+		for key, v := range map[string]string{"cutover.tenant_mx": c.Cutover.TenantMX, "cutover.forward_domain": c.Cutover.ForwardDomain,
+			"cutover.relay_host": c.Cutover.RelayHost} {
+			if v != "" {
+				if msg := checkDNSName(strings.TrimSuffix(v, "."), true); msg != "" {
+					k.fail(key, "%q %s", clip(v), msg)
+				}
+			}
+		}
+		// DKIM CNAME targets contain underscore labels (_domainkey), so they
+		// are only checked for being one word.
+		for key, v := range map[string]string{"cutover.dkim_selector1": c.Cutover.DKIMSelector1, "cutover.dkim_selector2": c.Cutover.DKIMSelector2} {
+			if strings.ContainsAny(v, " \t,;") {
+				k.fail(key, "%q is not a host name", clip(v))
+			}
+		}
+		k.positiveDuration("cutover.quiet_period", c.Cutover.QuietPeriod)
+	}
+}
+
+// name checks a required DNS name.
+func (k *checker) name(key, v, what string) {
+	if v == "" {
+		k.fail(key, "required (%s)", what)
+	} else if msg := checkDNSName(strings.TrimSuffix(v, "."), true); msg != "" {
+		k.fail(key, "%q %s", clip(v), msg)
+	}
 }
 
 func (k *checker) files() {
@@ -138,6 +231,31 @@ func (k *checker) files() {
 		if msg := checkCABundle(c.Target.CAFile); msg != "" {
 			k.fail("target.ca_file", "%s", msg)
 		}
+	}
+	// Secrets: a key or secret file others can read must be treated as
+	// leaked, so it is refused rather than used.
+	private := func(key, path string) {
+		if path == "" {
+			return
+		}
+		if msg := checkReadable(path); msg != "" {
+			k.fail(key, "%s", msg)
+		} else if msg := checkPrivate(path); msg != "" {
+			k.fail(key, "%s", msg)
+		}
+	}
+	if c.ARC.Enabled {
+		private("arc.key_file", c.ARC.KeyFile)
+	}
+	if c.SRS.Enabled {
+		private("srs.secret_file", c.SRS.SecretFile)
+		for _, p := range c.SRS.PreviousSecretFiles {
+			private("srs.previous_secret_files", p)
+		}
+	}
+	if c.M365.Enabled {
+		private("m365.client_secret_file", c.M365.ClientSecretFile)
+		private("m365.certificate_file", c.M365.CertificateFile)
 	}
 }
 
@@ -404,6 +522,8 @@ func display(ptr any) any {
 			out[i] = n.String()
 		}
 		return out
+	case *[]string:
+		return append([]string{}, *p...)
 	}
 	return fmt.Sprint(ptr)
 }
