@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -11,9 +12,16 @@ import (
 // whole rather than repaired.
 var errBareNewline = errors.New("bare CR or LF in message data")
 
+// maxField bounds how much of one header field is kept for inspection; the
+// fields looked at (Received, ARC-Seal) are far shorter in real mail, and a
+// longer one is judged on its first maxField bytes.
+const maxField = 8 << 10
+
 // dataChecker passes DATA through unchanged while it watches for bare CR/LF
-// and counts Received fields in the header block. It keeps only a few bytes of
-// state, so a message of any size streams through it.
+// and inspects the header block for loop evidence: the number of Received
+// fields, a Received field dualmx itself wrote, and an ARC set sealed by our
+// own domain. It keeps one header field at a time, so a message of any size
+// streams through it.
 type dataChecker struct {
 	r      io.Reader
 	prevCR bool
@@ -21,25 +29,32 @@ type dataChecker struct {
 	// readErr is the last error from the client side, kept apart so a failed
 	// spool write is never mistaken for a client that went away.
 	readErr error
-	n       int64
-	inHdr   bool
-	hdrEnd  int64 // offset just after the blank line ending the header, 0 if not seen
-	lineLen int   // bytes on the current header line
-	// received counts header fields named Received, for the hop limit.
+
+	inHdr    bool
+	lineLen  int
+	field    []byte // the current header field, unfolded lines joined, capped at maxField
 	received int
-	// lineStart holds the first bytes of the current header line, enough to
-	// recognise a field name of interest.
-	lineStart [16]byte
+	// ownTrace is set when a Received field carries traceMarker, or an
+	// ARC-Seal carries arcMarker: the message has passed through us before.
+	ownTrace    bool
+	traceMarker []byte
+	arcDomain   []byte
 }
 
-func newDataChecker(r io.Reader) *dataChecker {
-	return &dataChecker{r: r, inHdr: true}
+func newDataChecker(r io.Reader, hostname, arcDomain string) *dataChecker {
+	c := &dataChecker{r: r, inHdr: true}
+	if hostname != "" {
+		c.traceMarker = []byte("by " + hostname + " (dualmx)")
+	}
+	if arcDomain != "" {
+		c.arcDomain = bytes.ToLower([]byte(arcDomain))
+	}
+	return c
 }
 
 func (c *dataChecker) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	for _, b := range p[:n] {
-		c.n++
 		switch {
 		case c.prevCR && b != '\n':
 			c.bad = true
@@ -51,8 +66,13 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 			c.header(b)
 		}
 	}
-	if err == io.EOF && c.prevCR {
-		c.bad = true
+	if err == io.EOF {
+		if c.prevCR {
+			c.bad = true
+		}
+		if c.inHdr {
+			c.endField()
+		}
 	}
 	if err != nil && err != io.EOF {
 		c.readErr = err
@@ -60,42 +80,57 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// header tracks header lines to find where the header block ends and to count
-// Received fields, without buffering the header.
+// header collects one field at a time: a line that starts with white space
+// continues the field before it.
 func (c *dataChecker) header(b byte) {
 	switch b {
 	case '\r':
 		return
 	case '\n':
 		if c.lineLen == 0 {
+			c.endField()
 			c.inHdr = false
-			c.hdrEnd = c.n
-			return
-		}
-		if c.lineLen >= 9 && asciiEqualFold(c.lineStart[:9], "received:") {
-			c.received++
 		}
 		c.lineLen = 0
 		return
 	}
-	if c.lineLen < len(c.lineStart) {
-		c.lineStart[c.lineLen] = b
+	if c.lineLen == 0 && b != ' ' && b != '\t' {
+		c.endField()
 	}
 	c.lineLen++
+	if len(c.field) < maxField {
+		c.field = append(c.field, b)
+	}
 }
 
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
+func (c *dataChecker) endField() {
+	f := c.field
+	c.field = c.field[:0]
+	name, value, ok := bytes.Cut(f, []byte(":"))
+	if !ok {
+		return
 	}
-	for i := range b {
-		x := b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
+	name = bytes.TrimRight(name, " \t")
+	switch {
+	case bytes.EqualFold(name, []byte("Received")):
+		c.received++
+		if c.traceMarker != nil && bytes.Contains(value, c.traceMarker) {
+			c.ownTrace = true
 		}
-		if x != s[i] {
-			return false
+	case bytes.EqualFold(name, []byte("ARC-Seal")) && c.arcDomain != nil:
+		if d, ok := tagValue(value, "d"); ok && bytes.EqualFold(d, c.arcDomain) {
+			c.ownTrace = true
 		}
 	}
-	return true
+}
+
+// tagValue finds tag in a DKIM-style tag list ("i=1; a=rsa-sha256; d=x").
+func tagValue(list []byte, tag string) ([]byte, bool) {
+	for _, part := range bytes.Split(list, []byte(";")) {
+		k, v, ok := bytes.Cut(part, []byte("="))
+		if ok && string(bytes.TrimSpace(k)) == tag {
+			return bytes.Join(bytes.Fields(v), nil), true
+		}
+	}
+	return nil, false
 }

@@ -14,21 +14,28 @@ func TestDataChecker(t *testing.T) {
 		in       string
 		bad      bool
 		received int
+		own      bool
 	}{
-		{"plain", "Subject: x\r\n\r\nbody\r\n", false, 0},
-		{"bare LF in body", "Subject: x\r\n\r\nline\nmore\r\n", true, 0},
-		{"bare CR in body", "Subject: x\r\n\r\nline\rmore\r\n", true, 0},
-		{"LF dot LF smuggling", "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<a@b>\r\n", true, 0},
-		{"CR dot CR smuggling", "Subject: x\r\n\r\nbody\r.\rMAIL FROM:<a@b>\r\n", true, 0},
-		{"trailing CR", "Subject: x\r\n\r\nbody\r", true, 0},
-		{"8-bit body passes", "Subject: x\r\n\r\ncaf\xc3\xa9\r\n", false, 0},
-		{"received counted in header only", "Received: a\r\nreceived: b\r\nRECEIVED : c\r\nX: y\r\n\r\nReceived: in body\r\n", false, 2},
-		{"folded received", "Received: from a\r\n\tby b\r\nReceived: c\r\n\r\n", false, 2},
+		{"plain", "Subject: x\r\n\r\nbody\r\n", false, 0, false},
+		{"bare LF in body", "Subject: x\r\n\r\nline\nmore\r\n", true, 0, false},
+		{"bare CR in body", "Subject: x\r\n\r\nline\rmore\r\n", true, 0, false},
+		{"LF dot LF smuggling", "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<a@b>\r\n", true, 0, false},
+		{"CR dot CR smuggling", "Subject: x\r\n\r\nbody\r.\rMAIL FROM:<a@b>\r\n", true, 0, false},
+		{"trailing CR", "Subject: x\r\n\r\nbody\r", true, 0, false},
+		{"8-bit body passes", "Subject: x\r\n\r\ncaf\xc3\xa9\r\n", false, 0, false},
+		{"received counted in header only", "Received: a\r\nreceived: b\r\nRECEIVED : c\r\nX: y\r\n\r\nReceived: in body\r\n", false, 3, false},
+		{"folded received", "Received: from a\r\n\tby b\r\nReceived: c\r\n\r\n", false, 2, false},
+		{"own trace folded", "Received: from x ([192.0.2.1])\r\n\tby relay.example.nl (dualmx) with ESMTPS id 1;\r\n\tFri, 27 Nov 2026 10:00:00 +0000\r\nSubject: x\r\n\r\n", false, 1, true},
+		{"other relay's trace", "Received: from x\r\n\tby relay.example.com (dualmx) with ESMTP id 1\r\n\r\n", false, 1, false},
+		{"own trace only in body", "Subject: x\r\n\r\nReceived: by relay.example.nl (dualmx)\r\n", false, 0, false},
+		{"own ARC seal", "ARC-Seal: i=1; a=rsa-sha256; t=1; cv=none;\r\n d=Seal.Example.NL; s=arc; b=abc\r\n\r\n", false, 0, true},
+		{"other ARC seal", "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=microsoft.com; s=arc; b=abc\r\n\r\n", false, 0, false},
+		{"header only, no body", "Received: a\r\nReceived: b", false, 2, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// One byte at a time exercises state kept across reads.
-			c := newDataChecker(iotest.OneByteReader(strings.NewReader(tc.in)))
+			c := newDataChecker(iotest.OneByteReader(strings.NewReader(tc.in)), "relay.example.nl", "seal.example.nl")
 			out, err := io.ReadAll(c)
 			if err != nil {
 				t.Fatal(err)
@@ -36,8 +43,8 @@ func TestDataChecker(t *testing.T) {
 			if !bytes.Equal(out, []byte(tc.in)) {
 				t.Errorf("checker changed the data: %q", out)
 			}
-			if c.bad != tc.bad || c.received != tc.received {
-				t.Errorf("bad=%v received=%d, want %v %d", c.bad, c.received, tc.bad, tc.received)
+			if c.bad != tc.bad || c.received != tc.received || c.ownTrace != tc.own {
+				t.Errorf("bad=%v received=%d own=%v, want %v %d %v", c.bad, c.received, c.ownTrace, tc.bad, tc.received, tc.own)
 			}
 		})
 	}
@@ -58,7 +65,7 @@ func FuzzDataChecker(f *testing.F) {
 	f.Add([]byte("a\n.\nb"))
 	f.Add([]byte("Received: x\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c := newDataChecker(bytes.NewReader(in))
+		c := newDataChecker(bytes.NewReader(in), "relay.example.nl", "seal.example.nl")
 		out, err := io.ReadAll(c)
 		if err != nil || !bytes.Equal(out, in) {
 			t.Fatalf("checker must pass data through unchanged")

@@ -46,8 +46,11 @@ type Options struct {
 	// MaxReceived is the hop limit: a message with more Received fields is
 	// refused as a probable loop. 0 means 50.
 	MaxReceived int
-	Router      Router
-	Spool       Spool
+	// ARCDomain is our sealing domain; an arriving ARC set sealed by it means
+	// the message has been here before.
+	ARCDomain string
+	Router    Router
+	Spool     Spool
 	// Committed is told about every message made durable, so delivery can start at once.
 	Committed func(id string)
 	Metrics   *metrics.Metrics
@@ -162,6 +165,7 @@ var (
 	errBareLF      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR or LF in data (RFC 5321 section 2.3.8)"}
 	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
 	errLoop        = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Too many hops: routing loop detected"}
+	errLoopSeen    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Routing loop detected: message already passed through this relay"}
 	errBadSender   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address syntax error"}
 	errNestedMail  = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command"}
 	// go-smtp sends any error from Rcpt as the reply; a 250 "error" acknowledges
@@ -273,7 +277,7 @@ func (s *session) Data(r io.Reader) error {
 		w.Abort()
 		return s.spoolError(err, w.ID())
 	}
-	chk := newDataChecker(r)
+	chk := newDataChecker(r, s.s.opts.Hostname, s.s.opts.ARCDomain)
 	n, err := io.Copy(w, chk)
 	if err != nil {
 		w.Abort()
@@ -296,7 +300,15 @@ func (s *session) Data(r io.Reader) error {
 	if chk.received > s.s.opts.MaxReceived {
 		w.Abort()
 		s.log().Warn("refused message", "id", w.ID(), "why", "hop limit", "received_fields", chk.received)
-		return s.refuse("data", "loop", errLoop)
+		return s.refuse("data", "loop_hops", errLoop)
+	}
+	if chk.ownTrace {
+		// A message we already relayed came back: a forward between the old
+		// host and Microsoft 365 points the wrong way. Refusing it before 250
+		// stops the loop at its first repeat.
+		w.Abort()
+		s.log().Warn("refused message", "id", w.ID(), "why", "already passed through this relay")
+		return s.refuse("data", "loop_seen", errLoopSeen)
 	}
 	id, err := w.Commit()
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
@@ -119,6 +121,7 @@ func TestDataReplies(t *testing.T) {
 		{"CRLF dot LF", "Subject: hi\r\n\r\nbody\r\n.\nRCPT TO:<x@y>\r\n", "554 5.5.2"},
 		{"too large", "Subject: hi\r\n\r\n" + strings.Repeat(big, 70), "552 5.3.4"},
 		{"hop limit", strings.Repeat("Received: from a by b; Fri, 27 Nov 2026 10:00:00 +0000\r\n", 51) + "\r\nbody\r\n", "554 5.4.6"},
+		{"passed through us before", "Received: from old.example ([192.0.2.1])\r\n\tby relay.test (dualmx) with ESMTPS id X;\r\n\tFri, 27 Nov 2026 10:00:00 +0000\r\n\r\nbody\r\n", "554 5.4.6"},
 		{"at hop limit", strings.Repeat("Received: from a by b; Fri, 27 Nov 2026 10:00:00 +0000\r\n", 50) + "\r\nbody\r\n", "250 2.0.0"},
 	}
 	accepted := 0
@@ -249,5 +252,20 @@ func TestMaxConnections(t *testing.T) {
 	out := rawSession(t, f.addr, "QUIT\r\n")
 	if !strings.HasPrefix(out, "421 4.7.0") {
 		t.Fatalf("third connection not refused with 421: %q", out)
+	}
+}
+
+func TestLoopsCountedInMetrics(t *testing.T) {
+	f := start(t, nil)
+	own := "Received: from a ([192.0.2.1])\r\n\tby relay.test (dualmx) with ESMTP id X;\r\n\tFri, 27 Nov 2026 10:00:00 +0000\r\n\r\nx\r\n"
+	hops := strings.Repeat("Received: from a by b; Fri, 27 Nov 2026 10:00:00 +0000\r\n", 51) + "\r\nx\r\n"
+	for _, data := range []string{own, hops} {
+		rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nDATA\r\n"+data+".\r\nQUIT\r\n")
+	}
+	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("loop_seen")); got != 1 {
+		t.Errorf("loop_seen refusals = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("loop_hops")); got != 1 {
+		t.Errorf("loop_hops refusals = %v, want 1", got)
 	}
 }
