@@ -62,6 +62,8 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		via := r.tenant
 		if it.DSN {
 			via = r.dsn
+		} else if r.opts.Prepare != nil && !it.Prepared {
+			r.prepare(ctx, it, lk, log)
 		}
 		log.Info("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
@@ -202,5 +204,21 @@ func bounceable(it *Item) bool { return it.From != "" && !it.DSN }
 func (r *Runner) count(result string, n int) {
 	if r.m != nil && n > 0 {
 		r.m.Deliveries.WithLabelValues(result).Add(float64(n))
+	}
+}
+
+// prepare runs Options.Prepare and stores its result before the first
+// attempt. A failure is logged and the message goes out without the fields:
+// authentication results and the seal help the tenant trust the message, but
+// never decide whether it is delivered.
+func (r *Runner) prepare(ctx context.Context, it *Item, lk *itemLock, log *slog.Logger) {
+	prefix, err := r.opts.Prepare(ctx, it, lk.f)
+	if err != nil {
+		log.Warn("queue: prepare failed; delivering without added authentication fields", "err", err)
+	}
+	it.Prefix, it.Prepared = string(prefix), true
+	if err := r.sp.writeMeta(it); err != nil {
+		log.Warn("queue: could not store prepared fields; they will be computed again", "err", err)
+		it.Prepared = false
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -55,6 +56,15 @@ type Options struct {
 	RescanInterval time.Duration // full rescan of the spool as a safety net; default 1m
 
 	Recorder Recorder
+
+	// Prepare computes, once per message, the header fields prepended at
+	// delivery to the tenant (Authentication-Results and the ARC set). Its
+	// result is stored in the item before the first attempt, so every retry
+	// sends the same bytes. nil prepends nothing. DSNs are never prepared.
+	Prepare func(ctx context.Context, it *Item, body io.ReadSeeker) ([]byte, error)
+	// RewriteFrom maps the envelope sender for delivery to the tenant (SRS);
+	// nil keeps it. It is not applied to DSNs, whose sender is null.
+	RewriteFrom func(from string) (string, error)
 
 	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error) // default net.DefaultResolver
 	DSNPort  int                                                         // default 25
@@ -155,7 +165,7 @@ func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *R
 	}
 	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: map[string]*entry{}}
 	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
-	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool}
+	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
 	tmpl := opts.dialer()
 	r.dsn = &mxTarget{lookup: opts.LookupMX, port: opts.DSNPort, tmpl: tmpl}
 	return r

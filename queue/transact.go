@@ -36,7 +36,7 @@ var errStale = errors.New("pooled connection is gone")
 
 // transact runs one mail transaction. reusable reports whether the
 // connection is in a known state for another transaction.
-func transact(ctx context.Context, c *client, it *Item, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
+func transact(ctx context.Context, c *client, it *Item, from string, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
 
@@ -49,11 +49,11 @@ func transact(ctx context.Context, c *client, it *Item, body io.ReadSeeker, rcpt
 		return nil, true, tempErr("4.6.7", "message needs SMTPUTF8 and %s does not advertise it", c.key)
 	}
 	// go-smtp adds BODY=8BITMIME itself whenever the server offers it.
-	opts := &smtp.MailOptions{Size: it.Size, UTF8: it.SMTPUTF8}
+	opts := &smtp.MailOptions{Size: it.Size + int64(len(it.Prefix)), UTF8: it.SMTPUTF8}
 	if it.EightBit {
 		opts.Body = smtp.Body8BitMIME
 	}
-	if err := c.c.Mail(it.From, opts); err != nil {
+	if err := c.c.Mail(from, opts); err != nil {
 		if !isReply(err) {
 			return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, err)
 		}
@@ -88,6 +88,9 @@ func transact(ctx context.Context, c *client, it *Item, body io.ReadSeeker, rcpt
 		return nil, false, tempErr("4.3.0", "read spooled body: %v", err)
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
+	if _, err := io.WriteString(w, it.Prefix); err != nil {
+		return nil, false, classify(err)
+	}
 	if _, err := io.Copy(w, body); err != nil {
 		return nil, false, classify(err)
 	}
@@ -115,11 +118,19 @@ func reset(c *client) bool { return c.c.Reset() == nil }
 
 // tenantTarget delivers to the one configured endpoint, reusing connections.
 type tenantTarget struct {
-	d    dialer
-	pool *pool
+	d           dialer
+	pool        *pool
+	rewriteFrom func(string) (string, error)
 }
 
 func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+	from := it.From
+	if t.rewriteFrom != nil && from != "" {
+		var err error
+		if from, err = t.rewriteFrom(from); err != nil {
+			return nil, tempErr("4.3.0", "rewrite sender %q: %v", it.From, err)
+		}
+	}
 	for try := 0; ; try++ {
 		c := t.pool.get(t.d.addr)
 		reused := c != nil
@@ -129,7 +140,7 @@ func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker
 				return nil, classify(err)
 			}
 		}
-		res, reusable, err := transact(ctx, c, it, body, rcpts, t.d.data)
+		res, reusable, err := transact(ctx, c, it, from, body, rcpts, t.d.data)
 		if reusable && ctx.Err() == nil {
 			t.pool.put(c)
 		} else {
@@ -212,7 +223,7 @@ func (t *mxTarget) deliverDomain(ctx context.Context, it *Item, body io.ReadSeek
 			}
 			continue
 		}
-		res, _, err := transact(ctx, c, it, body, rcpts, d.data)
+		res, _, err := transact(ctx, c, it, it.From, body, rcpts, d.data)
 		c.quit()
 		if err == nil || isReply(err) {
 			return res, err
