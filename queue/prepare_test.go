@@ -67,7 +67,9 @@ func TestRewriteFrom(t *testing.T) {
 	f := newFixture(t)
 	s := f.target(standin.Options{})
 	opts := f.opts(s)
-	opts.RewriteFrom = func(from string) (string, error) { return "SRS0=xx=yy=" + strings.ReplaceAll(from, "@", "=") + "@fwd.test", nil }
+	opts.RewriteFrom = func(from string) (string, error) {
+		return "SRS0=xx=yy=" + strings.ReplaceAll(from, "@", "=") + "@fwd.test", nil
+	}
 	f.spool(testBody, defaultEnv())
 	env := defaultEnv()
 	env.From = ""
