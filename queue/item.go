@@ -48,6 +48,10 @@ type Envelope struct {
 	Helo       string
 	EightBit   bool // BODY=8BITMIME, or 8-bit bytes seen in the body
 	SMTPUTF8   bool // the envelope needed SMTPUTF8
+	// Returned marks a bounce that arrived for an SRS address: it goes to the
+	// original sender recovered from the address, by MX, like a DSN of our own,
+	// and is never bounced again.
+	Returned bool
 }
 
 // Recipient is one RCPT of a message with its delivery state.

@@ -157,7 +157,8 @@ func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker
 }
 
 // mxTarget delivers DSNs to the sender's domain. It is only ever used for
-// messages dualmx generated itself, so the relay stays closed by
+// DSNs dualmx generated itself and for bounces returned to an address
+// recovered from a valid SRS token of ours, so the relay stays closed by
 // construction. Arbitrary senders' servers cannot be expected to present
 // certificates we can verify, hence opportunistic TLS.
 type mxTarget struct {

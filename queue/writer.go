@@ -28,7 +28,7 @@ type Writer struct {
 // NewWriter starts a message. The SMTP session writes DATA through the
 // writer, so memory stays bounded whatever the message size.
 func (s *Spool) NewWriter(env Envelope) (*Writer, error) {
-	return s.newWriter(env, false)
+	return s.newWriter(env, env.Returned)
 }
 
 func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -46,6 +45,8 @@ type Options struct {
 	// MaxReceived is the hop limit: a message with more Received fields is
 	// refused as a probable loop. 0 means 50.
 	MaxReceived int
+	// Returns, when set, accepts bounces for SRS addresses (see Returns).
+	Returns *Returns
 	// ARCDomain is our sealing domain; an arriving ARC set sealed by it means
 	// the message has been here before.
 	ARCDomain string
@@ -60,10 +61,10 @@ type Options struct {
 
 // Server is the inbound SMTP server.
 type Server struct {
-	opts Options
-	srv  *smtp.Server
-	ln   *listener
-	seq  atomic.Uint64
+	opts    Options
+	srv     *smtp.Server
+	ln      *listener
+	returns bucket
 }
 
 // New prepares a Server; Serve starts it.
@@ -183,6 +184,9 @@ type session struct {
 	hasFrom  bool
 	mailOpts smtp.MailOptions
 	rcpts    []queue.Recipient
+	// returned is set when the recipients are SRS returns, which travel in
+	// their own transaction because they go to the sender's MX, not the tenant.
+	returned bool
 }
 
 func (s *session) log() *slog.Logger {
@@ -225,6 +229,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if rt := s.s.opts.Returns; rt.isReturn(to) {
+		return s.rcptReturn(rt, to)
+	}
+	if s.returned {
+		return s.srsRefuse("mixed", errSRSMixed)
+	}
 	route, err := s.s.opts.Router.Lookup(to)
 	switch {
 	case errors.Is(err, router.ErrUnknown), errors.Is(err, router.ErrNotAccepting):
@@ -249,6 +259,39 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return s.reply("rcpt", nil)
 }
 
+// rcptReturn accepts a bounce for one of our SRS addresses, to be returned to
+// the sender the address was made from.
+func (s *session) rcptReturn(rt *Returns, to string) error {
+	if s.from != "" {
+		s.log().Info("refused SRS recipient", "rcpt", to, "why", "sender is not null")
+		return s.srsRefuse("not_dsn", errSRSNotDSN)
+	}
+	if len(s.rcpts) > 0 && !s.returned {
+		return s.srsRefuse("mixed", errSRSMixed)
+	}
+	orig, err := rt.Reverse(to)
+	if err != nil {
+		reason := "invalid"
+		if rt.Reason != nil {
+			reason = rt.Reason(err)
+		}
+		s.log().Info("refused SRS recipient", "rcpt", to, "why", err.Error())
+		return s.srsRefuse(reason, errSRSInvalid(reason))
+	}
+	if !rt.allow(&s.s.returns) {
+		s.log().Warn("refused SRS recipient", "rcpt", to, "why", "returned-mail rate limit")
+		return s.srsRefuse("rate_limited", errSRSRate)
+	}
+	s.returned = true
+	s.rcpts = append(s.rcpts, queue.Recipient{Rcpt: to, Target: orig})
+	return s.reply("rcpt", nil)
+}
+
+func (s *session) srsRefuse(reason string, err error) error {
+	s.s.opts.Metrics.SRSRefusals.WithLabelValues(reason).Inc()
+	return s.refuse("rcpt", "srs_"+reason, err)
+}
+
 func (s *session) Data(r io.Reader) error {
 	if nc := underlying(s.c.Conn()); nc != nil {
 		nc.inData.Store(true)
@@ -264,6 +307,7 @@ func (s *session) Data(r io.Reader) error {
 		Helo:       s.c.Hostname(),
 		EightBit:   s.mailOpts.Body == smtp.Body8BitMIME,
 		SMTPUTF8:   s.mailOpts.UTF8,
+		Returned:   s.returned,
 	}
 	w, err := s.s.opts.Spool.NewWriter(env)
 	if err != nil {
@@ -315,6 +359,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.spoolError(err, w.ID())
 	}
 	s.s.opts.Metrics.MessagesAccepted.Inc()
+	if s.returned {
+		s.s.opts.Metrics.SRSReturned.Inc()
+	}
 	s.s.opts.Metrics.AcceptedBytes.Add(float64(n))
 	rcpts := make([]string, len(s.rcpts))
 	for i, r := range s.rcpts {
@@ -341,7 +388,7 @@ func (s *session) spoolError(err error, id string) error {
 func (s *session) Reset() { s.reset() }
 
 func (s *session) reset() {
-	s.from, s.hasFrom, s.rcpts = "", false, nil
+	s.from, s.hasFrom, s.rcpts, s.returned = "", false, nil, false
 	s.mailOpts = smtp.MailOptions{}
 }
 
