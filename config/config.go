@@ -209,6 +209,9 @@ type Delivery struct {
 	// OnPermanentFailure is one of OnFailureHold, OnFailureBounce.
 	OnPermanentFailure string
 	Concurrency        int
+	// MXPort is the port DSNs are delivered to at the sender's MX: 25,
+	// except in tests that play the sender's server on loopback.
+	MXPort int
 }
 
 // Default returns the built-in values. Hostname, StateDir and Target.Host
@@ -238,6 +241,7 @@ func Default() Config {
 			GiveUpAfter:        120 * time.Hour,
 			OnPermanentFailure: OnFailureHold,
 			Concurrency:        8,
+			MXPort:             25,
 		},
 		SRS: SRS{
 			MaxAge:     21 * 24 * time.Hour,

@@ -54,6 +54,7 @@ var schema = []field{
 	{path: "delivery.give_up_after", ptr: func(c *Config) any { return &c.Delivery.GiveUpAfter }},
 	{path: "delivery.on_permanent_failure", ptr: func(c *Config) any { return &c.Delivery.OnPermanentFailure }},
 	{path: "delivery.concurrency", ptr: func(c *Config) any { return &c.Delivery.Concurrency }},
+	{path: "delivery.mx_port", ptr: func(c *Config) any { return &c.Delivery.MXPort }},
 	{path: "resolver", ptr: func(c *Config) any { return &c.Resolver }},
 	{path: "inbound.max_received", ptr: func(c *Config) any { return &c.Inbound.MaxReceived }},
 	{path: "arc.domain", ptr: func(c *Config) any { return &c.ARC.Domain }},

@@ -118,6 +118,9 @@ func (k *checker) values() {
 	k.positiveDuration("delivery.give_up_after", c.Delivery.GiveUpAfter)
 	k.oneOf("delivery.on_permanent_failure", c.Delivery.OnPermanentFailure, OnFailureHold, OnFailureBounce)
 	k.positive("delivery.concurrency", int64(c.Delivery.Concurrency))
+	if c.Delivery.MXPort < 1 || c.Delivery.MXPort > 65535 {
+		k.fail("delivery.mx_port", "%d is not a port number (1-65535)", c.Delivery.MXPort)
+	}
 	k.positive("inbound.max_received", int64(c.Inbound.MaxReceived))
 
 	if c.Resolver != "" {

@@ -33,6 +33,7 @@ type dialer struct {
 	dial       time.Duration
 	command    time.Duration
 	data       time.Duration
+	resolver   *net.Resolver
 }
 
 // client is one SMTP connection, plain or TLS, past EHLO.
@@ -60,7 +61,7 @@ func (c *client) quit() {
 // cannot send STARTTLS after a custom EHLO name, so the part before TLS is
 // done here by hand, then go-smtp takes over (it sends its own EHLO).
 func (d *dialer) connect(ctx context.Context) (*client, error) {
-	nd := net.Dialer{Timeout: d.dial}
+	nd := net.Dialer{Timeout: d.dial, Resolver: d.resolver}
 	raw, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
 		return nil, &DeliveryError{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}

@@ -66,7 +66,10 @@ type Options struct {
 	// nil keeps it. It is not applied to DSNs, whose sender is null.
 	RewriteFrom func(from string) (string, error)
 
-	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error) // default net.DefaultResolver
+	// Resolver answers every lookup delivery makes: the target's and MX
+	// hosts' addresses, and MX records. nil means net.DefaultResolver.
+	Resolver *net.Resolver
+	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error) // default Resolver.LookupMX
 	DSNPort  int                                                         // default 25
 
 	Now  func() time.Time // default time.Now
@@ -107,8 +110,11 @@ func (o *Options) setDefaults() {
 	def(&o.StopTimeout, 10*time.Second)
 	def(&o.PollInterval, 500*time.Millisecond)
 	def(&o.RescanInterval, time.Minute)
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
 	if o.LookupMX == nil {
-		o.LookupMX = net.DefaultResolver.LookupMX
+		o.LookupMX = o.Resolver.LookupMX
 	}
 	if o.DSNPort == 0 {
 		o.DSNPort = 25
@@ -124,7 +130,7 @@ func (o *Options) setDefaults() {
 func (o *Options) dialer() dialer {
 	return dialer{
 		addr: net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), serverName: o.Host, policy: o.TLS, roots: o.RootCAs,
-		helo: o.HelloName, dial: o.DialTimeout, command: o.CommandTimeout, data: o.DataTimeout,
+		helo: o.HelloName, dial: o.DialTimeout, command: o.CommandTimeout, data: o.DataTimeout, resolver: o.Resolver,
 	}
 }
 
