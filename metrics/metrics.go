@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -239,4 +241,68 @@ func (c *addressCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(addrStateDesc, prometheus.GaugeValue, v, a.Address, st)
 		}
 	}
+}
+
+// CutoverStatus is what the cutover watcher reports at scrape time.
+type CutoverStatus struct {
+	// State is one of CutoverStates; "" before the first successful check.
+	State string
+	// Checks maps a DNS check name to its worst level (ok, warning, error)
+	// for the phase that matters in the current state.
+	Checks map[string]string
+	// Up is true when the last DNS check could run.
+	Up      bool
+	LastRun time.Time
+}
+
+// CutoverStates and CutoverLevels list the label values always exported.
+var (
+	CutoverStates = []string{"preparing", "ready", "switched", "draining", "done"}
+	CutoverLevels = []string{"ok", "warning", "error"}
+)
+
+var (
+	cutoverStateDesc = prometheus.NewDesc("dualmx_cutover_state", "1 for the domain's cutover state, 0 for the others.", []string{"state"}, nil)
+	cutoverCheckDesc = prometheus.NewDesc("dualmx_cutover_check", "1 for each DNS check's worst result (ok, warning, error), 0 for the others.", []string{"check", "level"}, nil)
+	cutoverUpDesc    = prometheus.NewDesc("dualmx_cutover_check_up", "1 when the last cutover DNS check could run.", nil, nil)
+	cutoverLastDesc  = prometheus.NewDesc("dualmx_cutover_last_check_timestamp_seconds", "When the last cutover DNS check ran.", nil, nil)
+)
+
+// WatchCutover exports the cutover state and the DNS checks' results, read from f at scrape time.
+func (m *Metrics) WatchCutover(f func() CutoverStatus) {
+	m.Registry.MustRegister(&cutoverCollector{f: f})
+}
+
+type cutoverCollector struct{ f func() CutoverStatus }
+
+func (c *cutoverCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cutoverStateDesc
+	ch <- cutoverCheckDesc
+	ch <- cutoverUpDesc
+	ch <- cutoverLastDesc
+}
+
+func (c *cutoverCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.f()
+	for _, st := range CutoverStates {
+		ch <- prometheus.MustNewConstMetric(cutoverStateDesc, prometheus.GaugeValue, cutoverGauge(st == s.State), st)
+	}
+	for check, level := range s.Checks {
+		for _, l := range CutoverLevels {
+			ch <- prometheus.MustNewConstMetric(cutoverCheckDesc, prometheus.GaugeValue, cutoverGauge(l == level), check, l)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(cutoverUpDesc, prometheus.GaugeValue, cutoverGauge(s.Up))
+	last := 0.0
+	if !s.LastRun.IsZero() {
+		last = float64(s.LastRun.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(cutoverLastDesc, prometheus.GaugeValue, last)
+}
+
+func cutoverGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -19,11 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/smtpd"
+	"github.com/dualmx/dualmx/srs"
 )
 
 // shutdownGrace bounds how long SIGTERM waits for sessions in DATA and
@@ -153,6 +155,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 			return nil, fmt.Errorf("target.ca_file %s: no PEM certificates", cfg.Target.CAFile)
 		}
 	}
+	resolver := authcheck.NewResolver(cfg.Resolver)
 	qopts := queue.Options{
 		Host:               cfg.Target.Host,
 		Port:               cfg.Target.Port,
@@ -165,6 +168,17 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
 		Concurrency:        cfg.Delivery.Concurrency,
 		Recorder:           store,
+		Resolver:           resolver,
+		DSNPort:            cfg.Delivery.MXPort,
+	}
+	var returns *smtpd.Returns
+	if cfg.SRS.Enabled {
+		rw, err := newSRS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		qopts.RewriteFrom = rw.Forward
+		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour}
 	}
 	d.runner = queue.NewRunner(spool, qopts, m, log)
 	m.WatchQueue(d.runner.Stats)
@@ -198,6 +212,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		ReadTimeout:     cfg.Inbound.ReadTimeout,
 		AllowedNetworks: cfg.Inbound.AllowedNetworks,
 		TLS:             tlsCfg,
+		MaxReceived:     cfg.Inbound.MaxReceived,
+		Returns:         returns,
 		Router:          table,
 		Spool:           spool,
 		Committed:       d.runner.Notify,
@@ -247,6 +263,15 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
 	ok = true
 	return d, nil
+}
+
+// newSRS loads the SRS secrets; they are read once, never logged.
+func newSRS(cfg *config.Config) (*srs.Rewriter, error) {
+	cur, prev, err := srs.LoadSecrets(cfg.SRS.SecretFile, cfg.SRS.PreviousSecretFiles)
+	if err != nil {
+		return nil, fmt.Errorf("srs: %w", err)
+	}
+	return &srs.Rewriter{Domain: cfg.SRS.Domain, Secret: cur, Previous: prev, MaxAge: cfg.SRS.MaxAge}, nil
 }
 
 func addrString(a net.Addr) string {
