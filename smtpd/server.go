@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
@@ -322,7 +323,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.spoolError(err, w.ID())
 	}
 	chk := newDataChecker(r, s.s.opts.Hostname, s.s.opts.ARCDomain)
-	n, err := io.Copy(w, chk)
+	// An Authentication-Results field claiming our authserv-id can only be
+	// forged; removing it is the one change made to the original header block.
+	n, err := io.Copy(w, authcheck.StripForged(chk, s.s.opts.Hostname))
 	if err != nil {
 		w.Abort()
 		if chk.readErr == nil {

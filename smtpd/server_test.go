@@ -269,3 +269,25 @@ func TestLoopsCountedInMetrics(t *testing.T) {
 		t.Errorf("loop_hops refusals = %v, want 1", got)
 	}
 }
+
+// TestForgedAuthResultsRemoved: the only change to the original header block
+// is the removal of Authentication-Results fields that claim our authserv-id.
+func TestForgedAuthResultsRemoved(t *testing.T) {
+	f := start(t, nil)
+	orig := "Authentication-Results: relay.test; dkim=pass header.d=bank.example\r\n" +
+		"Authentication-Results: mx.oldhost.example; spf=pass\r\n" +
+		"From: a@example.org\r\nSubject: x\r\n\r\nAuthentication-Results: relay.test; body line stays\r\n"
+	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nDATA\r\n"+orig+".\r\nQUIT\r\n")
+	if !strings.Contains(out, "250 2.0.0 OK queued as ") {
+		t.Fatalf("not accepted:\n%s", out)
+	}
+	items, _ := f.spool.List()
+	body, err := os.ReadFile(f.spool.BodyPath(items[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := orig[strings.Index(orig, "Authentication-Results: mx.oldhost"):]
+	if !strings.HasSuffix(string(body), "\r\n"+want) || strings.Contains(string(body), "relay.test; dkim=pass") {
+		t.Fatalf("spooled message:\n%s\nwant the Received line followed by:\n%s", body, want)
+	}
+}
