@@ -56,6 +56,9 @@ Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 		newDemoCmd(),
 		newAddressCmd(g),
 		newQueueCmd(g),
+		newARCCmd(g),
+		newDNSCmd(g),
+		newCutoverCmd(g),
 	)
 	return root
 }

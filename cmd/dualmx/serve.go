@@ -19,13 +19,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/cutover"
+	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/smtpd"
 	"github.com/dualmx/dualmx/srs"
+	"github.com/dualmx/dualmx/vouch"
 )
 
 // shutdownGrace bounds how long SIGTERM waits for sessions in DATA and
@@ -171,6 +175,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		Resolver:           resolver,
 		DSNPort:            cfg.Delivery.MXPort,
 	}
+	v, err := newVoucher(cfg, resolver, m, log)
+	if err != nil {
+		return nil, err
+	}
+	qopts.Prepare = v.Prepare
 	var returns *smtpd.Returns
 	if cfg.SRS.Enabled {
 		rw, err := newSRS(cfg)
@@ -213,6 +222,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		AllowedNetworks: cfg.Inbound.AllowedNetworks,
 		TLS:             tlsCfg,
 		MaxReceived:     cfg.Inbound.MaxReceived,
+		ARCDomain:       cfg.ARC.Domain,
 		Returns:         returns,
 		Router:          table,
 		Spool:           spool,
@@ -246,6 +256,15 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	go table.Run(d.ctx, 250*time.Millisecond)
+	if cfg.Cutover.Enabled {
+		// The system (or configured) resolver only finds the authoritative
+		// servers; every check asks those servers directly.
+		w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: resolver},
+			Expectations: dnscheck.ConfigExpectations{Config: cfg},
+			Addresses:    store, Spool: spool, StateDir: cfg.StateDir,
+			QuietPeriod: cfg.Cutover.QuietPeriod, Log: log}
+		go cutover.Watch(d.ctx, w, 5*time.Minute, m)
+	}
 	go func() { d.runDone <- d.runner.Run(d.ctx) }()
 	go func() {
 		if err := d.smtp.Serve(sln); err != nil {
@@ -263,6 +282,27 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
 	ok = true
 	return d, nil
+}
+
+// newVoucher sets up the arrival checks and, when the arc section is present,
+// sealing. The key is loaded once here; a key file others can read is refused.
+func newVoucher(cfg *config.Config, resolver *net.Resolver, m *metrics.Metrics, log *slog.Logger) (*vouch.Voucher, error) {
+	v := &vouch.Voucher{
+		Check:   authcheck.Checker{AuthServID: cfg.Hostname, Resolver: resolver, Metrics: m},
+		Metrics: m,
+		Logger:  log,
+	}
+	if cfg.ARC.Enabled {
+		key, err := arc.LoadKey(cfg.ARC.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("arc.key_file: %w", err)
+		}
+		v.Sealer = &arc.Sealer{Domain: cfg.ARC.Domain, Selector: cfg.ARC.Selector, Key: key}
+		if len(cfg.ARC.Headers) > 0 { // "headers: []" means the default, not "sign nothing"
+			v.Sealer.Headers = cfg.ARC.Headers
+		}
+	}
+	return v, nil
 }
 
 // newSRS loads the SRS secrets; they are read once, never logged.
