@@ -197,9 +197,10 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	return done{id: id}
 }
 
-// bounceable: a DSN never goes to the null sender and never about a DSN (RFC
-// 5321 6.1), so such messages are held instead.
-func bounceable(it *Item) bool { return it.From != "" && !it.DSN }
+// bounceable: a DSN never goes to the null sender, never about our own DSN,
+// and never about a message that is a delivery report itself (RFC 5321 6.1;
+// such loops are how backscatter starts), so those are held instead.
+func bounceable(it *Item) bool { return it.From != "" && !it.DSN && !it.Report }
 
 func (r *Runner) count(result string, n int) {
 	if r.m != nil && n > 0 {

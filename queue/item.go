@@ -52,6 +52,9 @@ type Envelope struct {
 	// original sender recovered from the address, by MX, like a DSN of our own,
 	// and is never bounced again.
 	Returned bool
+	// Report marks a message that is itself a delivery report
+	// (multipart/report): like one from the null sender, it is never bounced.
+	Report bool
 }
 
 // Recipient is one RCPT of a message with its delivery state.
@@ -80,7 +83,8 @@ type Item struct {
 	EightBit    bool        `json:"eight_bit"`
 	SMTPUTF8    bool        `json:"smtputf8"`
 	Size        int64       `json:"size"`
-	DSN         bool        `json:"dsn"` // this message is a delivery status notification we generated
+	DSN         bool        `json:"dsn"`              // this message is a delivery status notification we generated
+	Report      bool        `json:"report,omitempty"` // it arrived as a delivery report; never bounced
 	State       State       `json:"state"`
 	Attempts    int         `json:"attempts"`
 	NextAttempt time.Time   `json:"next_attempt"`

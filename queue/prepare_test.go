@@ -84,3 +84,33 @@ func TestRewriteFrom(t *testing.T) {
 		t.Errorf("envelope senders %v", froms)
 	}
 }
+
+// TestReportIsNeverBounced: under the bounce policy, a message that is itself
+// a delivery report is held, like one from the null sender.
+func TestReportIsNeverBounced(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if e.Stage == standin.StageRcpt {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown"}
+		}
+		return nil
+	}})
+	opts := f.opts(s)
+	opts.OnPermanentFailure = PolicyBounce
+	w, err := f.sp.NewWriter(defaultEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Content-Type: multipart/report; report-type=delivery-status\r\n\r\nx\r\n"))
+	w.SetReport(true)
+	id, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.run(opts)
+	waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+	items, _ := f.sp.List()
+	if len(items) != 1 {
+		t.Fatalf("a DSN was generated for a delivery report: %d items", len(items))
+	}
+}

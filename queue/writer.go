@@ -42,7 +42,7 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 	it := Item{
 		Version: FormatVersion, ID: newID(now), From: env.From, ReceivedAt: env.ReceivedAt.UTC(),
 		ClientIP: env.ClientIP, Helo: env.Helo, EightBit: env.EightBit, SMTPUTF8: env.SMTPUTF8,
-		DSN: dsn, State: StatePending, NextAttempt: now.UTC(),
+		DSN: dsn, Report: env.Report, State: StatePending, NextAttempt: now.UTC(),
 	}
 	for _, r := range env.Recipients {
 		if strings.TrimSpace(r.Target) == "" {
@@ -57,6 +57,10 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 	}
 	return &Writer{s: s, it: it, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, writeBuffer)}, nil
 }
+
+// SetReport records, before Commit, that the message is a delivery report,
+// which the header shows only once it has been read.
+func (w *Writer) SetReport(v bool) { w.it.Report = v }
 
 // ID returns the id the message will have once committed, for logging.
 func (w *Writer) ID() string { return w.it.ID }

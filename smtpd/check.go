@@ -39,6 +39,8 @@ type dataChecker struct {
 	ownTrace    bool
 	traceMarker []byte
 	arcDomain   []byte
+	// report is set when the top-level Content-Type is multipart/report.
+	report bool
 }
 
 func newDataChecker(r io.Reader, hostname, arcDomain string) *dataChecker {
@@ -117,6 +119,9 @@ func (c *dataChecker) endField() {
 		if c.traceMarker != nil && bytes.Contains(value, c.traceMarker) {
 			c.ownTrace = true
 		}
+	case bytes.EqualFold(name, []byte("Content-Type")):
+		mt, _, _ := bytes.Cut(bytes.TrimSpace(value), []byte(";"))
+		c.report = bytes.EqualFold(bytes.TrimSpace(mt), []byte("multipart/report"))
 	case bytes.EqualFold(name, []byte("ARC-Seal")) && c.arcDomain != nil:
 		if d, ok := tagValue(value, "d"); ok && bytes.EqualFold(d, c.arcDomain) {
 			c.ownTrace = true

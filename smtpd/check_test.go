@@ -86,3 +86,17 @@ func FuzzDataChecker(f *testing.F) {
 }
 
 var fixedTime = mustTime("2026-11-27T10:00:00Z")
+
+func TestDataCheckerSeesReports(t *testing.T) {
+	for in, want := range map[string]bool{
+		"Content-Type: multipart/report; report-type=delivery-status\r\n\r\nx\r\n":    true,
+		"Content-Type:\r\n Multipart/Report;\r\n report-type=delivery-status\r\n\r\n": true,
+		"Content-Type: text/plain\r\n\r\nContent-Type: multipart/report\r\n":          false,
+	} {
+		c := newDataChecker(strings.NewReader(in), "relay.example.nl", "")
+		io.ReadAll(c)
+		if c.report != want {
+			t.Errorf("%q: report=%v, want %v", in, c.report, want)
+		}
+	}
+}

@@ -357,6 +357,7 @@ func (s *session) Data(r io.Reader) error {
 		s.log().Warn("refused message", "id", w.ID(), "why", "already passed through this relay")
 		return s.refuse("data", "loop_seen", errLoopSeen)
 	}
+	w.SetReport(chk.report)
 	id, err := w.Commit()
 	if err != nil {
 		return s.spoolError(err, w.ID())
