@@ -118,7 +118,6 @@ type addressView struct {
 	Updated      time.Time           `json:"updated"`
 	LastDelivery *time.Time          `json:"last_delivery"`
 	Delivered    int64               `json:"delivered"`
-	Received     int64               `json:"received"`
 	Queued       *int                `json:"queued,omitempty"`
 	Held         *int                `json:"held,omitempty"`
 	Audit        []router.AuditEntry `json:"audit,omitempty"`
@@ -126,7 +125,7 @@ type addressView struct {
 
 func viewOf(ad router.Address) addressView {
 	v := addressView{Address: ad.Address, Alias: ad.Alias, Target: ad.Target, State: string(ad.State),
-		Created: ad.CreatedAt, Updated: ad.UpdatedAt, Delivered: ad.Delivered, Received: ad.Received}
+		Created: ad.CreatedAt, Updated: ad.UpdatedAt, Delivered: ad.Delivered}
 	if !ad.LastDelivery.IsZero() {
 		t := ad.LastDelivery
 		v.LastDelivery = &t
@@ -201,7 +200,7 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "address:        %s\nstate:          %s\nalias:          %s\ntarget:         %s\n", v.Address, v.State, v.Alias, v.Target)
-			fmt.Fprintf(w, "last delivery:  %s\ndelivered:      %d\nreceived:       %d\nqueued:         %d\nheld:           %d\n", fmtTime(v.LastDelivery), v.Delivered, v.Received, q, h)
+			fmt.Fprintf(w, "last delivery:  %s\ndelivered:      %d\nqueued:         %d\nheld:           %d\n", fmtTime(v.LastDelivery), v.Delivered, q, h)
 			fmt.Fprintln(w, "audit trail:")
 			for _, e := range v.Audit {
 				fmt.Fprintf(w, "  %s  %-8s %-10s %s -> %s  %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Action, e.Actor, dash(string(e.From)), dash(string(e.To)), e.Reason)
