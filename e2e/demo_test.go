@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dualmx/dualmx/internal/dnstest"
 )
 
 // TestDemo runs "dualmx demo" as the README tells a newcomer to, follows the
@@ -18,7 +20,8 @@ import (
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	smtpAddr, httpAddr := freePort(t), freePort(t)
-	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", smtpAddr, "--metrics", httpAddr)
+	ns := dnstest.Start(t, "")
+	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", smtpAddr, "--metrics", httpAddr, "--resolver", ns.Addr())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +105,7 @@ read:
 		eml, _ = os.ReadFile(files[0])
 		return len(eml) > 0
 	})
-	if !bytes.HasPrefix(eml, []byte("Received: ")) {
-		t.Errorf("delivered message has no Received line on top:\n%s", eml)
+	if !bytes.HasPrefix(eml, []byte("Authentication-Results: relay.demo.localhost;")) || !bytes.Contains(eml, []byte("\r\nReceived: from ")) {
+		t.Errorf("delivered message lacks dualmx's Authentication-Results and Received fields on top:\n%s", eml)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/standin"
 )
@@ -109,6 +110,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	state := o.stateDir
 	if state == "" {
 		state = filepath.Join(dir, "state")
+	}
+	// Every env asks its own DNS server, so the arrival checks never wait on
+	// the machine's resolver; tests that need records pass their own.
+	if !strings.Contains(o.extraConfig, "resolver:") {
+		o.extraConfig += fmt.Sprintf("resolver: %q\n", dnstest.Start(t, "").Addr())
 	}
 	delivery := o.delivery
 	if delivery == "" {

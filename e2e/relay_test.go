@@ -34,8 +34,20 @@ func TestRelayDeliversUnchanged(t *testing.T) {
 	if got.From != "author@example.org" || len(got.To) != 1 || got.To[0] != "scriba@tenant.onmicrosoft.test" {
 		t.Errorf("envelope from=%q to=%q", got.From, got.To)
 	}
-	if !bytes.HasPrefix(got.Data, []byte("Received: from oldhost.test ([127.0.0.1])\r\n\tby relay.test.localhost (dualmx) with ESMTP id ")) {
-		t.Errorf("no Received line on top:\n%s", got.Data)
+	// On top: our Authentication-Results (no arc section, so no ARC set),
+	// then our Received line, then the original bytes.
+	rest, ok := bytes.CutPrefix(got.Data, []byte("Authentication-Results: relay.test.localhost;"))
+	if !ok {
+		t.Fatalf("no Authentication-Results on top:\n%s", got.Data)
+	}
+	i := bytes.Index(rest, []byte("\r\nReceived: from oldhost.test ([127.0.0.1])\r\n\tby relay.test.localhost (dualmx) with ESMTP id "))
+	if i < 0 {
+		t.Fatalf("no Received line after it:\n%s", got.Data)
+	}
+	for _, l := range bytes.Split(rest[:i], []byte("\r\n"))[1:] {
+		if len(l) == 0 || (l[0] != ' ' && l[0] != '\t') {
+			t.Errorf("something other than the Authentication-Results field precedes Received: %q", l)
+		}
 	}
 	if i := bytes.Index(got.Data, msg); i < 0 || !bytes.Equal(got.Data[i:], msg) {
 		t.Errorf("message bytes changed:\n%q", got.Data)

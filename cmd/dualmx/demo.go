@@ -27,7 +27,7 @@ var demoAddresses = []struct{ address, alias string }{
 }
 
 func newDemoCmd() *cobra.Command {
-	var dir, smtpAddr, metricsAddr string
+	var dir, smtpAddr, metricsAddr, resolver string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the relay on this machine with a stand-in for Microsoft 365, no set-up needed",
@@ -40,16 +40,17 @@ every message it receives as an .eml file into a folder, metrics on
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr)
+			return runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr, resolver)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "state directory for the demo (default: a new temporary directory)")
 	cmd.Flags().StringVar(&smtpAddr, "smtp", "127.0.0.1:2525", "address the relay listens on")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the metrics endpoint")
+	cmd.Flags().StringVar(&resolver, "resolver", "", "DNS server (HOST:PORT) for the arrival checks (default: the system's)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr string) error {
+func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr, resolver string) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "dualmx-demo-")
 		if err != nil {
@@ -106,7 +107,8 @@ target:
 delivery:
   retry_initial: 5s
   retry_max: 1m
-`, filepath.Join(dir, "state"), smtpAddr, metricsAddr, tenant.Port(), caFile)
+resolver: %q
+`, filepath.Join(dir, "state"), smtpAddr, metricsAddr, tenant.Port(), caFile, resolver)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o640); err != nil {
 		return err
 	}
