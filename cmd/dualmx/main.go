@@ -59,6 +59,9 @@ Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 		newARCCmd(g),
 		newDNSCmd(g),
 		newCutoverCmd(g),
+		newProvisionCmd(g),
+		newAccessCmd(g),
+		newM365Cmd(g),
 	)
 	return root
 }

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dualmx/dualmx/m365"
+	"github.com/dualmx/dualmx/provisioning"
+)
+
+// defaultDesiredFile is where the desired-state file lives unless --file or
+// $DUALMX_PROVISION_FILE says otherwise; the systemd timer relies on it.
+const defaultDesiredFile = "/etc/dualmx/provision.yaml"
+
+func desiredPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := os.Getenv("DUALMX_PROVISION_FILE"); v != "" {
+		return v
+	}
+	return defaultDesiredFile
+}
+
+// m365Admin is an admin session that also talks to Microsoft 365.
+type m365Admin struct {
+	*admin
+	graph    *m365.Graph
+	exchange *m365.Exchange
+}
+
+func openM365(g *globalFlags) (*m365Admin, error) {
+	a, err := openAdmin(g, false)
+	if err != nil {
+		return nil, err
+	}
+	m := a.cfg.M365
+	if !m.Enabled {
+		a.close()
+		return nil, &exitError{code: 2, err: fmt.Errorf("%s has no m365: section; see docs/microsoft-365.md", a.cfg.Path)}
+	}
+	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	if err != nil {
+		a.close()
+		return nil, &exitError{code: 2, err: err}
+	}
+	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: m.GraphURL})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	return &m365Admin{admin: a, graph: gr, exchange: m365.NewExchangeOps(cmd, m365.Retry{})}, nil
+}
+
+func (m *m365Admin) env() provisioning.Env {
+	return provisioning.Env{Dir: m.graph, MB: m.exchange, Ledger: m.store, Actor: actor(), Log: newLogger(m.cfg.LogFormat, os.Stderr)}
+}
+
+func loadDesired(flag string) (*provisioning.Desired, error) {
+	d, err := provisioning.LoadFile(desiredPath(flag))
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return d, nil
+}
+
+func newProvisionCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Make Microsoft 365 match the desired-state file: accounts, shared mailboxes, access",
+		Long: `The desired-state file lists the people (each gets a personal account) and the
+functions (each gets a shared mailbox) with their holders and from/until dates.
+"plan" shows what would change; "apply" shows the plan, asks, and does it.
+The file is --file, else $DUALMX_PROVISION_FILE, else ` + defaultDesiredFile + `.`,
+	}
+	cmd.AddCommand(newProvisionPlanCmd(g), newProvisionApplyCmd(g))
+	return cmd
+}
+
+func newProvisionPlanCmd(g *globalFlags) *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "plan [--file F] [--json]",
+		Short:   "Show what apply would change, grouped by person and by function",
+		Example: "  dualmx provision plan --file /etc/dualmx/provision.yaml\n  dualmx provision plan --json | jq '.changes'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := loadDesired(file)
+			if err != nil {
+				return err
+			}
+			m, err := openM365(g)
+			if err != nil {
+				return err
+			}
+			defer m.close()
+			p, _, err := provisioning.MakePlan(cmd.Context(), m.env(), d)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return p.WriteJSON(cmd.OutOrStdout())
+			}
+			return p.WriteText(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "desired-state file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func newProvisionApplyCmd(g *globalFlags) *cobra.Command {
+	var file string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "apply [--file F] [--yes]",
+		Short: "Show the plan, ask for confirmation, and carry it out",
+		Long: `Show the plan, ask for confirmation, and carry it out. Without a terminal
+(cron, systemd) it refuses unless --yes. A failed step does not stop the steps
+that do not depend on it; the summary says what to re-run. New accounts get a
+random temporary password that is only ever written into the welcome mail.`,
+		Example: "  dualmx provision apply --file /etc/dualmx/provision.yaml\n  dualmx provision apply --yes   # from the daily timer",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := loadDesired(file)
+			if err != nil {
+				return err
+			}
+			m, err := openM365(g)
+			if err != nil {
+				return err
+			}
+			defer m.close()
+			env := m.env()
+			p, a, err := provisioning.MakePlan(cmd.Context(), env, d)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if err := p.WriteText(out); err != nil {
+				return err
+			}
+			if p.Empty() {
+				return nil
+			}
+			if err := confirm(cmd.InOrStdin(), out, isTerminal(cmd.InOrStdin()), yes); err != nil {
+				return err
+			}
+			sum, err := provisioning.Apply(cmd.Context(), env, d, a, p)
+			if werr := sum.WriteText(out); werr != nil && err == nil {
+				err = werr
+			}
+			if errors.Is(err, provisioning.ErrIncomplete) {
+				return &exitError{code: 1, err: err}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "desired-state file")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask (needed without a terminal)")
+	return cmd
+}
+
+// errNoConfirmation is returned when apply cannot or did not get a yes.
+var errNoConfirmation = errors.New("not applied")
+
+// confirm asks on a terminal; without one only --yes lets apply go on, so a
+// script cannot change the tenant by accident.
+func confirm(in io.Reader, out io.Writer, terminal, yes bool) error {
+	if yes {
+		return nil
+	}
+	if !terminal {
+		return &exitError{code: 2, err: fmt.Errorf("%w: standard input is not a terminal; pass --yes to apply without asking", errNoConfirmation)}
+	}
+	fmt.Fprint(out, "\nApply these changes? Type yes to go on: ")
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	if strings.TrimSpace(strings.ToLower(line)) != "yes" {
+		return &exitError{code: 1, err: fmt.Errorf("%w: the answer was not yes", errNoConfirmation)}
+	}
+	return nil
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

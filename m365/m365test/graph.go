@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: MIT
+
+package m365test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+func graphError(w http.ResponseWriter, status int, code, msg string, details ...string) {
+	body := map[string]any{"code": code, "message": msg,
+		"innerError": map[string]any{"request-id": "00000000-0000-0000-0000-000000000000", "date": "2026-01-01T00:00:00"}}
+	if len(details) > 0 {
+		var ds []map[string]string
+		for _, d := range details {
+			ds = append(ds, map[string]string{"target": "userPrincipalName", "code": d})
+		}
+		body["details"] = ds
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+// violation answers a request whose shape is wrong and remembers it.
+func (tn *Tenant) graphViolate(w http.ResponseWriter, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	tn.graphViolation = append(tn.graphViolation, msg)
+	tn.t.Logf("m365test graph: %s", msg)
+	graphError(w, 400, "Request_BadRequest", msg)
+}
+
+func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.requests = append(tn.requests, Request{Service: "graph", Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body,
+		Auth: r.Header.Get("Authorization")})
+	if err != nil {
+		tn.graphViolate(w, "unreadable body: %v", err)
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+GraphToken {
+		graphError(w, 401, "InvalidAuthenticationToken", "Access token is empty or not for Microsoft Graph.")
+		return
+	}
+	path := strings.TrimPrefix(r.URL.Path, "/v1.0")
+	if path == r.URL.Path {
+		tn.graphViolate(w, "path %s is not under /v1.0", r.URL.Path)
+		return
+	}
+	if f := tn.fault(r.Method + " " + path); f != nil {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		code := f.Code
+		if code == "" {
+			code = map[int]string{429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}[f.Status]
+		}
+		graphError(w, f.Status, code, f.Message, f.Details...)
+		return
+	}
+	if len(body) > 0 && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		tn.graphViolate(w, "%s %s: Content-Type %q, want application/json", r.Method, path, r.Header.Get("Content-Type"))
+		return
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case r.Method == "GET" && path == "/subscribedSkus":
+		tn.listSKUs(w)
+	case r.Method == "POST" && path == "/users":
+		tn.createUser(w, body)
+	case len(parts) == 2 && parts[0] == "users" && r.Method == "GET":
+		tn.getUser(w, r, parts[1])
+	case len(parts) == 2 && parts[0] == "users" && r.Method == "PATCH":
+		tn.patchUser(w, parts[1], body)
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "assignLicense" && r.Method == "POST":
+		tn.assignLicense(w, parts[1], body)
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "sendMail" && r.Method == "POST":
+		tn.sendMail(w, parts[1], body)
+	default:
+		graphError(w, 400, "BadRequest", "Resource not found for the segment '"+path+"'.")
+	}
+}
+
+// lookup finds a user by ID or UPN; a user still lagging answers nil.
+func (tn *Tenant) lookup(key string) *user {
+	if u, ok := tn.users[key]; ok {
+		if tn.lag[key] > 0 {
+			tn.lag[key]--
+			return nil
+		}
+		return u
+	}
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, key) {
+			return u
+		}
+	}
+	return nil
+}
+
+func notFound(w http.ResponseWriter, key string) {
+	graphError(w, 404, "Request_ResourceNotFound",
+		"Resource '"+key+"' does not exist or one of its queried reference-property objects are not present.")
+}
+
+func (tn *Tenant) userJSON(u *user, sel []string) map[string]any {
+	all := map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName, "givenName": u.GivenName,
+		"surname": u.Surname, "mail": u.UPN, "accountEnabled": u.Enabled}
+	lic := []map[string]any{}
+	for _, s := range u.SKUs {
+		lic = append(lic, map[string]any{"skuId": s, "disabledPlans": []string{}})
+	}
+	// As in Graph: usageLocation, accountEnabled and assignedLicenses come
+	// only when selected.
+	extra := map[string]any{"usageLocation": nilIfEmpty(u.UsageLocation), "assignedLicenses": lic}
+	if len(sel) == 0 {
+		delete(all, "accountEnabled")
+		return all
+	}
+	out := map[string]any{}
+	for _, k := range sel {
+		if v, ok := all[k]; ok {
+			out[k] = v
+		} else if v, ok := extra[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (tn *Tenant) getUser(w http.ResponseWriter, r *http.Request, key string) {
+	u := tn.lookup(key)
+	if u == nil {
+		notFound(w, key)
+		return
+	}
+	var sel []string
+	if s := r.URL.Query().Get("$select"); s != "" {
+		sel = strings.Split(s, ",")
+	}
+	writeJSON(w, 200, tn.userJSON(u, sel))
+}
+
+type passwordProfile struct {
+	Password    *string `json:"password"`
+	ForceChange *bool   `json:"forceChangePasswordNextSignIn"`
+}
+
+type userBody struct {
+	AccountEnabled    *bool            `json:"accountEnabled"`
+	DisplayName       *string          `json:"displayName"`
+	GivenName         *string          `json:"givenName"`
+	Surname           *string          `json:"surname"`
+	MailNickname      *string          `json:"mailNickname"`
+	UserPrincipalName *string          `json:"userPrincipalName"`
+	UsageLocation     *string          `json:"usageLocation"`
+	PasswordProfile   *passwordProfile `json:"passwordProfile"`
+}
+
+// upnChars are the characters Entra allows in a UPN's local part.
+const upnChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.-_!#^~"
+
+func (tn *Tenant) createUser(w http.ResponseWriter, body []byte) {
+	var b userBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		tn.graphViolate(w, "POST /users: body is not JSON: %v", err)
+		return
+	}
+	switch {
+	case b.AccountEnabled == nil || b.DisplayName == nil || b.MailNickname == nil || b.UserPrincipalName == nil || b.PasswordProfile == nil:
+		tn.graphViolate(w, "POST /users: accountEnabled, displayName, mailNickname, userPrincipalName and passwordProfile are required")
+		return
+	case b.PasswordProfile.Password == nil || *b.PasswordProfile.Password == "":
+		tn.graphViolate(w, "POST /users: passwordProfile.password is required")
+		return
+	}
+	local, dom, ok := strings.Cut(*b.UserPrincipalName, "@")
+	if !ok || !strings.EqualFold(dom, tn.Domain) {
+		graphError(w, 400, "Request_BadRequest", "The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization.")
+		return
+	}
+	for _, c := range local {
+		if !strings.ContainsRune(upnChars, c) {
+			graphError(w, 400, "Request_BadRequest", "Property userPrincipalName is invalid.")
+			return
+		}
+	}
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, *b.UserPrincipalName) {
+			graphError(w, 400, "Request_BadRequest", "Another object with the same value for property userPrincipalName already exists.", "ObjectConflict")
+			return
+		}
+	}
+	u := &user{ID: tn.newID(), UPN: *b.UserPrincipalName, DisplayName: *b.DisplayName, MailNickname: *b.MailNickname,
+		Enabled: *b.AccountEnabled, Password: *b.PasswordProfile.Password}
+	if b.PasswordProfile.ForceChange != nil {
+		u.ForceChange = *b.PasswordProfile.ForceChange
+	}
+	if b.GivenName != nil {
+		u.GivenName = *b.GivenName
+	}
+	if b.Surname != nil {
+		u.Surname = *b.Surname
+	}
+	if b.UsageLocation != nil {
+		u.UsageLocation = *b.UsageLocation
+	}
+	tn.users[u.ID] = u
+	tn.lag[u.ID] = tn.lagAfterCreate
+	writeJSON(w, 201, tn.userJSON(u, []string{"id", "userPrincipalName", "displayName", "givenName", "surname", "mail"}))
+}
+
+func (tn *Tenant) patchUser(w http.ResponseWriter, key string, body []byte) {
+	u := tn.lookup(key)
+	if u == nil {
+		notFound(w, key)
+		return
+	}
+	var b userBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		tn.graphViolate(w, "PATCH /users: body is not JSON: %v", err)
+		return
+	}
+	if b.UsageLocation != nil {
+		u.UsageLocation = *b.UsageLocation
+	}
+	if p := b.PasswordProfile; p != nil {
+		if p.Password == nil || *p.Password == "" {
+			tn.graphViolate(w, "PATCH /users: passwordProfile without password")
+			return
+		}
+		u.Password = *p.Password
+		u.ForceChange = p.ForceChange != nil && *p.ForceChange
+	}
+	w.WriteHeader(204)
+}
+
+func (tn *Tenant) listSKUs(w http.ResponseWriter) {
+	var out []map[string]any
+	for _, s := range tn.skus {
+		out = append(out, map[string]any{"skuId": s.ID, "skuPartNumber": s.PartNumber, "capabilityStatus": "Enabled",
+			"appliesTo": "User", "consumedUnits": s.Used, "prepaidUnits": map[string]any{"enabled": s.Enabled, "suspended": 0, "warning": 0}})
+	}
+	writeJSON(w, 200, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscribedSkus", "value": out})
+}
+
+func (tn *Tenant) assignLicense(w http.ResponseWriter, key string, body []byte) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		tn.graphViolate(w, "assignLicense: body is not JSON: %v", err)
+		return
+	}
+	if _, ok := raw["removeLicenses"]; !ok {
+		graphError(w, 400, "Request_BadRequest", "One or more parameters of the operation 'assignLicense' are missing from the request payload. The missing parameters are: removeLicenses.")
+		return
+	}
+	if _, ok := raw["addLicenses"]; !ok {
+		graphError(w, 400, "Request_BadRequest", "One or more parameters of the operation 'assignLicense' are missing from the request payload. The missing parameters are: addLicenses.")
+		return
+	}
+	var b struct {
+		Add []struct {
+			SkuID string `json:"skuId"`
+		} `json:"addLicenses"`
+		Remove []string `json:"removeLicenses"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		tn.graphViolate(w, "assignLicense: %v", err)
+		return
+	}
+	u := tn.lookup(key)
+	if u == nil {
+		notFound(w, key)
+		return
+	}
+	if u.UsageLocation == "" {
+		graphError(w, 400, "Request_BadRequest", "License assignment cannot be done for user with invalid usage location.")
+		return
+	}
+	for _, a := range b.Add {
+		found := false
+		for i := range tn.skus {
+			if strings.EqualFold(tn.skus[i].ID, a.SkuID) {
+				found = true
+				if tn.skus[i].Used >= tn.skus[i].Enabled {
+					graphError(w, 400, "Request_BadRequest", "License assignment failed because no more licenses are available.")
+					return
+				}
+				tn.skus[i].Used++
+			}
+		}
+		if !found {
+			graphError(w, 400, "Request_BadRequest", "License "+a.SkuID+" does not correspond to a valid company License.")
+			return
+		}
+		u.SKUs = append(u.SKUs, strings.ToLower(a.SkuID))
+	}
+	if _, ok := tn.mailboxes[strings.ToLower(u.UPN)]; !ok {
+		tn.mailboxes[strings.ToLower(u.UPN)] = &mailbox{pendingPolls: tn.mailboxDelay}
+		mb := tn.mailboxes[strings.ToLower(u.UPN)]
+		mb.Identity, mb.PrimarySmtpAddress, mb.UserPrincipalName = u.UPN, u.UPN, u.UPN
+		mb.DisplayName, mb.Alias, mb.RecipientTypeDetails = u.DisplayName, u.MailNickname, "UserMailbox"
+	}
+	writeJSON(w, 200, tn.userJSON(u, []string{"id", "userPrincipalName"}))
+}
+
+func (tn *Tenant) sendMail(w http.ResponseWriter, key string, body []byte) {
+	from, _ := url.PathUnescape(key)
+	var b struct {
+		Message *struct {
+			Subject string `json:"subject"`
+			Body    struct {
+				ContentType string `json:"contentType"`
+				Content     string `json:"content"`
+			} `json:"body"`
+			To []struct {
+				EmailAddress struct {
+					Address string `json:"address"`
+				} `json:"emailAddress"`
+			} `json:"toRecipients"`
+		} `json:"message"`
+		SaveToSentItems *bool `json:"saveToSentItems"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.Message == nil || len(b.Message.To) == 0 {
+		tn.graphViolate(w, "sendMail: want message with toRecipients (%v)", err)
+		return
+	}
+	ct := strings.ToLower(b.Message.Body.ContentType)
+	if ct != "text" && ct != "html" {
+		tn.graphViolate(w, "sendMail: body.contentType %q", b.Message.Body.ContentType)
+		return
+	}
+	if tn.lookup(from) == nil {
+		if _, ok := tn.mailboxes[strings.ToLower(from)]; !ok {
+			graphError(w, 404, "ErrorInvalidUser", "The requested user '"+from+"' is invalid.")
+			return
+		}
+	}
+	m := SentMail{From: from, To: b.Message.To[0].EmailAddress.Address, Subject: b.Message.Subject, ContentType: ct,
+		Body: b.Message.Body.Content, SaveToSentItems: b.SaveToSentItems == nil || *b.SaveToSentItems}
+	tn.mails = append(tn.mails, m)
+	w.WriteHeader(http.StatusAccepted)
+}

@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: MIT
+
+// Package m365test is a local stand-in for the parts of Microsoft 365 that
+// dualmx talks to: Microsoft Graph (users, subscribedSkus, assignLicense,
+// sendMail) and the Exchange Online InvokeCommand endpoint (mailboxes,
+// permissions, ARC config, inbound connectors). Both are TLS test servers on
+// loopback sharing one tenant state, so a licence assigned through Graph
+// makes a mailbox appear in Exchange, as it does in a real tenant.
+//
+// The fakes check each request's shape (method, path, headers, bearer token
+// for the right scope, JSON body) against what Microsoft documents and
+// answer a malformed one the way the service does (400 with its error body),
+// so a client that drifts from the documented shape fails its tests. They
+// can be told to answer 429, 500 or an error for chosen calls.
+package m365test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/dualmx/dualmx/m365"
+)
+
+// Tokens the fake credential hands out per scope; the fakes accept only
+// their own, which proves the client asked for the right scope.
+const (
+	GraphToken    = "graph-token-for-test"
+	ExchangeToken = "exo-token-for-test"
+	TenantID      = "00000000-0000-4000-8000-000000000001"
+)
+
+// Credential is an azcore.TokenCredential that never leaves the process.
+type Credential struct {
+	mu     sync.Mutex
+	Scopes []string // every scope asked for, in order
+}
+
+// GetToken returns the test token for the Graph or Exchange scope.
+func (c *Credential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	c.mu.Lock()
+	c.Scopes = append(c.Scopes, o.Scopes...)
+	c.mu.Unlock()
+	if len(o.Scopes) != 1 {
+		return azcore.AccessToken{}, fmt.Errorf("m365test: want exactly one scope, got %q", o.Scopes)
+	}
+	switch o.Scopes[0] {
+	case m365.GraphScope:
+		return azcore.AccessToken{Token: GraphToken}, nil
+	case m365.ExchangeScope:
+		return azcore.AccessToken{Token: ExchangeToken}, nil
+	}
+	return azcore.AccessToken{}, fmt.Errorf("m365test: unknown scope %q", o.Scopes[0])
+}
+
+// Request is one call a fake received, body decompressed.
+type Request struct {
+	Service string // "graph" or "exchange"
+	Method  string
+	Path    string
+	Query   string
+	Cmdlet  string // exchange only
+	Body    []byte
+	Auth    string
+}
+
+// Fault makes the matching calls fail. Match is a Graph "METHOD /path"
+// prefix after /v1.0 (e.g. "POST /users") or an Exchange cmdlet name.
+type Fault struct {
+	Match      string
+	Status     int
+	RetryAfter string // Retry-After header value
+	Code       string // Graph error.code or the first part of Exchange's details
+	Exception  string // Exchange exception type
+	Message    string
+	Details    []string // Graph error.details codes
+	Times      int      // how many calls fail; 0 means every one
+}
+
+// Tenant is the shared state of both fakes.
+type Tenant struct {
+	t        testing.TB
+	Domain   string
+	Cred     *Credential
+	GraphSrv *httptest.Server
+	ExoSrv   *httptest.Server
+
+	mu       sync.Mutex
+	requests []Request
+	faults   []*Fault
+	users    map[string]*user // by id
+	skus     []sku
+	mails    []SentMail
+	nextID   int
+	// lag404 counts reads of a user by ID that still answer 404 after the
+	// create (replica lag); set by LagAfterCreate.
+	lagAfterCreate int
+	lag            map[string]int
+
+	mailboxes      map[string]*mailbox // by lower-case primary address
+	mailboxDelay   int                 // Get-Mailbox polls before a licensed user's mailbox appears
+	perms          []perm
+	arcSealers     string
+	connectors     map[string]map[string]any
+	pageSize       int
+	DuplicateAdds  int // Add-*Permission calls for a grant that already existed
+	exoViolations  []string
+	graphViolation []string
+}
+
+type user struct {
+	ID, UPN, DisplayName, GivenName, Surname, MailNickname, UsageLocation string
+	Enabled                                                               bool
+	Password                                                              string
+	ForceChange                                                           bool
+	SKUs                                                                  []string
+}
+
+type sku struct {
+	ID, PartNumber string
+	Enabled, Used  int
+}
+
+// SentMail is a message accepted by sendMail.
+type SentMail struct {
+	From, To, Subject, ContentType, Body string
+	SaveToSentItems                      bool
+}
+
+type mailbox struct {
+	m365.Mailbox
+	pendingPolls int // Get-Mailbox answers not found this many more times
+}
+
+type perm struct {
+	mailbox, user string
+	right         m365.Right
+}
+
+// New starts both fakes for domain; they stop when the test ends.
+func New(t testing.TB, domain string) *Tenant {
+	t.Helper()
+	tn := &Tenant{t: t, Domain: domain, Cred: &Credential{}, users: map[string]*user{}, lag: map[string]int{},
+		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1}
+	tn.GraphSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveGraph))
+	tn.ExoSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveExchange))
+	t.Cleanup(tn.GraphSrv.Close)
+	t.Cleanup(tn.ExoSrv.Close)
+	return tn
+}
+
+// Transport trusts both fakes' test certificates (they share httptest's).
+func (tn *Tenant) Transport() http.RoundTripper {
+	tr := tn.GraphSrv.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: tn.GraphSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	return tr
+}
+
+// GraphURL is the fake's Graph base URL including /v1.0.
+func (tn *Tenant) GraphURL() string { return tn.GraphSrv.URL + "/v1.0" }
+
+// ExchangeURL is the fake's Exchange host URL.
+func (tn *Tenant) ExchangeURL() string { return tn.ExoSrv.URL }
+
+// Clients returns the real clients pointed at the fakes.
+func (tn *Tenant) Clients(r m365.Retry) (*m365.Graph, *m365.Exchange) {
+	tn.t.Helper()
+	g, err := m365.NewGraph(tn.Cred, m365.GraphOptions{BaseURL: tn.GraphURL(), Transport: tn.Transport(), Retry: r})
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	c, err := m365.NewExchange(tn.Cred, m365.ExchangeOptions{BaseURL: tn.ExchangeURL(), TenantID: TenantID, Transport: tn.Transport(), Retry: r})
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return g, m365.NewExchangeOps(c, r)
+}
+
+// Inject adds a fault.
+func (tn *Tenant) Inject(f Fault) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.faults = append(tn.faults, &f)
+}
+
+// ClearFaults removes every fault.
+func (tn *Tenant) ClearFaults() {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.faults = nil
+}
+
+func (tn *Tenant) fault(match string) *Fault {
+	for i, f := range tn.faults {
+		if strings.HasPrefix(match, f.Match) {
+			if f.Times > 0 {
+				f.Times--
+				if f.Times == 0 {
+					tn.faults = append(tn.faults[:i:i], tn.faults[i+1:]...)
+				}
+			}
+			return f
+		}
+	}
+	return nil
+}
+
+// Requests returns a copy of every request so far.
+func (tn *Tenant) Requests() []Request {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return append([]Request(nil), tn.requests...)
+}
+
+// Count returns how many Graph requests matched "METHOD /path" prefix, or
+// Exchange requests ran a cmdlet.
+func (tn *Tenant) Count(match string) int {
+	n := 0
+	for _, r := range tn.Requests() {
+		key := r.Cmdlet
+		if r.Service == "graph" {
+			key = r.Method + " " + strings.TrimPrefix(r.Path, "/v1.0")
+		}
+		if strings.HasPrefix(key, match) {
+			n++
+		}
+	}
+	return n
+}
+
+// Violations lists requests that did not have the documented shape.
+func (tn *Tenant) Violations() []string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return append(append([]string(nil), tn.graphViolation...), tn.exoViolations...)
+}
+
+// AddSKU adds a subscribed licence.
+func (tn *Tenant) AddSKU(id, partNumber string, units int) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.skus = append(tn.skus, sku{ID: id, PartNumber: partNumber, Enabled: units})
+}
+
+// AddUser adds an existing licensed user with a mailbox; it returns the ID.
+func (tn *Tenant) AddUser(upn, displayName string) string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	id := tn.newID()
+	tn.users[id] = &user{ID: id, UPN: upn, DisplayName: displayName, Enabled: true, UsageLocation: "NL"}
+	tn.mailboxes[strings.ToLower(upn)] = &mailbox{Mailbox: m365.Mailbox{Identity: upn, PrimarySmtpAddress: upn, UserPrincipalName: upn,
+		DisplayName: displayName, Alias: strings.SplitN(upn, "@", 2)[0], RecipientTypeDetails: "UserMailbox"}}
+	return id
+}
+
+// AddSharedMailbox adds an existing shared mailbox.
+func (tn *Tenant) AddSharedMailbox(addr, displayName string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.mailboxes[strings.ToLower(addr)] = &mailbox{Mailbox: m365.Mailbox{Identity: addr, PrimarySmtpAddress: addr, UserPrincipalName: addr,
+		DisplayName: displayName, Alias: strings.SplitN(addr, "@", 2)[0], RecipientTypeDetails: "SharedMailbox"}}
+}
+
+// AddGrant adds a permission directly, as an admin in the portal would.
+func (tn *Tenant) AddGrant(mailbox, upn string, r m365.Right) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.perms = append(tn.perms, perm{strings.ToLower(mailbox), strings.ToLower(upn), r})
+}
+
+// Grants lists the explicit grants on a mailbox as "user right".
+func (tn *Tenant) Grants(mailbox string) []string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	var out []string
+	for _, p := range tn.perms {
+		if p.mailbox == strings.ToLower(mailbox) {
+			out = append(out, p.user+" "+string(p.right))
+		}
+	}
+	return out
+}
+
+// HasMailbox reports whether a mailbox exists now (delays aside).
+func (tn *Tenant) HasMailbox(addr string) bool {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	_, ok := tn.mailboxes[strings.ToLower(addr)]
+	return ok
+}
+
+// LagAfterCreate makes the next n reads of each newly created user by ID
+// answer 404, as Graph's replicas do right after a create.
+func (tn *Tenant) LagAfterCreate(n int) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.lagAfterCreate = n
+}
+
+// MailboxDelay makes a licensed user's mailbox appear only after n
+// Get-Mailbox polls for it.
+func (tn *Tenant) MailboxDelay(n int) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.mailboxDelay = n
+}
+
+// PageSize makes list cmdlets answer in pages of n with @odata.nextLink.
+func (tn *Tenant) PageSize(n int) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.pageSize = n
+}
+
+// Mails returns the messages sendMail accepted.
+func (tn *Tenant) Mails() []SentMail {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return append([]SentMail(nil), tn.mails...)
+}
+
+// Password returns a user's current password, as only the test may know it.
+func (tn *Tenant) Password(upn string) string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, upn) {
+			return u.Password
+		}
+	}
+	return ""
+}
+
+// User returns the stored user, for assertions.
+func (tn *Tenant) User(upn string) (id, usageLocation string, skus []string, forceChange, ok bool) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, upn) {
+			return u.ID, u.UsageLocation, append([]string(nil), u.SKUs...), u.ForceChange, true
+		}
+	}
+	return "", "", nil, false, false
+}
+
+// ArcSealers is the tenant's trusted ARC sealer list as stored.
+func (tn *Tenant) ArcSealers() string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return tn.arcSealers
+}
+
+// SetArcSealers sets the list as an admin would have.
+func (tn *Tenant) SetArcSealers(v string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.arcSealers = v
+}
+
+// Connector returns an inbound connector's stored parameters.
+func (tn *Tenant) Connector(name string) map[string]any {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	c := tn.connectors[strings.ToLower(name)]
+	if c == nil {
+		return nil
+	}
+	out := map[string]any{}
+	for k, v := range c {
+		out[k] = v
+	}
+	return out
+}
+
+func (tn *Tenant) newID() string {
+	id := fmt.Sprintf("11111111-0000-4000-8000-%012d", tn.nextID)
+	tn.nextID++
+	return id
+}
+
+// readBody decompresses a gzip body (the SDK compresses requests).
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(zr)
+	}
+	return b, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// SetUserState changes a stored user as an admin in the portal would:
+// its usage location and its licences.
+func (tn *Tenant) SetUserState(upn, usageLocation string, skus ...string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, upn) {
+			u.UsageLocation = usageLocation
+			u.SKUs = append([]string(nil), skus...)
+		}
+	}
+}
