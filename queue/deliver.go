@@ -62,12 +62,11 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		via := r.tenant
 		if it.DSN {
 			via = r.dsn
-		} else if r.opts.Prepare != nil && !it.Prepared {
-			r.prepare(ctx, it, lk, log)
 		}
+		prefix := r.prefixFor(ctx, it, lk, log)
 		log.Info("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
-		res, attemptErr = via.deliver(ctx, it, lk.f, targets)
+		res, attemptErr = via.deliver(ctx, it, prefix, lk.f, targets)
 		if r.m != nil {
 			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
 		}
@@ -126,12 +125,8 @@ func (r *Runner) apply(it *Item, res map[string]outcome, attemptErr error, now t
 			log.Warn("queue: permanent failure", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
 		}
 	}
-	if r.opts.Recorder != nil {
-		for addr, n := range delivered {
-			if err := r.opts.Recorder.RecordDelivery(addr, now, n); err != nil {
-				log.Error("queue: record delivery", "address", addr, "err", err)
-			}
-		}
+	for addr, n := range delivered {
+		r.noteDelivered(addr, now, n)
 	}
 }
 
@@ -208,18 +203,28 @@ func (r *Runner) count(result string, n int) {
 	}
 }
 
-// prepare runs Options.Prepare and stores its result before the first
-// attempt. A failure is logged and the message goes out without the fields:
-// authentication results and the seal help the tenant trust the message, but
-// never decide whether it is delivered.
-func (r *Runner) prepare(ctx context.Context, it *Item, lk *itemLock, log *slog.Logger) {
-	prefix, err := r.opts.Prepare(ctx, it, lk.f)
+// prefixFor returns the fields prepended to it at the tenant, computing them
+// once per message and process. They are not stored: a message retried after
+// a restart is simply vouched for again, which costs less than an fsync on
+// every first attempt. A failure is logged and the message goes out without
+// the fields: authentication results and the seal help the tenant trust the
+// message, but never decide whether it is delivered.
+func (r *Runner) prefixFor(ctx context.Context, it *Item, lk *itemLock, log *slog.Logger) []byte {
+	if r.opts.Prepare == nil || it.DSN {
+		return nil
+	}
+	r.mu.Lock()
+	p, ok := r.prefixes[it.ID]
+	r.mu.Unlock()
+	if ok {
+		return p
+	}
+	p, err := r.opts.Prepare(ctx, it, lk.f)
 	if err != nil {
 		log.Warn("queue: prepare failed; delivering without added authentication fields", "err", err)
 	}
-	it.Prefix, it.Prepared = string(prefix), true
-	if err := r.sp.writeMeta(it); err != nil {
-		log.Warn("queue: could not store prepared fields; they will be computed again", "err", err)
-		it.Prepared = false
-	}
+	r.mu.Lock()
+	r.prefixes[it.ID] = p
+	r.mu.Unlock()
+	return p
 }

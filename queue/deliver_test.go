@@ -75,11 +75,12 @@ func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
 	if testutil.CollectAndCount(f.m.DeliveryLatency) != 1 || testutil.CollectAndCount(f.m.AttemptDuration) != 1 {
 		t.Error("latency histograms not observed")
 	}
-	rec.mu.Lock()
-	if rec.got["scriba@domain.test"] != 2 || rec.got["koster@domain.test"] != 1 {
-		t.Errorf("recorder = %v", rec.got)
-	}
-	rec.mu.Unlock()
+	// The recorder is fed in batches, within recordEvery.
+	waitFor(t, 5*time.Second, "deliveries recorded", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.got["scriba@domain.test"] == 2 && rec.got["koster@domain.test"] == 1
+	})
 	checkLogsHaveID(t, f.logs.String())
 }
 

@@ -5,6 +5,7 @@ package queue
 import (
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -47,4 +48,51 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// groupSync coalesces directory fsyncs: every caller that renamed or removed
+// something in dir waits for one fsync that started after its change, and
+// concurrent callers share that fsync. Twenty sessions committing at once then
+// cost a few directory syncs, not twenty, with the same guarantee each.
+type groupSync struct {
+	dir       string
+	mu        sync.Mutex
+	cond      *sync.Cond
+	requested uint64 // Sync calls so far
+	completed uint64 // every request up to this one is durable
+	running   bool
+}
+
+func newGroupSync(dir string) *groupSync {
+	g := &groupSync{dir: dir}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// Sync returns once a directory fsync that began after the call has finished.
+func (g *groupSync) Sync() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.requested++
+	mine := g.requested
+	for g.completed < mine {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		// This fsync covers every request registered so far, ours included.
+		g.running = true
+		upto := g.requested
+		g.mu.Unlock()
+		err := syncDir(g.dir)
+		g.mu.Lock()
+		g.running = false
+		g.cond.Broadcast()
+		if err != nil {
+			// Waiters covered by this attempt try again themselves.
+			return err
+		}
+		g.completed = max(g.completed, upto)
+	}
+	return nil
 }

@@ -92,10 +92,6 @@ type Item struct {
 	LastError   string      `json:"last_error,omitempty"`
 	// ReleasedAt restarts the give-up clock when an admin releases a held message.
 	ReleasedAt time.Time `json:"released_at,omitzero"`
-	// Prepared is set once Options.Prepare ran; Prefix holds the header fields
-	// it returned, sent before the spooled bytes on every attempt.
-	Prepared bool   `json:"prepared,omitempty"`
-	Prefix   string `json:"prefix,omitempty"`
 }
 
 // Envelope returns the item's envelope part.

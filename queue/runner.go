@@ -149,7 +149,22 @@ type Runner struct {
 
 	mu    sync.Mutex
 	sched map[string]*entry
+	// prefixes holds the prepended fields of items still in the spool.
+	prefixes map[string][]byte
+	// delivered batches Recorder updates: one write per address per flush
+	// instead of a database transaction per message.
+	delivered map[string]record
 }
+
+type record struct {
+	n    int
+	last time.Time
+}
+
+// recordEvery is how often batched deliveries reach the Recorder. The record
+// only gates flipping an address to migrated, so a crash losing the last
+// fraction of a second errs on the safe side.
+const recordEvery = 250 * time.Millisecond
 
 type entry struct {
 	due     time.Time
@@ -169,7 +184,8 @@ func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *R
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: map[string]*entry{}}
+	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: map[string]*entry{},
+		prefixes: map[string][]byte{}, delivered: map[string]record{}}
 	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
 	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
 	tmpl := opts.dialer()
@@ -199,6 +215,9 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
+	flush := time.NewTicker(recordEvery)
+	defer flush.Stop()
+	defer r.flushRecords()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastKick := r.readKick()
@@ -240,7 +259,36 @@ func (r *Runner) Run(ctx context.Context) error {
 				lastScan = time.Now()
 				r.scan()
 			}
+		case <-flush.C:
+			r.flushRecords()
 		case <-timer.C:
+		}
+	}
+}
+
+// noteDelivered adds to the batch for the Recorder.
+func (r *Runner) noteDelivered(addr string, at time.Time, n int) {
+	r.mu.Lock()
+	rec := r.delivered[addr]
+	rec.n += n
+	if at.After(rec.last) {
+		rec.last = at
+	}
+	r.delivered[addr] = rec
+	r.mu.Unlock()
+}
+
+func (r *Runner) flushRecords() {
+	if r.opts.Recorder == nil {
+		return
+	}
+	r.mu.Lock()
+	batch := r.delivered
+	r.delivered = map[string]record{}
+	r.mu.Unlock()
+	for addr, rec := range batch {
+		if err := r.opts.Recorder.RecordDelivery(addr, rec.last, rec.n); err != nil {
+			r.log.Error("queue: record delivery", "address", addr, "err", err)
 		}
 	}
 }
@@ -324,6 +372,7 @@ func (r *Runner) finish(d done) {
 		r.sched[d.id] = &entry{due: d.next}
 	} else {
 		delete(r.sched, d.id)
+		delete(r.prefixes, d.id)
 	}
 	r.mu.Unlock()
 	for _, id := range d.also {

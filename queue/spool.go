@@ -52,6 +52,7 @@ type Spool struct {
 	hostname string
 	// adminWait bounds how long admin commands wait for a delivery in flight.
 	adminWait time.Duration
+	dsync     *groupSync
 }
 
 // Option adjusts a spool.
@@ -112,7 +113,7 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait}
+	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -273,7 +274,7 @@ func (s *Spool) writeMeta(it *Item) error {
 		os.Remove(tmp)
 		return fmt.Errorf("spool %s: %w", it.ID, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
 	}
 	return nil
@@ -308,7 +309,7 @@ func (s *Spool) remove(id string) error {
 	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
 	return nil

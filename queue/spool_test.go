@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -301,5 +302,34 @@ func TestPending(t *testing.T) {
 	st := f.sp.Stats(time.Now().Add(time.Minute))
 	if st.ByState["pending"] != 1 || st.ByState["held"] != 1 || st.OldestAgeSeconds < 59 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+// TestGroupSyncCoversEveryCaller: concurrent callers all return only after a
+// directory fsync that began after their call, and share fsyncs.
+func TestGroupSyncCoversEveryCaller(t *testing.T) {
+	g := newGroupSync(t.TempDir())
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- g.Sync()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.completed != 50 || g.requested != 50 {
+		t.Fatalf("requested %d, completed %d", g.requested, g.completed)
+	}
+	bad := newGroupSync(filepath.Join(t.TempDir(), "missing"))
+	if err := bad.Sync(); err == nil {
+		t.Fatal("a failing fsync must be reported")
 	}
 }

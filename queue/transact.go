@@ -27,7 +27,7 @@ type outcome struct {
 // recipients and reports per-recipient outcomes; recipients missing from the
 // map share the returned error.
 type deliveryTarget interface {
-	deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error)
+	deliver(ctx context.Context, it *Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error)
 }
 
 // errStale marks a failure on a pooled connection before anything of the
@@ -36,7 +36,7 @@ var errStale = errors.New("pooled connection is gone")
 
 // transact runs one mail transaction. reusable reports whether the
 // connection is in a known state for another transaction.
-func transact(ctx context.Context, c *client, it *Item, from string, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
+func transact(ctx context.Context, c *client, it *Item, from string, prefix []byte, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
 
@@ -49,7 +49,7 @@ func transact(ctx context.Context, c *client, it *Item, from string, body io.Rea
 		return nil, true, tempErr("4.6.7", "message needs SMTPUTF8 and %s does not advertise it", c.key)
 	}
 	// go-smtp adds BODY=8BITMIME itself whenever the server offers it.
-	opts := &smtp.MailOptions{Size: it.Size + int64(len(it.Prefix)), UTF8: it.SMTPUTF8}
+	opts := &smtp.MailOptions{Size: it.Size + int64(len(prefix)), UTF8: it.SMTPUTF8}
 	if it.EightBit {
 		opts.Body = smtp.Body8BitMIME
 	}
@@ -88,7 +88,7 @@ func transact(ctx context.Context, c *client, it *Item, from string, body io.Rea
 		return nil, false, tempErr("4.3.0", "read spooled body: %v", err)
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
-	if _, err := io.WriteString(w, it.Prefix); err != nil {
+	if _, err := w.Write(prefix); err != nil {
 		return nil, false, classify(err)
 	}
 	if _, err := io.Copy(w, body); err != nil {
@@ -123,7 +123,7 @@ type tenantTarget struct {
 	rewriteFrom func(string) (string, error)
 }
 
-func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+func (t *tenantTarget) deliver(ctx context.Context, it *Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
 	from := it.From
 	if t.rewriteFrom != nil && from != "" {
 		var err error
@@ -140,7 +140,7 @@ func (t *tenantTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker
 				return nil, classify(err)
 			}
 		}
-		res, reusable, err := transact(ctx, c, it, from, body, rcpts, t.d.data)
+		res, reusable, err := transact(ctx, c, it, from, prefix, body, rcpts, t.d.data)
 		if reusable && ctx.Err() == nil {
 			t.pool.put(c)
 		} else {
@@ -167,7 +167,7 @@ type mxTarget struct {
 	tmpl   dialer // helo and timeouts
 }
 
-func (t *mxTarget) deliver(ctx context.Context, it *Item, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+func (t *mxTarget) deliver(ctx context.Context, it *Item, _ []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
 	byDomain := map[string][]string{}
 	for _, r := range rcpts {
 		at := strings.LastIndexByte(r, '@')
@@ -224,7 +224,7 @@ func (t *mxTarget) deliverDomain(ctx context.Context, it *Item, body io.ReadSeek
 			}
 			continue
 		}
-		res, _, err := transact(ctx, c, it, it.From, body, rcpts, d.data)
+		res, _, err := transact(ctx, c, it, it.From, nil, body, rcpts, d.data)
 		c.quit()
 		if err == nil || isReply(err) {
 			return res, err

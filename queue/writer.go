@@ -128,7 +128,7 @@ func (w *Writer) Commit() (string, error) {
 		// to be delivered as well.
 		os.Remove(w.s.path(id, metaExt))
 		os.Remove(msg)
-		syncDir(w.s.dir)
+		w.s.dsync.Sync()
 		return "", err
 	}
 	w.s.log.Info("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
