@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/cutover"
-	"github.com/dualmx/dualmx/dnscheck"
 )
 
 func newCutoverCmd(g *globalFlags) *cobra.Command {
@@ -33,7 +32,12 @@ func cutoverStatus(cmd *cobra.Command, g *globalFlags, f *dnsFlags) (*admin, cut
 		a.close()
 		return nil, cutover.Status{}, &exitError{code: 2, err: errors.New("the config has no cutover section")}
 	}
-	w := &cutover.Watcher{Domain: a.cfg.Cutover.Domain, Checker: f.checker(a.cfg), Expectations: dnscheck.ConfigExpectations{Config: a.cfg},
+	src, err := expectationsFor(a.cfg)
+	if err != nil {
+		a.close()
+		return nil, cutover.Status{}, &exitError{code: 2, err: err}
+	}
+	w := &cutover.Watcher{Domain: a.cfg.Cutover.Domain, Checker: f.checker(a.cfg), Expectations: src,
 		Addresses: a.store, Spool: a.spool, StateDir: a.cfg.StateDir, QuietPeriod: a.cfg.Cutover.QuietPeriod}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()

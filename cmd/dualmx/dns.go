@@ -91,7 +91,11 @@ Exit status: 0 no error found, 1 errors found, 2 the check could not run.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 			defer cancel()
-			exp, err := dnscheck.ConfigExpectations{Config: cfg}.Expected(ctx, domain)
+			src, err := expectationsFor(cfg)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			exp, err := src.Expected(ctx, domain)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}

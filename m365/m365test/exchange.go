@@ -99,6 +99,8 @@ func (tn *Tenant) serveExchange(w http.ResponseWriter, r *http.Request) {
 		tn.exoGetPerms(w, r, cmd, p, skip)
 	case "Add-MailboxPermission", "Add-RecipientPermission", "Remove-MailboxPermission", "Remove-RecipientPermission":
 		tn.exoChangePerm(w, cmd, p)
+	case "Get-DkimSigningConfig":
+		tn.exoDkim(w, r, p)
 	case "Get-ArcConfig":
 		tn.page(w, r, []any{map[string]any{"Identity": "Default", "ArcTrustedSealers": tn.arcSealers}}, 0)
 	case "Set-ArcConfig":

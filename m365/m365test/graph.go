@@ -67,6 +67,8 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	switch {
+	case len(parts) == 3 && parts[0] == "domains" && r.Method == "GET":
+		tn.serveDomain(w, parts[1], parts[2])
 	case r.Method == "GET" && path == "/subscribedSkus":
 		tn.listSKUs(w)
 	case r.Method == "POST" && path == "/users":

@@ -118,6 +118,7 @@ type Tenant struct {
 	DuplicateAdds  int // Add-*Permission calls for a grant that already existed
 	exoViolations  []string
 	graphViolation []string
+	domainDNS      map[string]DomainDNS
 }
 
 type user struct {
