@@ -258,14 +258,41 @@ func (s *Spool) Pending(address string) (queued, held int, err error) {
 	return queued, held, nil
 }
 
-// writeMeta replaces <id>.json atomically and durably.
-func (s *Spool) writeMeta(it *Item) error {
+// createMeta writes the item's metadata to a new temporary file and returns it
+// open and not yet synced, so a commit can sync it alongside the body.
+func (s *Spool) createMeta(it *Item) (string, File, error) {
+	b, err := encodeMeta(it)
+	if err != nil {
+		return "", nil, err
+	}
+	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+metaExt+"."+randHex())
+	f, err := s.fs.Create(tmp)
+	if err != nil {
+		return "", nil, fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return "", nil, fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
+	}
+	return tmp, f, nil
+}
+
+func encodeMeta(it *Item) ([]byte, error) {
 	it.Version = FormatVersion
 	b, err := json.MarshalIndent(it, "", "  ")
 	if err != nil {
-		return fmt.Errorf("spool %s: encode metadata: %w", it.ID, err)
+		return nil, fmt.Errorf("spool %s: encode metadata: %w", it.ID, err)
 	}
-	b = append(b, '\n')
+	return append(b, '\n'), nil
+}
+
+// writeMeta replaces <id>.json atomically and durably.
+func (s *Spool) writeMeta(it *Item) error {
+	b, err := encodeMeta(it)
+	if err != nil {
+		return err
+	}
 	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+metaExt+"."+randHex())
 	if err := s.writeFile(tmp, b); err != nil {
 		return fmt.Errorf("spool %s: write metadata: %w", it.ID, err)

@@ -92,9 +92,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Commit makes the message durable: body flushed, fsynced and renamed, then
-// the metadata written the same way, then the directory fsynced. Only after
-// Commit returns may the SMTP server answer 250.
+// Commit makes the message durable: the body and the metadata are written to
+// temporary names and fsynced (the two fsyncs run side by side, which halves
+// the wait before 250), then the body is renamed into place, then the
+// metadata, whose appearance is what makes the item exist, then the directory
+// is fsynced. Only after Commit returns may the SMTP server answer 250.
 func (w *Writer) Commit() (string, error) {
 	if w.done {
 		return "", fmt.Errorf("spool %s: commit after commit or abort", w.it.ID)
@@ -103,11 +105,26 @@ func (w *Writer) Commit() (string, error) {
 	id := w.it.ID
 	err := w.err
 	if err == nil {
-		if err = w.bw.Flush(); err == nil {
-			err = w.f.Sync()
-		}
-		if err != nil {
+		if err = w.bw.Flush(); err != nil {
 			err = fmt.Errorf("spool %s: write body: %w", id, err)
+		}
+	}
+	var metaTmp string
+	var mf File
+	if err == nil {
+		metaTmp, mf, err = w.s.createMeta(&w.it)
+	}
+	if err == nil {
+		synced := make(chan error, 1)
+		go func() { synced <- mf.Sync() }()
+		if err = w.f.Sync(); err != nil {
+			err = fmt.Errorf("spool %s: write body: %w", id, err)
+		}
+		if merr := <-synced; err == nil && merr != nil {
+			err = fmt.Errorf("spool %s: write metadata: %w", id, merr)
+		}
+		if cerr := mf.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("spool %s: write metadata: %w", id, cerr)
 		}
 	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
@@ -115,21 +132,29 @@ func (w *Writer) Commit() (string, error) {
 	}
 	if err != nil {
 		os.Remove(w.tmp)
+		if metaTmp != "" {
+			os.Remove(metaTmp)
+		}
 		return "", err
 	}
-	msg := w.s.path(id, msgExt)
+	msg, meta := w.s.path(id, msgExt), w.s.path(id, metaExt)
 	if err := os.Rename(w.tmp, msg); err != nil {
 		os.Remove(w.tmp)
+		os.Remove(metaTmp)
 		return "", fmt.Errorf("spool %s: %w", id, err)
 	}
-	// writeMeta syncs the directory, which also covers the body's rename.
-	if err := w.s.writeMeta(&w.it); err != nil {
+	if err := os.Rename(metaTmp, meta); err != nil {
+		os.Remove(metaTmp)
+		os.Remove(msg)
+		return "", fmt.Errorf("spool %s: %w", id, err)
+	}
+	if err := w.s.dsync.Sync(); err != nil {
 		// The sender will be told to retry, so the item must not survive
 		// to be delivered as well.
-		os.Remove(w.s.path(id, metaExt))
+		os.Remove(meta)
 		os.Remove(msg)
 		w.s.dsync.Sync()
-		return "", err
+		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
 	w.s.log.Info("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
 		"size", w.it.Size, "eight_bit", w.it.EightBit)
