@@ -115,7 +115,14 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 		v := e.show(addr)
 		return v.Held == 0 && v.Queued == 0 && v.LastDelivery != nil
 	})
-	e.mustCLI("address", "flip", addr, "migrated")
+	// Issue 9: the spool and delivery are clear now, but the checklist's
+	// steps have no evidence in this env (no probe, no confirmation, no
+	// Microsoft 365), so migrated is still refused, naming them, until forced.
+	_, errOut, code = e.cli("address", "flip", addr, "migrated")
+	if code == 0 || !strings.Contains(errOut, "forward has not been verified") || !strings.Contains(errOut, "not configured") {
+		t.Fatalf("flip to migrated without checklist evidence: exit %d, %q", code, errOut)
+	}
+	e.mustCLI("address", "flip", addr, "migrated", "--force", "--reason", "test env has no tenant")
 
 	// Drop: the only way out without delivery or DSN, and it is audited.
 	reject.Store(true)
@@ -142,7 +149,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 		actions = append(actions, a.Action+":"+a.To+":"+a.Reason)
 	}
 	joined := strings.Join(actions, " ")
-	for _, want := range []string{"flip:migrated:", "release::", "drop::test drop"} {
+	for _, want := range []string{"flip:migrated:test env has no tenant", "release::", "drop::test drop"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("audit trail %q lacks %q", joined, want)
 		}

@@ -407,3 +407,40 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// ErrSignInUnknown means the tenant cannot tell when a user last signed in:
+// Graph reports sign-in activity only with an Entra ID P1 licence and the
+// AuditLog.Read.All permission. [unverified: error code and licence rule are
+// from Microsoft's signInActivity page as remembered, not re-read]
+var ErrSignInUnknown = errors.New("sign-in activity not available for this tenant")
+
+// signInUnavailable are the Graph error codes that mean "not licensed or
+// not permitted", as opposed to a failure worth reporting.
+var signInUnavailable = map[string]bool{
+	"Authentication_RequestFromNonPremiumTenantOrB2CTenant": true,
+	"Authorization_RequestDenied":                           true,
+}
+
+// LastSignIn reports when a user last signed in interactively; zero time
+// means never. ErrSignInUnknown means the tenant cannot tell.
+func (g *Graph) LastSignIn(ctx context.Context, upnOrID string) (time.Time, error) {
+	var out time.Time
+	err := g.retry.do(ctx, func() error {
+		u, err := g.users().ByUserId(upnOrID).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
+			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"signInActivity"}},
+		})
+		if err != nil {
+			err = graphErr("get sign-in activity of "+upnOrID, err)
+			var ge *GraphError
+			if errors.As(err, &ge) && (ge.Status == 403 || signInUnavailable[ge.Code]) {
+				return ErrSignInUnknown
+			}
+			return err
+		}
+		if a := u.GetSignInActivity(); a != nil && a.GetLastSignInDateTime() != nil {
+			out = *a.GetLastSignInDateTime()
+		}
+		return nil
+	})
+	return out, err
+}

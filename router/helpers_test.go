@@ -73,3 +73,13 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// seedEvidence records the given checklist evidence for scriba@.
+func seedEvidence(t *testing.T, s *Store, kinds ...EvidenceKind) {
+	t.Helper()
+	for _, k := range kinds {
+		if _, _, err := s.RecordEvidence(context.Background(), Evidence{Address: "scriba@hervormdputten.nl", Kind: k, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -79,6 +79,7 @@ const (
 	RefusedPendingMail      Refusal = "pending_mail"
 	RefusedNoDelivery       Refusal = "no_delivery"
 	RefusedPendingUnknown   Refusal = "pending_unknown"
+	RefusedNoEvidence       Refusal = "no_evidence"
 )
 
 // TransitionError explains a refused flip in words an admin can act on.

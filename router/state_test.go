@@ -93,7 +93,8 @@ func TestFlipTransitions(t *testing.T) {
 		name := string(tt.from) + "->" + string(tt.to)
 		t.Run(name, func(t *testing.T) {
 			s := openTest(t, "")
-			seed(t, s, tt.from, true) // a delivery on record: the migrated guard is tested separately
+			seed(t, s, tt.from, true)            // a delivery on record: the migrated guard is tested separately
+			seedEvidence(t, s, EvidenceKinds...) // and so is the evidence half of it (issue 9)
 			before, _ := s.Audit(ctx, "")
 			req := FlipRequest{Address: "Scriba@HervormdPutten.nl", To: tt.to, Reason: tt.reason, Actor: "ouderling", Force: tt.force}
 			e, err := s.Flip(ctx, req, &fakeSpool{})
@@ -163,6 +164,9 @@ func TestFlipMigratedGuard(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTest(t, "")
 			seed(t, s, Confirmed, tt.delivered)
+			// Issue 9: migrated also needs the checklist's evidence; this
+			// test is about the spool and delivery half of the guard.
+			seedEvidence(t, s, EvidenceKinds...)
 			var pc PendingChecker
 			if tt.spool != nil {
 				pc = tt.spool

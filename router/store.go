@@ -62,6 +62,11 @@ type FlipRequest struct {
 	Reason  string
 	Actor   string // "" means the current OS user
 	Force   bool
+	// Missing lists checklist steps whose evidence lives outside this
+	// database (Microsoft 365: account, shared mailbox, holder access) and
+	// that the caller found unproven. Flip to migrated refuses them, as it
+	// refuses missing evidence it can see itself, unless forced.
+	Missing []MissingEvidence
 }
 
 // PendingChecker reports how much mail the spool still holds for a public
@@ -177,6 +182,19 @@ var migrations = []string{
 		BEGIN UPDATE generation SET value = value + 1 WHERE id = 1; END;
 	CREATE TRIGGER addresses_del AFTER DELETE ON addresses
 		BEGIN UPDATE generation SET value = value + 1 WHERE id = 1; END;`,
+	// Version 2: evidence for the migration checklist (see evidence.go).
+	// Databases of version 1 gain an empty table; nothing else changes.
+	`CREATE TABLE evidence (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		address TEXT NOT NULL,
+		kind    TEXT NOT NULL,
+		at      TEXT NOT NULL,
+		actor   TEXT NOT NULL,
+		ref     TEXT NOT NULL DEFAULT '',
+		detail  TEXT NOT NULL DEFAULT ''
+	) STRICT;
+	CREATE INDEX evidence_by_address ON evidence (address, kind, id);
+	CREATE UNIQUE INDEX evidence_once ON evidence (kind, ref) WHERE ref <> '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -432,6 +450,14 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecke
 		}
 		if req.To == Migrated {
 			problems, fixes, refusal := migratedProblems(a, pending)
+			ep, ef, er, err := evidenceProblems(ctx, tx, a, req.Missing)
+			if err != nil {
+				return err
+			}
+			if refusal == "" {
+				refusal = er
+			}
+			problems, fixes = append(problems, ep...), append(fixes, ef...)
 			if len(problems) > 0 && !req.Force {
 				return &TransitionError{Address: a.Address, From: a.State, To: req.To, Refusal: refusal,
 					Why: strings.Join(problems, "; and "), Fix: strings.Join(fixes, ", and ") + "; or use --force with --reason"}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
@@ -71,7 +72,8 @@ func newAddressCmd(g *globalFlags) *cobra.Command {
 		Use:   "address",
 		Short: "Manage forwarding addresses and their migration state",
 	}
-	cmd.AddCommand(newAddressAddCmd(g), newAddressListCmd(g), newAddressShowCmd(g), newAddressFlipCmd(g))
+	cmd.AddCommand(newAddressAddCmd(g), newAddressListCmd(g), newAddressShowCmd(g), newAddressFlipCmd(g),
+		newAddressProbeCmd(g), newAddressChecklistCmd(g), newAddressConfirmCmd(g), newAddressOldRemovedCmd(g))
 	return cmd
 }
 
@@ -110,17 +112,18 @@ func newAddressAddCmd(g *globalFlags) *cobra.Command {
 
 // addressView is the JSON shape of an address, stable for scripts.
 type addressView struct {
-	Address      string              `json:"address"`
-	Alias        string              `json:"alias"`
-	Target       string              `json:"target"`
-	State        string              `json:"state"`
-	Created      time.Time           `json:"created"`
-	Updated      time.Time           `json:"updated"`
-	LastDelivery *time.Time          `json:"last_delivery"`
-	Delivered    int64               `json:"delivered"`
-	Queued       *int                `json:"queued,omitempty"`
-	Held         *int                `json:"held,omitempty"`
-	Audit        []router.AuditEntry `json:"audit,omitempty"`
+	Address      string               `json:"address"`
+	Alias        string               `json:"alias"`
+	Target       string               `json:"target"`
+	State        string               `json:"state"`
+	Created      time.Time            `json:"created"`
+	Updated      time.Time            `json:"updated"`
+	LastDelivery *time.Time           `json:"last_delivery"`
+	Delivered    int64                `json:"delivered"`
+	Queued       *int                 `json:"queued,omitempty"`
+	Held         *int                 `json:"held,omitempty"`
+	Audit        []router.AuditEntry  `json:"audit,omitempty"`
+	Checklist    *checklist.Checklist `json:"checklist,omitempty"`
 }
 
 func viewOf(ad router.Address) addressView {
@@ -195,6 +198,9 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 			if v.Audit, err = a.store.Audit(cmd.Context(), ad.Address); err != nil {
 				return err
 			}
+			if v.Checklist, err = showChecklist(cmd.Context(), a, ad.Address); err != nil {
+				return err
+			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), v)
 			}
@@ -205,6 +211,8 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 			for _, e := range v.Audit {
 				fmt.Fprintf(w, "  %s  %-8s %-10s %s -> %s  %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Action, e.Actor, dash(string(e.From)), dash(string(e.To)), e.Reason)
 			}
+			fmt.Fprint(w, "checklist: ")
+			writeChecklist(w, *v.Checklist)
 			return nil
 		},
 	}
@@ -221,8 +229,9 @@ func newAddressFlipCmd(g *globalFlags) *cobra.Command {
 		Long: `Move an address to another state. Forward moves go one step at a time:
 planned -> provisioned -> forwarding -> confirmed -> migrated. Going back needs
 --reason. Flipping to migrated is refused while mail for the address is queued
-or held, or before any delivery through the relay has succeeded, unless
---force with --reason. Every transition is written to the audit log.`,
+or held, before any delivery through the relay has succeeded, or while a step
+of "dualmx address checklist" lacks evidence, unless --force with --reason.
+Every transition is written to the audit log.`,
 		Example: `  dualmx address flip scriba@hervormdputten.nl forwarding
   dualmx address flip scriba@hervormdputten.nl provisioned --reason "old host forward not set yet"
   dualmx address flip koster@hervormdputten.nl migrated --force --reason "address never receives mail"`,
@@ -237,7 +246,13 @@ or held, or before any delivery through the relay has succeeded, unless
 				return err
 			}
 			defer a.close()
-			e, err := a.store.Flip(cmd.Context(), router.FlipRequest{Address: args[0], To: to, Reason: reason, Actor: actor(), Force: force}, a.spool)
+			req := router.FlipRequest{Address: args[0], To: to, Reason: reason, Actor: actor(), Force: force}
+			if to == router.Migrated {
+				if req.Missing, err = migratedMissing(cmd.Context(), a, args[0]); err != nil {
+					return err
+				}
+			}
+			e, err := a.store.Flip(cmd.Context(), req, a.spool)
 			if err != nil {
 				return err
 			}

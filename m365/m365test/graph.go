@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 func graphError(w http.ResponseWriter, status int, code, msg string, details ...string) {
@@ -61,11 +62,16 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 		graphError(w, f.Status, code, f.Message, f.Details...)
 		return
 	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) >= 3 && parts[0] == "users" && parts[2] == "mailFolders" {
+		tn.serveMailFolders(w, r, parts, body)
+		return
+	}
 	if len(body) > 0 && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		tn.graphViolate(w, "%s %s: Content-Type %q, want application/json", r.Method, path, r.Header.Get("Content-Type"))
 		return
 	}
-	parts := strings.Split(strings.Trim(path, "/"), "/")
+	// parts was split above, for the mail folder routes.
 	switch {
 	case len(parts) == 3 && parts[0] == "domains" && r.Method == "GET":
 		tn.serveDomain(w, parts[1], parts[2])
@@ -149,6 +155,20 @@ func (tn *Tenant) getUser(w http.ResponseWriter, r *http.Request, key string) {
 	var sel []string
 	if s := r.URL.Query().Get("$select"); s != "" {
 		sel = strings.Split(s, ",")
+	}
+	if len(sel) == 1 && sel[0] == "signInActivity" {
+		at, ok := tn.signIns[strings.ToLower(u.UPN)]
+		if !ok {
+			graphError(w, 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+				"Neither tenant is B2C or tenant doesn't have premium license")
+			return
+		}
+		act := map[string]any{"lastSignInDateTime": nil}
+		if !at.IsZero() {
+			act["lastSignInDateTime"] = at.UTC().Format(time.RFC3339)
+		}
+		writeJSON(w, 200, map[string]any{"id": u.ID, "signInActivity": act})
+		return
 	}
 	writeJSON(w, 200, tn.userJSON(u, sel))
 }

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -119,6 +120,21 @@ type Tenant struct {
 	exoViolations  []string
 	graphViolation []string
 	domainDNS      map[string]DomainDNS
+	// signIns holds users' last sign-in for a tenant with the licence to
+	// report it; a user without an entry answers 403 as a tenant without it.
+	signIns map[string]time.Time
+	// Migration endpoints (name → remote server) and batches, by lower-case name.
+	migEndpoints map[string]string
+	migBatches   map[string]*MigrationBatch
+	// folders by lower-case mailbox, then folder ID.
+	folders map[string]map[string]*MailFolder
+}
+
+// SetSignIn makes the tenant report upn's last sign-in (zero: never).
+func (tn *Tenant) SetSignIn(upn string, at time.Time) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.signIns[strings.ToLower(upn)] = at
 }
 
 type user struct {
@@ -154,7 +170,7 @@ type perm struct {
 func New(t testing.TB, domain string) *Tenant {
 	t.Helper()
 	tn := &Tenant{t: t, Domain: domain, Cred: &Credential{}, users: map[string]*user{}, lag: map[string]int{},
-		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1}
+		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1, signIns: map[string]time.Time{}}
 	tn.GraphSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveGraph))
 	tn.ExoSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveExchange))
 	t.Cleanup(tn.GraphSrv.Close)

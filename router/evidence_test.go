@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+
+package router
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSchemaUpgradeFromVersion1 builds a database exactly as a version-1
+// dualmx left it, with data, and checks that opening it adds the evidence
+// table and keeps every row.
+func TestSchemaUpgradeFromVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
+		migrations[0],
+		`INSERT INTO schema_version (version) VALUES (1)`,
+		`INSERT INTO addresses (address, alias, target, state, created_at, updated_at) VALUES
+			('scriba@hervormdputten.nl', 'scriba@fwd.hervormdputten.nl', 'scriba@hervormdputten.nl', 'confirmed', '2026-01-01T00:00:00.000000000Z', '2026-01-01T00:00:00.000000000Z')`,
+		`INSERT INTO audit (at, actor, address, action) VALUES ('2026-01-01T00:00:00.000000000Z', 'old', 'scriba@hervormdputten.nl', 'add')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openTest(t, path)
+	var v int
+	if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations) || v < 2 {
+		t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
+	}
+	a, err := s.Get(context.Background(), "scriba@fwd.hervormdputten.nl")
+	if err != nil || a.State != Confirmed {
+		t.Fatalf("address after upgrade: %+v %v", a, err)
+	}
+	if au, _ := s.Audit(context.Background(), a.Address); len(au) != 1 || au[0].Actor != "old" {
+		t.Fatalf("audit after upgrade: %+v", au)
+	}
+	seedEvidence(t, s, HolderConfirmed)
+	if ev, err := s.Evidence(context.Background(), a.Address); err != nil || len(ev) != 1 {
+		t.Fatalf("evidence after upgrade: %+v %v", ev, err)
+	}
+}
+
+func TestRecordEvidence(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "", WithClock(func() time.Time { return t0 }))
+	seed(t, s, Forwarding, false)
+	e, dup, err := s.RecordEvidence(ctx, Evidence{Address: "scriba@fwd.hervormdputten.nl", Kind: ForwardVerified, Ref: "n1", Detail: "probe n1 via relay"})
+	if err != nil || dup {
+		t.Fatalf("first record: %v dup=%v", err, dup)
+	}
+	if e.Address != "scriba@hervormdputten.nl" || !e.At.Equal(t0) || e.Actor != CurrentActor() || e.ID == 0 {
+		t.Errorf("record = %+v", e)
+	}
+	// The same probe arriving twice (a replay, or the old host retrying) is one record.
+	e2, dup, err := s.RecordEvidence(ctx, Evidence{Address: "scriba@hervormdputten.nl", Kind: ForwardVerified, Ref: "n1"})
+	if err != nil || !dup || e2.ID != e.ID {
+		t.Fatalf("second record: %+v dup=%v %v", e2, dup, err)
+	}
+	if _, _, err := s.RecordEvidence(ctx, Evidence{Address: "koster@hervormdputten.nl", Kind: HolderConfirmed}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown address: %v", err)
+	}
+	if _, _, err := s.RecordEvidence(ctx, Evidence{Address: "scriba@hervormdputten.nl", Kind: "bogus"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unknown kind: %v", err)
+	}
+	au, _ := s.Audit(ctx, "scriba@hervormdputten.nl")
+	if last := au[len(au)-1]; len(au) != 2 || last.Action != "forward-verified" || last.Detail != "probe n1 via relay" {
+		t.Errorf("audit = %+v", au)
+	}
+}
+
+// TestFlipMigratedNeedsEvidence: each checklist step without evidence, the
+// ones in this database and the ones the caller reports, refuses migrated;
+// --force with a reason goes past and names them in the audit log.
+func TestFlipMigratedNeedsEvidence(t *testing.T) {
+	all := EvidenceKinds
+	tests := []struct {
+		name    string
+		have    []EvidenceKind
+		missing []MissingEvidence
+		force   bool
+		want    string // "" means allowed
+	}{
+		{"all evidence", all, nil, false, ""},
+		{"no probe", []EvidenceKind{HolderConfirmed, OldMailboxRemoved}, nil, false, "forward has not been verified"},
+		{"no confirmation", []EvidenceKind{ForwardVerified, OldMailboxRemoved}, nil, false, "holder has not confirmed"},
+		{"old mailbox not removed", []EvidenceKind{ForwardVerified, HolderConfirmed}, nil, false, "old mailbox is removed"},
+		{"caller's step missing", all, []MissingEvidence{{"shared mailbox not found", "run provision apply"}}, false, "shared mailbox not found"},
+		{"forced past", nil, []MissingEvidence{{"account unknown", "x"}}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openTest(t, "")
+			seed(t, s, Confirmed, true)
+			seedEvidence(t, s, tt.have...)
+			req := FlipRequest{Address: "scriba@hervormdputten.nl", To: Migrated, Missing: tt.missing, Force: tt.force}
+			if tt.force {
+				req.Reason = "board decision"
+			}
+			e, err := s.Flip(ctx, req, &fakeSpool{})
+			if tt.want != "" {
+				var te *TransitionError
+				if !errors.As(err, &te) || te.Refusal != RefusedNoEvidence || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Flip = %v, want no_evidence naming %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.force && (!strings.Contains(e.Detail, "account unknown") || !strings.Contains(e.Detail, "holder has not confirmed")) {
+				t.Errorf("forced detail %q does not name what was missing", e.Detail)
+			}
+		})
+	}
+}
