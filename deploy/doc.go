@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: MIT
+
+// Package deploy holds no code. Its directory holds what an admin installs
+// next to the binary (the example config, the Grafana dashboard, the
+// Prometheus alert rules, the systemd unit and the Containerfile), and its
+// tests check those files against the code: every metric a panel or an alert
+// queries is one dualmx exports, every alert has promtool unit tests that fire
+// it and that keep it quiet, and the unit and the Containerfile keep their
+// hardening.
+package deploy

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: MIT
+
+// Package status renders the relay's read-only status page: the addresses with
+// their state, alias, last delivery and counts; the queue, held mail first; and
+// the domain's cutover state. It is plain server-rendered HTML (html/template,
+// so every value is escaped), needs no JavaScript and fits a phone screen.
+// The page changes nothing: it has no forms and answers only GET and HEAD.
+package status
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/queue"
+	"github.com/dualmx/dualmx/router"
+)
+
+// AddressLister lists the addresses; *router.Store is one.
+type AddressLister interface {
+	List(ctx context.Context) ([]router.Address, error)
+}
+
+// SpoolLister lists the messages in the spool; *queue.Spool is one.
+type SpoolLister interface {
+	List() ([]queue.Item, error)
+}
+
+// CutoverSource reports the cutover watcher's latest result; ok is false when
+// no watcher runs. *metrics.Metrics is one.
+type CutoverSource interface {
+	Cutover() (s metrics.CutoverStatus, ok bool)
+}
+
+// Options configure the page. Addresses and Spool are required.
+type Options struct {
+	// Hostname names the relay in the page title.
+	Hostname  string
+	Addresses AddressLister
+	Spool     SpoolLister
+	// Cutover may be nil: the page then says the cutover is not configured.
+	Cutover CutoverSource
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Location is the time zone times are shown in; nil means time.Local.
+	Location *time.Location
+	// MaxQueueRows bounds the queue table (held mail comes first, so it is
+	// shown); 0 means 200.
+	MaxQueueRows int
+	// Timeout bounds reading the state database; 0 means 5 seconds.
+	Timeout time.Duration
+	// Logger receives errors writing the response; nil discards them.
+	Logger *slog.Logger
+}
+
+// Handler serves the status page.
+type Handler struct {
+	o Options
+}
+
+// New returns the status page handler.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
+	if o.MaxQueueRows <= 0 {
+		o.MaxQueueRows = 200
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{o: o}
+}
+
+//go:embed page.html
+var pageHTML string
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"stateClass": stateClass,
+}).Parse(pageHTML))
+
+// knownStates are the values stateClass lets into a class attribute.
+var knownStates = []string{
+	"planned", "provisioned", "forwarding", "confirmed", "migrated", // addresses
+	"pending", "deferred", "held", // queue
+	"preparing", "ready", "switched", "draining", "done", // cutover
+	"ok", "warning", "error", // DNS checks
+}
+
+// stateClass maps a state to a CSS class; anything unexpected gets "other",
+// so data never chooses the class name.
+func stateClass(s string) string {
+	if slices.Contains(knownStates, s) {
+		return "s-" + s
+	}
+	return "s-other"
+}
+
+// ServeHTTP renders the page. Sections whose data cannot be read say so and
+// the rest of the page is still shown.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.o.Timeout)
+	defer cancel()
+	p := h.build(ctx)
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, p); err != nil {
+		h.o.Logger.Error("status page: render", "err", err)
+		http.Error(w, "status page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	// No scripts, no frames, no outside resources: only the inline style sheet.
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		h.o.Logger.Debug("status page: write", "err", err)
+	}
+}
+
+// page is what the template renders.
+type page struct {
+	Hostname  string
+	Generated string
+
+	AddressError string
+	Addresses    []addressRow
+	StateCounts  []count
+
+	QueueError string
+	Queue      []queueRow
+	QueueMore  int
+	Pending    int
+	Deferred   int
+	Held       int
+	Oldest     string
+
+	Cutover cutoverView
+}
+
+type count struct {
+	Name string
+	N    int
+}
+
+type addressRow struct {
+	Address, Alias, State string
+	LastDelivery          string // "" for never
+	LastDeliveryAgo       string
+	Delivered             int64
+	Queued, Held          int
+}
+
+type queueRow struct {
+	ID, State, Age, From, To, LastError string
+	Attempts                            int
+	Next                                string
+}
+
+type cutoverView struct {
+	Configured bool
+	State      string // "" before the first successful check
+	Up         bool
+	LastRun    string
+	Checks     []check
+}
+
+type check struct{ Name, Level string }
+
+func (h *Handler) build(ctx context.Context) page {
+	now := h.o.Now()
+	p := page{Hostname: h.o.Hostname, Generated: h.stamp(now)}
+
+	items, err := h.o.Spool.List()
+	if err != nil {
+		p.QueueError = err.Error()
+	}
+	// Per public address: messages still holding undelivered mail for it.
+	queued, held := map[string]int{}, map[string]int{}
+	for _, it := range items {
+		seen := map[string]bool{}
+		for _, rc := range it.Recipients {
+			a := strings.ToLower(rc.Address)
+			if rc.State == queue.RcptDelivered || a == "" || seen[a] {
+				continue
+			}
+			seen[a] = true
+			if it.State == queue.StateHeld {
+				held[a]++
+			} else {
+				queued[a]++
+			}
+		}
+		switch it.State {
+		case queue.StatePending:
+			p.Pending++
+		case queue.StateDeferred:
+			p.Deferred++
+		case queue.StateHeld:
+			p.Held++
+		}
+	}
+	if len(items) > 0 {
+		oldest := items[0].ReceivedAt
+		for _, it := range items {
+			if it.ReceivedAt.Before(oldest) {
+				oldest = it.ReceivedAt
+			}
+		}
+		p.Oldest = ago(now.Sub(oldest))
+	}
+	// Held mail waits for a person, so it comes first; the rest in arrival order.
+	sorted := slices.Clone(items)
+	slices.SortStableFunc(sorted, func(a, b queue.Item) int {
+		ah, bh := a.State == queue.StateHeld, b.State == queue.StateHeld
+		switch {
+		case ah && !bh:
+			return -1
+		case bh && !ah:
+			return 1
+		}
+		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for i, it := range sorted {
+		if i == h.o.MaxQueueRows {
+			p.QueueMore = len(sorted) - i
+			break
+		}
+		p.Queue = append(p.Queue, h.queueRow(now, it))
+	}
+
+	addrs, err := h.o.Addresses.List(ctx)
+	if err != nil {
+		p.AddressError = err.Error()
+	}
+	byState := map[string]int{}
+	for _, a := range addrs {
+		row := addressRow{Address: a.Address, Alias: a.Alias, State: string(a.State), Delivered: a.Delivered,
+			Queued: queued[strings.ToLower(a.Address)], Held: held[strings.ToLower(a.Address)]}
+		if !a.LastDelivery.IsZero() {
+			row.LastDelivery = h.stamp(a.LastDelivery)
+			row.LastDeliveryAgo = ago(now.Sub(a.LastDelivery))
+		}
+		p.Addresses = append(p.Addresses, row)
+		byState[string(a.State)]++
+	}
+	for _, st := range router.States {
+		if n := byState[string(st)]; n > 0 {
+			p.StateCounts = append(p.StateCounts, count{Name: string(st), N: n})
+		}
+		delete(byState, string(st))
+	}
+	for _, st := range slices.Sorted(mapKeys(byState)) {
+		p.StateCounts = append(p.StateCounts, count{Name: st, N: byState[st]})
+	}
+
+	if h.o.Cutover != nil {
+		if cs, ok := h.o.Cutover.Cutover(); ok {
+			p.Cutover = cutoverView{Configured: true, State: cs.State, Up: cs.Up}
+			if !cs.LastRun.IsZero() {
+				p.Cutover.LastRun = h.stamp(cs.LastRun) + " (" + ago(now.Sub(cs.LastRun)) + ")"
+			}
+			for _, name := range slices.Sorted(mapKeys(cs.Checks)) {
+				p.Cutover.Checks = append(p.Cutover.Checks, check{Name: name, Level: cs.Checks[name]})
+			}
+		}
+	}
+	return p
+}
+
+func (h *Handler) queueRow(now time.Time, it queue.Item) queueRow {
+	var to []string
+	for _, rc := range it.Recipients {
+		if rc.State == queue.RcptDelivered {
+			continue
+		}
+		t := rc.Address
+		if t == "" {
+			t = rc.Target
+		}
+		if !slices.Contains(to, t) {
+			to = append(to, t)
+		}
+	}
+	from := it.From
+	if from == "" {
+		from = "<>"
+	}
+	row := queueRow{ID: it.ID, State: string(it.State), Age: ago(now.Sub(it.ReceivedAt)), From: from,
+		To: strings.Join(to, ", "), LastError: it.LastError, Attempts: it.Attempts}
+	if it.State == queue.StateDeferred && !it.NextAttempt.IsZero() {
+		if d := it.NextAttempt.Sub(now); d > 0 {
+			row.Next = "in " + dur(d)
+		} else {
+			row.Next = "now"
+		}
+	}
+	return row
+}
+
+func (h *Handler) stamp(t time.Time) string {
+	return t.In(h.o.Location).Format("2006-01-02 15:04 MST")
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// ago renders a past duration for people: "just now", "5 min ago", "3 d 4 h ago".
+func ago(d time.Duration) string {
+	if d < 5*time.Second {
+		return "just now"
+	}
+	return dur(d) + " ago"
+}
+
+// dur renders a duration with its two largest units.
+func dur(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d/time.Minute))
+	case d < 24*time.Hour:
+		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
+		if m == 0 {
+			return fmt.Sprintf("%d h", h)
+		}
+		return fmt.Sprintf("%d h %d min", h, m)
+	default:
+		days, h := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+		if h == 0 {
+			return fmt.Sprintf("%d d", days)
+		}
+		return fmt.Sprintf("%d d %d h", days, h)
+	}
+}
