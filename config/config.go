@@ -109,7 +109,16 @@ type Inbound struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxConnections  int
-	ReadTimeout     time.Duration
+	// MaxConnectionsPerIP bounds the simultaneous connections from one client
+	// address, so one host cannot take every slot.
+	MaxConnectionsPerIP int
+	ReadTimeout         time.Duration
+	// MaxHeaderBytes bounds the header block of a message; a larger one is
+	// refused with 552 5.3.4.
+	MaxHeaderBytes int64
+	// RoutingMaxStale is how long RCPT is answered from the routing table in
+	// memory while the state database cannot be read; after it, 451 4.3.0.
+	RoutingMaxStale time.Duration
 	// AllowedNetworks restricts which clients may connect; empty allows any.
 	// Single addresses in the file become /32 or /128. Callers should Unmap
 	// an IPv4-mapped client address before calling Contains.
@@ -209,6 +218,10 @@ type Delivery struct {
 	// OnPermanentFailure is one of OnFailureHold, OnFailureBounce.
 	OnPermanentFailure string
 	Concurrency        int
+	// CommandTimeout bounds the wait for each reply of the next hop;
+	// DataTimeout bounds sending the body and waiting for its final reply.
+	CommandTimeout time.Duration
+	DataTimeout    time.Duration
 	// MXPort is the port DSNs are delivered to at the sender's MX: 25,
 	// except in tests that play the sender's server on loopback.
 	MXPort int
@@ -225,11 +238,14 @@ func Default() Config {
 			Metrics: "127.0.0.1:9464",
 		},
 		Inbound: Inbound{
-			MaxMessageBytes: 50 << 20,
-			MaxRecipients:   100,
-			MaxConnections:  200,
-			ReadTimeout:     5 * time.Minute,
-			MaxReceived:     50,
+			MaxMessageBytes:     50 << 20,
+			MaxRecipients:       100,
+			MaxConnections:      200,
+			MaxConnectionsPerIP: 50,
+			ReadTimeout:         5 * time.Minute,
+			MaxHeaderBytes:      256 << 10,
+			RoutingMaxStale:     30 * time.Second,
+			MaxReceived:         50,
 		},
 		Target: Target{
 			Port: 25,
@@ -241,6 +257,8 @@ func Default() Config {
 			GiveUpAfter:        120 * time.Hour,
 			OnPermanentFailure: OnFailureHold,
 			Concurrency:        8,
+			CommandTimeout:     5 * time.Minute,
+			DataTimeout:        10 * time.Minute,
 			MXPort:             25,
 		},
 		SRS: SRS{

@@ -189,6 +189,18 @@ var badCases = []badCase{
 		},
 	},
 	{
+		name: "resource limits and timeouts must be positive",
+		yaml: withMinimal("inbound:", "  max_connections_per_ip: 0", "  max_header_bytes: -5", "  routing_max_stale: 0s",
+			"delivery:", "  command_timeout: 0s", "  data_timeout: 30"),
+		want: []string{
+			"bad.yaml:6: inbound.max_connections_per_ip: 0 must be greater than 0",
+			"bad.yaml:7: inbound.max_header_bytes: -5 must be greater than 0",
+			"bad.yaml:8: inbound.routing_max_stale: 0s must be greater than 0",
+			"bad.yaml:10: delivery.command_timeout: 0s must be greater than 0",
+			"bad.yaml:11: delivery.data_timeout: 30 has no unit",
+		},
+	},
+	{
 		name: "bad CIDRs, each reported",
 		yaml: withMinimal(
 			"inbound:",

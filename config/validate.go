@@ -122,6 +122,11 @@ func (k *checker) values() {
 		k.fail("delivery.mx_port", "%d is not a port number (1-65535)", c.Delivery.MXPort)
 	}
 	k.positive("inbound.max_received", int64(c.Inbound.MaxReceived))
+	k.positive("inbound.max_connections_per_ip", int64(c.Inbound.MaxConnectionsPerIP))
+	k.positive("inbound.max_header_bytes", c.Inbound.MaxHeaderBytes)
+	k.positiveDuration("inbound.routing_max_stale", c.Inbound.RoutingMaxStale)
+	k.positiveDuration("delivery.command_timeout", c.Delivery.CommandTimeout)
+	k.positiveDuration("delivery.data_timeout", c.Delivery.DataTimeout)
 
 	if c.Resolver != "" {
 		if msg := checkHostPort(c.Resolver); msg != "" {
@@ -538,6 +543,11 @@ var secretWords = []string{"secret", "password", "passphrase", "token"}
 
 func redact(key string, v any) any {
 	name := strings.ToLower(key[strings.LastIndex(key, ".")+1:])
+	// A key naming a file holds a path, not the secret itself; the path is
+	// what an admin needs to see in the log.
+	if strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files") {
+		return v
+	}
 	for _, w := range secretWords {
 		if strings.Contains(name, w) {
 			if v == "" || v == nil {

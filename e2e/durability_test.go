@@ -22,9 +22,9 @@ var msgIDRe = regexp.MustCompile(`Message-ID: <([^>]+)>`)
 // the spool removal; those duplicates are counted and reported.
 func TestSIGKILLLosesNothing(t *testing.T) {
 	const (
-		senders  = 4
-		messages = 400
-		kills    = 8
+		senders  = 8
+		messages = 3000
+		kills    = 25
 	)
 	e := newEnv(t, envOptions{})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
@@ -64,11 +64,16 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	killed := 0
+	killed, underLoad := 0, 0
 	for killed < kills {
 		select {
 		case <-done:
 		case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
+		}
+		select {
+		case <-done:
+		default:
+			underLoad++
 		}
 		e.stop(syscall.SIGKILL)
 		killed++
@@ -83,7 +88,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	}
 	// After the last restart every acknowledged message must arrive.
 	seen := map[string]int{}
-	waitFor(t, 60*time.Second, "every acknowledged message at the tenant", func() bool {
+	waitFor(t, 90*time.Second, "every acknowledged message at the tenant", func() bool {
 		for k := range seen {
 			delete(seen, k)
 		}
@@ -103,7 +108,10 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	for _, n := range seen {
 		dups += n - 1
 	}
-	t.Logf("SIGKILL run: %d messages acknowledged, %d kills, %d delivered, 0 lost, %d duplicates", nAcked, killed, len(seen), dups)
+	t.Logf("SIGKILL run: %d messages acknowledged, %d kills (%d while clients were sending), %d delivered, 0 lost, %d duplicates", nAcked, killed, underLoad, len(seen), dups)
+	if underLoad < kills*3/4 {
+		t.Errorf("only %d of %d kills came while clients were sending", underLoad, kills)
+	}
 	// A duplicate needs a delivery cut between the tenant's 250 and the spool
 	// removal; there can be at most a few per kill.
 	if dups > kills*8 {

@@ -63,13 +63,17 @@ type env struct {
 	cmd  *exec.Cmd
 	logs *lockedBuffer
 	exit chan error
+
+	serveArgs []string // extra flags for dualmx serve
 }
 
 type envOptions struct {
 	extraConfig string                 // appended YAML
+	inbound     string                 // extra lines for the inbound section, each indented two spaces
 	delivery    string                 // replaces the delivery section
 	tenant      func(*standin.Options) // adjust the stand-in
 	stateDir    string                 // default: inside the test dir
+	serveArgs   []string               // extra flags for dualmx serve, e.g. --log-json
 }
 
 func freePort(t *testing.T) string {
@@ -106,7 +110,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tenant.Close() })
-	e := &env{t: t, dir: dir, ca: ca, tenant: tenant, smtpAddr: freePort(t), httpAddr: freePort(t)}
+	e := &env{t: t, dir: dir, ca: ca, tenant: tenant, smtpAddr: freePort(t), httpAddr: freePort(t), serveArgs: o.serveArgs}
 	state := o.stateDir
 	if state == "" {
 		state = filepath.Join(dir, "state")
@@ -121,8 +125,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		delivery = "delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n"
 	}
 	e.cfgPath = filepath.Join(dir, "dualmx.yaml")
-	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: %q\n  metrics: %q\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\ntarget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
-		state, e.smtpAddr, e.httpAddr, tenant.Port(), caFile, delivery, o.extraConfig)
+	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: %q\n  metrics: %q\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\n%starget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
+		state, e.smtpAddr, e.httpAddr, o.inbound, tenant.Port(), caFile, delivery, o.extraConfig)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +166,7 @@ func (e *env) start() {
 	if e.logs == nil {
 		e.logs = &lockedBuffer{}
 	}
-	cmd := exec.Command(binary, "serve", "--config", e.cfgPath)
+	cmd := exec.Command(binary, append([]string{"serve", "--config", e.cfgPath}, e.serveArgs...)...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	if err := cmd.Start(); err != nil {
 		e.mu.Unlock()

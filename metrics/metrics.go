@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,11 @@ type Metrics struct {
 	// way back to the original sender.
 	SRSReturned prometheus.Counter
 
+	// ProbeArrivals counts forward probes (dualmx address probe) that reached
+	// the relay, by result: verified, misrouted (valid marker, another
+	// address's alias), invalid (bad or stale marker).
+	ProbeArrivals *prometheus.CounterVec
+
 	// Router.
 	RouterReloads       prometheus.Counter
 	RouterReloadErrors  prometheus.Counter
@@ -77,6 +84,9 @@ type Metrics struct {
 	// AuthCheckDuration is the wall time of the arrival checks of one message, DNS included;
 	// a tail at the configured timeout means the resolver is slow or unreachable.
 	AuthCheckDuration prometheus.Histogram
+
+	// cutover is the function WatchCutover registered, for the status page.
+	cutover atomic.Pointer[func() CutoverStatus]
 }
 
 // QueueStats is what the queue reports at scrape time.
@@ -146,6 +156,8 @@ func New() *Metrics {
 			Name: "dualmx_srs_refusals_total", Help: "Recipients at the SRS domain refused, by reason."}, []string{"reason"}),
 		SRSReturned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dualmx_srs_returned_total", Help: "Bounces accepted for valid SRS addresses, returned to the original sender."}),
+		ProbeArrivals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dualmx_probe_arrivals_total", Help: "Forward probes that reached the relay, by result: verified, misrouted, invalid."}, []string{"result"}),
 		RouterReloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dualmx_router_reloads_total", Help: "Routing table reloads after a change in the state database."}),
 		RouterReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -174,6 +186,10 @@ func New() *Metrics {
 		m.Quarantined, m.ARCSeals, m.SRSRefusals, m.SRSReturned, m.RouterReloads, m.RouterReloadErrors, m.SpoolWritable, m.TargetSizeLimitByte)
 	for _, res := range []string{"delivered", "deferred", "held", "bounced", "dropped"} {
 		m.Deliveries.WithLabelValues(res)
+	}
+	r.MustRegister(m.ProbeArrivals)
+	for _, res := range []string{"verified", "misrouted", "invalid"} {
+		m.ProbeArrivals.WithLabelValues(res)
 	}
 	for _, res := range []string{"sealed", "skipped"} {
 		m.ARCSeals.WithLabelValues(res)
@@ -287,6 +303,7 @@ var (
 // WatchCutover exports the cutover state and the DNS checks' results, read from f at scrape time.
 func (m *Metrics) WatchCutover(f func() CutoverStatus) {
 	m.Registry.MustRegister(&cutoverCollector{f: f})
+	m.cutover.Store(&f)
 }
 
 type cutoverCollector struct{ f func() CutoverStatus }
@@ -321,4 +338,102 @@ func cutoverGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// Cutover returns what the cutover watcher reports now; ok is false when no
+// watcher runs (the config has no cutover section).
+func (m *Metrics) Cutover() (s CutoverStatus, ok bool) {
+	f := m.cutover.Load()
+	if f == nil {
+		return CutoverStatus{}, false
+	}
+	return (*f)(), true
+}
+
+// AddressActivity is one address's history as exported for alerting.
+type AddressActivity struct {
+	Address string
+	// LastDelivery is the zero time until the target first accepted mail for the address.
+	LastDelivery time.Time
+	// StateSince is when the address entered its current state.
+	StateSince time.Time
+}
+
+var (
+	addrLastDeliveryDesc = prometheus.NewDesc("dualmx_address_last_delivery_timestamp_seconds",
+		"When the target last accepted mail for the address; absent until the first delivery.", []string{"address"}, nil)
+	addrStateSinceDesc = prometheus.NewDesc("dualmx_address_state_since_timestamp_seconds",
+		"When the address entered its current state.", []string{"address"}, nil)
+)
+
+// WatchAddressActivity exports each address's last delivery and the time it
+// entered its current state, read from f at scrape time. Together with
+// dualmx_address_state they show a forwarding address that stopped receiving
+// mail: a forward at the old host that broke.
+func (m *Metrics) WatchAddressActivity(f func() []AddressActivity) {
+	m.Registry.MustRegister(&activityCollector{f: f})
+}
+
+type activityCollector struct{ f func() []AddressActivity }
+
+func (c *activityCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- addrLastDeliveryDesc
+	ch <- addrStateSinceDesc
+}
+
+func (c *activityCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, a := range c.f() {
+		if !a.LastDelivery.IsZero() {
+			ch <- prometheus.MustNewConstMetric(addrLastDeliveryDesc, prometheus.GaugeValue, unixSeconds(a.LastDelivery), a.Address)
+		}
+		if !a.StateSince.IsZero() {
+			ch <- prometheus.MustNewConstMetric(addrStateSinceDesc, prometheus.GaugeValue, unixSeconds(a.StateSince), a.Address)
+		}
+	}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+var (
+	spoolFreeDesc = prometheus.NewDesc("dualmx_spool_free_bytes",
+		"Bytes available to dualmx on the spool's file system.", nil, nil)
+	spoolSizeDesc = prometheus.NewDesc("dualmx_spool_size_bytes",
+		"Size of the spool's file system in bytes.", nil, nil)
+)
+
+// WatchSpoolDisk exports the free and total bytes of the file system holding
+// dir, read with statfs at scrape time. When statfs fails nothing is
+// exported, and dualmx_spool_writable tells the rest.
+func (m *Metrics) WatchSpoolDisk(dir string) {
+	m.Registry.MustRegister(&diskCollector{dir: dir})
+}
+
+type diskCollector struct{ dir string }
+
+func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- spoolFreeDesc
+	ch <- spoolSizeDesc
+}
+
+func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(c.dir, &st); err != nil {
+		return
+	}
+	bsize := uint64(st.Bsize)
+	ch <- prometheus.MustNewConstMetric(spoolFreeDesc, prometheus.GaugeValue, float64(uint64(st.Bavail)*bsize))
+	ch <- prometheus.MustNewConstMetric(spoolSizeDesc, prometheus.GaugeValue, float64(uint64(st.Blocks)*bsize))
+}
+
+// ExportTLSCertificate exports the expiry of the certificate a listener
+// ("smtp") presents, as dualmx_tls_certificate_expiry_timestamp_seconds. The
+// certificate is loaded at start, so the value is the one in use: a renewed
+// file on disk counts only after a restart.
+func (m *Metrics) ExportTLSCertificate(listener string, notAfter time.Time) {
+	v := unixSeconds(notAfter)
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "dualmx_tls_certificate_expiry_timestamp_seconds",
+		Help:        "When the certificate a listener presents expires.",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, func() float64 { return v }))
 }

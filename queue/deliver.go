@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 )
@@ -26,6 +27,10 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			log.Error("queue: lock", "err", err)
+		} else if _, serr := os.Stat(r.sp.path(id, metaExt)); serr == nil {
+			// Metadata without a body: the body was removed or lost behind
+			// our back (remove deletes the metadata first, Commit writes it last).
+			r.quarantine(id, "metadata without body", log)
 		}
 		return done{id: id}
 	}
@@ -34,9 +39,23 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	// since the schedule was made.
 	it, err := r.sp.readMeta(id)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			log.Error("queue: unreadable item left for recovery", "err", err)
+		switch {
+		case errors.Is(err, errCorrupt):
+			r.quarantine(id, err.Error(), log)
+		case !errors.Is(err, ErrNotFound):
+			log.Error("queue: unreadable item, retrying later", "err", err)
+			return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryInitial)}
 		}
+		return done{id: id}
+	}
+	// The body never changes after Commit; one of another size was truncated
+	// or overwritten on disk, and sending it would deliver damaged mail.
+	if fi, err := lk.f.Stat(); err != nil || fi.Size() != it.Size {
+		reason := fmt.Sprintf("body is not the %d bytes the metadata records", it.Size)
+		if err == nil {
+			reason = fmt.Sprintf("body is %d bytes, metadata says %d", fi.Size(), it.Size)
+		}
+		r.quarantine(id, reason, log)
 		return done{id: id}
 	}
 	now := r.opts.Now()
@@ -76,6 +95,14 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	}
 	r.apply(it, res, attemptErr, now, log)
 	return r.decide(it, lk, now, log)
+}
+
+// quarantine moves a damaged item aside while the daemon runs, as recovery
+// does at start: the rest of the queue carries on, an admin decides.
+func (r *Runner) quarantine(id, reason string, log *slog.Logger) {
+	if err := r.sp.quarantine(id, reason); err != nil {
+		log.Error("queue: cannot quarantine damaged item", "reason", reason, "err", err)
+	}
 }
 
 // apply records per-recipient outcomes; recipients sharing a target share its outcome.

@@ -323,9 +323,24 @@ func (r *Runner) scan() {
 		r.log.Error("queue: scan", "err", err)
 		return
 	}
+	// An id List could not read is scheduled too: its attempt quarantines
+	// it if it is damaged, rather than leaving it unseen until a restart.
+	ids, _ := r.sp.ids()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := make(map[string]bool, len(items))
+	listed := make(map[string]bool, len(items))
+	for _, it := range items {
+		listed[it.ID] = true
+	}
+	for _, id := range ids {
+		if !listed[id] {
+			seen[id] = true
+			if r.sched[id] == nil {
+				r.sched[id] = &entry{due: r.opts.Now()}
+			}
+		}
+	}
 	for _, it := range items {
 		seen[it.ID] = true
 		e := r.sched[it.ID]

@@ -185,15 +185,28 @@ func (s *Spool) readMeta(id string) (*Item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
-	var it Item
-	if err := json.Unmarshal(b, &it); err != nil {
-		return nil, fmt.Errorf("spool %s: parse metadata: %w", id, err)
-	}
-	if err := it.validate(); err != nil {
+	it, err := parseMeta(b)
+	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
 	if it.ID != id {
-		return nil, fmt.Errorf("spool %s: metadata names id %q", id, it.ID)
+		return nil, fmt.Errorf("spool %s: %w: metadata names id %q", id, errCorrupt, it.ID)
+	}
+	return it, nil
+}
+
+// errCorrupt marks metadata that was read but makes no sense: it is
+// quarantined, never guessed at. I/O errors do not carry it.
+var errCorrupt = errors.New("corrupt item")
+
+// parseMeta decodes and checks the contents of an <id>.json file.
+func parseMeta(b []byte) (*Item, error) {
+	var it Item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return nil, fmt.Errorf("%w: parse metadata: %w", errCorrupt, err)
+	}
+	if err := it.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
 	}
 	return &it, nil
 }

@@ -12,6 +12,10 @@ import (
 // whole rather than repaired.
 var errBareNewline = errors.New("bare CR or LF in message data")
 
+// errHeaderTooLarge stops reading DATA once the header block passes
+// maxHeader; go-smtp discards the rest and the session answers 552.
+var errHeaderTooLarge = errors.New("message header block too large")
+
 // maxField bounds how much of one header field is kept for inspection; the
 // fields looked at (Received, ARC-Seal) are far shorter in real mail, and a
 // longer one is judged on its first maxField bytes.
@@ -26,6 +30,12 @@ type dataChecker struct {
 	r      io.Reader
 	prevCR bool
 	bad    bool
+	// nul is set when DATA holds a NUL byte, which RFC 5322 text never
+	// does and which BINARYMIME (not offered) alone would allow.
+	nul bool
+	// maxHeader bounds the header block (0: no bound); hdrBytes counts it.
+	maxHeader int64
+	hdrBytes  int64
 	// readErr is the last error from the client side, kept apart so a failed
 	// spool write is never mistaken for a client that went away.
 	readErr error
@@ -41,10 +51,18 @@ type dataChecker struct {
 	arcDomain   []byte
 	// report is set when the top-level Content-Type is multipart/report.
 	report bool
+	// markerField names a header field whose first value is kept in marker
+	// (the forward probe's); nil keeps nothing.
+	markerField []byte
+	marker      string
+	hasMarker   bool
 }
 
-func newDataChecker(r io.Reader, hostname, arcDomain string) *dataChecker {
+func newDataChecker(r io.Reader, hostname, arcDomain, markerField string) *dataChecker {
 	c := &dataChecker{r: r, inHdr: true}
+	if markerField != "" {
+		c.markerField = []byte(markerField)
+	}
 	if hostname != "" {
 		c.traceMarker = []byte("by " + hostname + " (dualmx)")
 	}
@@ -64,8 +82,15 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 			c.bad = true
 		}
 		c.prevCR = b == '\r'
+		if b == 0 {
+			c.nul = true
+		}
 		if c.inHdr {
 			c.header(b)
+			c.hdrBytes++
+			if c.maxHeader > 0 && c.hdrBytes > c.maxHeader && c.inHdr {
+				return n, errHeaderTooLarge
+			}
 		}
 	}
 	if err == io.EOF {
@@ -122,6 +147,8 @@ func (c *dataChecker) endField() {
 	case bytes.EqualFold(name, []byte("Content-Type")):
 		mt, _, _ := bytes.Cut(bytes.TrimSpace(value), []byte(";"))
 		c.report = bytes.EqualFold(bytes.TrimSpace(mt), []byte("multipart/report"))
+	case c.markerField != nil && !c.hasMarker && bytes.EqualFold(name, c.markerField):
+		c.marker, c.hasMarker = string(bytes.TrimSpace(value)), true
 	case bytes.EqualFold(name, []byte("ARC-Seal")) && c.arcDomain != nil:
 		if d, ok := tagValue(value, "d"); ok && bytes.EqualFold(d, c.arcDomain) {
 			c.ownTrace = true

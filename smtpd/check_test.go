@@ -35,7 +35,7 @@ func TestDataChecker(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// One byte at a time exercises state kept across reads.
-			c := newDataChecker(iotest.OneByteReader(strings.NewReader(tc.in)), "relay.example.nl", "seal.example.nl")
+			c := newDataChecker(iotest.OneByteReader(strings.NewReader(tc.in)), "relay.example.nl", "seal.example.nl", "")
 			out, err := io.ReadAll(c)
 			if err != nil {
 				t.Fatal(err)
@@ -65,7 +65,7 @@ func FuzzDataChecker(f *testing.F) {
 	f.Add([]byte("a\n.\nb"))
 	f.Add([]byte("Received: x\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c := newDataChecker(bytes.NewReader(in), "relay.example.nl", "seal.example.nl")
+		c := newDataChecker(bytes.NewReader(in), "relay.example.nl", "seal.example.nl", "")
 		out, err := io.ReadAll(c)
 		if err != nil || !bytes.Equal(out, in) {
 			t.Fatalf("checker must pass data through unchanged")
@@ -93,7 +93,7 @@ func TestDataCheckerSeesReports(t *testing.T) {
 		"Content-Type:\r\n Multipart/Report;\r\n report-type=delivery-status\r\n\r\n": true,
 		"Content-Type: text/plain\r\n\r\nContent-Type: multipart/report\r\n":          false,
 	} {
-		c := newDataChecker(strings.NewReader(in), "relay.example.nl", "")
+		c := newDataChecker(strings.NewReader(in), "relay.example.nl", "", "")
 		io.ReadAll(c)
 		if c.report != want {
 			t.Errorf("%q: report=%v, want %v", in, c.report, want)

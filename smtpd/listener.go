@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,7 +10,8 @@ import (
 )
 
 // listener enforces the connection-level policy before go-smtp sees a
-// connection: the client network allow-list and the connection cap. It also
+// connection: the client network allow-list, the connection cap and the cap
+// per client address. It also
 // wraps each connection so that read deadlines are owned here: go-smtp sets one
 // deadline per command, which would let a slow but steady DATA stream time out
 // and would undo a shutdown's "stop reading now".
@@ -17,6 +19,7 @@ type listener struct {
 	net.Listener
 	allowed     []netip.Prefix
 	maxConns    int
+	maxPerIP    int
 	idleTimeout time.Duration
 	onRefuse    func(reason string)
 
@@ -43,6 +46,9 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		w := &conn{Conn: c, l: l}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			w.ip = ap.Addr().Unmap()
+		}
 		l.mu.Lock()
 		l.conns[w] = struct{}{}
 		l.mu.Unlock()
@@ -51,10 +57,13 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func (l *listener) refuse(c net.Conn) (reply, reason string) {
+	var ip netip.Addr
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		ip = ap.Addr().Unmap()
+	}
 	if len(l.allowed) > 0 {
 		ok := false
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			ip := ap.Addr().Unmap()
+		if ip.IsValid() {
 			for _, p := range l.allowed {
 				if p.Contains(ip) {
 					ok = true
@@ -72,6 +81,19 @@ func (l *listener) refuse(c net.Conn) (reply, reason string) {
 		l.mu.Unlock()
 		if n >= l.maxConns {
 			return "421 4.7.0 Too many connections, try again later\r\n", "too_many_connections"
+		}
+	}
+	if l.maxPerIP > 0 && ip.IsValid() {
+		l.mu.Lock()
+		n := 0
+		for c := range l.conns {
+			if c.ip == ip {
+				n++
+			}
+		}
+		l.mu.Unlock()
+		if n >= l.maxPerIP {
+			return "421 4.7.0 Too many connections from your host, try again later\r\n", "too_many_connections_per_ip"
 		}
 	}
 	return "", ""
@@ -94,19 +116,52 @@ func (l *listener) drain() {
 type conn struct {
 	net.Conn
 	l      *listener
+	ip     netip.Addr
 	inData atomic.Bool
 	closed sync.Once
+	// lineStart is when the partial command line now being read began; zero
+	// when none is. Only the connection's reading goroutine touches it.
+	lineStart time.Time
+	// opaque is set once the connection carries TLS records.
+	opaque bool
 }
 
+// Read bounds the wait for the client. Inside DATA each read may take up to
+// the idle timeout, so a slow but steady stream goes on. Outside DATA the
+// whole command line must arrive within it, counted from its first byte: a
+// client dripping a byte at a time cannot hold a connection for ever.
 func (c *conn) Read(p []byte) (int, error) {
-	d := time.Now().Add(c.l.idleTimeout)
-	if c.l.draining.Load() && !c.inData.Load() {
-		d = time.Now()
+	now := time.Now()
+	inData := c.inData.Load()
+	d := now.Add(c.l.idleTimeout)
+	switch {
+	case c.l.draining.Load() && !inData:
+		d = now
+	case inData:
+		c.lineStart = time.Time{}
+	case !c.lineStart.IsZero() && !c.opaque:
+		d = c.lineStart.Add(c.l.idleTimeout)
 	}
 	if err := c.Conn.SetReadDeadline(d); err != nil {
 		return 0, err
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 && !inData && !c.opaque {
+		if c.lineStart.IsZero() && p[0] == 0x16 {
+			// A TLS handshake record after STARTTLS: from here on the bytes
+			// are ciphertext and carry no line ends to go by.
+			c.opaque = true
+			c.lineStart = time.Time{}
+			return n, err
+		}
+		switch i := bytes.LastIndexByte(p[:n], '\n'); {
+		case i == n-1:
+			c.lineStart = time.Time{} // ends on a complete line
+		case i >= 0 || c.lineStart.IsZero():
+			c.lineStart = now // a new line has begun
+		}
+	}
+	return n, err
 }
 
 // SetReadDeadline is ignored: Read sets the deadline itself (see listener).

@@ -40,6 +40,12 @@ type Options struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxConnections  int
+	// MaxConnectionsPerIP bounds simultaneous connections from one client
+	// address; 0 means no bound beyond MaxConnections.
+	MaxConnectionsPerIP int
+	// MaxHeaderBytes bounds the header block of a message; 0 means no bound
+	// beyond MaxMessageBytes.
+	MaxHeaderBytes  int64
 	ReadTimeout     time.Duration
 	AllowedNetworks []netip.Prefix
 	TLS             *tls.Config // STARTTLS offered when set
@@ -55,9 +61,21 @@ type Options struct {
 	Spool     Spool
 	// Committed is told about every message made durable, so delivery can start at once.
 	Committed func(id string)
-	Metrics   *metrics.Metrics
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MarkerField and Marked, when both set, tell Marked about every message
+	// made durable that carries the header field MarkerField (the forward
+	// probe's marker), with the field's first value unfolded. smtpd only
+	// reports it; what it proves is the caller's business.
+	MarkerField string
+	Marked      func(m Marked)
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Marked is a durable message that carries the marker field.
+type Marked struct {
+	ID, Value, ClientIP string
+	Recipients          []queue.Recipient
 }
 
 // Server is the inbound SMTP server.
@@ -102,6 +120,7 @@ func (s *Server) Serve(l net.Listener) error {
 		Listener:    l,
 		allowed:     s.opts.AllowedNetworks,
 		maxConns:    s.opts.MaxConnections,
+		maxPerIP:    s.opts.MaxConnectionsPerIP,
 		idleTimeout: s.opts.ReadTimeout,
 		conns:       make(map[*conn]struct{}),
 		onRefuse: func(reason string) {
@@ -166,9 +185,12 @@ var (
 	errNoSpace     = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
 	errBareLF      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR or LF in data (RFC 5321 section 2.3.8)"}
 	errTooLarge    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
+	errHdrTooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
+	errNUL         = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: NUL character in data"}
 	errLoop        = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Too many hops: routing loop detected"}
 	errLoopSeen    = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Routing loop detected: message already passed through this relay"}
 	errBadSender   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address syntax error"}
+	errNeedsUTF8   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address requires SMTPUTF8"}
 	errNestedMail  = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command"}
 	// go-smtp sends any error from Rcpt as the reply; a 250 "error" acknowledges
 	// a duplicate recipient without adding it twice.
@@ -219,6 +241,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.log().Info("refused sender", "from", from)
 		return s.refuse("mail", "bad_sender", errBadSender)
 	}
+	if !isASCII(from) && (opts == nil || !opts.UTF8) {
+		s.log().Info("refused sender", "from", from, "why", "non-ASCII without SMTPUTF8")
+		return s.refuse("mail", "needs_smtputf8", errNeedsUTF8)
+	}
 	if opts != nil && opts.Size > 0 && s.s.opts.MaxMessageBytes > 0 && opts.Size > s.s.opts.MaxMessageBytes {
 		return s.refuse("mail", "too_large", errTooLarge)
 	}
@@ -230,6 +256,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !isASCII(to) && !s.mailOpts.UTF8 {
+		s.log().Info("refused recipient", "rcpt", to, "why", "non-ASCII without SMTPUTF8")
+		return s.refuse("rcpt", "needs_smtputf8", errNeedsUTF8)
+	}
 	if rt := s.s.opts.Returns; rt.isReturn(to) {
 		return s.rcptReturn(rt, to)
 	}
@@ -322,12 +352,21 @@ func (s *session) Data(r io.Reader) error {
 		w.Abort()
 		return s.spoolError(err, w.ID())
 	}
-	chk := newDataChecker(r, s.s.opts.Hostname, s.s.opts.ARCDomain)
+	markerField := ""
+	if s.s.opts.Marked != nil {
+		markerField = s.s.opts.MarkerField
+	}
+	chk := newDataChecker(r, s.s.opts.Hostname, s.s.opts.ARCDomain, markerField)
+	chk.maxHeader = s.s.opts.MaxHeaderBytes
 	// An Authentication-Results field claiming our authserv-id can only be
 	// forged; removing it is the one change made to the original header block.
 	n, err := io.Copy(w, authcheck.StripForged(chk, s.s.opts.Hostname))
 	if err != nil {
 		w.Abort()
+		if errors.Is(err, errHeaderTooLarge) {
+			s.log().Info("refused message", "id", w.ID(), "why", "header block too large", "limit", s.s.opts.MaxHeaderBytes)
+			return s.refuse("data", "header_too_large", errHdrTooLarge)
+		}
 		if chk.readErr == nil {
 			return s.spoolError(err, w.ID())
 		}
@@ -343,6 +382,11 @@ func (s *session) Data(r io.Reader) error {
 		w.Abort()
 		s.log().Info("refused message", "id", w.ID(), "why", "bare CR or LF")
 		return s.refuse("data", "bare_newline", errBareLF)
+	}
+	if chk.nul {
+		w.Abort()
+		s.log().Info("refused message", "id", w.ID(), "why", "NUL character")
+		return s.refuse("data", "nul_character", errNUL)
 	}
 	if chk.received > s.s.opts.MaxReceived {
 		w.Abort()
@@ -374,6 +418,9 @@ func (s *session) Data(r io.Reader) error {
 	s.log().Info("accepted", "id", id, "from", s.from, "rcpts", rcpts, "size", n, "tls", isTLS)
 	if s.s.opts.Committed != nil {
 		s.s.opts.Committed(id)
+	}
+	if chk.hasMarker && !s.returned {
+		s.s.opts.Marked(Marked{ID: id, Value: chk.marker, ClientIP: s.ip.String(), Recipients: append([]queue.Recipient(nil), s.rcpts...)})
 	}
 	s.reset()
 	s.reply("data", nil)
@@ -418,13 +465,23 @@ func underlying(c net.Conn) *conn {
 // local@domain with a domain that could be looked up; the reverse-path is
 // where DSNs go, so it must be something a DSN could reach.
 func validMailbox(a string) bool {
+	if strings.ContainsFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return false // control characters, NUL among them, have no place in a path
+	}
 	i := strings.LastIndexByte(a, '@')
 	if i <= 0 || i == len(a)-1 {
 		return false
 	}
 	dom := a[i+1:]
-	if strings.HasPrefix(dom, "[") {
-		return strings.HasSuffix(dom, "]")
+	if lit, ok := strings.CutPrefix(dom, "["); ok {
+		// An address literal (RFC 5321 4.1.3), nothing else in brackets.
+		lit, ok = strings.CutSuffix(lit, "]")
+		if v6, is6 := cutPrefixFold(lit, "IPv6:"); is6 {
+			ip, err := netip.ParseAddr(v6)
+			return ok && err == nil && ip.Is6() && ip.Zone() == ""
+		}
+		ip, err := netip.ParseAddr(lit)
+		return ok && err == nil && ip.Is4()
 	}
 	for _, r := range dom {
 		if r <= ' ' || r == 0x7f || strings.ContainsRune("()<>,;:\\\"[]@", r) {
@@ -470,4 +527,20 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -27,7 +27,7 @@ type fixture struct {
 
 // start runs an smtpd with a real routing table and spool; the alias
 // scriba@fwd.example.nl is forwarding.
-func start(t *testing.T, mod func(*smtpd.Options), spoolOpts ...queue.Option) *fixture {
+func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...queue.Option) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()

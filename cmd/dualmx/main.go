@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -22,14 +23,44 @@ func (e *exitError) Unwrap() error { return e.err }
 func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		var ee *exitError
-		code := 1
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
 		fmt.Fprintln(os.Stderr, "dualmx:", err)
-		os.Exit(code)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status the README documents: 0 success, 1 the command
+// failed, 2 a usage error or no usable config.
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case strings.HasPrefix(err.Error(), "unknown command "): // cobra has no type for it
+		return 2
+	}
+	return 1
+}
+
+// usageErrors makes bad flags and wrong argument counts exit with 2.
+func usageErrors(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	var wrap func(*cobra.Command)
+	wrap = func(c *cobra.Command) {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				return nil
+			}
+		}
+		for _, s := range c.Commands() {
+			wrap(s)
+		}
+	}
+	wrap(c)
 }
 
 type globalFlags struct {
@@ -62,7 +93,9 @@ Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 		newProvisionCmd(g),
 		newAccessCmd(g),
 		newM365Cmd(g),
+		newImportCmd(g),
 	)
+	usageErrors(root)
 	return root
 }
 

@@ -46,7 +46,7 @@ func benchRelay(b *testing.B, withARC bool) {
 		}
 		extra = fmt.Sprintf("arc:\n  domain: relay.bench.test\n  selector: arc\n  key_file: %q\n", key)
 	}
-	cfgText := fmt.Sprintf("hostname: relay.bench.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\n"+
+	cfgText := fmt.Sprintf("hostname: relay.bench.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\ninbound:\n  max_connections_per_ip: 1000\n"+
 		"target:\n  host: 127.0.0.1\n  port: %d\n  tls: none\ndelivery:\n  concurrency: 20\n%s",
 		filepath.Join(dir, "state"), ns.Addr(), tenant.Port(), extra)
 	cfgPath := filepath.Join(dir, "dualmx.yaml")

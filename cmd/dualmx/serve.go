@@ -25,6 +25,7 @@ import (
 	"github.com/dualmx/dualmx/cutover"
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/probe"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/smtpd"
@@ -134,6 +135,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		}
 	}()
 	table := router.NewTable(store, m, log)
+	table.MaxStale = cfg.Inbound.RoutingMaxStale
 	if err := table.Load(ctx); err != nil {
 		return nil, fmt.Errorf("routing table: %w", err)
 	}
@@ -144,6 +146,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		return nil, err
 	}
 	d.spool = spool
+	watchOperations(m, store, cfg.SpoolDir())
 
 	var roots *x509.CertPool
 	if cfg.Target.CAFile != "" {
@@ -171,6 +174,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
 		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
 		Concurrency:        cfg.Delivery.Concurrency,
+		CommandTimeout:     cfg.Delivery.CommandTimeout,
+		DataTimeout:        cfg.Delivery.DataTimeout,
 		Recorder:           store,
 		Resolver:           resolver,
 		DSNPort:            cfg.Delivery.MXPort,
@@ -212,23 +217,32 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 			return nil, fmt.Errorf("inbound TLS: %w", err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		exportCertificate(m, cert)
+	}
+	marked, err := probeArrivals(cfg, store, m, log)
+	if err != nil {
+		return nil, err
 	}
 	d.smtp = smtpd.New(smtpd.Options{
-		Hostname:        cfg.Hostname,
-		MaxMessageBytes: maxSize,
-		MaxRecipients:   cfg.Inbound.MaxRecipients,
-		MaxConnections:  cfg.Inbound.MaxConnections,
-		ReadTimeout:     cfg.Inbound.ReadTimeout,
-		AllowedNetworks: cfg.Inbound.AllowedNetworks,
-		TLS:             tlsCfg,
-		MaxReceived:     cfg.Inbound.MaxReceived,
-		ARCDomain:       cfg.ARC.Domain,
-		Returns:         returns,
-		Router:          table,
-		Spool:           spool,
-		Committed:       d.runner.Notify,
-		Metrics:         m,
-		Logger:          log,
+		Hostname:            cfg.Hostname,
+		MaxMessageBytes:     maxSize,
+		MaxRecipients:       cfg.Inbound.MaxRecipients,
+		MaxConnections:      cfg.Inbound.MaxConnections,
+		MaxConnectionsPerIP: cfg.Inbound.MaxConnectionsPerIP,
+		MaxHeaderBytes:      cfg.Inbound.MaxHeaderBytes,
+		ReadTimeout:         cfg.Inbound.ReadTimeout,
+		AllowedNetworks:     cfg.Inbound.AllowedNetworks,
+		TLS:                 tlsCfg,
+		MaxReceived:         cfg.Inbound.MaxReceived,
+		ARCDomain:           cfg.ARC.Domain,
+		Returns:             returns,
+		Router:              table,
+		Spool:               spool,
+		Committed:           d.runner.Notify,
+		MarkerField:         probe.Field,
+		Marked:              marked,
+		Metrics:             m,
+		Logger:              log,
 	})
 	sln, err := net.Listen("tcp", cfg.Listen.SMTP)
 	if err != nil {
@@ -246,6 +260,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 		mux.HandleFunc("/healthz", d.healthz(m))
+		page := d.statusPage(m)
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET /status", page)
 		d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := d.httpSrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -259,11 +276,14 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	if cfg.Cutover.Enabled {
 		// The system (or configured) resolver only finds the authoritative
 		// servers; every check asks those servers directly.
-		w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: resolver},
-			Expectations: dnscheck.ConfigExpectations{Config: cfg},
-			Addresses:    store, Spool: spool, StateDir: cfg.StateDir,
-			QuietPeriod: cfg.Cutover.QuietPeriod, Log: log}
-		go cutover.Watch(d.ctx, w, 5*time.Minute, m)
+		if src, err := expectationsFor(cfg); err != nil {
+			log.Error("cutover checks off: no source of expected DNS values", "err", err)
+		} else {
+			w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: resolver},
+				Expectations: src, Addresses: store, Spool: spool, StateDir: cfg.StateDir,
+				QuietPeriod: cfg.Cutover.QuietPeriod, Log: log}
+			go cutover.Watch(d.ctx, w, 5*time.Minute, m)
+		}
 	}
 	go func() { d.runDone <- d.runner.Run(d.ctx) }()
 	go func() {

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dualmx/dualmx/standin"
+)
+
+// TestRuntimeQuarantine damages items on disk while the runner holds them
+// deferred: each is quarantined at its next attempt with a log line and the
+// metric, nothing damaged is sent, and the healthy item is delivered.
+func TestRuntimeQuarantine(t *testing.T) {
+	f := newFixture(t)
+	var down atomic.Bool
+	down.Store(true)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if down.Load() && e.Stage == standin.StageMail {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+		}
+		return nil
+	}})
+	opts := f.opts(s)
+	opts.RetryInitial, opts.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	damage := map[string]func(id string){
+		"truncated body": func(id string) {
+			if err := os.Truncate(f.sp.BodyPath(id), 10); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"garbage metadata": func(id string) {
+			if err := os.WriteFile(f.sp.path(id, metaExt), []byte("{\"version\": 1, \"id\": tru"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"metadata of another version": func(id string) {
+			b, _ := os.ReadFile(f.sp.path(id, metaExt))
+			b = []byte(strings.Replace(string(b), `"version": 1`, `"version": 7`, 1))
+			if err := os.WriteFile(f.sp.path(id, metaExt), b, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"body removed": func(id string) {
+			if err := os.Remove(f.sp.BodyPath(id)); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	ids := map[string]string{}
+	for name := range damage {
+		ids[name] = f.spool(testBody, defaultEnv())
+	}
+	good := f.spool(testBody, defaultEnv())
+	_, stop := f.run(opts)
+	defer stop()
+	for _, id := range ids {
+		waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+	}
+	for name, fn := range damage {
+		fn(ids[name])
+	}
+	down.Store(false)
+	msgs := waitMsgs(t, s, 1)
+	waitFor(t, 5*time.Second, "healthy item delivered", f.gone(good))
+	waitFor(t, 5*time.Second, "four items quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 4 })
+	time.Sleep(700 * time.Millisecond) // more attempts would have happened by now
+	if n := s.Count(); n != 1 {
+		t.Errorf("tenant got %d messages, want only the healthy one", n)
+	}
+	if !strings.Contains(string(msgs[0].Data), "Hello.") {
+		t.Errorf("healthy message damaged: %q", msgs[0].Data)
+	}
+	for name, id := range ids {
+		if _, err := os.Stat(f.sp.path(id, metaExt)); err == nil {
+			t.Errorf("%s: still in the spool", name)
+		}
+		if _, err := os.Stat(filepath.Join(f.dir, quarantineDir, id+metaExt)); err != nil {
+			t.Errorf("%s: metadata not in quarantine: %v", name, err)
+		}
+	}
+	logs := f.logs.String()
+	for _, want := range []string{"body is 10 bytes, metadata says", "parse metadata", "unsupported version 7", "metadata without body"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no quarantine log line saying %q", want)
+		}
+	}
+	if strings.Count(logs, "spool: quarantined unreadable item") != 4 {
+		t.Errorf("want 4 quarantine log lines:\n%s", logs)
+	}
+}
+
+// TestRuntimeQuarantineUnscheduled: an item damaged before the runner ever
+// saw it (List skips it) is still found by the rescan and quarantined.
+func TestRuntimeQuarantineUnscheduled(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standinOpts())
+	opts := f.opts(s)
+	opts.RescanInterval = 100 * time.Millisecond
+	_, stop := f.run(opts)
+	defer stop()
+	time.Sleep(100 * time.Millisecond)
+	id := "20250101T000000.000001Z-00000001"
+	if err := os.WriteFile(f.sp.BodyPath(id), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.sp.path(id, metaExt), []byte("not json"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 1 })
+	if _, err := os.Stat(filepath.Join(f.dir, quarantineDir, id+msgExt)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestTLSRequireSTARTTLSRefused: a target that offers STARTTLS and then
+// refuses it is a downgrade under require: deferred, never sent in plain text.
+func TestTLSRequireSTARTTLSRefused(t *testing.T) {
+	f := newFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var sawMail atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				c.Write([]byte("220 fake ESMTP\r\n"))
+				r := bufio.NewReader(c)
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
+					case strings.HasPrefix(cmd, "EHLO"):
+						c.Write([]byte("250-fake\r\n250-8BITMIME\r\n250 STARTTLS\r\n"))
+					case cmd == "STARTTLS":
+						c.Write([]byte("454 4.7.0 TLS not available due to local problem\r\n"))
+					case strings.HasPrefix(cmd, "MAIL"):
+						sawMail.Store(true)
+						c.Write([]byte("250 ok\r\n"))
+					case cmd == "QUIT":
+						c.Write([]byte("221 bye\r\n"))
+						return
+					default:
+						c.Write([]byte("250 ok\r\n"))
+					}
+				}
+			}(c)
+		}
+	}()
+	opts := f.opts(f.target(standinOpts())) // then pointed at the fake
+	opts.Host, opts.Port = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+	id := f.spool(testBody, defaultEnv())
+	_, stop := f.run(opts)
+	waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+	stop()
+	it, _ := f.sp.Get(id)
+	if !strings.Contains(it.LastError, "454 4.7.0 TLS not available") || it.Recipients[0].State != RcptPending {
+		t.Errorf("last error %q, recipients %+v", it.LastError, it.Recipients)
+	}
+	if sawMail.Load() {
+		t.Error("MAIL sent in plain text after STARTTLS failed under require")
+	}
+}

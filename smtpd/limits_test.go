@@ -1,0 +1,194 @@
+package smtpd_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dualmx/dualmx/internal/testca"
+	"github.com/dualmx/dualmx/smtpd"
+)
+
+// TestMaxConnectionsPerIP: one client address gets at most the configured
+// number of sessions, the next one a clear 421; another address still gets in.
+func TestMaxConnectionsPerIP(t *testing.T) {
+	f := start(t, func(o *smtpd.Options) { o.MaxConnections = 50; o.MaxConnectionsPerIP = 3 })
+	greet := func(local string) (net.Conn, string) {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 256)
+		n, _ := c.Read(buf)
+		return c, string(buf[:n])
+	}
+	for i := 0; i < 3; i++ {
+		c, g := greet("127.0.0.1")
+		defer c.Close()
+		if !strings.HasPrefix(g, "220 ") {
+			t.Fatalf("connection %d: %q", i+1, g)
+		}
+	}
+	c, g := greet("127.0.0.1")
+	c.Close()
+	if !strings.HasPrefix(g, "421 4.7.0 Too many connections from your host") {
+		t.Fatalf("4th connection from one address: %q, want 421 4.7.0", g)
+	}
+	c, g = greet("127.0.0.2")
+	c.Close()
+	if !strings.HasPrefix(g, "220 ") {
+		t.Fatalf("another address refused: %q", g)
+	}
+	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("too_many_connections_per_ip")); got != 1 {
+		t.Errorf("refusal metric = %v, want 1", got)
+	}
+}
+
+// TestHeaderLimitAndNUL: a header block over the limit gets 552 5.3.4 (the
+// same bytes as body are fine), a NUL byte anywhere gets 554 5.6.0; neither
+// leaves anything in the spool, and the session stays usable.
+func TestHeaderLimitAndNUL(t *testing.T) {
+	f := start(t, func(o *smtpd.Options) { o.MaxHeaderBytes = 4096 })
+	long := strings.Repeat("X-Filler: "+strings.Repeat("h", 80)+"\r\n", 60) // ~5.5 KB
+	tests := []struct {
+		name, data, want string
+	}{
+		{"header block over the limit", long + "Subject: x\r\n\r\nbody\r\n", "552 5.3.4 Message header size exceeds limit"},
+		{"one folded field over the limit", "Subject: x\r\n" + strings.Repeat(" folded"+strings.Repeat("f", 70)+"\r\n", 70) + "\r\nbody\r\n", "552 5.3.4"},
+		{"same bytes in the body are fine", "Subject: x\r\n\r\n" + long, "250 2.0.0"},
+		{"NUL in a header", "Subject: a\x00b\r\n\r\nbody\r\n", "554 5.6.0"},
+		{"NUL in the body", "Subject: x\r\n\r\nbo\x00dy\r\n", "554 5.6.0"},
+	}
+	accepted := 0
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nDATA\r\n"+tc.data+".\r\nNOOP\r\nQUIT\r\n")
+			if !strings.Contains(out, "\r\n"+tc.want) {
+				t.Fatalf("want %q:\n%s", tc.want, out)
+			}
+			if rest := out[strings.Index(out, "\r\n"+tc.want)+2:]; !strings.Contains(rest, "\r\n250 ") || !strings.Contains(rest, "\r\n221 ") {
+				t.Errorf("session not usable after the reply (NOOP, QUIT):\n%s", out)
+			}
+			if strings.HasPrefix(tc.want, "250") {
+				accepted++
+			}
+			if n := spoolCount(t, f); n != accepted {
+				t.Fatalf("spool holds %d items, want %d", n, accepted)
+			}
+		})
+	}
+}
+
+// TestSlowDripClient: a client that sends a command a byte at a time, each
+// byte well inside the idle timeout, is still cut off once the line has taken
+// longer than the timeout; a slow but steady DATA stream is not.
+func TestSlowDripClient(t *testing.T) {
+	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 600 * time.Millisecond })
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	r.ReadString('\n') // greeting
+	start := time.Now()
+	var reply string
+	done := make(chan struct{})
+	go func() {
+		// go-smtp answers the cut-off fragment (501) and then the timeout (421).
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			l, err := r.ReadString('\n')
+			reply += l
+			if err != nil {
+				break
+			}
+		}
+		close(done)
+	}()
+	cmd := "MAIL FROM:<drip@example.org>\r\n"
+drip:
+	for i := 0; i < len(cmd); i++ {
+		c.Write([]byte{cmd[i]})
+		select {
+		case <-done:
+			break drip
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	<-done
+	if !strings.Contains(reply, "421 4.4.2") || time.Since(start) > 3*time.Second {
+		t.Fatalf("drip client got %q after %s, want 421 4.4.2 within a few idle timeouts", reply, time.Since(start))
+	}
+
+	// Slow but steady DATA: every read inside the timeout, the whole far longer.
+	c2, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	r2 := bufio.NewReader(c2)
+	c2.SetReadDeadline(time.Now().Add(15 * time.Second))
+	expect := func(prefix string) {
+		t.Helper()
+		for {
+			l, err := r2.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if len(l) > 3 && l[3] == '-' {
+				continue
+			}
+			if !strings.HasPrefix(l, prefix) {
+				t.Fatalf("got %q, want %q", l, prefix)
+			}
+			return
+		}
+	}
+	expect("220")
+	for _, step := range []struct{ cmd, want string }{{"EHLO c\r\n", "250"}, {"MAIL FROM:<a@example.org>\r\n", "250"}, {"RCPT TO:<scriba@fwd.example.nl>\r\n", "250"}, {"DATA\r\n", "354"}} {
+		c2.Write([]byte(step.cmd))
+		expect(step.want)
+	}
+	for i := 0; i < 8; i++ { // 8 × 300ms: four times the timeout in all
+		fmt.Fprintf(c2, "line %d\r\n", i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	c2.Write([]byte(".\r\n"))
+	expect("250 2.0.0")
+}
+
+// TestSTARTTLSSessionNotCutByLineBound: after STARTTLS the bytes are
+// ciphertext; a session sending commands spaced inside the timeout lives on
+// however long it lasts.
+func TestSTARTTLSSessionNotCutByLineBound(t *testing.T) {
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := ca.ServerTLS("relay.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 500 * time.Millisecond; o.TLS = srvTLS })
+	c, err := smtp.DialStartTLS(f.addr, &tls.Config{ServerName: "relay.test", RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 10; i++ { // 10 × 300ms: six times the timeout
+		if err := c.Noop(); err != nil {
+			t.Fatalf("NOOP %d over TLS: %v", i, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
