@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/provisioning"
 )
@@ -45,22 +46,31 @@ func openM365(g *globalFlags) (*m365Admin, error) {
 		a.close()
 		return nil, &exitError{code: 2, err: fmt.Errorf("%s has no m365: section; see docs/microsoft-365.md", a.cfg.Path)}
 	}
-	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	gr, exo, err := m365Clients(a.cfg)
 	if err != nil {
 		a.close()
 		return nil, &exitError{code: 2, err: err}
 	}
+	return &m365Admin{admin: a, graph: gr, exchange: exo}, nil
+}
+
+// m365Clients builds the Graph and Exchange clients from the m365 section;
+// the credential reads its secret only when a token is first needed.
+func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
+	m := cfg.M365
+	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	if err != nil {
+		return nil, nil, err
+	}
 	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: m.GraphURL})
 	if err != nil {
-		a.close()
-		return nil, err
+		return nil, nil, err
 	}
 	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
 	if err != nil {
-		a.close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &m365Admin{admin: a, graph: gr, exchange: m365.NewExchangeOps(cmd, m365.Retry{})}, nil
+	return gr, m365.NewExchangeOps(cmd, m365.Retry{}), nil
 }
 
 func (m *m365Admin) env() provisioning.Env {

@@ -64,18 +64,9 @@ func expectationsFor(cfg *config.Config) (dnscheck.Expectations, error) {
 	if !cfg.M365.Enabled {
 		return base, nil
 	}
-	m := cfg.M365
-	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	gr, exo, err := m365Clients(cfg)
 	if err != nil {
 		return nil, err
 	}
-	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: m.GraphURL})
-	if err != nil {
-		return nil, err
-	}
-	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
-	if err != nil {
-		return nil, err
-	}
-	return tenantExpectations{base: base, graph: gr, exo: m365.NewExchangeOps(cmd, m365.Retry{})}, nil
+	return tenantExpectations{base: base, graph: gr, exo: exo}, nil
 }
