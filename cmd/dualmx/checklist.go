@@ -13,7 +13,6 @@ import (
 
 	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/config"
-	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/provisioning"
 	"github.com/dualmx/dualmx/router"
 )
@@ -45,20 +44,11 @@ func checklistSources(a *admin) (checklist.Sources, error) {
 }
 
 func tenantClients(cfg *config.Config) (checklist.M365, error) {
-	m := cfg.M365
-	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	gr, exo, err := m365Clients(cfg)
 	if err != nil {
 		return checklist.M365{}, &exitError{code: 2, err: err}
 	}
-	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: m.GraphURL})
-	if err != nil {
-		return checklist.M365{}, err
-	}
-	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
-	if err != nil {
-		return checklist.M365{}, err
-	}
-	return checklist.M365{Graph: gr, Exchange: m365.NewExchangeOps(cmd, m365.Retry{})}, nil
+	return checklist.M365{Graph: gr, Exchange: exo}, nil
 }
 
 func newAddressChecklistCmd(g *globalFlags) *cobra.Command {
