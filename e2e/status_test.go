@@ -131,9 +131,9 @@ func TestStatusPageInChromium(t *testing.T) {
 		got = append(got, r.(string))
 	}
 	wantRows := []string{
-		"diaconie@hervormdputten.nl | diaconie@fwd.hervormdputten.nl | forwarding | never | 0 | 1 | 0",
-		"kerkrentmeester@hervormdputten.nl | kerkrentmeester@fwd.hervormdputten.nl | planned | never | 0 | 0 | 0",
-		"koster@hervormdputten.nl | koster@fwd.hervormdputten.nl | forwarding | never | 0 | 0 | 1",
+		"diaconie@hervormdputten.nl | diaconie@fwd.hervormdputten.nl | forwarding | 0/8 · next: holder's account exists and has signed in | never | 0 | 1 | 0",
+		"kerkrentmeester@hervormdputten.nl | kerkrentmeester@fwd.hervormdputten.nl | planned | 1/8 · next: holder's account exists and has signed in | never | 0 | 0 | 0",
+		"koster@hervormdputten.nl | koster@fwd.hervormdputten.nl | forwarding | 0/8 · next: holder's account exists and has signed in | never | 0 | 0 | 1",
 		"scriba@hervormdputten.nl | scriba@fwd.hervormdputten.nl | confirmed | ",
 	}
 	if len(got) != len(wantRows) {

@@ -48,6 +48,9 @@ type Options struct {
 	Spool     SpoolLister
 	// Cutover may be nil: the page then says the cutover is not configured.
 	Cutover CutoverSource
+	// Checklist, when set, gives each address's migration checklist as
+	// steps with evidence out of all steps, and the next step.
+	Checklist func(ctx context.Context, address string) (Progress, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Location is the time zone times are shown in; nil means time.Local.
@@ -59,6 +62,12 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives errors writing the response; nil discards them.
 	Logger *slog.Logger
+}
+
+// Progress summarises an address's migration checklist.
+type Progress struct {
+	Done, Total int
+	Next        string
 }
 
 // Handler serves the status page.
@@ -169,6 +178,7 @@ type count struct {
 
 type addressRow struct {
 	Address, Alias, State string
+	Checklist             string // "5/8 · next: …", "" when not available
 	LastDelivery          string // "" for never
 	LastDeliveryAgo       string
 	Delivered             int64
@@ -267,6 +277,16 @@ func (h *Handler) build(ctx context.Context) page {
 		if !a.LastDelivery.IsZero() {
 			row.LastDelivery = h.stamp(a.LastDelivery)
 			row.LastDeliveryAgo = ago(now.Sub(a.LastDelivery))
+		}
+		if h.o.Checklist != nil {
+			if pr, err := h.o.Checklist(ctx, a.Address); err == nil {
+				row.Checklist = fmt.Sprintf("%d/%d", pr.Done, pr.Total)
+				if pr.Next != "" {
+					row.Checklist += " · next: " + pr.Next
+				}
+			} else {
+				row.Checklist = "not known"
+			}
 		}
 		p.Addresses = append(p.Addresses, row)
 		byState[string(a.State)]++

@@ -157,10 +157,10 @@ func TestAddressesWithCounts(t *testing.T) {
 		row = regexp.MustCompile(`<[^>]+>`).ReplaceAllString(row, "")
 		return strings.Join(strings.Fields(row), " ")
 	}
-	if got, want := cells(rows[0][1]), "koster@example.nl koster@fwd.example.nl forwarding never 0 1 1"; got != want {
+	if got, want := cells(rows[0][1]), "koster@example.nl koster@fwd.example.nl forwarding - never 0 1 1"; got != want {
 		t.Errorf("koster row = %q, want %q", got, want)
 	}
-	if got, want := cells(rows[1][1]), "scriba@example.nl scriba@fwd.example.nl confirmed 2026-11-26 10:00 UTC (1 d 2 h ago) 42 1 0"; got != want {
+	if got, want := cells(rows[1][1]), "scriba@example.nl scriba@fwd.example.nl confirmed - 2026-11-26 10:00 UTC (1 d 2 h ago) 42 1 0"; got != want {
 		t.Errorf("scriba row = %q, want %q", got, want)
 	}
 	for _, want := range []string{"<b>1</b> forwarding", "<b>1</b> confirmed", "Not configured"} {
@@ -264,5 +264,29 @@ func TestDur(t *testing.T) {
 		if got := ago(d); got != want {
 			t.Errorf("ago(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestChecklistColumn: each address shows how many checklist steps have
+// evidence and the next step; an address whose checklist cannot be built
+// says so instead of guessing.
+func TestChecklistColumn(t *testing.T) {
+	a := addrs{list: []router.Address{
+		{Address: "koster@example.nl", Alias: "koster@fwd.example.nl", State: router.Forwarding},
+		{Address: "scriba@example.nl", Alias: "scriba@fwd.example.nl", State: router.Confirmed},
+	}}
+	h := New(Options{Addresses: a, Spool: spool{}, Now: func() time.Time { return now }, Location: time.UTC,
+		Checklist: func(_ context.Context, addr string) (Progress, error) {
+			if addr == "koster@example.nl" {
+				return Progress{}, errors.New("database busy")
+			}
+			return Progress{Done: 5, Total: 8, Next: "<confirm> the holder"}, nil
+		}})
+	_, body := get(t, h, http.MethodGet, "/")
+	if !strings.Contains(body, `<td data-label="Checklist">5/8 · next: &lt;confirm&gt; the holder</td>`) {
+		t.Errorf("checklist cell missing or unescaped:\n%s", body)
+	}
+	if !strings.Contains(body, `<td data-label="Checklist">not known</td>`) {
+		t.Errorf("failed checklist not shown as not known:\n%s", body)
 	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"strings"
 	"time"
 
+	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/status"
@@ -39,6 +41,24 @@ func exportCertificate(m *metrics.Metrics, cert tls.Certificate) {
 
 // statusPage is the read-only page served at / and /status on the metrics listener.
 func (d *daemon) statusPage(m *metrics.Metrics) *status.Handler {
+	// The page asks only local evidence; steps that need Microsoft 365 show
+	// as not known there (the checklist command asks the tenant).
+	src := checklist.Sources{Store: d.store, Spool: d.spool}
 	return status.New(status.Options{Hostname: d.cfg.Hostname, Addresses: d.store, Spool: d.spool, Cutover: m,
-		Logger: d.log.With("component", "status")})
+		Logger: d.log.With("component", "status"),
+		Checklist: func(ctx context.Context, addr string) (status.Progress, error) {
+			c, err := checklist.For(ctx, src, addr)
+			if err != nil {
+				return status.Progress{}, err
+			}
+			// The page has room for the step, not the reason it is open.
+			next, _, _ := strings.Cut(c.Next, ": ")
+			pr := status.Progress{Total: len(c.Steps), Next: next}
+			for _, st := range c.Steps {
+				if st.Status == checklist.Done {
+					pr.Done++
+				}
+			}
+			return pr, nil
+		}})
 }
