@@ -88,6 +88,10 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 	if dsn.From != "" || dsn.To[0] != "author@author.test" || !strings.Contains(string(dsn.Data), "multipart/report") {
 		t.Errorf("DSN from=%q to=%v", dsn.From, dsn.To)
 	}
+	// The report names the relay by its configured hostname, not the machine's.
+	if !strings.Contains(strings.ToLower(string(dsn.Data)), "reporting-mta: dns; relay.test.localhost") {
+		t.Errorf("DSN does not name the relay's hostname:\n%s", dsn.Data)
+	}
 	waitFor(t, 10*time.Second, "spool empty", func() bool { return len(e.queueItems()) == 0 })
 	var trail []string
 	for _, a := range e.show("scriba@hervormdputten.nl").Audit {

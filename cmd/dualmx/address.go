@@ -44,7 +44,7 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 			st.Close()
 			return nil, fmt.Errorf("spool dir: %w", err)
 		}
-		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil)
+		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil, queue.WithHostname(cfg.Hostname))
 		if err != nil {
 			st.Close()
 			return nil, err

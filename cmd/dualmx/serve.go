@@ -141,7 +141,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	}
 	m.WatchAddresses(table.Snapshot)
 
-	spool, err := queue.OpenSpool(cfg.SpoolDir(), m, log)
+	spool, err := queue.OpenSpool(cfg.SpoolDir(), m, log, queue.WithHostname(cfg.Hostname))
 	if err != nil {
 		return nil, err
 	}
