@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -60,6 +61,18 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 			log := newLogger(cfg.LogFormat, os.Stderr)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if path := os.Getenv("DUALMX_CPUPROFILE"); path != "" {
+				// Profiling the real daemon under a real load (bench/run.sh)
+				// shows what an in-process benchmark hides: the client's share.
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			d, err := startDaemon(ctx, cfg, log, nil)
 			if err != nil {
 				return err
