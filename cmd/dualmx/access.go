@@ -34,11 +34,7 @@ file does not name).`,
 			if asJSON && asCSV {
 				return &exitError{code: 2, err: errOneFormat}
 			}
-			d, err := loadDesired(file)
-			if err != nil {
-				return err
-			}
-			m, err := openM365(g)
+			d, m, err := openProvisioning(g, file)
 			if err != nil {
 				return err
 			}

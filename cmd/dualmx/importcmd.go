@@ -155,12 +155,11 @@ func netJoin(host string, port int) string {
 }
 
 func exchangeCommander(cfg *config.Config) (*m365.InvokeCommandClient, error) {
-	m := cfg.M365
-	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	cred, err := m365Credential(cfg)
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	return m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
+	return m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: cfg.M365.ExchangeURL, TenantID: cfg.M365.TenantID})
 }
 
 func writeProgress(w io.Writer, p *migrate.Progress) {

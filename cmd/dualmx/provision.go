@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"io"
 	"os"
 	"strings"
@@ -54,11 +55,18 @@ func openM365(g *globalFlags) (*m365Admin, error) {
 	return &m365Admin{admin: a, graph: gr, exchange: exo}, nil
 }
 
+// m365Credential is the app-only credential of the m365 section; it reads
+// its secret only when a token is first needed.
+func m365Credential(cfg *config.Config) (azcore.TokenCredential, error) {
+	m := cfg.M365
+	return m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+}
+
 // m365Clients builds the Graph and Exchange clients from the m365 section;
 // the credential reads its secret only when a token is first needed.
 func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
 	m := cfg.M365
-	cred, err := m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	cred, err := m365Credential(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -75,6 +83,20 @@ func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
 
 func (m *m365Admin) env() provisioning.Env {
 	return provisioning.Env{Dir: m.graph, MB: m.exchange, Ledger: m.store, Actor: actor(), Log: newLogger(m.cfg.LogFormat, os.Stderr)}
+}
+
+// openProvisioning reads the desired-state file and connects to the tenant,
+// what plan, apply and the access report all start with.
+func openProvisioning(g *globalFlags, file string) (*provisioning.Desired, *m365Admin, error) {
+	d, err := loadDesired(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := openM365(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, m, nil
 }
 
 func loadDesired(flag string) (*provisioning.Desired, error) {
@@ -107,11 +129,7 @@ func newProvisionPlanCmd(g *globalFlags) *cobra.Command {
 		Example: "  dualmx provision plan --file /etc/dualmx/provision.yaml\n  dualmx provision plan --json | jq '.changes'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := loadDesired(file)
-			if err != nil {
-				return err
-			}
-			m, err := openM365(g)
+			d, m, err := openProvisioning(g, file)
 			if err != nil {
 				return err
 			}
@@ -144,11 +162,7 @@ random temporary password that is only ever written into the welcome mail.`,
 		Example: "  dualmx provision apply --file /etc/dualmx/provision.yaml\n  dualmx provision apply --yes   # from the daily timer",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := loadDesired(file)
-			if err != nil {
-				return err
-			}
-			m, err := openM365(g)
+			d, m, err := openProvisioning(g, file)
 			if err != nil {
 				return err
 			}
