@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -27,17 +28,19 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			log.Error("queue: lock", "err", err)
-		} else if _, serr := os.Stat(r.sp.path(id, metaExt)); serr == nil {
+		} else if r.orphanMeta(id) {
 			// Metadata without a body: the body was removed or lost behind
-			// our back (remove deletes the metadata first, Commit writes it last).
+			// our back (remove deletes the body first, then the metadata).
 			r.quarantine(id, "metadata without body", log)
 		}
 		return done{id: id}
 	}
 	defer lk.unlock()
 	// Re-read under the lock: an admin may have changed or removed the item
-	// since the schedule was made.
-	it, err := r.sp.readMeta(id)
+	// since the schedule was made. The body never changes after Commit; one
+	// of another length was truncated or overwritten on disk, and sending it
+	// would deliver damaged mail.
+	it, size, err := r.sp.readItem(id, lk.f, true)
 	if err != nil {
 		switch {
 		case errors.Is(err, errCorrupt):
@@ -48,16 +51,7 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		}
 		return done{id: id}
 	}
-	// The body never changes after Commit; one of another size was truncated
-	// or overwritten on disk, and sending it would deliver damaged mail.
-	if fi, err := lk.f.Stat(); err != nil || fi.Size() != it.Size {
-		reason := fmt.Sprintf("body is not the %d bytes the metadata records", it.Size)
-		if err == nil {
-			reason = fmt.Sprintf("body is %d bytes, metadata says %d", fi.Size(), it.Size)
-		}
-		r.quarantine(id, reason, log)
-		return done{id: id}
-	}
+	body := func() io.ReadSeeker { return io.NewSectionReader(lk.f, 0, size) }
 	now := r.opts.Now()
 	if it.State == StateHeld {
 		return done{id: id}
@@ -82,10 +76,10 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		if it.DSN {
 			via = r.dsn
 		}
-		prefix := r.prefixFor(ctx, it, lk, log)
+		prefix := r.prefixFor(ctx, it, body(), log)
 		log.Info("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
-		res, attemptErr = via.deliver(ctx, it, prefix, lk.f, targets)
+		res, attemptErr = via.deliver(ctx, it, prefix, body(), targets)
 		if r.m != nil {
 			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
 		}
@@ -96,6 +90,27 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	r.apply(it, res, attemptErr, now, log)
 	return r.decide(it, lk, now, log)
 }
+
+// orphanMeta reports whether id has metadata but no body. An admin command
+// removing the item deletes the body and then the metadata, so one look can
+// fall between the two; only metadata still there a moment later is an orphan.
+func (r *Runner) orphanMeta(id string) bool {
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(orphanRecheck)
+		}
+		if _, err := os.Stat(r.sp.path(id, metaExt)); err != nil {
+			return false
+		}
+		if _, err := os.Stat(r.sp.path(id, msgExt)); err == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// orphanRecheck is how long an apparent orphan is given to disappear.
+const orphanRecheck = 200 * time.Millisecond
 
 // quarantine moves a damaged item aside while the daemon runs, as recovery
 // does at start: the rest of the queue carries on, an admin decides.
@@ -236,7 +251,7 @@ func (r *Runner) count(result string, n int) {
 // every first attempt. A failure is logged and the message goes out without
 // the fields: authentication results and the seal help the tenant trust the
 // message, but never decide whether it is delivered.
-func (r *Runner) prefixFor(ctx context.Context, it *Item, lk *itemLock, log *slog.Logger) []byte {
+func (r *Runner) prefixFor(ctx context.Context, it *Item, body io.ReadSeeker, log *slog.Logger) []byte {
 	if r.opts.Prepare == nil || it.DSN {
 		return nil
 	}
@@ -246,7 +261,7 @@ func (r *Runner) prefixFor(ctx context.Context, it *Item, lk *itemLock, log *slo
 	if ok {
 		return p
 	}
-	p, err := r.opts.Prepare(ctx, it, lk.f)
+	p, err := r.opts.Prepare(ctx, it, body)
 	if err != nil {
 		log.Warn("queue: prepare failed; delivering without added authentication fields", "err", err)
 	}

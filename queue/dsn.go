@@ -24,10 +24,8 @@ func (s *Spool) bounceLocked(it *Item, lk *itemLock, reportingMTA string, now ti
 	if !bounceable(it) {
 		return "", fmt.Errorf("spool %s: no DSN for a null-sender message or a DSN", it.ID)
 	}
-	if _, err := lk.f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("spool %s: %w", it.ID, err)
-	}
-	hdr, err := readHeader(lk.f)
+	// Only the message: a version 2 body file continues with its trailer.
+	hdr, err := readHeader(io.NewSectionReader(lk.f, 0, it.Size))
 	if err != nil {
 		return "", fmt.Errorf("spool %s: read header for DSN: %w", it.ID, err)
 	}

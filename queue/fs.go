@@ -56,6 +56,7 @@ func syncDir(dir string) error {
 // cost a few directory syncs, not twenty, with the same guarantee each.
 type groupSync struct {
 	dir       string
+	d         *os.File // kept open: opening the directory per sync costs as much as the sync
 	mu        sync.Mutex
 	cond      *sync.Cond
 	requested uint64 // Sync calls so far
@@ -83,9 +84,24 @@ func (g *groupSync) Sync() error {
 		// This fsync covers every request registered so far, ours included.
 		g.running = true
 		upto := g.requested
+		d := g.d
 		g.mu.Unlock()
-		err := syncDir(g.dir)
+		var err error
+		if d == nil {
+			d, err = os.Open(g.dir)
+		}
+		if err == nil {
+			err = d.Sync()
+		}
 		g.mu.Lock()
+		switch {
+		case err == nil:
+			g.d = d
+		case d != nil:
+			// Next time with a fresh descriptor.
+			d.Close()
+			g.d = nil
+		}
 		g.running = false
 		g.cond.Broadcast()
 		if err != nil {

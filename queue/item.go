@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 
 // Package queue is the spool and the delivery to the next hop. A message is
-// two files in the spool directory: <id>.msg, the bytes exactly as they will be
-// sent, and <id>.json, the versioned envelope and delivery state. Both are
-// readable with cat; the JSON is what an admin reads to see why mail waits.
+// <id>.msg in the spool directory: the bytes exactly as they will be sent,
+// followed by the envelope as committed (see trailer.go). Once its delivery
+// state changes (a deferral, a hold, an admin's action) the versioned
+// envelope and state are kept beside it in <id>.json. Both are readable with
+// cat; the JSON is what an admin reads to see why mail waits.
 package queue
 
 import (
@@ -14,9 +16,11 @@ import (
 	"time"
 )
 
-// FormatVersion is written into every item; an item with another version is
-// quarantined rather than guessed at.
-const FormatVersion = 1
+// FormatVersion is written into every new item. Version 1 items (body file
+// without a trailer, <id>.json written at commit), left by an older dualmx,
+// are still read and delivered; an item of any other version is quarantined
+// rather than guessed at.
+const FormatVersion = 2
 
 // State is where a message stands as a whole.
 type State string
@@ -113,7 +117,7 @@ func (it *Item) count(st RcptState) int {
 
 func (it *Item) validate() error {
 	switch {
-	case it.Version != FormatVersion:
+	case it.Version != 1 && it.Version != FormatVersion:
 		return fmt.Errorf("unsupported version %d", it.Version)
 	case !validID(it.ID):
 		return fmt.Errorf("bad id %q", it.ID)

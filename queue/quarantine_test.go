@@ -46,7 +46,7 @@ func TestRuntimeQuarantine(t *testing.T) {
 		},
 		"metadata of another version": func(id string) {
 			b, _ := os.ReadFile(f.sp.path(id, metaExt))
-			b = []byte(strings.Replace(string(b), `"version": 1`, `"version": 7`, 1))
+			b = []byte(strings.Replace(string(b), `"version": 2`, `"version": 7`, 1))
 			if err := os.WriteFile(f.sp.path(id, metaExt), b, 0o640); err != nil {
 				t.Fatal(err)
 			}

@@ -40,18 +40,18 @@ func (s *Spool) recover() error {
 		}
 	}
 	loaded, quarantined := 0, 0
-	for id := range metas {
+	for id := range bodies {
 		reason := ""
-		if !bodies[id] {
-			reason = "metadata without body"
-		} else if it, err := s.readMeta(id); err != nil {
+		if _, _, err := s.readItem(id, nil, true); err != nil {
 			reason = err.Error()
-		} else if fi, err := os.Stat(s.path(id, msgExt)); err != nil {
-			reason = err.Error()
-		} else if fi.Size() != it.Size {
-			reason = fmt.Sprintf("body is %d bytes, metadata says %d", fi.Size(), it.Size)
+			if !metas[id] {
+				// A body file without a trailer and without metadata was
+				// never acknowledged (a version 1 commit writes the
+				// metadata last) or was damaged; keep it for inspection.
+				reason = "body without metadata: " + reason
+			}
 		}
-		delete(bodies, id)
+		delete(metas, id)
 		if reason == "" {
 			loaded++
 			continue
@@ -61,10 +61,10 @@ func (s *Spool) recover() error {
 		}
 		quarantined++
 	}
-	// A body without metadata was never acknowledged (Commit writes the
-	// metadata last) or was being removed; keep it for inspection anyway.
-	for id := range bodies {
-		if err := s.quarantine(id, "body without metadata"); err != nil {
+	// Metadata without a body: a removal cut short by a crash (the body goes
+	// first), or a body lost behind our back. Either way a record for an admin.
+	for id := range metas {
+		if err := s.quarantine(id, "metadata without body"); err != nil {
 			return err
 		}
 		quarantined++

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -142,8 +143,33 @@ func (s *Spool) Close() error {
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
-// BodyPath returns the path of a message's body, for `dualmx queue show`.
+// BodyPath returns the path of a message's body file: the message from
+// offset 0, followed, for items of version 2, by the envelope trailer.
 func (s *Spool) BodyPath(id string) string { return s.path(id, msgExt) }
+
+// Body returns the message bytes of an item, without the envelope trailer
+// that follows them in the body file, for an admin or a test to read.
+func (s *Spool) Body(id string) (io.ReadCloser, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
+	}
+	f, err := os.Open(s.path(id, msgExt))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", id, err)
+	}
+	_, n, err := s.readItem(id, f, true)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, 0, n), f}, nil
+}
 
 // DaemonRunning reports whether a daemon holds the spool, so the CLI can say
 // whether its change will be picked up now or at the next start.
@@ -175,24 +201,54 @@ func (s *Spool) Get(id string) (Item, error) {
 }
 
 func (s *Spool) readMeta(id string) (*Item, error) {
+	it, _, err := s.readItem(id, nil, false)
+	return it, err
+}
+
+// readItem reads an item's current record: <id>.json when the item's state
+// has changed since it was committed, otherwise the envelope trailer of its
+// body file. f, when not nil, is the body file already open (and locked).
+// With check, the body's length is verified against the record and
+// returned; a mismatch is errCorrupt, since sending it would deliver damaged
+// mail.
+func (s *Spool) readItem(id string, f *os.File, check bool) (*Item, int64, error) {
 	if !validID(id) {
-		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
+		return nil, 0, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
 	b, err := os.ReadFile(s.path(id, metaExt))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
+	}
+	if f == nil && (err != nil || check) {
+		bf, oerr := os.Open(s.path(id, msgExt))
+		if errors.Is(oerr, fs.ErrNotExist) {
+			if err == nil {
+				return nil, 0, fmt.Errorf("spool %s: %w: metadata without body", id, errCorrupt)
+			}
+			return nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+		}
+		if oerr != nil {
+			return nil, 0, fmt.Errorf("spool %s: %w", id, oerr)
+		}
+		defer bf.Close()
+		f = bf
+	}
+	var it *Item
+	var n int64
+	if err == nil {
+		if it, err = parseMeta(b); err == nil && check {
+			n, err = bodyLength(f, it)
+		}
+	} else {
+		it, n, err = readTrailer(f)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", id, err)
-	}
-	it, err := parseMeta(b)
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", id, err)
+		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
 	}
 	if it.ID != id {
-		return nil, fmt.Errorf("spool %s: %w: metadata names id %q", id, errCorrupt, it.ID)
+		return nil, 0, fmt.Errorf("spool %s: %w: metadata names id %q", id, errCorrupt, it.ID)
 	}
-	return it, nil
+	return it, n, nil
 }
 
 // errCorrupt marks metadata that was read but makes no sense: it is
@@ -232,7 +288,8 @@ func (s *Spool) List() ([]Item, error) {
 	return out, nil
 }
 
-// ids lists the ids that have metadata, sorted (ids sort by creation time).
+// ids lists the ids that have a body file, sorted (ids sort by creation
+// time): the body file is what makes an item exist.
 func (s *Spool) ids() ([]string, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -240,7 +297,7 @@ func (s *Spool) ids() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), metaExt); ok && validID(id) {
+		if id, ok := strings.CutSuffix(e.Name(), msgExt); ok && validID(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -271,28 +328,10 @@ func (s *Spool) Pending(address string) (queued, held int, err error) {
 	return queued, held, nil
 }
 
-// createMeta writes the item's metadata to a new temporary file and returns it
-// open and not yet synced, so a commit can sync it alongside the body.
-func (s *Spool) createMeta(it *Item) (string, File, error) {
-	b, err := encodeMeta(it)
-	if err != nil {
-		return "", nil, err
-	}
-	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+metaExt+"."+randHex())
-	f, err := s.fs.Create(tmp)
-	if err != nil {
-		return "", nil, fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return "", nil, fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
-	}
-	return tmp, f, nil
-}
-
 func encodeMeta(it *Item) ([]byte, error) {
-	it.Version = FormatVersion
+	if it.Version == 0 {
+		it.Version = FormatVersion
+	}
 	b, err := json.MarshalIndent(it, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: encode metadata: %w", it.ID, err)
@@ -339,14 +378,16 @@ func (s *Spool) writeFile(name string, b []byte) error {
 	return err
 }
 
-// remove deletes an item. The metadata goes first: it is what makes an item
-// exist, so a crash in between leaves a body without metadata, which recovery
-// quarantines rather than delivering twice.
+// remove deletes an item. The body goes first: it is what makes an item
+// exist, and it carries the envelope as committed, so removing <id>.json
+// first could bring a delivered or dropped message back in its first state
+// after a crash. A crash in between leaves metadata without a body, which
+// recovery quarantines: a record to look at, never a message sent twice.
 func (s *Spool) remove(id string) error {
-	if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
-	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
 	if err := s.dsync.Sync(); err != nil {

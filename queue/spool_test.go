@@ -42,14 +42,18 @@ func TestWriterCommit(t *testing.T) {
 	if !validID(id) {
 		t.Fatalf("id %q", id)
 	}
-	body, err := os.ReadFile(filepath.Join(f.dir, id+".msg"))
-	if err != nil || string(body) != testBody {
-		t.Fatalf("body = %q, %v", body, err)
+	// One file: the message from offset 0, then the envelope as one JSON
+	// line, then the footer that finds it.
+	file, err := os.ReadFile(filepath.Join(f.dir, id+".msg"))
+	if err != nil || !strings.HasPrefix(string(file), testBody) {
+		t.Fatalf("body file = %q, %v", file, err)
 	}
-	raw, err := os.ReadFile(filepath.Join(f.dir, id+".json"))
-	if err != nil {
-		t.Fatal(err)
+	trailer := strings.TrimPrefix(string(file), testBody)
+	nl := strings.IndexByte(trailer, '\n')
+	if nl < 0 || trailer[nl:] != fmt.Sprintf("\nDUALMX-ENVELOPE %010d %020d\n", nl, len(testBody)) {
+		t.Fatalf("trailer = %q", trailer)
 	}
+	raw := []byte(trailer[:nl])
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
@@ -66,7 +70,10 @@ func TestWriterCommit(t *testing.T) {
 	if it.Size != int64(len(testBody)) || it.State != StatePending || !it.SMTPUTF8 || it.EightBit || len(it.Recipients) != 2 || it.Recipients[1].State != RcptPending {
 		t.Errorf("item = %+v", it)
 	}
-	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".json", id + ".msg"}) {
+	if m["version"] != float64(2) {
+		t.Errorf("version = %v, want 2", m["version"])
+	}
+	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".msg"}) {
 		t.Errorf("spool holds %v", got)
 	}
 	// 8-bit content marks the message 8-bit even when the client did not say so.
@@ -148,7 +155,7 @@ func TestDiskFull(t *testing.T) {
 	}{
 		{"body mid-write", fullFS{budget: 100 << 10, match: ".msg"}, big, "write"},
 		{"body at flush", fullFS{budget: 10, match: ".msg"}, testBody, "commit"},
-		{"metadata", fullFS{budget: 10, match: ".json"}, testBody, "commit"},
+		{"envelope trailer", fullFS{budget: len(testBody) + 10, match: ".msg"}, testBody, "commit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,11 +109,37 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Commit makes the message durable: the body and the metadata are written to
-// temporary names and fsynced (the two fsyncs run side by side, which halves
-// the wait before 250), then the body is renamed into place, then the
-// metadata, whose appearance is what makes the item exist, then the directory
-// is fsynced. Only after Commit returns may the SMTP server answer 250.
+// copyBufs serve ReadFrom: io.Copy would allocate 32 KiB per message.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadFrom copies r into the message until EOF, so io.Copy into a Writer
+// costs no allocation.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var n int64
+	for {
+		m, rerr := r.Read(*bp)
+		if m > 0 {
+			k, werr := w.Write((*bp)[:m])
+			n += int64(k)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// Commit makes the message durable: the envelope trailer is appended to the
+// body's temporary file, the file is fsynced, renamed into place (its
+// appearance is what makes the item exist) and the directory is fsynced.
+// Only after Commit returns may the SMTP server answer 250.
 func (w *Writer) Commit() (string, error) {
 	if w.done {
 		return "", fmt.Errorf("spool %s: commit after commit or abort", w.it.ID)
@@ -121,54 +148,38 @@ func (w *Writer) Commit() (string, error) {
 	id := w.it.ID
 	err := w.err
 	if err == nil {
-		if err = w.bw.Flush(); err != nil {
-			err = fmt.Errorf("spool %s: write body: %w", id, err)
+		var tr []byte
+		if tr, err = appendTrailer(w.bw.AvailableBuffer(), &w.it); err == nil {
+			_, err = w.bw.Write(tr)
+		}
+		if err == nil {
+			err = w.bw.Flush()
+		}
+		if err != nil {
+			err = fmt.Errorf("spool %s: write: %w", id, err)
 		}
 	}
 	w.release()
-	var metaTmp string
-	var mf File
 	if err == nil {
-		metaTmp, mf, err = w.s.createMeta(&w.it)
-	}
-	if err == nil {
-		synced := make(chan error, 1)
-		go func() { synced <- mf.Sync() }()
 		if err = w.f.Sync(); err != nil {
-			err = fmt.Errorf("spool %s: write body: %w", id, err)
-		}
-		if merr := <-synced; err == nil && merr != nil {
-			err = fmt.Errorf("spool %s: write metadata: %w", id, merr)
-		}
-		if cerr := mf.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("spool %s: write metadata: %w", id, cerr)
+			err = fmt.Errorf("spool %s: sync: %w", id, err)
 		}
 	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("spool %s: close body: %w", id, cerr)
+		err = fmt.Errorf("spool %s: close: %w", id, cerr)
 	}
 	if err != nil {
 		os.Remove(w.tmp)
-		if metaTmp != "" {
-			os.Remove(metaTmp)
-		}
 		return "", err
 	}
-	msg, meta := w.s.path(id, msgExt), w.s.path(id, metaExt)
+	msg := w.s.path(id, msgExt)
 	if err := os.Rename(w.tmp, msg); err != nil {
 		os.Remove(w.tmp)
-		os.Remove(metaTmp)
-		return "", fmt.Errorf("spool %s: %w", id, err)
-	}
-	if err := os.Rename(metaTmp, meta); err != nil {
-		os.Remove(metaTmp)
-		os.Remove(msg)
 		return "", fmt.Errorf("spool %s: %w", id, err)
 	}
 	if err := w.s.dsync.Sync(); err != nil {
 		// The sender will be told to retry, so the item must not survive
 		// to be delivered as well.
-		os.Remove(meta)
 		os.Remove(msg)
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)

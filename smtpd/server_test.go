@@ -2,6 +2,7 @@ package smtpd_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -282,7 +283,12 @@ func TestForgedAuthResultsRemoved(t *testing.T) {
 		t.Fatalf("not accepted:\n%s", out)
 	}
 	items, _ := f.spool.List()
-	body, err := os.ReadFile(f.spool.BodyPath(items[0].ID))
+	rc, err := f.spool.Body(items[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

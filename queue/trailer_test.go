@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/dualmx/dualmx/standin"
+)
+
+// TestTrailerDamage: every way a committed body file can be cut, extended or
+// written over is caught as corrupt, never read as a shorter message.
+func TestTrailerDamage(t *testing.T) {
+	f := newFixture(t)
+	id := f.spool(testBody, defaultEnv())
+	path := f.sp.BodyPath(id)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"last byte cut", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"footer cut", func(b []byte) []byte { return b[:len(b)-footerLen+3] }},
+		{"only the body", func(b []byte) []byte { return b[:len(testBody)] }},
+		{"bytes appended", func(b []byte) []byte { return append(b, "x\r\n"...) }},
+		{"body byte removed", func(b []byte) []byte { return append(b[:10:10], b[11:]...) }},
+		{"footer digit garbled", func(b []byte) []byte { c := slices.Clone(b); c[len(c)-5] = 'x'; return c }},
+		{"json lengths swapped", func(b []byte) []byte {
+			c := slices.Clone(b)
+			copy(c[len(c)-footerLen:], "\nDUALMX-ENVELOPE 0000000000 00000000000000000000\n")
+			return c
+		}},
+		{"empty", func([]byte) []byte { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "x.msg")
+			if err := os.WriteFile(p, tc.damage(slices.Clone(orig)), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			fh, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			if it, n, err := readTrailer(fh); !errors.Is(err, errCorrupt) {
+				t.Errorf("readTrailer = %+v, %d, %v; want errCorrupt", it, n, err)
+			}
+		})
+	}
+	// The undamaged file reads back as committed.
+	fh, _ := os.Open(path)
+	defer fh.Close()
+	it, n, err := readTrailer(fh)
+	if err != nil || n != int64(len(testBody)) || it.ID != id || it.Version != FormatVersion {
+		t.Errorf("readTrailer = %+v, %d, %v", it, n, err)
+	}
+	rc, err := f.sp.Body(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, err := io.ReadAll(rc); err != nil || string(b) != testBody {
+		t.Errorf("Body = %q, %v; want the message alone", b, err)
+	}
+}
+
+// TestStateChangeWritesMetadataBeside: the body file is never rewritten;
+// a deferral writes <id>.json, which from then on is the item's record, and
+// delivery removes both files.
+func TestStateChangeWritesMetadataBeside(t *testing.T) {
+	f := newFixture(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if fail.Load() && e.Stage == standin.StageMail {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+		}
+		return nil
+	}})
+	id := f.spool(testBody, defaultEnv())
+	before, _ := os.ReadFile(f.sp.BodyPath(id))
+	opts := f.opts(s)
+	opts.RetryInitial, opts.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	_, stop := f.run(opts)
+	defer stop()
+	waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".json", id + ".msg"}) {
+		t.Errorf("spool after a deferral holds %v", got)
+	}
+	if after, _ := os.ReadFile(f.sp.BodyPath(id)); string(after) != string(before) {
+		t.Error("the body file changed")
+	}
+	fail.Store(false)
+	msgs := waitMsgs(t, s, 1)
+	if !strings.HasSuffix(string(msgs[0].Data), testBody) || strings.Contains(string(msgs[0].Data), "DUALMX-ENVELOPE") {
+		t.Errorf("delivered %q", msgs[0].Data)
+	}
+	waitFor(t, 5*time.Second, "removed", f.gone(id))
+	if got := spoolFiles(t, f.dir); len(got) != 0 {
+		t.Errorf("spool after delivery holds %v", got)
+	}
+}
+
+// TestVersion1ItemsStillDelivered: items left by a dualmx that wrote two
+// files at commit (version 1) are recovered, updated in place and delivered
+// byte for byte after an upgrade.
+func TestVersion1ItemsStillDelivered(t *testing.T) {
+	dir := t.TempDir()
+	id := "20250101T000000.000001Z-0000abcd"
+	now := time.Now().UTC()
+	it := Item{Version: 1, ID: id, From: "alice@sender.test", ReceivedAt: now, State: StateDeferred, NextAttempt: now,
+		Size: int64(len(testBody)), Recipients: []Recipient{{Rcpt: "a@fwd.test", Address: "a@domain.test", Target: "a@domain.test", State: RcptPending}}}
+	b, _ := json.MarshalIndent(it, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, id+".msg"), []byte(testBody), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, id+".json"), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureAt(t, dir)
+	if q := spoolFiles(t, filepath.Join(dir, quarantineDir)); len(q) != 0 {
+		t.Fatalf("version 1 item quarantined: %v", q)
+	}
+	got, err := f.sp.Get(id)
+	if err != nil || got.Version != 1 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	// An admin change keeps the item's version: its body has no trailer.
+	if err := f.sp.Retry(id); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.sp.Get(id); got.Version != 1 {
+		t.Errorf("version after an update = %d, want 1", got.Version)
+	}
+	s := f.target(standinOpts())
+	f.run(f.opts(s))
+	msgs := waitMsgs(t, s, 1)
+	if !strings.HasSuffix(string(msgs[0].Data), testBody) {
+		t.Errorf("delivered %q", msgs[0].Data)
+	}
+	waitFor(t, 5*time.Second, "removed", f.gone(id))
+}
