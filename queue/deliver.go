@@ -209,7 +209,8 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 			log.Error("queue: remove delivered item", "err", err)
 			return done{id: id, keep: true, next: now.Add(r.opts.RetryInitial)}
 		}
-		log.Info("queue: done, removed from spool")
+		// The delivered lines above already say so, once per recipient.
+		log.Debug("queue: done, removed from spool")
 		return done{id: id}
 	}
 	if r.opts.OnPermanentFailure == PolicyBounce && bounceable(it) {

@@ -25,7 +25,7 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
-	f, err := os.Open(s.path(id, msgExt))
+	f, err := openFile(s.path(id, msgExt), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 	}
