@@ -3,7 +3,6 @@
 package arc
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -118,7 +117,8 @@ func (s *Sealer) seal(msg io.Reader, authServID, results string, prior Result, l
 		return nil, fmt.Errorf("arc: seal: inconsistent prior verdict cv=%q at instance %d", prior.CV, prior.Instance)
 	}
 
-	br := bufio.NewReaderSize(msg, 32<<10)
+	br := getReader(msg)
+	defer putReader(br)
 	fields, err := readHeader(br)
 	if err != nil {
 		return nil, fmt.Errorf("arc: seal: %w", err)

@@ -3,7 +3,6 @@
 package arc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -61,7 +60,8 @@ func Verify(ctx context.Context, msg io.Reader, lookup LookupTXT) (res Result) {
 			res = failf(res, "internal error validating ARC chain: %v", r)
 		}
 	}()
-	br := bufio.NewReaderSize(msg, 32<<10)
+	br := getReader(msg)
+	defer putReader(br)
 	fields, err := readHeader(br)
 	if err != nil {
 		return failf(res, "%v", err)
