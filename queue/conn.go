@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +40,13 @@ type dialer struct {
 
 // client is one SMTP connection, plain or TLS, past EHLO.
 type client struct {
-	c        *smtp.Client
+	c *smtp.Client
+	// tp carries every command after EHLO when the server offers PIPELINING.
+	// go-smtp's Client keeps its textproto.Conn to itself and waits for each
+	// reply before the next command, so it cannot pipeline. Once tp exists,
+	// c is only asked for the extensions its EHLO found: its buffered reader
+	// is never read again, so it cannot swallow replies meant for tp.
+	tp       *textproto.Conn
 	conn     net.Conn // what the client talks to; deadlines and forced closes go here
 	key      string
 	tls      bool
@@ -53,8 +61,80 @@ func (c *client) close() { c.conn.Close() }
 // server cannot hold up a shutdown.
 func (c *client) quit() {
 	c.conn.SetDeadline(time.Now().Add(2 * time.Second))
-	c.c.Quit()
+	if c.tp != nil {
+		if c.tp.PrintfLine("QUIT") == nil {
+			c.tp.ReadResponse(221)
+		}
+	} else {
+		c.c.Quit()
+	}
 	c.conn.Close()
+}
+
+// reply reads the next reply on tp within timeout. Errors take go-smtp's
+// form, so isReply and classify (enhanced status codes included) judge a
+// pipelined transaction exactly as one run by go-smtp's Client.
+func (c *client) reply(expectCode int, timeout time.Duration) (string, error) {
+	c.conn.SetDeadline(time.Now().Add(timeout))
+	defer c.conn.SetDeadline(time.Time{})
+	_, msg, err := c.tp.ReadResponse(expectCode)
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return msg, smtpError(te)
+	}
+	return msg, err
+}
+
+// smtpError is go-smtp's (unexported) conversion of a reply into an
+// SMTPError, so a reply reads the same on both paths.
+func smtpError(te *textproto.Error) *smtp.SMTPError {
+	se := &smtp.SMTPError{Code: te.Code, Message: te.Msg}
+	code, msg, ok := strings.Cut(te.Msg, " ")
+	if !ok {
+		return se
+	}
+	parts := strings.Split(code, ".")
+	if len(parts) != 3 {
+		return se
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return se
+		}
+		ec[i] = n
+	}
+	se.EnhancedCode = ec
+	// RFC 2034: every line of the reply repeats the code.
+	se.Message = strings.ReplaceAll(msg, "\n"+code+" ", "\n")
+	return se
+}
+
+// maxReplyLine is go-smtp's own bound on a reply line (twice RFC 5321's).
+const maxReplyLine = 2000
+
+var errLongReply = errors.New("smtp: reply line too long")
+
+// lineLimitReader keeps a server from growing one reply line without end,
+// which textproto would buffer whole; go-smtp's Client guards the same way.
+type lineLimitReader struct {
+	r    io.Reader
+	line int // bytes since the last newline
+}
+
+func (l *lineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, b := range p[:n] {
+		l.line++
+		if b == '\n' {
+			l.line = 0
+		}
+		if l.line > maxReplyLine {
+			return 0, errLongReply
+		}
+	}
+	return n, err
 }
 
 // connect dials and, per policy, upgrades with STARTTLS. go-smtp's client
@@ -80,7 +160,17 @@ func (d *dialer) connect(ctx context.Context) (*client, error) {
 		raw.Close()
 		return nil, fmt.Errorf("EHLO at %s: %w", d.addr, err)
 	}
-	return &client{c: c, conn: conn, key: d.addr, tls: isTLS}, nil
+	cl := &client{c: c, conn: conn, key: d.addr, tls: isTLS}
+	if ok, _ := c.Extension("PIPELINING"); ok {
+		// go-smtp has read exactly the EHLO reply and the server sends
+		// nothing unasked, so tp starts at the next reply.
+		cl.tp = textproto.NewConn(struct {
+			io.Reader
+			io.Writer
+			io.Closer
+		}{&lineLimitReader{r: conn}, conn, conn})
+	}
+	return cl, nil
 }
 
 // preamble reads the greeting, sends EHLO and, when the policy and the server

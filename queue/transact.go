@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -47,6 +48,9 @@ func transact(ctx context.Context, c *client, it *Item, from string, prefix []by
 	}
 	if ok, _ := c.ext("SMTPUTF8"); it.SMTPUTF8 && !ok {
 		return nil, true, tempErr("4.6.7", "message needs SMTPUTF8 and %s does not advertise it", c.key)
+	}
+	if c.tp != nil {
+		return transactPipelined(c, mailCommand(c, from, it.Size+int64(len(prefix)), it.SMTPUTF8), prefix, body, rcpts, dataTimeout)
 	}
 	// go-smtp adds BODY=8BITMIME itself whenever the server offers it.
 	opts := &smtp.MailOptions{Size: it.Size + int64(len(prefix)), UTF8: it.SMTPUTF8}
@@ -91,7 +95,7 @@ func transact(ctx context.Context, c *client, it *Item, from string, prefix []by
 	if _, err := w.Write(prefix); err != nil {
 		return nil, false, classify(err)
 	}
-	if _, err := io.Copy(w, body); err != nil {
+	if err := copyBody(w, body); err != nil {
 		return nil, false, classify(err)
 	}
 	c.conn.SetWriteDeadline(time.Time{})
@@ -113,8 +117,192 @@ func transact(ctx context.Context, c *client, it *Item, from string, prefix []by
 	return res, true, nil
 }
 
+// transactPipelined is transact's round-trip path in fewer round trips
+// (RFC 2920): MAIL, every RCPT and DATA go out in one write, their replies
+// are read in order, and each outcome is judged as the round-trip path judges
+// it. Only the body and its final reply take a second round trip.
+func transactPipelined(c *client, mail string, prefix []byte, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (map[string]outcome, bool, error) {
+	// go-smtp refuses these before writing; here they would inject commands.
+	if strings.ContainsAny(mail, "\r\n") {
+		return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, errLineBreak)
+	}
+	n := len(mail) + len("\r\nDATA\r\n")
+	for _, r := range rcpts {
+		if strings.ContainsAny(r, "\r\n") {
+			return nil, false, classify(errLineBreak)
+		}
+		n += len("RCPT TO:<>\r\n") + len(r)
+	}
+	cmds := make([]byte, 0, n)
+	cmds = append(cmds, mail...)
+	cmds = append(cmds, "\r\n"...)
+	for _, r := range rcpts {
+		cmds = append(cmds, "RCPT TO:<"...)
+		cmds = append(cmds, r...)
+		cmds = append(cmds, ">\r\n"...)
+	}
+	cmds = append(cmds, "DATA\r\n"...)
+
+	timeout := c.c.CommandTimeout
+	c.conn.SetDeadline(time.Now().Add(timeout))
+	_, err := c.tp.W.Write(cmds)
+	if err == nil {
+		err = c.tp.W.Flush()
+	}
+	c.conn.SetDeadline(time.Time{})
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, err)
+	}
+
+	_, mailErr := c.reply(250, timeout)
+	if mailErr != nil && !isReply(mailErr) {
+		return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, mailErr)
+	}
+	res := make(map[string]outcome, len(rcpts))
+	var accepted []string
+	for _, r := range rcpts {
+		_, err := c.reply(25, timeout)
+		switch {
+		case err == nil:
+			accepted = append(accepted, r)
+		case isReply(err):
+			res[r] = outcome{err: classify(err)}
+		case mailErr != nil:
+			return nil, false, classify(mailErr)
+		default:
+			return nil, false, classify(err)
+		}
+	}
+	_, dataErr := c.reply(354, timeout)
+	if dataErr != nil && !isReply(dataErr) {
+		switch {
+		case mailErr != nil:
+			return nil, false, classify(mailErr)
+		case len(accepted) == 0:
+			return res, false, nil
+		}
+		return nil, false, classify(dataErr)
+	}
+	if mailErr != nil || len(accepted) == 0 {
+		// RFC 2920 3.1: the server may take DATA even so; a lone dot ends
+		// that empty message, whatever its fate, before RSET.
+		ok := dataErr != nil || endEmptyData(c, timeout)
+		if mailErr != nil {
+			return nil, ok && reset(c), classify(mailErr)
+		}
+		return res, ok && reset(c), nil
+	}
+	if dataErr != nil {
+		for _, r := range accepted {
+			res[r] = outcome{err: classify(dataErr)}
+		}
+		return res, reset(c), nil
+	}
+
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil, false, tempErr("4.3.0", "read spooled body: %v", err)
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
+	w := c.tp.DotWriter()
+	if _, err := w.Write(prefix); err != nil {
+		return nil, false, classify(err)
+	}
+	if err := copyBody(w, body); err != nil {
+		return nil, false, classify(err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, false, classify(err)
+	}
+	c.conn.SetWriteDeadline(time.Time{})
+	msg, err := c.reply(250, dataTimeout)
+	if err != nil {
+		if !isReply(err) {
+			// As on the round-trip path: a retry may duplicate, never lose.
+			return nil, false, classify(err)
+		}
+		for _, r := range accepted {
+			res[r] = outcome{err: classify(err)}
+		}
+		return res, true, nil
+	}
+	for _, r := range accepted {
+		res[r] = outcome{reply: "250 " + msg}
+	}
+	return res, true, nil
+}
+
+// errLineBreak is go-smtp's refusal of an address that would split a command.
+var errLineBreak = errors.New("smtp: a line must not contain CR or LF")
+
+// mailCommand words MAIL FROM as go-smtp's Client.Mail does for the options
+// transact uses, so both paths send the same command.
+func mailCommand(c *client, from string, size int64, utf8 bool) string {
+	var b strings.Builder
+	b.WriteString("MAIL FROM:<")
+	b.WriteString(from)
+	b.WriteString(">")
+	if ok, _ := c.ext("8BITMIME"); ok {
+		b.WriteString(" BODY=8BITMIME")
+	}
+	if ok, _ := c.ext("SIZE"); ok && size != 0 {
+		b.WriteString(" SIZE=")
+		b.WriteString(strconv.FormatInt(size, 10))
+	}
+	if utf8 { // transact has checked that SMTPUTF8 is offered
+		b.WriteString(" SMTPUTF8")
+	}
+	return b.String()
+}
+
+// endEmptyData ends a message the server accepted DATA for when there was
+// nothing to send. It reports whether the server answered, i.e. whether the
+// connection is still in step.
+func endEmptyData(c *client, timeout time.Duration) bool {
+	c.conn.SetDeadline(time.Now().Add(timeout))
+	err := c.tp.PrintfLine(".")
+	c.conn.SetDeadline(time.Time{})
+	if err != nil {
+		return false
+	}
+	_, err = c.reply(0, timeout)
+	return err == nil
+}
+
 // reset clears a failed transaction so the connection can be pooled.
-func reset(c *client) bool { return c.c.Reset() == nil }
+func reset(c *client) bool {
+	if c.tp == nil {
+		return c.c.Reset() == nil
+	}
+	c.conn.SetDeadline(time.Now().Add(c.c.CommandTimeout))
+	err := c.tp.PrintfLine("RSET")
+	c.conn.SetDeadline(time.Time{})
+	if err != nil {
+		return false
+	}
+	_, err = c.reply(250, c.c.CommandTimeout)
+	return err == nil
+}
+
+// bodyCopier is a pooled copy buffer: io.Copy, or os.File's WriteTo behind
+// it, would allocate 32 KiB for every message. Being the reader itself hides
+// the body's WriterTo, which would bypass the buffer.
+type bodyCopier struct {
+	r   io.Reader
+	buf [32 << 10]byte
+}
+
+func (b *bodyCopier) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+var bodyCopiers = sync.Pool{New: func() any { return new(bodyCopier) }}
+
+func copyBody(w io.Writer, r io.Reader) error {
+	b := bodyCopiers.Get().(*bodyCopier)
+	b.r = r
+	_, err := io.CopyBuffer(w, b, b.buf[:])
+	b.r = nil
+	bodyCopiers.Put(b)
+	return err
+}
 
 // tenantTarget delivers to the one configured endpoint, reusing connections.
 type tenantTarget struct {
