@@ -257,7 +257,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		Metrics:             m,
 		Logger:              log,
 	})
-	sln, err := net.Listen("tcp", cfg.Listen.SMTP)
+	// No TCP keep-alive on inbound sessions: the SMTP read timeout already
+	// ends a dead one, and the probes cost four system calls per connection.
+	sln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("listen smtp: %w", err)
 	}
