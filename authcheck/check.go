@@ -37,9 +37,13 @@ const maxSignatures = 8
 
 // Checker verifies messages on arrival. The zero value needs AuthServID set.
 type Checker struct {
-	AuthServID string        // dualmx's hostname, the authserv-id of the fields it writes
-	Resolver   *net.Resolver // nil means NewResolver("")
-	Timeout    time.Duration // bound on all lookups for one message; 0 means DefaultTimeout
+	AuthServID string // dualmx's hostname, the authserv-id of the fields it writes
+	// Lookup answers the checks' DNS questions, usually a *Cache. nil means
+	// Resolver, or without that a Cache of the system's servers shared by
+	// every Checker.
+	Lookup   Lookup
+	Resolver *net.Resolver // used, uncached, only when Lookup is nil
+	Timeout  time.Duration // bound on all lookups for one message; 0 means DefaultTimeout
 	// ARC validates the incoming chain: cv of the highest instance (none, pass,
 	// fail), that instance, and a short reason. nil records arc=none.
 	ARC     func(ctx context.Context, msg io.Reader) (cv string, instance int, reason string)
@@ -111,11 +115,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resolver := c.Resolver
-	if resolver == nil {
-		resolver = NewResolver("")
-	}
-	r := rooted{resolver}
+	r := rooted{c.lookup()}
 
 	var res Result
 	var fromErr error
@@ -148,6 +148,24 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 	res.Field = "Authentication-Results: " + res.AARPayload + "\r\n"
 	c.observe(&res, time.Since(start))
 	return res
+}
+
+// systemCache serves Checkers given neither Lookup nor Resolver; one for
+// the process, so that they share what it holds.
+var systemCache = sync.OnceValue(func() *Cache { return NewCache("") })
+
+// DNS returns what the checks ask their DNS questions of, so that other
+// lookups about the same message (the ARC chain's keys) share its cache.
+func (c *Checker) DNS() Lookup { return c.lookup() }
+
+func (c *Checker) lookup() Lookup {
+	switch {
+	case c.Lookup != nil:
+		return c.Lookup
+	case c.Resolver != nil:
+		return c.Resolver
+	}
+	return systemCache()
 }
 
 // guard turns a panic in f into a verdict through onPanic, so that one bad

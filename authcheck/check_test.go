@@ -25,8 +25,16 @@ type sig struct{ domain, selector string }
 
 type arcFunc = func(ctx context.Context, msg io.Reader) (string, int, string)
 
+// TestCheck runs the table over net.Resolver and over one Cache shared by
+// every case, so later cases get their verdicts from cached answers,
+// positive and negative.
 func TestCheck(t *testing.T) {
 	s := zone(t)
+	t.Run("resolver", func(t *testing.T) { testCheck(t, s, s.Resolver()) })
+	t.Run("cache", func(t *testing.T) { testCheck(t, s, NewCache(s.Addr())) })
+}
+
+func testCheck(t *testing.T, s *dnstest.Server, lookup Lookup) {
 	authorSig := []sig{{"example.org", "sel1"}}
 	alterBody := func(m []byte) []byte { return bytes.Replace(m, []byte("agenda."), []byte("agenda!"), 1) }
 
@@ -125,6 +133,7 @@ func TestCheck(t *testing.T) {
 				msg = tc.alter(msg)
 			}
 			c := newChecker(s)
+			c.Lookup = lookup
 			c.ARC = tc.arc
 			got := c.Check(context.Background(), Input{ClientIP: tc.ip, Helo: tc.helo, MailFrom: tc.mailFrom, Message: opener(msg)})
 
@@ -191,21 +200,30 @@ func TestCheckMultipleSignaturesDetail(t *testing.T) {
 // TestCheckDNSUnreachable: a resolver that never answers, or refuses, costs a
 // temperror verdict within the Timeout, never a fail and never a stall.
 func TestCheckDNSUnreachable(t *testing.T) {
-	closed := func(t *testing.T) *net.Resolver {
+	closed := func(t *testing.T) string {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr := pc.LocalAddr().String()
 		pc.Close() // nothing listens: queries get ICMP port unreachable
-		return NewResolver(addr)
+		return addr
 	}
-	silent := func(t *testing.T) *net.Resolver { return NewResolver(dnstest.Start(t, "", dnstest.Silent()).Addr()) }
+	silent := func(t *testing.T) string { return dnstest.Start(t, "", dnstest.Silent()).Addr() }
+	resolver := func(addr string) Lookup { return NewResolver(addr) }
+	cache := func(addr string) Lookup { return NewCache(addr) }
 
-	for name, resolver := range map[string]func(*testing.T) *net.Resolver{"silent": silent, "refused": closed} {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server func(*testing.T) string
+		lookup func(string) Lookup
+	}{
+		{"silent", silent, resolver}, {"refused", closed, resolver},
+		{"silent/cache", silent, cache}, {"refused/cache", closed, cache},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			msg := sign(t, message("a@example.org", body), "example.org", "sel1")
-			c := &Checker{AuthServID: authServID, Resolver: resolver(t), Timeout: 300 * time.Millisecond, Metrics: metrics.New()}
+			c := &Checker{AuthServID: authServID, Lookup: tc.lookup(tc.server(t)), Timeout: 300 * time.Millisecond, Metrics: metrics.New()}
 			start := time.Now()
 			got := c.Check(context.Background(), Input{ClientIP: ipAuthor, MailFrom: "bounce@example.org", Message: opener(msg)})
 			if d := time.Since(start); d > 3*time.Second {

@@ -31,7 +31,7 @@ func NewResolver(server string) *net.Resolver {
 // rooted asks for names as absolute (trailing dot), so the host's resolv.conf
 // search list can never turn _dmarc.example.org into _dmarc.example.org.corp.lan
 // and hand back someone else's policy. It satisfies spf.DNSResolver.
-type rooted struct{ r *net.Resolver }
+type rooted struct{ r Lookup }
 
 func root(name string) string {
 	if strings.HasSuffix(name, ".") {

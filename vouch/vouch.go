@@ -53,10 +53,7 @@ func (v *Voucher) Prepare(ctx context.Context, it *queue.Item, body io.ReadSeeke
 	var prior arc.Result
 	var verified bool
 	ck := v.Check
-	lookup := ck.Resolver
-	if lookup == nil {
-		lookup = net.DefaultResolver
-	}
+	lookup := ck.DNS()
 	ck.ARC = func(ctx context.Context, msg io.Reader) (string, int, string) {
 		r := arc.Verify(ctx, msg, lookup.LookupTXT)
 		mu.Lock()

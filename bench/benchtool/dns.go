@@ -19,8 +19,10 @@ import (
 // at once with NOERROR and no records (NODATA), over UDP and TCP. The relay
 // then finds no SPF, DKIM, DMARC or ARC records, as for a sender domain
 // that publishes none, without waiting on a network this benchmark may not
-// use. It prints the number of queries so far on SIGUSR1 and when it stops
-// (SIGTERM/SIGINT or -lifetime), so run.sh can report lookups per message.
+// use. Each answer carries an SOA, as a real resolver's does, so the relay
+// may cache it (RFC 2308) as it would in production. It prints the number
+// of queries so far on SIGUSR1 and when it stops (SIGTERM/SIGINT or
+// -lifetime), so run.sh can report lookups per message.
 func cmdDNS(args []string) error {
 	fs := flag.NewFlagSet("dns", flag.ExitOnError)
 	addr := fs.String("addr", "", "listen address host:port (UDP and TCP)")
@@ -115,10 +117,15 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	return n, nil
 }
 
+// negativeTTL is the SOA's TTL and MINIMUM in every answer: a resolver may
+// keep the NODATA for 5 minutes (RFC 2308 §5), a common zone setting.
+const negativeTTL = 300
+
 // nodata turns a query into its answer: same ID and question, QR and RA set,
-// RD copied, RCODE 0, no answer, authority or additional records (an EDNS OPT
-// record in the query is dropped, which a client must accept). It returns nil
-// for anything that is not a standard query with one question.
+// RD copied, RCODE 0, no answer records, and in authority an SOA owned by the
+// queried name (an EDNS OPT record in the query is dropped, which a client
+// must accept). It returns nil for anything that is not a standard query
+// with one question.
 func nodata(q []byte) []byte {
 	if len(q) < 12 {
 		return nil
@@ -147,11 +154,30 @@ func nodata(q []byte) []byte {
 	if i > len(q) {
 		return nil
 	}
-	resp := make([]byte, i)
+	resp := make([]byte, i, i+64)
 	copy(resp, q[:i])
 	binary.BigEndian.PutUint16(resp[2:4], 0x8000|0x0080|(flags&0x0100)) // QR, RA, RD as asked
 	binary.BigEndian.PutUint16(resp[6:8], 0)                            // ANCOUNT
-	binary.BigEndian.PutUint16(resp[8:10], 0)                           // NSCOUNT
+	binary.BigEndian.PutUint16(resp[8:10], 1)                           // NSCOUNT: the SOA
 	binary.BigEndian.PutUint16(resp[10:12], 0)                          // ARCOUNT
-	return resp
+	return appendSOA(resp)
+}
+
+// appendSOA appends an SOA record owned by the question's name, as if that
+// name were its own zone's apex. Every name in it is a compression pointer
+// to the question's name at offset 12, so none can exceed 255 bytes.
+func appendSOA(b []byte) []byte {
+	const qname = 0xc000 | 12
+	b = binary.BigEndian.AppendUint16(b, qname) // owner
+	b = binary.BigEndian.AppendUint16(b, 6)     // TYPE SOA
+	b = binary.BigEndian.AppendUint16(b, 1)     // CLASS IN
+	b = binary.BigEndian.AppendUint32(b, negativeTTL)
+	b = binary.BigEndian.AppendUint16(b, 2+2+5*4) // RDLENGTH
+	b = binary.BigEndian.AppendUint16(b, qname)   // MNAME
+	b = binary.BigEndian.AppendUint16(b, qname)   // RNAME
+	// SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM
+	for _, v := range []uint32{1, 3600, 600, 86400, negativeTTL} {
+		b = binary.BigEndian.AppendUint32(b, v)
+	}
+	return b
 }

@@ -323,7 +323,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 // sealing. The key is loaded once here; a key file others can read is refused.
 func newVoucher(cfg *config.Config, resolver *net.Resolver, m *metrics.Metrics, log *slog.Logger) (*vouch.Voucher, error) {
 	v := &vouch.Voucher{
-		Check:   authcheck.Checker{AuthServID: cfg.Hostname, Resolver: resolver, Metrics: m},
+		// The cache honours each record's TTL (at most five minutes): a
+		// burst from one sender domain then costs one SPF and one DMARC
+		// lookup, not two per message.
+		Check:   authcheck.Checker{AuthServID: cfg.Hostname, Resolver: resolver, Lookup: authcheck.NewCache(cfg.Resolver), Metrics: m},
 		Metrics: m,
 		Logger:  log,
 	}

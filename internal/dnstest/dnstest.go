@@ -23,6 +23,8 @@ import (
 type Server struct {
 	addr   string
 	silent bool
+	rcodes map[string]int // by lower-case owner name (FQDN)
+	hold   <-chan struct{}
 
 	mu      sync.Mutex
 	records map[string][]dns.RR // by lower-case owner name (FQDN)
@@ -37,6 +39,21 @@ type Option func(*Server)
 // overloaded or firewalled resolver looks to a client: the only way out is
 // the client's own deadline.
 func Silent() Option { return func(s *Server) { s.silent = true } }
+
+// Rcode makes the server answer every query for name with rcode and no
+// records, e.g. dns.RcodeServerFailure for a resolver whose upstream is broken.
+func Rcode(name string, rcode int) Option {
+	return func(s *Server) {
+		if s.rcodes == nil {
+			s.rcodes = map[string]int{}
+		}
+		s.rcodes[strings.ToLower(dns.Fqdn(name))] = rcode
+	}
+}
+
+// Hold makes the server record each query at once but answer it only after
+// release is closed, so a test can have several queries in flight together.
+func Hold(release <-chan struct{}) Option { return func(s *Server) { s.hold = release } }
 
 // Start parses zone (RFC 1035 master-file text, origin ".", default TTL 300)
 // and serves it on 127.0.0.1 over UDP and TCP on the same port until the test ends.
@@ -120,6 +137,21 @@ func (s *Server) Queries() []dns.Question {
 	return append([]dns.Question(nil), s.queries...)
 }
 
+// Count returns how many queries for name (any case, with or without the
+// trailing dot) and qtype the server has received, over UDP and TCP together.
+func (s *Server) Count(name string, qtype uint16) int {
+	name = dns.Fqdn(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.queries {
+		if q.Qtype == qtype && strings.EqualFold(q.Name, name) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	if len(req.Question) != 1 {
 		m := new(dns.Msg)
@@ -134,10 +166,18 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	if s.silent {
 		return
 	}
+	if s.hold != nil {
+		<-s.hold
+	}
 
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
+	if rcode, ok := s.rcodes[strings.ToLower(q.Name)]; ok {
+		m.Rcode = rcode
+		w.WriteMsg(m)
+		return
+	}
 	m.Answer, m.Rcode = s.answer(q)
 	if len(m.Answer) == 0 {
 		if soa := s.soaFor(q.Name); soa != nil {

@@ -146,3 +146,51 @@ type fakeTB struct {
 }
 
 func (f *fakeTB) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
+
+func TestRcodeAndCount(t *testing.T) {
+	s := Start(t, zone, Rcode("broken.example.org", dns.RcodeServerFailure))
+	c := &dns.Client{Timeout: 2 * time.Second}
+	for _, qname := range []string{"broken.example.org.", "BROKEN.example.org.", "example.org."} {
+		m := new(dns.Msg)
+		m.SetQuestion(qname, dns.TypeTXT)
+		r, _, err := c.Exchange(m, s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dns.RcodeServerFailure
+		if qname == "example.org." {
+			want = dns.RcodeSuccess
+		}
+		if r.Rcode != want || (want != dns.RcodeSuccess && len(r.Answer) != 0) {
+			t.Errorf("%s: rcode %s, %d answers; want %s", qname, dns.RcodeToString[r.Rcode], len(r.Answer), dns.RcodeToString[want])
+		}
+	}
+	if n := s.Count("broken.example.org", dns.TypeTXT); n != 2 {
+		t.Errorf("Count(broken.example.org, TXT) = %d, want 2", n)
+	}
+	if n := s.Count("example.org.", dns.TypeA); n != 0 {
+		t.Errorf("Count(example.org., A) = %d, want 0", n)
+	}
+}
+
+func TestHold(t *testing.T) {
+	release := make(chan struct{})
+	s := Start(t, zone, Hold(release))
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Resolver().LookupTXT(context.Background(), "example.org.")
+		done <- err
+	}()
+	for s.Count("example.org.", dns.TypeTXT) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("answered before release: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
