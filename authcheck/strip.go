@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 )
 
 // maxARExamined bounds how much of one Authentication-Results field is held
@@ -21,8 +22,15 @@ const maxARExamined = 64 << 10
 // comes through unchanged. A field whose authserv-id cannot be parsed is kept.
 // Memory use is bounded whatever the input.
 func StripForged(msg io.Reader, authServID string) io.Reader {
-	return newStripper(msg, authServID, 64<<10, maxARExamined)
+	br := stripBufs.Get().(*bufio.Reader)
+	br.Reset(msg)
+	return &stripper{br: br, pooled: true, id: authServID, limit: maxARExamined, atLineStart: true}
 }
+
+// stripBufs recycles StripForged's buffers, which every accepted message
+// needs: 64 KiB of garbage per message keeps the collector busy. A stripper
+// gives its buffer back once it has returned its last byte or error.
+var stripBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 type fieldMode int
 
@@ -34,9 +42,10 @@ const (
 )
 
 type stripper struct {
-	br    *bufio.Reader
-	id    string
-	limit int
+	br     *bufio.Reader // nil once released
+	pooled bool
+	id     string
+	limit  int
 
 	out         []byte // header bytes decided; out[outPos:] not yet read
 	outPos      int
@@ -54,10 +63,19 @@ func newStripper(r io.Reader, id string, bufSize, limit int) *stripper {
 func (s *stripper) Read(p []byte) (int, error) {
 	for s.outPos == len(s.out) {
 		s.out, s.outPos = s.out[:0], 0
+		if s.br == nil {
+			return 0, s.err
+		}
 		if s.inBody {
-			return s.br.Read(p)
+			n, err := s.br.Read(p)
+			if err != nil {
+				s.err = err
+				s.release()
+			}
+			return n, err
 		}
 		if s.err != nil {
+			s.release()
 			return 0, s.err
 		}
 		s.step()
@@ -65,6 +83,14 @@ func (s *stripper) Read(p []byte) (int, error) {
 	n := copy(p, s.out[s.outPos:])
 	s.outPos += n
 	return n, nil
+}
+
+func (s *stripper) release() {
+	if s.pooled {
+		s.br.Reset(nil)
+		stripBufs.Put(s.br)
+	}
+	s.br = nil
 }
 
 // step consumes one line, or one buffer's worth of a longer line.

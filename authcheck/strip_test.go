@@ -203,3 +203,26 @@ func (f *fill) Read(p []byte) (int, error) {
 	f.n -= k
 	return k, nil
 }
+
+// TestStripForgedAfterEOF: a stripper hands its pooled buffer back at EOF;
+// reading on still answers EOF, and the next stripper's output is its own.
+func TestStripForgedAfterEOF(t *testing.T) {
+	for i, msg := range []string{
+		"Authentication-Results: relay.test; spf=pass\r\nSubject: a\r\n\r\nbody a\r\n",
+		"Subject: b\r\n", // ends inside the header
+	} {
+		r := StripForged(strings.NewReader(msg), "relay.test")
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.TrimPrefix(msg, "Authentication-Results: relay.test; spf=pass\r\n"); string(got) != want {
+			t.Errorf("%d: got %q, want %q", i, got, want)
+		}
+		for range 2 {
+			if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+				t.Errorf("%d: read after EOF = %d, %v", i, n, err)
+			}
+		}
+	}
+}
