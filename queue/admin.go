@@ -143,7 +143,7 @@ func (s *Spool) Drop(id, actor, reason string) (Item, error) {
 	if err != nil {
 		return Item{}, err
 	}
-	if err := s.remove(id); err != nil {
+	if err := s.remove(it); err != nil {
 		return Item{}, err
 	}
 	undelivered := len(it.Recipients) - it.count(RcptDelivered)

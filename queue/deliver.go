@@ -28,7 +28,10 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			log.Error("queue: lock", "err", err)
-		} else if r.orphanMeta(id) {
+			return done{id: id}
+		}
+		r.sp.forget(id) // removed by an admin command
+		if r.orphanMeta(id) {
 			// Metadata without a body: the body was removed or lost behind
 			// our back (remove deletes the body first, then the metadata).
 			r.quarantine(id, "metadata without body", log)
@@ -205,7 +208,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	}
 	failed := it.count(RcptFailed)
 	if failed == 0 {
-		if err := r.sp.remove(id); err != nil {
+		if err := r.sp.remove(it); err != nil {
 			log.Error("queue: remove delivered item", "err", err)
 			return done{id: id, keep: true, next: now.Add(r.opts.RetryInitial)}
 		}

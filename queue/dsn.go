@@ -52,7 +52,7 @@ func (s *Spool) bounceLocked(it *Item, lk *itemLock, reportingMTA string, now ti
 	if err != nil {
 		return "", err
 	}
-	if err := s.remove(it.ID); err != nil {
+	if err := s.remove(it); err != nil {
 		// Both exist now; the original is retried or held, the sender may get
 		// a DSN and the message later: a duplicate, not a loss.
 		return dsnID, err

@@ -5,7 +5,10 @@ package queue
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -66,4 +69,53 @@ func normalize(it *Item) Item {
 		fix(&c.Recipients[i].DeliveredAt)
 	}
 	return c
+}
+
+// FuzzReadTrailer: a body file read back from disk may be cut, extended or
+// overwritten. readTrailer never panics, every error it returns marks the
+// item corrupt, and what it accepts adds up: the body ends where the
+// envelope begins and the envelope's size says so.
+func FuzzReadTrailer(f *testing.F) {
+	good := Item{Version: FormatVersion, ID: "20260101T000000.000001Z-0000abcd", From: "a@example.org",
+		Recipients: []Recipient{{Rcpt: "s@fwd.example.nl", Address: "s@example.nl", Target: "s@example.nl", State: RcptPending}},
+		ReceivedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Size: 9, State: StatePending}
+	file, _ := appendTrailer([]byte("Subject:\n"), &good)
+	f.Add(file)
+	f.Add(file[:len(file)-1])
+	f.Add(append(file, '\n'))
+	f.Add([]byte("\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
+	f.Add([]byte("{}\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		p := filepath.Join(dir, "x.msg")
+		if err := os.WriteFile(p, in, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fh.Close()
+		it, n, err := readTrailer(fh)
+		if err != nil {
+			if !errors.Is(err, errCorrupt) {
+				t.Fatalf("error %v is not marked corrupt", err)
+			}
+			return
+		}
+		if n != it.Size || n < 0 || n+int64(footerLen) > int64(len(in)) || it.Version != FormatVersion {
+			t.Fatalf("accepted %d body bytes of %d for %+v", n, len(in), it)
+		}
+		again, err := appendTrailer(slices.Clone(in[:n]), it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh2 := filepath.Join(dir, "y.msg")
+		os.WriteFile(fh2, again, 0o600)
+		g, _ := os.Open(fh2)
+		defer g.Close()
+		if it2, n2, err := readTrailer(g); err != nil || n2 != n || !reflect.DeepEqual(normalize(it), normalize(it2)) {
+			t.Fatalf("rewritten trailer reads back as %+v, %d, %v", it2, n2, err)
+		}
+	})
 }

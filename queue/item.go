@@ -96,6 +96,10 @@ type Item struct {
 	LastError   string      `json:"last_error,omitempty"`
 	// ReleasedAt restarts the give-up clock when an admin releases a held message.
 	ReleasedAt time.Time `json:"released_at,omitzero"`
+
+	// hasMeta says whether <id>.json exists, as far as the holder of the
+	// item's lock knows: removal then skips a pointless unlink.
+	hasMeta bool
 }
 
 // Envelope returns the item's envelope part.

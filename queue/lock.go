@@ -50,7 +50,6 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 	}
 }
 
-func (l *itemLock) unlock() {
-	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
-	l.f.Close()
-}
+// unlock closes the file, which releases the flock: it is the only
+// descriptor of its open file description.
+func (l *itemLock) unlock() { l.f.Close() }

@@ -77,6 +77,7 @@ func (s *Spool) recover() error {
 }
 
 func (s *Spool) quarantine(id, reason string) error {
+	s.forget(id)
 	qdir := filepath.Join(s.dir, quarantineDir)
 	for _, ext := range []string{msgExt, metaExt} {
 		src := s.path(id, ext)

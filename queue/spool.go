@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,6 +56,61 @@ type Spool struct {
 	// adminWait bounds how long admin commands wait for a delivery in flight.
 	adminWait time.Duration
 	dsync     *groupSync
+
+	// committed holds, in the daemon, the envelope of each item committed by
+	// this process that has no <id>.json yet, with its file's size, so the
+	// first delivery attempt need not read back and parse what was just
+	// written. An entry is only a shortcut: <id>.json, when it exists, wins.
+	mu        sync.Mutex
+	committed map[string]committedItem
+}
+
+type committedItem struct {
+	it       Item
+	fileSize int64
+}
+
+func (s *Spool) remember(it *Item, fileSize int64) {
+	if s.daemon == nil {
+		return
+	}
+	c := committedItem{it: *it, fileSize: fileSize}
+	c.it.Recipients = slices.Clone(it.Recipients)
+	s.mu.Lock()
+	s.committed[it.ID] = c
+	s.mu.Unlock()
+}
+
+func (s *Spool) recall(id string) (committedItem, bool) {
+	s.mu.Lock()
+	c, ok := s.committed[id]
+	s.mu.Unlock()
+	if ok {
+		c.it.Recipients = slices.Clone(c.it.Recipients)
+	}
+	return c, ok
+}
+
+// pruneCommitted drops remembered envelopes of items no longer in the
+// spool (removed by an admin command before their first attempt). An item
+// committed since ids was read may be dropped too; it is then read back.
+func (s *Spool) pruneCommitted(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.committed) == 0 {
+		return
+	}
+	for id := range s.committed {
+		if _, ok := slices.BinarySearch(ids, id); !ok {
+			delete(s.committed, id)
+		}
+	}
+}
+
+func (s *Spool) forget(id string) {
+	s.mu.Lock()
+	delete(s.committed, id)
+	s.mu.Unlock()
 }
 
 // Option adjusts a spool.
@@ -114,7 +171,7 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir)}
+	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir), committed: map[string]committedItem{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -236,9 +293,18 @@ func (s *Spool) readItem(id string, f *os.File, check bool) (*Item, int64, error
 	var it *Item
 	var n int64
 	if err == nil {
-		if it, err = parseMeta(b); err == nil && check {
-			n, err = bodyLength(f, it)
+		if it, err = parseMeta(b); err == nil {
+			it.hasMeta = true
+			if check {
+				n, err = bodyLength(f, it)
+			}
 		}
+	} else if c, ok := s.recall(id); ok {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && fi.Size() == c.fileSize {
+			return &c.it, c.it.Size, nil
+		}
+		it, n, err = readTrailer(f)
 	} else {
 		it, n, err = readTrailer(f)
 	}
@@ -274,6 +340,7 @@ func (s *Spool) List() ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.pruneCommitted(ids)
 	out := make([]Item, 0, len(ids))
 	for _, id := range ids {
 		it, err := s.readMeta(id)
@@ -353,6 +420,8 @@ func (s *Spool) writeMeta(it *Item) error {
 		os.Remove(tmp)
 		return fmt.Errorf("spool %s: %w", it.ID, err)
 	}
+	it.hasMeta = true
+	s.forget(it.ID)
 	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
 	}
@@ -383,12 +452,19 @@ func (s *Spool) writeFile(name string, b []byte) error {
 // first could bring a delivered or dropped message back in its first state
 // after a crash. A crash in between leaves metadata without a body, which
 // recovery quarantines: a record to look at, never a message sent twice.
-func (s *Spool) remove(id string) error {
+//
+// The caller holds the item's lock and read it under that lock, so it knows
+// whether <id>.json exists.
+func (s *Spool) remove(it *Item) error {
+	id := it.ID
+	s.forget(id)
 	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
-	if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("spool %s: %w", id, err)
+	if it.hasMeta {
+		if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool %s: %w", id, err)
+		}
 	}
 	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", id, err)

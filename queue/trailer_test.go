@@ -154,3 +154,45 @@ func TestVersion1ItemsStillDelivered(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "removed", f.gone(id))
 }
+
+// TestRememberedEnvelopeIsOnlyAShortcut: the daemon keeps what it just
+// committed to skip reading it back, but a body damaged on disk is still
+// caught, and an admin's removal in another process still wins.
+func TestRememberedEnvelopeIsOnlyAShortcut(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standinOpts())
+	damaged := f.spool(testBody, defaultEnv())
+	dropped := f.spool(testBody, defaultEnv())
+	good := f.spool(testBody, defaultEnv())
+	for _, id := range []string{damaged, dropped, good} {
+		if _, ok := f.sp.recall(id); !ok {
+			t.Fatalf("%s: committed envelope not remembered", id)
+		}
+	}
+	if err := os.Truncate(f.sp.BodyPath(damaged), int64(len(testBody))-3); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := OpenAdmin(f.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Drop(dropped, "test", "not wanted"); err != nil {
+		t.Fatal(err)
+	}
+	f.run(f.opts(s))
+	waitMsgs(t, s, 1)
+	waitFor(t, 5*time.Second, "good item removed", f.gone(good))
+	waitFor(t, 5*time.Second, "damaged item quarantined", func() bool {
+		_, err := os.Stat(filepath.Join(f.dir, quarantineDir, damaged+msgExt))
+		return err == nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := s.Count(); n != 1 {
+		t.Errorf("tenant got %d messages, want only the good one", n)
+	}
+	for _, id := range []string{damaged, dropped, good} {
+		if _, ok := f.sp.recall(id); ok {
+			t.Errorf("%s: still remembered after it left the spool", id)
+		}
+	}
+}

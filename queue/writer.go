@@ -147,10 +147,12 @@ func (w *Writer) Commit() (string, error) {
 	w.done = true
 	id := w.it.ID
 	err := w.err
+	var fileSize int64
 	if err == nil {
 		var tr []byte
 		if tr, err = appendTrailer(w.bw.AvailableBuffer(), &w.it); err == nil {
 			_, err = w.bw.Write(tr)
+			fileSize = w.it.Size + int64(len(tr))
 		}
 		if err == nil {
 			err = w.bw.Flush()
@@ -184,6 +186,7 @@ func (w *Writer) Commit() (string, error) {
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
+	w.s.remember(&w.it, fileSize)
 	// The SMTP session logs the accepted message with the same id; this line
 	// is for debugging the spool alone, so it stays off the per-message log.
 	w.s.log.Debug("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
