@@ -19,7 +19,8 @@ import (
 
 // TestJSONLogs: with --log-json every line dualmx writes is one JSON object;
 // each SMTP transaction is one "accepted" line and each delivery attempt one
-// "queue: attempt" line, both with the spool id; a secret never appears.
+// outcome line per recipient ("queue: delivered", "queue: temporary failure",
+// ...) with the attempt number, all with the spool id; a secret never appears.
 func TestJSONLogs(t *testing.T) {
 	const secret = "srs-secret-that-must-never-be-logged-7f3a"
 	secretFile := filepath.Join(t.TempDir(), "srs.secret")
@@ -29,7 +30,7 @@ func TestJSONLogs(t *testing.T) {
 	// The tenant defers diaconie's first two attempts.
 	var deferred atomic.Int32
 	e := newEnv(t, envOptions{
-		serveArgs:   []string{"--log-json"},
+		serveArgs:   []string{"--log-json", "--debug"},
 		extraConfig: fmt.Sprintf("srs:\n  domain: fwd.hervormdputten.nl\n  secret_file: %q\n", secretFile),
 		tenant: func(o *standin.Options) {
 			o.Hook = func(ev standin.Event) error {
@@ -65,7 +66,7 @@ func TestJSONLogs(t *testing.T) {
 	accepted := map[string]int{}
 	attempts := map[string][]int{}
 	delivered := map[string]int{}
-	refused := 0
+	refused, debugAttempts := 0, 0
 	raw := e.logs.String()
 	sc := bufio.NewScanner(strings.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -83,12 +84,15 @@ func TestJSONLogs(t *testing.T) {
 		switch l.Msg {
 		case "accepted":
 			accepted[l.ID]++
-		case "queue: attempt":
+		case "queue: temporary failure", "queue: permanent failure":
 			attempts[l.ID] = append(attempts[l.ID], int(l.Attempt))
 		case "queue: delivered":
+			attempts[l.ID] = append(attempts[l.ID], int(l.Attempt))
 			delivered[l.ID]++
 		case "refused recipient":
 			refused++
+		case "queue: attempt": // --debug only
+			debugAttempts++
 		}
 	}
 	if strings.Contains(raw, secret) {
@@ -122,6 +126,9 @@ func TestJSONLogs(t *testing.T) {
 		counts = append(counts, len(a))
 	}
 	if !(counts[0] == 1 && counts[1] == 3 || counts[0] == 3 && counts[1] == 1) {
-		t.Errorf("attempt lines per message: %v, want 1 and 3 (one per attempt)", counts)
+		t.Errorf("outcome lines per message: %v, want 1 and 3 (one per attempt)", counts)
+	}
+	if debugAttempts != 4 {
+		t.Errorf("%d debug 'queue: attempt' lines with --debug, want 4", debugAttempts)
 	}
 }

@@ -80,7 +80,9 @@ func (r *Runner) process(ctx context.Context, id string) done {
 			via = r.dsn
 		}
 		prefix := r.prefixFor(ctx, it, body(), log)
-		log.Info("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
+		// Each recipient's outcome line below carries the attempt number: one
+		// line per recipient and attempt, as mail admins read a log.
+		log.Debug("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
 		res, attemptErr = via.deliver(ctx, it, prefix, body(), targets)
 		if r.m != nil {
@@ -148,7 +150,7 @@ func (r *Runner) apply(it *Item, res map[string]outcome, attemptErr error, now t
 			rc.State = RcptDelivered
 			rc.DeliveredAt = now.UTC()
 			rc.LastReply, rc.LastCode, rc.LastStatus = o.reply, 250, ""
-			log.Info("queue: delivered", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.reply)
+			log.Info("queue: delivered", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.reply)
 			if r.m != nil {
 				r.m.Deliveries.WithLabelValues("delivered").Inc()
 				r.m.DeliveryLatency.Observe(now.Sub(it.ReceivedAt).Seconds())
@@ -164,10 +166,10 @@ func (r *Runner) apply(it *Item, res map[string]outcome, attemptErr error, now t
 		rc.LastReply, rc.LastCode, rc.LastStatus = o.err.Reply(), o.err.Code, o.err.Status
 		it.LastError = o.err.Reply()
 		if o.err.Temporary {
-			log.Warn("queue: temporary failure", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+			log.Warn("queue: temporary failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
 		} else {
 			rc.State = RcptFailed
-			log.Warn("queue: permanent failure", "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+			log.Warn("queue: permanent failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
 		}
 	}
 	for addr, n := range delivered {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,7 +44,7 @@ const shutdownGrace = 20 * time.Second
 const m365DefaultSize = 36 * 1024 * 1024
 
 func newServeCmd(g *globalFlags) *cobra.Command {
-	var jsonLogs bool
+	var jsonLogs, debug bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the relay daemon",
@@ -59,6 +60,9 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 				cfg.LogFormat = "json"
 			}
 			log := newLogger(cfg.LogFormat, os.Stderr)
+			if debug {
+				log = newLeveledLogger(cfg.LogFormat, os.Stderr, slog.LevelDebug)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			if path := os.Getenv("DUALMX_CPUPROFILE"); path != "" {
@@ -81,6 +85,7 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&jsonLogs, "log-json", false, "write logs as JSON (overrides log_format)")
+	cmd.Flags().BoolVar(&debug, "debug", false, "also log each delivery attempt before it starts and each spool commit")
 	return cmd
 }
 
@@ -96,11 +101,16 @@ func loadConfig(g *globalFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(format string, w *os.File) *slog.Logger {
+func newLogger(format string, w io.Writer) *slog.Logger {
+	return newLeveledLogger(format, w, slog.LevelInfo)
+}
+
+func newLeveledLogger(format string, w io.Writer, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // daemon is a running relay: the pieces wired together, and how to stop them.
