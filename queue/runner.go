@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -148,7 +147,7 @@ type Runner struct {
 	notify chan string
 
 	mu    sync.Mutex
-	sched map[string]*entry
+	sched *schedule
 	// prefixes holds the prepended fields of items still in the spool.
 	prefixes map[string][]byte
 	// delivered batches Recorder updates: one write per address per flush
@@ -166,11 +165,6 @@ type record struct {
 // fraction of a second errs on the safe side.
 const recordEvery = 250 * time.Millisecond
 
-type entry struct {
-	due     time.Time
-	running bool
-}
-
 type done struct {
 	id   string
 	keep bool
@@ -184,7 +178,7 @@ func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *R
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: map[string]*entry{},
+	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: newSchedule(),
 		prefixes: map[string][]byte{}, delivered: map[string]record{}}
 	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
 	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
@@ -207,11 +201,21 @@ func (r *Runner) Notify(id string) {
 // and stays in the spool for the next start.
 func (r *Runner) Run(ctx context.Context) error {
 	r.scan()
-	sem := make(chan struct{}, r.opts.Concurrency)
-	results := make(chan done, r.opts.Concurrency) // each worker sends once
+	// A fixed set of workers: a goroutine per attempt would grow a fresh
+	// stack through the whole delivery path for every message.
+	work := make(chan string) // unbuffered: after close nothing is left to start
+	results := make(chan done, r.opts.Concurrency) // each worker sends once per item taken
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
 	var wg sync.WaitGroup
+	for range r.opts.Concurrency {
+		wg.Go(func() {
+			for id := range work {
+				results <- r.process(workCtx, id)
+			}
+		})
+	}
+	busy := 0
 
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
@@ -224,33 +228,25 @@ func (r *Runner) Run(ctx context.Context) error {
 	lastScan := time.Now()
 
 	for {
-		// Start what is due, as far as the semaphore allows.
+		// Start what is due, as far as there are idle workers.
 		now := r.opts.Now()
-		full := false
-	dispatch:
-		for _, id := range r.due(now) {
-			select {
-			case sem <- struct{}{}:
-			default:
-				full = true
-				break dispatch
+		for busy < r.opts.Concurrency {
+			id, ok := r.takeDue(now)
+			if !ok {
+				break
 			}
-			r.setRunning(id, true)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d := r.process(workCtx, id)
-				<-sem
-				results <- d
-			}()
+			busy++
+			work <- id // a worker is idle or about to be: busy counts what they hold
 		}
-		timer.Reset(r.nextWake(now, full))
+		timer.Reset(r.nextWake(now, busy == r.opts.Concurrency))
 		select {
 		case <-ctx.Done():
-			return r.stop(&wg, cancelWork)
+			close(work)
+			return r.stop(&wg, cancelWork, results)
 		case id := <-r.notify:
 			r.schedule(id, r.opts.Now())
 		case d := <-results:
+			busy--
 			r.finish(d)
 		case <-poll.C:
 			r.pool.reap()
@@ -293,9 +289,23 @@ func (r *Runner) flushRecords() {
 	}
 }
 
-func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc) error {
+func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results chan done) error {
 	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	// Outcomes of attempts finishing now are recorded on disk by the
+	// workers; the schedule dies with the runner, so they are only drained.
+	go func() {
+		for {
+			select {
+			case <-results:
+			case <-finished:
+				return
+			}
+		}
+	}()
 	select {
 	case <-finished:
 	case <-time.After(r.opts.StopTimeout):
@@ -336,57 +346,43 @@ func (r *Runner) scan() {
 	for _, id := range ids {
 		if !listed[id] {
 			seen[id] = true
-			if r.sched[id] == nil {
-				r.sched[id] = &entry{due: r.opts.Now()}
+			if r.sched.get(id) == nil {
+				r.sched.set(id, r.opts.Now())
 			}
 		}
 	}
 	for _, it := range items {
 		seen[it.ID] = true
-		e := r.sched[it.ID]
+		e := r.sched.get(it.ID)
 		switch {
 		case e != nil && e.running:
 		case it.State == StateHeld:
-			delete(r.sched, it.ID)
-		case e == nil:
-			r.sched[it.ID] = &entry{due: it.NextAttempt}
+			r.sched.remove(it.ID)
 		default:
-			e.due = it.NextAttempt
+			r.sched.set(it.ID, it.NextAttempt)
 		}
 	}
-	for id, e := range r.sched {
+	var gone []string
+	for id, e := range r.sched.byID {
 		if !seen[id] && !e.running {
-			delete(r.sched, id)
+			gone = append(gone, id)
 		}
+	}
+	for _, id := range gone {
+		r.sched.remove(id)
 	}
 }
 
 func (r *Runner) schedule(id string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.sched[id]; e != nil {
-		if !e.running {
-			e.due = at
-		}
-		return
-	}
-	r.sched[id] = &entry{due: at}
-}
-
-func (r *Runner) setRunning(id string, v bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e := r.sched[id]; e != nil {
-		e.running = v
-	}
+	r.sched.set(id, at)
 }
 
 func (r *Runner) finish(d done) {
 	r.mu.Lock()
-	if d.keep {
-		r.sched[d.id] = &entry{due: d.next}
-	} else {
-		delete(r.sched, d.id)
+	r.sched.done(d.id, d.keep, d.next)
+	if !d.keep {
 		delete(r.prefixes, d.id)
 	}
 	r.mu.Unlock()
@@ -395,18 +391,11 @@ func (r *Runner) finish(d done) {
 	}
 }
 
-// due lists the ids whose time has come, oldest id first.
-func (r *Runner) due(now time.Time) []string {
+// takeDue hands out the item due earliest, if any is due, marking it running.
+func (r *Runner) takeDue(now time.Time) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var ids []string
-	for id, e := range r.sched {
-		if !e.running && !e.due.After(now) {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
+	return r.sched.takeDue(now)
 }
 
 // nextWake is how long the scheduler may sleep. With every worker busy,
@@ -416,18 +405,10 @@ func (r *Runner) nextWake(now time.Time, full bool) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wake := r.opts.RescanInterval
-	for _, e := range r.sched {
-		if e.running || (full && !e.due.After(now)) {
-			continue
-		}
-		if d := e.due.Sub(now); d < wake {
-			wake = d
-		}
+	if next, ok := r.sched.nextDue(); ok && !full {
+		wake = min(wake, next.Sub(now))
 	}
-	if wake < time.Millisecond {
-		wake = time.Millisecond
-	}
-	return wake
+	return max(wake, time.Millisecond)
 }
 
 // Stats reports the queue for metrics.WatchQueue.
