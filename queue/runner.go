@@ -203,7 +203,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.scan()
 	// A fixed set of workers: a goroutine per attempt would grow a fresh
 	// stack through the whole delivery path for every message.
-	work := make(chan string) // unbuffered: after close nothing is left to start
+	work := make(chan string)                      // unbuffered: after close nothing is left to start
 	results := make(chan done, r.opts.Concurrency) // each worker sends once per item taken
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
