@@ -20,6 +20,10 @@ type itemLock struct {
 	f *os.File
 }
 
+// lockOpened, when set (tests), runs between opening an item's file and
+// locking it: the window in which another process may remove the item.
+var lockOpened func(id string)
+
 // lockItem locks id, waiting up to wait for a holder to finish.
 func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 	if !validID(id) {
@@ -32,10 +36,25 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
+	if lockOpened != nil {
+		lockOpened(id)
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// The holder before us may have removed the item between our
+			// open and our lock; a lock on a file that has left the spool
+			// would deliver a dropped or delivered message again.
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("spool %s: %w", id, err)
+			}
+			if st.Nlink == 0 {
+				f.Close()
+				return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+			}
 			return &itemLock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
