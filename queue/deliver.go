@@ -210,7 +210,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	}
 	failed := it.count(RcptFailed)
 	if failed == 0 {
-		if err := r.sp.remove(it); err != nil {
+		if err := r.sp.removeDelivered(it); err != nil {
 			log.Error("queue: remove delivered item", "err", err)
 			return done{id: id, keep: true, next: now.Add(r.opts.RetryInitial)}
 		}

@@ -93,6 +93,29 @@ func newGroupSync(dir string) *groupSync {
 	return g
 }
 
+// syncHook, when set (tests), runs before each directory fsync.
+var syncHook func(dir string) error
+
+// Note registers a change in the directory that must become durable but
+// that nobody waits for: the next Sync by anyone covers it, and Flush
+// forces one when no Sync comes.
+func (g *groupSync) Note() {
+	g.mu.Lock()
+	g.requested++
+	g.mu.Unlock()
+}
+
+// Flush makes every noted change durable, if any is not yet.
+func (g *groupSync) Flush() error {
+	g.mu.Lock()
+	pending := g.completed < g.requested
+	g.mu.Unlock()
+	if !pending {
+		return nil
+	}
+	return g.Sync()
+}
+
 // Sync returns once a directory fsync that began after the call has finished.
 func (g *groupSync) Sync() error {
 	g.mu.Lock()
@@ -114,7 +137,12 @@ func (g *groupSync) Sync() error {
 			d, err = os.Open(g.dir)
 		}
 		if err == nil {
-			err = d.Sync()
+			if syncHook != nil {
+				err = syncHook(g.dir)
+			}
+			if err == nil {
+				err = d.Sync()
+			}
 		}
 		g.mu.Lock()
 		switch {

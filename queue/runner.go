@@ -250,6 +250,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.finish(d)
 		case <-poll.C:
 			r.pool.reap()
+			if err := r.sp.FlushRemovals(); err != nil {
+				r.log.Error("queue: make removals durable", "err", err)
+			}
 			if k := r.readKick(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
 				lastKick = k
 				lastScan = time.Now()
@@ -317,6 +320,9 @@ func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results
 		}
 	}
 	r.pool.closeAll()
+	if err := r.sp.FlushRemovals(); err != nil {
+		r.log.Error("queue: make removals durable", "err", err)
+	}
 	return nil
 }
 

@@ -447,15 +447,41 @@ func (s *Spool) writeFile(name string, b []byte) error {
 	return err
 }
 
-// remove deletes an item. The body goes first: it is what makes an item
-// exist, and it carries the envelope as committed, so removing <id>.json
-// first could bring a delivered or dropped message back in its first state
-// after a crash. A crash in between leaves metadata without a body, which
-// recovery quarantines: a record to look at, never a message sent twice.
+// remove deletes an item and waits until the removal is durable. The body
+// goes first: it is what makes an item exist, and it carries the envelope as
+// committed, so removing <id>.json first could bring a delivered or dropped
+// message back in its first state after a crash. A crash in between leaves
+// metadata without a body, which recovery quarantines: a record to look at,
+// never a message sent twice.
 //
 // The caller holds the item's lock and read it under that lock, so it knows
 // whether <id>.json exists.
 func (s *Spool) remove(it *Item) error {
+	if err := s.unlink(it); err != nil {
+		return err
+	}
+	if err := s.dsync.Sync(); err != nil {
+		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
+	}
+	return nil
+}
+
+// removeDelivered deletes an item every recipient of which was delivered,
+// without waiting for the removal to be durable: the next commit's directory
+// fsync, or the runner's Flush within its poll interval, covers it. A crash
+// before that brings the message back and it is delivered again, a
+// duplicate as after a crash mid-delivery, never a loss. Waiting here would
+// cost a directory fsync per message (a journal commit on a journaled file
+// system) for that sliver of time.
+func (s *Spool) removeDelivered(it *Item) error {
+	if err := s.unlink(it); err != nil {
+		return err
+	}
+	s.dsync.Note()
+	return nil
+}
+
+func (s *Spool) unlink(it *Item) error {
 	id := it.ID
 	s.forget(id)
 	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -466,8 +492,13 @@ func (s *Spool) remove(it *Item) error {
 			return fmt.Errorf("spool %s: %w", id, err)
 		}
 	}
-	if err := s.dsync.Sync(); err != nil {
-		return fmt.Errorf("spool %s: sync directory: %w", id, err)
+	return nil
+}
+
+// FlushRemovals makes removals of delivered items durable now.
+func (s *Spool) FlushRemovals() error {
+	if err := s.dsync.Flush(); err != nil {
+		return fmt.Errorf("spool %s: sync directory: %w", s.dir, err)
 	}
 	return nil
 }

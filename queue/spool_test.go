@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -338,5 +339,57 @@ func TestGroupSyncCoversEveryCaller(t *testing.T) {
 	bad := newGroupSync(filepath.Join(t.TempDir(), "missing"))
 	if err := bad.Sync(); err == nil {
 		t.Fatal("a failing fsync must be reported")
+	}
+}
+
+// TestDeliveredRemovalSyncedLater: removing a delivered item does not wait
+// for a directory fsync of its own; the runner's poll makes the removals
+// durable, one fsync for all of them, and a stop makes them durable too.
+func TestDeliveredRemovalSyncedLater(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		poll time.Duration
+	}{
+		{"made durable at the poll", 100 * time.Millisecond},
+		{"made durable at stop", time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s := f.target(standinOpts())
+			var ids []string
+			for range 5 {
+				ids = append(ids, f.spool(testBody, defaultEnv()))
+			}
+			var syncs atomic.Int32
+			syncHook = func(dir string) error {
+				if dir == f.dir {
+					syncs.Add(1)
+				}
+				return nil
+			}
+			defer func() { syncHook = nil }()
+			opts := f.opts(s)
+			opts.PollInterval = tc.poll
+			_, stop := f.run(opts)
+			waitMsgs(t, s, len(ids))
+			for _, id := range ids {
+				waitFor(t, 5*time.Second, "delivered item removed", f.gone(id))
+			}
+			if tc.poll == time.Hour {
+				if n := syncs.Load(); n != 0 {
+					t.Errorf("%d directory fsyncs while removing delivered items, want none", n)
+				}
+				stop()
+				if n := syncs.Load(); n != 1 {
+					t.Errorf("%d directory fsyncs at stop, want 1", n)
+				}
+				return
+			}
+			waitFor(t, 2*time.Second, "removals made durable", func() bool { return syncs.Load() >= 1 })
+			time.Sleep(300 * time.Millisecond) // more polls, nothing new to sync
+			if n := syncs.Load(); n > 2 {
+				t.Errorf("%d directory fsyncs for 5 removals, want them shared", n)
+			}
+		})
 	}
 }
