@@ -203,7 +203,7 @@ func transactPipelined(c *client, mail string, prefix []byte, body io.ReadSeeker
 		return nil, false, tempErr("4.3.0", "read spooled body: %v", err)
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
-	w := c.tp.DotWriter()
+	w := newDotWriter(c.tp.W)
 	if _, err := w.Write(prefix); err != nil {
 		return nil, false, classify(err)
 	}
