@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -48,9 +50,14 @@ type Cache struct {
 	MaxTTL     time.Duration
 	MaxEntries int // 0 or below means DefaultMaxEntries
 
-	servers  []string // host:port, asked in turn
-	timeout  time.Duration
-	attempts int
+	conf atomic.Pointer[resolvConf]
+	// confPath, when the servers come from resolv.conf, is read again
+	// when it changes (DHCP, a VPN), looked at most every confCheckEvery,
+	// as net.Resolver does.
+	confPath    string
+	confMu      sync.Mutex
+	confChecked time.Time
+	confStamp   fileStamp
 	// fallback answers PTR lookups, which only the deprecated SPF ptr
 	// mechanism makes, and everything when there are no servers to ask.
 	fallback *net.Resolver
@@ -83,44 +90,92 @@ type flight struct {
 	waiters int // lookups that joined after the first
 }
 
+// resolvConf is where and how the cache asks.
+type resolvConf struct {
+	servers  []string // host:port, asked in turn
+	timeout  time.Duration
+	attempts int
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+const confCheckEvery = 5 * time.Second
+
+// config returns the current servers, reading resolv.conf again if it
+// changed since it was last read.
+func (c *Cache) config() *resolvConf {
+	if c.confPath != "" {
+		c.confMu.Lock()
+		if now := c.now(); now.Sub(c.confChecked) >= confCheckEvery {
+			c.confChecked = now
+			c.loadConf()
+		}
+		c.confMu.Unlock()
+	}
+	return c.conf.Load()
+}
+
+// loadConf reads confPath if it changed; a file that cannot be read or
+// parsed leaves the servers as they were. The caller holds confMu.
+func (c *Cache) loadConf() {
+	fi, err := os.Stat(c.confPath)
+	if err != nil {
+		return
+	}
+	stamp := fileStamp{fi.ModTime(), fi.Size()}
+	if stamp == c.confStamp {
+		return
+	}
+	cfg, err := dns.ClientConfigFromFile(c.confPath)
+	if err != nil {
+		return
+	}
+	rc := &resolvConf{timeout: 5 * time.Second, attempts: 2} // the resolv.conf defaults
+	for _, s := range cfg.Servers {
+		rc.servers = append(rc.servers, net.JoinHostPort(s, cfg.Port))
+	}
+	if cfg.Timeout > 0 {
+		rc.timeout = time.Duration(cfg.Timeout) * time.Second
+	}
+	if cfg.Attempts > 0 {
+		rc.attempts = cfg.Attempts
+	}
+	c.conf.Store(rc)
+	c.confStamp = stamp
+}
+
 // NewCache returns a cache that asks server ("HOST:PORT"), or for "" the
 // servers in /etc/resolv.conf. When that file cannot be read, it caches
 // nothing and passes every lookup to NewResolver(server).
 func NewCache(server string) *Cache { return newCache(server, "/etc/resolv.conf") }
 
-func newCache(server, resolvConf string) *Cache {
+func newCache(server, confPath string) *Cache {
 	c := &Cache{
-		timeout:  5 * time.Second, // the resolv.conf defaults
-		attempts: 2,
 		fallback: NewResolver(server),
 		now:      time.Now,
 		entries:  map[cacheKey]*list.Element{},
 		order:    list.New(),
 		flights:  map[cacheKey]*flight{},
 	}
+	c.conf.Store(&resolvConf{timeout: 5 * time.Second, attempts: 2})
 	if server != "" {
-		c.servers = []string{server}
+		c.conf.Store(&resolvConf{servers: []string{server}, timeout: 5 * time.Second, attempts: 2})
 		return c
 	}
-	cfg, err := dns.ClientConfigFromFile(resolvConf)
-	if err != nil {
-		return c
-	}
-	for _, s := range cfg.Servers {
-		c.servers = append(c.servers, net.JoinHostPort(s, cfg.Port))
-	}
-	if cfg.Timeout > 0 {
-		c.timeout = time.Duration(cfg.Timeout) * time.Second
-	}
-	if cfg.Attempts > 0 {
-		c.attempts = cfg.Attempts
-	}
+	c.confPath = confPath
+	c.confMu.Lock()
+	c.confChecked = c.now()
+	c.loadConf()
+	c.confMu.Unlock()
 	return c
 }
 
 // LookupTXT returns each TXT record's strings joined, as net.Resolver does.
 func (c *Cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	if len(c.servers) == 0 {
+	if len(c.config().servers) == 0 {
 		return c.fallback.LookupTXT(ctx, name)
 	}
 	rrs, err := c.lookup(ctx, name, dns.TypeTXT)
@@ -139,7 +194,7 @@ func (c *Cache) LookupTXT(ctx context.Context, name string) ([]string, error) {
 // LookupMX returns the MX records sorted by preference. Like net.Resolver,
 // it drops hosts that are not valid names and says so beside the rest.
 func (c *Cache) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	if len(c.servers) == 0 {
+	if len(c.config().servers) == 0 {
 		return c.fallback.LookupMX(ctx, name)
 	}
 	rrs, err := c.lookup(ctx, name, dns.TypeMX)
@@ -165,7 +220,7 @@ func (c *Cache) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, er
 	if ip := net.ParseIP(host); ip != nil {
 		return []net.IPAddr{{IP: ip}}, nil
 	}
-	if len(c.servers) == 0 {
+	if len(c.config().servers) == 0 {
 		return c.fallback.LookupIPAddr(ctx, host)
 	}
 	a, aaaa := c.begin(ctx, host, dns.TypeA), c.begin(ctx, host, dns.TypeAAAA)
@@ -312,9 +367,10 @@ func (c *Cache) resolve(ctx context.Context, name string, qtype uint16) ([]dns.R
 	q.SetQuestion(name, qtype)
 	q.SetEdns0(1232, false) // the size net.Resolver advertises; larger answers come over TCP
 	var last *net.DNSError
-	for range c.attempts {
-		for _, server := range c.servers {
-			m, err := c.exchange(ctx, q, server)
+	rc := c.config()
+	for range rc.attempts {
+		for _, server := range rc.servers {
+			m, err := c.exchange(ctx, q, server, rc.timeout)
 			if err != nil {
 				var ne net.Error
 				timeout := errors.As(err, &ne) && ne.Timeout()
@@ -351,10 +407,10 @@ func (c *Cache) resolve(ctx context.Context, name string, qtype uint16) ([]dns.R
 
 // exchange asks one server over UDP, and again over TCP if the answer was
 // truncated: a truncated answer is incomplete and must not be read as NODATA.
-func (c *Cache) exchange(ctx context.Context, q *dns.Msg, server string) (*dns.Msg, error) {
-	m, _, err := (&dns.Client{Net: "udp", Timeout: c.timeout}).ExchangeContext(ctx, q, server)
+func (c *Cache) exchange(ctx context.Context, q *dns.Msg, server string, timeout time.Duration) (*dns.Msg, error) {
+	m, _, err := (&dns.Client{Net: "udp", Timeout: timeout}).ExchangeContext(ctx, q, server)
 	if err == nil && m.Truncated {
-		m, _, err = (&dns.Client{Net: "tcp", Timeout: c.timeout}).ExchangeContext(ctx, q, server)
+		m, _, err = (&dns.Client{Net: "tcp", Timeout: timeout}).ExchangeContext(ctx, q, server)
 	}
 	switch {
 	case err != nil:

@@ -142,7 +142,8 @@ func TestCacheTTL(t *testing.T) {
 // are retried, as net.Resolver retries them.
 func queriesPerLookup(c *Cache, kind string) int {
 	if kind == "temporary" {
-		return c.attempts * len(c.servers)
+		rc := c.config()
+		return rc.attempts * len(rc.servers)
 	}
 	return 1
 }
@@ -314,11 +315,59 @@ func TestNewCacheResolvConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCache("", conf)
-	if want := []string{"127.0.0.53:53", "[::1]:53"}; !slices.Equal(c.servers, want) || c.timeout != time.Second || c.attempts != 3 {
-		t.Errorf("servers %q timeout %v attempts %d; want %q 1s 3", c.servers, c.timeout, c.attempts, want)
+	if want, rc := []string{"127.0.0.53:53", "[::1]:53"}, c.config(); !slices.Equal(rc.servers, want) || rc.timeout != time.Second || rc.attempts != 3 {
+		t.Errorf("servers %q timeout %v attempts %d; want %q 1s 3", rc.servers, rc.timeout, rc.attempts, want)
 	}
 	// Without the file, lookups go to the system's resolver as before, uncached.
-	if c := newCache("", filepath.Join(dir, "missing")); len(c.servers) != 0 || c.fallback == nil || c.fallback.Dial != nil {
-		t.Errorf("without resolv.conf: servers %q, fallback %+v", c.servers, c.fallback)
+	if c := newCache("", filepath.Join(dir, "missing")); len(c.config().servers) != 0 || c.fallback == nil || c.fallback.Dial != nil {
+		t.Errorf("without resolv.conf: servers %q, fallback %+v", c.config().servers, c.fallback)
+	}
+}
+
+// TestCacheResolvConfChanges: a changed resolv.conf (DHCP, a VPN) is read
+// again within confCheckEvery, as net.Resolver does; a broken or missing one
+// leaves the servers as they were.
+func TestCacheResolvConfChanges(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	write := func(text string, mod time.Time) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(conf, mod, mod)
+	}
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	write("nameserver 192.0.2.1\n", t0)
+	c := newCache("", conf)
+	now := t0
+	c.now, c.confChecked = func() time.Time { return now }, now
+	servers := func() []string { return c.config().servers }
+	if got := servers(); !slices.Equal(got, []string{"192.0.2.1:53"}) {
+		t.Fatalf("servers %q", got)
+	}
+	write("nameserver 192.0.2.2\nnameserver 192.0.2.3\n", t0.Add(time.Minute))
+	if got := servers(); !slices.Equal(got, []string{"192.0.2.1:53"}) {
+		t.Errorf("read again before confCheckEvery: %q", got)
+	}
+	now = now.Add(confCheckEvery)
+	if got := servers(); !slices.Equal(got, []string{"192.0.2.2:53", "192.0.2.3:53"}) {
+		t.Errorf("after the change: %q", got)
+	}
+	os.Remove(conf)
+	now = now.Add(confCheckEvery)
+	if got := servers(); !slices.Equal(got, []string{"192.0.2.2:53", "192.0.2.3:53"}) {
+		t.Errorf("after the file went away: %q, want the last servers kept", got)
+	}
+	// A file that appears later is used from then on.
+	c2 := newCache("", filepath.Join(dir, "later"))
+	c2.now, c2.confChecked = func() time.Time { return now }, now
+	if len(c2.config().servers) != 0 {
+		t.Fatal("servers without a file")
+	}
+	os.WriteFile(filepath.Join(dir, "later"), []byte("nameserver 192.0.2.9\n"), 0o644)
+	now = now.Add(confCheckEvery)
+	if got := c2.config().servers; !slices.Equal(got, []string{"192.0.2.9:53"}) {
+		t.Errorf("file written after start: %q", got)
 	}
 }

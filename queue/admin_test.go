@@ -4,6 +4,8 @@ package queue
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -147,40 +149,55 @@ func TestAdminBounceAndDrop(t *testing.T) {
 	}
 }
 
-// TestRemovedBetweenOpenAndLock: an admin command that drops an item in the
-// moment between the runner opening its file and locking it must not leave
-// the runner holding a lock on the removed file: nothing is delivered.
+// TestRemovedBetweenOpenAndLock: an item dropped by an admin command, or
+// moved aside, in the moment between the runner opening its file and
+// locking it must not leave the runner holding a lock on that file: nothing
+// is delivered.
 func TestRemovedBetweenOpenAndLock(t *testing.T) {
-	f := newFixture(t)
-	s := f.target(standinOpts())
-	id := f.spool(testBody, defaultEnv())
-	admin, err := OpenAdmin(f.dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dropped := make(chan error, 1)
-	lockOpened = func(got string) {
-		if got != id {
-			return
-		}
-		lockOpened = nil
-		_, err := admin.Drop(id, "test", "dropped in the window")
-		dropped <- err
-	}
-	defer func() { lockOpened = nil }()
-	lk, err := f.sp.lockItem(id, 0)
-	if err := <-dropped; err != nil {
-		t.Fatal(err)
-	}
-	if !errors.Is(err, ErrNotFound) {
-		if lk != nil {
-			lk.unlock()
-		}
-		t.Fatalf("lockItem after the item was dropped = %v, want ErrNotFound", err)
-	}
-	f.run(f.opts(s))
-	time.Sleep(300 * time.Millisecond)
-	if n := s.Count(); n != 0 {
-		t.Errorf("tenant got %d messages, want none (the item was dropped)", n)
+	for _, tc := range []struct {
+		name   string
+		remove func(f *fixture, admin *Spool, id string) error
+	}{
+		{"dropped", func(f *fixture, admin *Spool, id string) error {
+			_, err := admin.Drop(id, "test", "dropped in the window")
+			return err
+		}},
+		{"moved aside", func(f *fixture, admin *Spool, id string) error {
+			return os.Rename(f.sp.BodyPath(id), filepath.Join(f.dir, quarantineDir, id+msgExt))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s := f.target(standinOpts())
+			id := f.spool(testBody, defaultEnv())
+			admin, err := OpenAdmin(f.dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			removed := make(chan error, 1)
+			lockOpened = func(got string) {
+				if got != id {
+					return
+				}
+				lockOpened = nil
+				removed <- tc.remove(f, admin, id)
+			}
+			defer func() { lockOpened = nil }()
+			lk, err := f.sp.lockItem(id, 0)
+			if err := <-removed; err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(err, ErrNotFound) {
+				if lk != nil {
+					lk.unlock()
+				}
+				t.Fatalf("lockItem after the item left = %v, want ErrNotFound", err)
+			}
+			f.run(f.opts(s))
+			time.Sleep(300 * time.Millisecond)
+			if n := s.Count(); n != 0 {
+				t.Errorf("tenant got %d messages, want none", n)
+			}
+		})
 	}
 }

@@ -21,6 +21,12 @@ const busyRetry = time.Second
 // either waits for the attempt or runs entirely before it.
 func (r *Runner) process(ctx context.Context, id string) done {
 	log := r.log.With("id", id)
+	r.mu.Lock()
+	removing := r.removing[id]
+	r.mu.Unlock()
+	if removing {
+		return r.retryRemoval(id, log)
+	}
 	lk, err := r.sp.lockItem(id, 0)
 	if errors.Is(err, ErrBusy) {
 		return done{id: id, keep: true, next: r.opts.Now().Add(busyRetry)}
@@ -94,6 +100,35 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	}
 	r.apply(it, res, attemptErr, now, log)
 	return r.decide(it, lk, now, log)
+}
+
+// retryRemoval removes an item that was delivered to every recipient but
+// could not be removed then; it is never sent again by this process.
+func (r *Runner) retryRemoval(id string, log *slog.Logger) done {
+	lk, err := r.sp.lockItem(id, 0)
+	switch {
+	case errors.Is(err, ErrBusy):
+		return done{id: id, keep: true, next: r.opts.Now().Add(busyRetry)}
+	case errors.Is(err, ErrNotFound):
+		err = nil // the body is gone; what may be left is its metadata
+	case err != nil:
+		log.Error("queue: remove delivered item", "err", err)
+		return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryMax)}
+	default:
+		defer lk.unlock()
+	}
+	if err == nil {
+		err = r.sp.removeDelivered(&Item{ID: id, hasMeta: true})
+	}
+	if err != nil {
+		log.Error("queue: remove delivered item; it will not be sent again, only its removal retried", "err", err)
+		return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryMax)}
+	}
+	r.mu.Lock()
+	delete(r.removing, id)
+	r.mu.Unlock()
+	log.Info("queue: delivered item removed at last")
+	return done{id: id}
 }
 
 // orphanMeta reports whether id has metadata but no body. An admin command
@@ -211,7 +246,12 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	failed := it.count(RcptFailed)
 	if failed == 0 {
 		if err := r.sp.removeDelivered(it); err != nil {
-			log.Error("queue: remove delivered item", "err", err)
+			// Every recipient has its 250: never send it again, only
+			// retry the removal (a read-only or misowned spool).
+			log.Error("queue: remove delivered item; it will not be sent again, only its removal retried", "err", err)
+			r.mu.Lock()
+			r.removing[id] = true
+			r.mu.Unlock()
 			return done{id: id, keep: true, next: now.Add(r.opts.RetryInitial)}
 		}
 		// The delivered lines above already say so, once per recipient.

@@ -9,13 +9,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"mime"
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -581,5 +585,39 @@ func TestProbeTarget(t *testing.T) {
 	s := f.target(standin.Options{TLS: newFixture(t).tlsFor("127.0.0.1")})
 	if _, _, err := ProbeTarget(context.Background(), f.opts(s)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("probe of an unverifiable target: %v", err)
+	}
+}
+
+// TestDeliveredButNotRemovable: when the spool refuses to remove a message
+// every recipient of which was delivered (a read-only or misowned spool),
+// the message is not sent again; only the removal is retried.
+func TestDeliveredButNotRemovable(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standinOpts())
+	id := f.spool(testBody, defaultEnv())
+	var refusals atomic.Int32
+	removeFile = func(name string) error {
+		if strings.HasSuffix(name, id+msgExt) && refusals.Add(1) <= 3 {
+			return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
+		}
+		return os.Remove(name)
+	}
+	defer func() { removeFile = os.Remove }()
+	opts := f.opts(s)
+	opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+	f.run(opts)
+	waitFor(t, 5*time.Second, "removed at last", func() bool {
+		_, err := os.Stat(f.sp.BodyPath(id))
+		return refusals.Load() > 3 && errors.Is(err, fs.ErrNotExist)
+	})
+	time.Sleep(200 * time.Millisecond)
+	if n := s.Count(); n != 1 {
+		t.Errorf("tenant got %d copies, want 1", n)
+	}
+	if !strings.Contains(f.logs.String(), "delivered item removed at last") {
+		t.Errorf("no log line for the late removal:\n%s", f.logs.String())
+	}
+	if got := testutil.ToFloat64(f.m.Quarantined); got != 0 {
+		t.Errorf("%v items quarantined", got)
 	}
 }

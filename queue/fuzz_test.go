@@ -85,6 +85,8 @@ func FuzzReadTrailer(f *testing.F) {
 	f.Add(append(file, '\n'))
 	f.Add([]byte("\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
 	f.Add([]byte("{}\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
+	f.Add([]byte("\nDUALMX-ENVELOPE 0000000001 18446744073709551615\n"))
+	f.Add([]byte("x\nDUALMX-ENVELOPE 0000000001 18446744073709551634\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, in []byte) {
 		p := filepath.Join(dir, "x.msg")

@@ -46,12 +46,14 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 			// The holder before us may have removed the item between our
 			// open and our lock; a lock on a file that has left the spool
 			// would deliver a dropped or delivered message again.
-			var st syscall.Stat_t
-			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+			// Removed (or moved aside, like a quarantined item) in between:
+			// the name no longer leads to the file we hold.
+			var held, named syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: %w", id, err)
 			}
-			if st.Nlink == 0 {
+			if err := syscall.Stat(s.path(id, msgExt), &named); err != nil || named.Ino != held.Ino || named.Dev != held.Dev {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 			}

@@ -42,7 +42,11 @@ func (s *Spool) recover() error {
 	loaded, quarantined := 0, 0
 	for id := range bodies {
 		reason := ""
-		if _, _, err := s.readItem(id, nil, true); err != nil {
+		if _, _, err := s.readItem(id, nil, true); errors.Is(err, ErrNotFound) {
+			// Removed by an admin command since the directory was read.
+			delete(metas, id)
+			continue
+		} else if err != nil {
 			reason = err.Error()
 			if !metas[id] {
 				// A body file without a trailer and without metadata was

@@ -150,6 +150,9 @@ type Runner struct {
 	sched *schedule
 	// prefixes holds the prepended fields of items still in the spool.
 	prefixes map[string][]byte
+	// removing holds items delivered to every recipient whose removal
+	// failed: only the removal is retried, the message is not sent again.
+	removing map[string]bool
 	// delivered batches Recorder updates: one write per address per flush
 	// instead of a database transaction per message.
 	delivered map[string]record
@@ -179,7 +182,7 @@ func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *R
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: newSchedule(),
-		prefixes: map[string][]byte{}, delivered: map[string]record{}}
+		prefixes: map[string][]byte{}, removing: map[string]bool{}, delivered: map[string]record{}}
 	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
 	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
 	tmpl := opts.dialer()
@@ -370,12 +373,13 @@ func (r *Runner) scan() {
 	}
 	var gone []string
 	for id, e := range r.sched.byID {
-		if !seen[id] && !e.running {
+		if !seen[id] && !e.running && !r.removing[id] {
 			gone = append(gone, id)
 		}
 	}
 	for _, id := range gone {
 		r.sched.remove(id)
+		delete(r.prefixes, id)
 	}
 }
 

@@ -484,16 +484,19 @@ func (s *Spool) removeDelivered(it *Item) error {
 func (s *Spool) unlink(it *Item) error {
 	id := it.ID
 	s.forget(id)
-	if err := os.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
 	if it.hasMeta {
-		if err := os.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeFile(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool %s: %w", id, err)
 		}
 	}
 	return nil
 }
+
+// removeFile is os.Remove; tests replace it to make removals fail.
+var removeFile = os.Remove
 
 // FlushRemovals makes removals of delivered items durable now.
 func (s *Spool) FlushRemovals() error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 )
@@ -71,7 +72,7 @@ func readTrailer(f *os.File) (*Item, int64, error) {
 	if !ok {
 		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", errCorrupt, size)
 	}
-	if jsLen > maxTrailerJSON || bodyLen+jsLen+int64(footerLen) != size {
+	if jsLen > maxTrailerJSON || bodyLen > size || bodyLen+jsLen+int64(footerLen) != size {
 		return nil, 0, fmt.Errorf("%w: body file is %d bytes, its trailer says %d+%d", errCorrupt, size, bodyLen, jsLen)
 	}
 	js := make([]byte, jsLen)
@@ -95,7 +96,8 @@ func parseFooter(b []byte) (jsLen, bodyLen int64, ok bool) {
 	num := func(p []byte) (int64, bool) {
 		var v int64
 		for _, c := range p {
-			if c < '0' || c > '9' {
+			// 20 digits can exceed int64; no real length comes near.
+			if c < '0' || c > '9' || v > (math.MaxInt64-9)/10 {
 				return 0, false
 			}
 			v = v*10 + int64(c-'0')
