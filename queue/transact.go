@@ -100,19 +100,27 @@ func transact(ctx context.Context, c *client, it *Item, from string, prefix []by
 	}
 	c.conn.SetWriteDeadline(time.Time{})
 	resp, err := w.CloseWithResponse()
-	if err != nil {
-		if !isReply(err) {
-			// The message may or may not have arrived; retrying risks a
-			// duplicate, which at-least-once delivery accepts over a loss.
-			return nil, false, classify(err)
-		}
-		for _, r := range accepted {
-			res[r] = outcome{err: classify(err)}
-		}
-		return res, true, nil
+	text := ""
+	if err == nil {
+		text = resp.StatusText
+	}
+	return afterData(res, accepted, text, err)
+}
+
+// afterData records the reply to the end of DATA for every accepted
+// recipient. Without a reply the message may or may not have arrived;
+// retrying risks a duplicate, which at-least-once delivery accepts over a
+// loss, and the connection is not reused.
+func afterData(res map[string]outcome, accepted []string, text string, err error) (map[string]outcome, bool, error) {
+	if err != nil && !isReply(err) {
+		return nil, false, classify(err)
 	}
 	for _, r := range accepted {
-		res[r] = outcome{reply: "250 " + resp.StatusText}
+		if err != nil {
+			res[r] = outcome{err: classify(err)}
+		} else {
+			res[r] = outcome{reply: "250 " + text}
+		}
 	}
 	return res, true, nil
 }
@@ -215,20 +223,7 @@ func transactPipelined(c *client, mail string, prefix []byte, body io.ReadSeeker
 	}
 	c.conn.SetWriteDeadline(time.Time{})
 	msg, err := c.reply(250, dataTimeout)
-	if err != nil {
-		if !isReply(err) {
-			// As on the round-trip path: a retry may duplicate, never lose.
-			return nil, false, classify(err)
-		}
-		for _, r := range accepted {
-			res[r] = outcome{err: classify(err)}
-		}
-		return res, true, nil
-	}
-	for _, r := range accepted {
-		res[r] = outcome{reply: "250 " + msg}
-	}
-	return res, true, nil
+	return afterData(res, accepted, msg, err)
 }
 
 // errLineBreak is go-smtp's refusal of an address that would split a command.
