@@ -60,12 +60,16 @@ func readTrailer(f *os.File) (*Item, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	size := fi.Size()
+	return readTrailerAt(f, fi.Size())
+}
+
+// readTrailerAt is readTrailer for size bytes readable from r.
+func readTrailerAt(r io.ReaderAt, size int64) (*Item, int64, error) {
 	if size < int64(footerLen) {
 		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", errCorrupt, size)
 	}
 	var foot [footerLen]byte
-	if _, err := f.ReadAt(foot[:], size-int64(footerLen)); err != nil {
+	if _, err := r.ReadAt(foot[:], size-int64(footerLen)); err != nil {
 		return nil, 0, err
 	}
 	jsLen, bodyLen, ok := parseFooter(foot[:])
@@ -76,7 +80,7 @@ func readTrailer(f *os.File) (*Item, int64, error) {
 		return nil, 0, fmt.Errorf("%w: body file is %d bytes, its trailer says %d+%d", errCorrupt, size, bodyLen, jsLen)
 	}
 	js := make([]byte, jsLen)
-	if _, err := f.ReadAt(js, bodyLen); err != nil && err != io.EOF {
+	if _, err := r.ReadAt(js, bodyLen); err != nil && err != io.EOF {
 		return nil, 0, err
 	}
 	it, err := parseMeta(js)
