@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // rsaKeyBits is the size GenerateKey uses: RFC 8301 §3.2 recommends 2048,
@@ -50,19 +51,29 @@ func LoadKey(path string) (crypto.Signer, error) {
 }
 
 func parsePrivateKey(data []byte) (crypto.Signer, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
+	// A key file may carry other blocks (a certificate, parameters); the
+	// first private key counts.
+	var block *pem.Block
+	var seen []string
+	for rest := data; ; {
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if len(seen) == 0 {
+				return nil, errors.New("no PEM block found")
+			}
+			return nil, fmt.Errorf("no PEM private key (found %s), want \"RSA PRIVATE KEY\" or \"PRIVATE KEY\"", strings.Join(seen, ", "))
+		}
+		if block.Type == "RSA PRIVATE KEY" || block.Type == "PRIVATE KEY" {
+			break
+		}
+		seen = append(seen, block.Type)
 	}
 	var key any
 	var err error
-	switch block.Type {
-	case "RSA PRIVATE KEY":
+	if block.Type == "RSA PRIVATE KEY" {
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "PRIVATE KEY":
+	} else {
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block is %q, want \"RSA PRIVATE KEY\" or \"PRIVATE KEY\"", block.Type)
 	}
 	if err != nil {
 		// x509's messages describe the structure, not the key bytes.
@@ -111,16 +122,25 @@ func GenerateKey(alg string) (crypto.Signer, []byte, error) {
 // Selector._domainkey.Domain. It is one logical string: splitting it into
 // 255-byte character-strings is the DNS software's job.
 func DNSRecord(pub crypto.PublicKey) (string, error) {
+	kind, p, err := PublicKeyTags(pub)
+	if err != nil {
+		return "", err
+	}
+	return "v=DKIM1; k=" + kind + "; p=" + p, nil
+}
+
+// PublicKeyTags returns a key record's k= and p= values for pub.
+func PublicKeyTags(pub crypto.PublicKey) (kind, p string, err error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		der, err := x509.MarshalPKIXPublicKey(k)
 		if err != nil {
-			return "", fmt.Errorf("arc: encoding public key: %w", err)
+			return "", "", fmt.Errorf("arc: encoding public key: %w", err)
 		}
-		return "v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der), nil
+		return "rsa", base64.StdEncoding.EncodeToString(der), nil
 	case ed25519.PublicKey:
 		// RFC 8463 §4.2: the raw 32-byte key, not SubjectPublicKeyInfo.
-		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(k), nil
+		return "ed25519", base64.StdEncoding.EncodeToString(k), nil
 	}
-	return "", fmt.Errorf("arc: unsupported public key type %T", pub)
+	return "", "", fmt.Errorf("arc: unsupported public key type %T", pub)
 }

@@ -4,18 +4,13 @@ package dnscheck
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/miekg/dns"
 
+	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/config"
 )
 
@@ -101,46 +96,19 @@ func (e ConfigExpectations) Expected(_ context.Context, domain string) (Expected
 	return x, nil
 }
 
-// LoadARCKey reads a PEM private key (PKCS#1 or PKCS#8, RSA or Ed25519) and
-// returns its public half in the form a DKIM key record carries: RSA as
-// SubjectPublicKeyInfo (RFC 6376 section 3.6.1), Ed25519 as the raw 32
-// bytes (RFC 8463 section 4.2).
+// LoadARCKey reads the ARC private key as the daemon does (arc.LoadKey: PEM,
+// PKCS#1 or PKCS#8, RSA or Ed25519, refused when others can read it) and
+// returns its public half in the form a DKIM key record carries.
 func LoadARCKey(path string) (*ARCKey, error) {
-	b, err := os.ReadFile(path)
+	key, err := arc.LoadKey(path)
 	if err != nil {
 		return nil, err
 	}
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM private key", path)
-		}
-		var key any
-		switch blk.Type {
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		switch k := key.(type) {
-		case ed25519.PrivateKey:
-			return &ARCKey{KeyType: "ed25519", PublicKey: base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey))}, nil
-		case *rsa.PrivateKey:
-			der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			return &ARCKey{KeyType: "rsa", PublicKey: base64.StdEncoding.EncodeToString(der)}, nil
-		default:
-			return nil, fmt.Errorf("%s: ARC keys must be RSA or Ed25519, not %T", path, key)
-		}
+	kind, p, err := arc.PublicKeyTags(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return &ARCKey{KeyType: kind, PublicKey: p}, nil
 }
 
 // MXForm says which kind of Microsoft 365 inbound endpoint an MX target is.
