@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -278,24 +277,9 @@ func reset(c *client) bool {
 	return err == nil
 }
 
-// bodyCopier is a pooled copy buffer: io.Copy, or os.File's WriteTo behind
-// it, would allocate 32 KiB for every message. Being the reader itself hides
-// the body's WriterTo, which would bypass the buffer.
-type bodyCopier struct {
-	r   io.Reader
-	buf [32 << 10]byte
-}
-
-func (b *bodyCopier) Read(p []byte) (int, error) { return b.r.Read(p) }
-
-var bodyCopiers = sync.Pool{New: func() any { return new(bodyCopier) }}
-
+// copyBody sends a spooled body through the DATA writer w.
 func copyBody(w io.Writer, r io.Reader) error {
-	b := bodyCopiers.Get().(*bodyCopier)
-	b.r = r
-	_, err := io.CopyBuffer(w, b, b.buf[:])
-	b.r = nil
-	bodyCopiers.Put(b)
+	_, err := copyPooled(w, r)
 	return err
 }
 

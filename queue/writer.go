@@ -109,31 +109,34 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// copyBufs serve ReadFrom: io.Copy would allocate 32 KiB per message.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // ReadFrom copies r into the message until EOF, so io.Copy into a Writer
-// costs no allocation.
-func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	var n int64
-	for {
-		m, rerr := r.Read(*bp)
-		if m > 0 {
-			k, werr := w.Write((*bp)[:m])
-			n += int64(k)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+// (the SMTP session's DATA) costs no allocation.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) { return copyPooled(w, r) }
+
+// copier is a pooled copy buffer for message bodies, both ways: io.Copy
+// would allocate 32 KiB for every message. It stands in for both ends, so
+// that neither the source's WriterTo (os.File's bypasses the buffer) nor the
+// destination's ReaderFrom (Writer's is this copy) is used, and it is
+// already a pointer, so passing it as io.Reader and io.Writer allocates
+// nothing.
+type copier struct {
+	r   io.Reader
+	w   io.Writer
+	buf [32 << 10]byte
+}
+
+func (c *copier) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *copier) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+var copiers = sync.Pool{New: func() any { return new(copier) }}
+
+func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
+	c := copiers.Get().(*copier)
+	c.r, c.w = src, dst
+	n, err := io.CopyBuffer(c, c, c.buf[:])
+	c.r, c.w = nil, nil
+	copiers.Put(c)
+	return n, err
 }
 
 // Commit makes the message durable: the envelope trailer is appended to the
