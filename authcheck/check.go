@@ -215,9 +215,6 @@ func (c *Checker) checkARC(ctx context.Context, in Input) (string, int, string) 
 	}
 }
 
-// dkimBufs recycles checkDKIM's read buffers, one per message otherwise.
-var dkimBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-
 // checkDKIM reads the header (for From and the signatures' tags) and verifies
 // every signature in one streaming pass over the body.
 func checkDKIM(ctx context.Context, r rooted, in Input) (from string, fromErr error, sigs []DKIMResult) {
@@ -232,11 +229,11 @@ func checkDKIM(ctx context.Context, r rooted, in Input) (from string, fromErr er
 		return "", err, []DKIMResult{{Result: "temperror", Reason: "message unreadable", Err: err}}
 	}
 	defer rc.Close()
-	br := dkimBufs.Get().(*bufio.Reader)
+	br := readers.Get().(*bufio.Reader)
 	br.Reset(rc)
 	defer func() {
 		br.Reset(nil)
-		dkimBufs.Put(br)
+		readers.Put(br)
 	}()
 	h, err := readHeader(br)
 	if errors.Is(err, errHeaderTooLarge) {

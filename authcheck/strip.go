@@ -22,15 +22,16 @@ const maxARExamined = 64 << 10
 // comes through unchanged. A field whose authserv-id cannot be parsed is kept.
 // Memory use is bounded whatever the input.
 func StripForged(msg io.Reader, authServID string) io.Reader {
-	br := stripBufs.Get().(*bufio.Reader)
+	br := readers.Get().(*bufio.Reader)
 	br.Reset(msg)
 	return &stripper{br: br, pooled: true, id: authServID, limit: maxARExamined, atLineStart: true}
 }
 
-// stripBufs recycles StripForged's buffers, which every accepted message
-// needs: 64 KiB of garbage per message keeps the collector busy. A stripper
-// gives its buffer back once it has returned its last byte or error.
-var stripBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+// readers recycles the 64 KiB read buffers that StripForged (at arrival)
+// and checkDKIM (before delivery) need for every message; fresh ones are
+// garbage the collector then spends its time on. A stripper gives its
+// buffer back once it has returned its last byte or error.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 type fieldMode int
 
@@ -88,7 +89,7 @@ func (s *stripper) Read(p []byte) (int, error) {
 func (s *stripper) release() {
 	if s.pooled {
 		s.br.Reset(nil)
-		stripBufs.Put(s.br)
+		readers.Put(s.br)
 	}
 	s.br = nil
 }
