@@ -49,7 +49,7 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	// since the schedule was made. The body never changes after Commit; one
 	// of another length was truncated or overwritten on disk, and sending it
 	// would deliver damaged mail.
-	it, size, err := r.sp.readItem(id, lk.f, true)
+	it, size, err := r.sp.readItem(id, lk.f, lk.size, true)
 	if err != nil {
 		switch {
 		case errors.Is(err, errCorrupt):

@@ -17,7 +17,8 @@ import (
 // admin command holds it while it changes or removes the item. flock locks
 // belong to the open file, so two holders in one process exclude each other too.
 type itemLock struct {
-	f *os.File
+	f    *os.File
+	size int64 // of the file, when it was locked
 }
 
 // lockOpened, when set (tests), runs between opening an item's file and
@@ -57,7 +58,7 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 			}
-			return &itemLock{f: f}, nil
+			return &itemLock{f: f, size: held.Size}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()

@@ -42,7 +42,7 @@ func (s *Spool) recover() error {
 	loaded, quarantined := 0, 0
 	for id := range bodies {
 		reason := ""
-		if _, _, err := s.readItem(id, nil, true); errors.Is(err, ErrNotFound) {
+		if _, _, err := s.readItem(id, nil, -1, true); errors.Is(err, ErrNotFound) {
 			// Removed by an admin command since the directory was read.
 			delete(metas, id)
 			continue

@@ -70,12 +70,13 @@ type committedItem struct {
 	fileSize int64
 }
 
+// remember keeps it, which its Writer no longer changes; recall hands out
+// copies.
 func (s *Spool) remember(it *Item, fileSize int64) {
 	if s.daemon == nil {
 		return
 	}
 	c := committedItem{it: *it, fileSize: fileSize}
-	c.it.Recipients = slices.Clone(it.Recipients)
 	s.mu.Lock()
 	s.committed[it.ID] = c
 	s.mu.Unlock()
@@ -217,7 +218,7 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
-	_, n, err := s.readItem(id, f, true)
+	_, n, err := s.readItem(id, f, -1, true)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -258,17 +259,18 @@ func (s *Spool) Get(id string) (Item, error) {
 }
 
 func (s *Spool) readMeta(id string) (*Item, error) {
-	it, _, err := s.readItem(id, nil, false)
+	it, _, err := s.readItem(id, nil, -1, false)
 	return it, err
 }
 
 // readItem reads an item's current record: <id>.json when the item's state
 // has changed since it was committed, otherwise the envelope trailer of its
-// body file. f, when not nil, is the body file already open (and locked).
+// body file. f, when not nil, is the body file already open (and locked),
+// and size its size when known (-1 otherwise).
 // With check, the body's length is verified against the record and
 // returned; a mismatch is errCorrupt, since sending it would deliver damaged
 // mail.
-func (s *Spool) readItem(id string, f *os.File, check bool) (*Item, int64, error) {
+func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (*Item, int64, error) {
 	if !validID(id) {
 		return nil, 0, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
@@ -300,8 +302,13 @@ func (s *Spool) readItem(id string, f *os.File, check bool) (*Item, int64, error
 			}
 		}
 	} else if c, ok := s.recall(id); ok {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && fi.Size() == c.fileSize {
+		if size < 0 {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil {
+				size = fi.Size()
+			}
+		}
+		if size == c.fileSize {
 			return &c.it, c.it.Size, nil
 		}
 		it, n, err = readTrailer(f)
