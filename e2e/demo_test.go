@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/internal/dnstest"
+	"github.com/dualmx/dualmx/internal/testlog"
 )
 
 // TestDemo runs "dualmx demo" as the README tells a newcomer to, follows the
@@ -26,7 +27,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/internal/testca"
+	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -61,7 +62,7 @@ type env struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testlog.Buffer
 	exit chan error
 
 	serveArgs []string // extra flags for dualmx serve
@@ -139,32 +140,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	if l == nil {
-		return ""
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start runs "dualmx serve" and waits until it answers SMTP.
 func (e *env) start() {
 	e.t.Helper()
 	e.mu.Lock()
 	if e.logs == nil {
-		e.logs = &lockedBuffer{}
+		e.logs = &testlog.Buffer{}
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--config", e.cfgPath}, e.serveArgs...)...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs

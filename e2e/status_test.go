@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -190,7 +191,7 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 	t.Helper()
 	port := freePort(t)
 	_, p, _ := net.SplitHostPort(port)
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	cmd := exec.Command(driver, "--port="+p, "--allowed-ips=127.0.0.1")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/m365/m365test"
 	"github.com/dualmx/dualmx/router"
@@ -55,31 +56,13 @@ func mustZone(n string) *time.Location {
 	return l
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type world struct {
 	t      *testing.T
 	tn     *m365test.Tenant
 	store  *router.Store
 	clock  *clock
 	env    Env
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	dir    string
 	sleeps int
 }
@@ -88,7 +71,7 @@ type world struct {
 // a state database in a temp dir and a fixed clock.
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, tn: m365test.New(t, testDomain), clock: &clock{}, logs: &syncBuffer{}, dir: t.TempDir()}
+	w := &world{t: t, tn: m365test.New(t, testDomain), clock: &clock{}, logs: &testlog.Buffer{}, dir: t.TempDir()}
 	w.clock.set("2026-03-10")
 	w.tn.AddSKU(testSKU, "O365_BUSINESS_PREMIUM", 25)
 	w.tn.AddUser("ithelp@"+testDomain, "IT help")

@@ -3,36 +3,17 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dualmx/dualmx/internal/testca"
+	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/standin"
 )
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type fixture struct {
 	t    *testing.T
@@ -40,7 +21,7 @@ type fixture struct {
 	dir  string
 	sp   *Spool
 	m    *metrics.Metrics
-	logs *syncBuffer
+	logs *testlog.Buffer
 	log  *slog.Logger
 }
 
@@ -50,7 +31,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ca: ca, dir: t.TempDir(), m: metrics.New(), logs: &syncBuffer{}}
+	f := &fixture{t: t, ca: ca, dir: t.TempDir(), m: metrics.New(), logs: &testlog.Buffer{}}
 	f.log = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.sp, err = OpenSpool(f.dir, f.m, f.log, WithAdminWait(200*time.Millisecond))
 	if err != nil {
@@ -201,7 +182,7 @@ func newFixtureAt(t *testing.T, dir string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ca: ca, dir: dir, m: metrics.New(), logs: &syncBuffer{}}
+	f := &fixture{t: t, ca: ca, dir: dir, m: metrics.New(), logs: &testlog.Buffer{}}
 	f.log = slog.New(slog.NewJSONHandler(f.logs, nil))
 	f.sp, err = OpenSpool(dir, f.m, f.log, WithAdminWait(200*time.Millisecond))
 	if err != nil {

@@ -6,7 +6,6 @@ package srs
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -18,10 +17,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dualmx/dualmx/internal/testlog"
 )
 
 // TestInteropPostsrsd checks the claim the package makes: with the same
@@ -262,24 +262,6 @@ type postsrsd struct {
 	forward, reverse string // host:port
 }
 
-// syncBuffer collects the daemon's output while the test may read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startPostsrsd runs postsrsd in the foreground in its own process group, so
 // that cleanup also ends the children it forks per connection.
 func startPostsrsd(t *testing.T, bin, secretFile, domain string) *postsrsd {
@@ -298,7 +280,7 @@ func startPostsrsd(t *testing.T, bin, secretFile, domain string) *postsrsd {
 			"-t10", // children idle longer than this exit on their own
 		)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out := &syncBuffer{}
+		out := &testlog.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", bin, err)
