@@ -203,7 +203,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		Resolver:           resolver,
 		DSNPort:            cfg.Delivery.MXPort,
 	}
-	v, err := newVoucher(cfg, resolver, m, log)
+	v, err := newVoucher(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -331,12 +331,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 
 // newVoucher sets up the arrival checks and, when the arc section is present,
 // sealing. The key is loaded once here; a key file others can read is refused.
-func newVoucher(cfg *config.Config, resolver *net.Resolver, m *metrics.Metrics, log *slog.Logger) (*vouch.Voucher, error) {
+func newVoucher(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*vouch.Voucher, error) {
 	v := &vouch.Voucher{
 		// The cache honours each record's TTL (at most five minutes): a
 		// burst from one sender domain then costs one SPF and one DMARC
 		// lookup, not two per message.
-		Check:   authcheck.Checker{AuthServID: cfg.Hostname, Resolver: resolver, Lookup: authcheck.NewCache(cfg.Resolver), Metrics: m},
+		Check:   authcheck.Checker{AuthServID: cfg.Hostname, Lookup: authcheck.NewCache(cfg.Resolver), Metrics: m},
 		Metrics: m,
 		Logger:  log,
 	}
