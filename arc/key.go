@@ -84,12 +84,16 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 		if _, err := keyAlgorithm(&k.PublicKey); err != nil {
 			return nil, err
 		}
-		return k, nil
+		return fastSigner(k), nil
 	case ed25519.PrivateKey:
 		return k, nil
 	}
 	return nil, fmt.Errorf("unsupported key type %T, want RSA or Ed25519", key)
 }
+
+// SignerInfo says what makes the signatures of a key from LoadKey: the
+// system's OpenSSL for an RSA key where it can be used, else Go.
+func SignerInfo(k crypto.Signer) string { return describeSigner(k) }
 
 // GenerateKey makes a new sealing key, alg "rsa" (2048 bits) or "ed25519",
 // and returns it with its PKCS#8 PEM encoding for the key file.
