@@ -37,6 +37,7 @@ func (r *Runner) process(ctx context.Context, id string) done {
 			return done{id: id}
 		}
 		r.sp.forget(id) // removed by an admin command
+		r.sp.viewGone(id)
 		if r.orphanMeta(id) {
 			// Metadata without a body: the body was removed or lost behind
 			// our back (remove deletes the body first, then the metadata).

@@ -82,6 +82,7 @@ func (s *Spool) recover() error {
 
 func (s *Spool) quarantine(id, reason string) error {
 	s.forget(id)
+	defer s.viewGone(id) // moved aside, or left for the next List to find
 	qdir := filepath.Join(s.dir, quarantineDir)
 	for _, ext := range []string{msgExt, metaExt} {
 		src := s.path(id, ext)

@@ -425,19 +425,3 @@ func (r *Runner) nextWake(now time.Time, full bool) time.Duration {
 func (r *Runner) Stats() metrics.QueueStats {
 	return r.sp.Stats(r.opts.Now())
 }
-
-// Stats counts the items by state and finds the oldest.
-func (s *Spool) Stats(now time.Time) metrics.QueueStats {
-	st := metrics.QueueStats{ByState: map[string]int{}}
-	items, err := s.List()
-	if err != nil {
-		return st
-	}
-	for _, it := range items {
-		st.ByState[string(it.State)]++
-		if age := now.Sub(it.ReceivedAt).Seconds(); age > st.OldestAgeSeconds {
-			st.OldestAgeSeconds = age
-		}
-	}
-	return st
-}

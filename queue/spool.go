@@ -63,6 +63,13 @@ type Spool struct {
 	// written. An entry is only a shortcut: <id>.json, when it exists, wins.
 	mu        sync.Mutex
 	committed map[string]committedItem
+
+	// view, viewSeq, viewFrom, viewReady and listing: see view.go; under mu.
+	view      map[string]viewEntry
+	viewSeq   uint64
+	viewFrom  uint64
+	viewReady bool
+	listing   int
 }
 
 type committedItem struct {
@@ -80,6 +87,7 @@ func (s *Spool) remember(it *Item, fileSize int64) {
 	s.mu.Lock()
 	s.committed[it.ID] = c
 	s.mu.Unlock()
+	s.viewSet(it.ID, it.State, it.ReceivedAt)
 }
 
 func (s *Spool) recall(id string) (committedItem, bool) {
@@ -172,7 +180,7 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir), committed: map[string]committedItem{}}
+	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir), committed: map[string]committedItem{}, view: map[string]viewEntry{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -342,7 +350,9 @@ func parseMeta(b []byte) (*Item, error) {
 
 // List returns every item, oldest first. Items that cannot be read are
 // skipped: recovery quarantines them at the next start.
-func (s *Spool) List() ([]Item, error) {
+func (s *Spool) List() (items []Item, err error) {
+	start := s.listStart()
+	defer func() { s.listEnd(start, items) }()
 	ids, err := s.ids()
 	if err != nil {
 		return nil, err
@@ -429,6 +439,7 @@ func (s *Spool) writeMeta(it *Item) error {
 	}
 	it.hasMeta = true
 	s.forget(it.ID)
+	s.viewSet(it.ID, it.State, it.ReceivedAt)
 	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
 	}
@@ -494,6 +505,7 @@ func (s *Spool) unlink(it *Item) error {
 	if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}
+	s.viewGone(id) // the body is what makes an item exist
 	if it.hasMeta {
 		if err := removeFile(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool %s: %w", id, err)
