@@ -78,10 +78,17 @@ func TestInteropDkimpy(t *testing.T) {
 	dir := t.TempDir()
 	keys := keyring{}
 
-	sealKey, _, err := GenerateKey("rsa")
+	// Loaded as the daemon loads its key file, so the seals are made by the
+	// signer it uses (OpenSSL where available).
+	_, sealPEM, err := GenerateKey("rsa")
 	if err != nil {
 		t.Fatal(err)
 	}
+	sealKey, err := parsePrivateKey(sealPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("sealing with %s", SignerInfo(sealKey))
 	keys.add(t, "arc", "relay.example", sealKey.Public())
 	sealer := &Sealer{Domain: "relay.example", Selector: "arc", Key: sealKey}
 
