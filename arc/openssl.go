@@ -91,6 +91,8 @@ static void dualmx_ossl_err(char *buf, size_t n) {
 
 // dualmx_ossl_load parses a PKCS#1 RSAPrivateKey.
 static EVP_PKEY *dualmx_ossl_load(const unsigned char *der, long n, char *errbuf, size_t errn) {
+	// This thread may hold errors left by other code; only ours count.
+	ossl.err_clear();
 	const unsigned char *p = der;
 	EVP_PKEY *k = ossl.d2i_private_key(DUALMX_EVP_PKEY_RSA, NULL, &p, n);
 	if (k == NULL) {
@@ -105,6 +107,7 @@ static void dualmx_ossl_free(EVP_PKEY *k) { ossl.pkey_free(k); }
 // digest. It returns the signature length, or 0 with errbuf filled.
 static size_t dualmx_ossl_sign(EVP_PKEY *k, const unsigned char *digest, size_t dn,
 		unsigned char *sig, size_t sn, char *errbuf, size_t errn) {
+	ossl.err_clear();
 	EVP_PKEY_CTX *ctx = ossl.ctx_new(k, NULL);
 	if (ctx == NULL) {
 		dualmx_ossl_err(errbuf, errn);
@@ -127,6 +130,7 @@ import "C"
 import (
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -134,6 +138,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -158,8 +163,8 @@ type opensslRSA struct {
 	pkey *C.EVP_PKEY
 }
 
-// fastSigner returns k signing through OpenSSL when that is available, else
-// k itself.
+// fastSigner returns k signing through OpenSSL when that is available and
+// signs with k, else k itself (describeSigner says why).
 func fastSigner(k *rsa.PrivateKey) crypto.Signer {
 	s, err := newOpenSSLRSA(k)
 	if err != nil {
@@ -167,6 +172,11 @@ func fastSigner(k *rsa.PrivateKey) crypto.Signer {
 	}
 	return s
 }
+
+// selfTestDigest is signed once per key before OpenSSL is trusted with it: a
+// libcrypto that loads a key may still refuse to sign with it (a FIPS
+// provider refuses RSA keys under 2048 bits, which ARC allows from 1024).
+var selfTestDigest = sha256.Sum256([]byte("dualmx arc signer self-test"))
 
 func newOpenSSLRSA(k *rsa.PrivateKey) (*opensslRSA, error) {
 	if _, err := openssl(); err != nil {
@@ -184,15 +194,18 @@ func newOpenSSLRSA(k *rsa.PrivateKey) (*opensslRSA, error) {
 	}
 	s := &opensslRSA{key: k, pkey: pkey}
 	runtime.AddCleanup(s, func(p *C.EVP_PKEY) { C.dualmx_ossl_free(p) }, pkey)
+	if _, err := s.opensslSign(selfTestDigest[:]); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 func (s *opensslRSA) Public() crypto.PublicKey { return &s.key.PublicKey }
 
 // Sign implements crypto.Signer for PKCS #1 v1.5 over SHA-256, the only
-// RSA signature ARC uses. The signature is verified with Go before it is
-// returned, as Go's own signer does, so that a faulty library or a fault in
-// the computation never puts a bad seal on mail.
+// RSA signature ARC uses. Should OpenSSL fail, or make a signature that Go
+// does not verify (a faulty library, a fault in the computation), Go signs
+// instead: the seal is the same, only slower, and no bad seal goes on mail.
 func (s *opensslRSA) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts.HashFunc() != crypto.SHA256 || len(digest) != crypto.SHA256.Size() {
 		return nil, fmt.Errorf("openssl: unsupported signature options %v", opts.HashFunc())
@@ -200,6 +213,19 @@ func (s *opensslRSA) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	if _, ok := opts.(*rsa.PSSOptions); ok {
 		return nil, errors.New("openssl: RSA-PSS is not supported")
 	}
+	sig, err := s.opensslSign(digest)
+	if err != nil {
+		opensslFallbacks.Add(1)
+		return rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, digest)
+	}
+	return sig, nil
+}
+
+// opensslFallbacks counts signatures Go made because OpenSSL failed (tests).
+var opensslFallbacks atomic.Int64
+
+// opensslSign signs through libcrypto and checks the result with Go.
+func (s *opensslRSA) opensslSign(digest []byte) ([]byte, error) {
 	sig := make([]byte, s.key.Size())
 	var errbuf [256]C.char
 	n := C.dualmx_ossl_sign(s.pkey,
@@ -219,12 +245,14 @@ func (s *opensslRSA) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 
 // describeSigner names what makes k's signatures, for the start-up log.
 func describeSigner(k crypto.Signer) string {
-	switch k.(type) {
+	switch k := k.(type) {
 	case *opensslRSA:
 		v, _ := openssl()
 		return v
 	case *rsa.PrivateKey:
-		if _, err := openssl(); err != nil {
+		// Asked once, at start: trying again costs one key load and one
+		// signature, and says why OpenSSL is not used.
+		if _, err := newOpenSSLRSA(k); err != nil {
 			return "Go crypto/rsa (OpenSSL not used: " + err.Error() + ")"
 		}
 		return "Go crypto/rsa"

@@ -11,7 +11,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -96,5 +101,86 @@ func TestLoadedRSAKeyUsesOpenSSL(t *testing.T) {
 	}
 	if info := SignerInfo(testKey(t)); info != "Go crypto/rsa" {
 		t.Errorf("SignerInfo(Go key) = %q", info)
+	}
+}
+
+// A signature from OpenSSL that Go does not verify (here: libcrypto holds
+// another key) is replaced by Go's: the seal stays right.
+func TestOpenSSLSignerFallsBackToGo(t *testing.T) {
+	s := mustOpenSSL(t)
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := newOpenSSLRSA(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := &opensslRSA{key: s.key, pkey: o.pkey}
+	before := opensslFallbacks.Load()
+	digest := sha256.Sum256([]byte("fallback"))
+	got, err := mixed.Sign(rand.Reader, digest[:], crypto.SHA256)
+	runtime.KeepAlive(o) // o owns the EVP_PKEY mixed borrows
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := rsa.SignPKCS1v15(nil, s.key, crypto.SHA256, digest[:])
+	if string(got) != string(want) {
+		t.Error("fallback signature differs from Go's")
+	}
+	if opensslFallbacks.Load() != before+1 {
+		t.Error("fallback not counted")
+	}
+}
+
+// childEnv makes the test binary, run again, act as one process with a
+// given environment: OpenSSL is set up once per process.
+const childEnv = "DUALMX_ARC_TEST_CHILD"
+
+// TestOpenSSLChild is the child's side; it does nothing in a normal run.
+func TestOpenSSLChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("runs only as the child of TestKeysOpenSSLCannotUse")
+	}
+	der := x509.MarshalPKCS1PrivateKey(testKey(t))
+	k, err := parsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("type=%T\ninfo=%s\n", k, SignerInfo(k))
+	digest := sha256.Sum256([]byte("child"))
+	sig, err := k.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(&testKey(t).PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Where OpenSSL is switched off, or loads a key but will not sign with it
+// (a FIPS-only configuration), the key signs with Go and the start-up line
+// says why.
+func TestKeysOpenSSLCannotUse(t *testing.T) {
+	mustOpenSSL(t)
+	fipsOnly := filepath.Join(t.TempDir(), "openssl.cnf")
+	writeFile(t, fipsOnly, []byte("openssl_conf = init\n[init]\nalg_section = algs\n[algs]\ndefault_properties = fips=yes\n"))
+	for _, c := range []struct {
+		name, env, why string
+	}{
+		{"switched off", opensslEnv + "=off", opensslEnv + "=off"},
+		{"FIPS-only configuration", "OPENSSL_CONF=" + fipsOnly, "openssl: signing:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestOpenSSLChild$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), childEnv+"=1", c.env)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "type=*rsa.PrivateKey\n") || !strings.Contains(string(out), "OpenSSL not used: "+c.why) {
+				t.Errorf("child printed:\n%s", out)
+			}
+		})
 	}
 }

@@ -55,8 +55,9 @@ var DefaultOversign = []string{"From", "Reply-To", "To", "Cc", "Subject", "Date"
 type Sealer struct {
 	Domain   string // d=
 	Selector string // s=; the key is published at Selector._domainkey.Domain
-	// Key is an *rsa.PrivateKey (rsa-sha256; at least 1024 bits, 2048
-	// recommended) or an ed25519.PrivateKey (ed25519-sha256, RFC 8463).
+	// Key signs: its public key is an *rsa.PublicKey (rsa-sha256; at least
+	// 1024 bits, 2048 recommended) or an ed25519.PublicKey (ed25519-sha256,
+	// RFC 8463). LoadKey's RSA keys sign through OpenSSL where they can.
 	Key crypto.Signer
 	// Headers names the fields the AMS covers (h=); every occurrence in the
 	// message is covered. nil means DefaultHeaders; an empty slice covers
