@@ -261,15 +261,29 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	}
 	if r.opts.OnPermanentFailure == PolicyBounce && bounceable(it) {
 		dsnID, err := r.sp.bounceLocked(it, lk, r.opts.HelloName, now)
-		if err == nil {
+		if dsnID != "" {
+			// The DSN is spooled and goes out whatever became of the original.
 			r.count("bounced", failed)
 			if r.m != nil {
 				r.m.DSNsGenerated.Inc()
 			}
+		}
+		switch {
+		case err == nil:
 			log.Info("queue: bounced", "dsn_id", dsnID, "failed", failed)
 			return done{id: id, also: []string{dsnID}}
+		case dsnID != "" && !r.sp.exists(id):
+			// The body went, its metadata did not: the item is gone, and
+			// holding it would write metadata for a message that no longer
+			// exists. What is left is quarantined as metadata without body.
+			log.Error("queue: bounced, but removing the original's metadata failed", "dsn_id", dsnID, "err", err)
+			return done{id: id, also: []string{dsnID}}
+		case dsnID != "":
+			log.Error("queue: bounced, but the original could not be removed; holding it", "dsn_id", dsnID, "err", err)
+			defer r.schedule(dsnID, now)
+		default:
+			log.Error("queue: bounce failed, holding instead", "err", err)
 		}
-		log.Error("queue: bounce failed, holding instead", "err", err)
 	}
 	it.State = StateHeld
 	it.NextAttempt = time.Time{}

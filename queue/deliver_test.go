@@ -621,3 +621,46 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 		t.Errorf("%v items quarantined", got)
 	}
 }
+
+// A bounce whose DSN is spooled but whose original loses only its body (its
+// metadata cannot be removed) sends the DSN at once and does not hold a
+// message that no longer exists.
+func TestBounceLeavesMetadataBehind(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if e.Stage == standin.StageRcpt {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown recipient"}
+		}
+		return nil
+	}})
+	mx := f.target(standin.Options{TLS: newFixture(t).tlsFor("mx.sender.test")})
+	opts := f.opts(s)
+	opts.OnPermanentFailure = PolicyBounce
+	opts.LookupMX = func(context.Context, string) ([]*net.MX, error) {
+		return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
+	}
+	opts.DSNPort = mx.Port()
+	id := f.spool(testBody, defaultEnv())
+	setState(t, f.sp, id, StateDeferred) // now it has <id>.json
+	removeFile = func(name string) error {
+		if strings.HasSuffix(name, id+metaExt) {
+			return &os.PathError{Op: "remove", Path: name, Err: syscall.EIO}
+		}
+		return os.Remove(name)
+	}
+	defer func() { removeFile = os.Remove }()
+	_, stop := f.run(opts)
+	waitMsgs(t, mx, 1) // without waiting for the next rescan
+	waitFor(t, 5*time.Second, "body removed", func() bool { return !f.sp.exists(id) })
+	stop()
+	b, err := os.ReadFile(f.sp.path(id, metaExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, err := parseMeta(b); err != nil || it.State == StateHeld {
+		t.Errorf("leftover metadata rewritten as %v (err %v): a held message without a body", it.State, err)
+	}
+	if got := f.sp.Stats(time.Now()).ByState; got["held"] != 0 || got["deferred"] != 0 || got["pending"] != 0 {
+		t.Errorf("gauges %v, want an empty queue", got)
+	}
+}

@@ -82,7 +82,6 @@ func (s *Spool) recover() error {
 
 func (s *Spool) quarantine(id, reason string) error {
 	s.forget(id)
-	defer s.viewGone(id) // moved aside, or left for the next List to find
 	qdir := filepath.Join(s.dir, quarantineDir)
 	for _, ext := range []string{msgExt, metaExt} {
 		src := s.path(id, ext)
@@ -95,6 +94,9 @@ func (s *Spool) quarantine(id, reason string) error {
 		}
 		if err := os.Rename(src, dst); err != nil {
 			return fmt.Errorf("spool %s: quarantine: %w", id, err)
+		}
+		if ext == msgExt {
+			s.viewGone(id) // the body is what makes an item exist
 		}
 	}
 	if err := syncDir(qdir); err != nil {

@@ -352,7 +352,8 @@ func parseMeta(b []byte) (*Item, error) {
 // skipped: recovery quarantines them at the next start.
 func (s *Spool) List() (items []Item, err error) {
 	start := s.listStart()
-	defer func() { s.listEnd(start, items) }()
+	var unreadable []string
+	defer func() { s.listEnd(start, items, unreadable) }()
 	ids, err := s.ids()
 	if err != nil {
 		return nil, err
@@ -364,6 +365,7 @@ func (s *Spool) List() (items []Item, err error) {
 		if err != nil {
 			if !errors.Is(err, ErrNotFound) {
 				s.log.Warn("spool: unreadable item", "id", id, "err", err)
+				unreadable = append(unreadable, id)
 			}
 			continue
 		}
@@ -512,6 +514,13 @@ func (s *Spool) unlink(it *Item) error {
 		}
 	}
 	return nil
+}
+
+// exists reports whether id's body file is there (an error other than "not
+// there" counts as there: nothing is concluded from a failed look).
+func (s *Spool) exists(id string) bool {
+	_, err := os.Stat(s.path(id, msgExt))
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // removeFile is os.Remove; tests replace it to make removals fail.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -238,15 +239,122 @@ func TestViewMergesChangesDuringList(t *testing.T) {
 	inner := f.sp.listStart()
 	f.sp.viewGone("b")                   // removed after both read it
 	f.sp.viewSet("a", StateDeferred, t0) // deferred after they read it
-	f.sp.listEnd(inner, read("a", "b", "c", "d"))
+	f.sp.listEnd(inner, read("a", "b", "c", "d"), nil)
 	want := map[string]State{"a": StateDeferred, "b": "gone", "c": StatePending, "d": StatePending}
 	if got := view(); !maps.Equal(got, want) {
 		t.Errorf("after the inner List: %v, want %v (b stays a tombstone while the outer List runs)", got, want)
 	}
 	f.sp.viewGone("d")
-	f.sp.listEnd(outer, read("a", "b", "d", "e")) // older than the installed one
+	f.sp.listEnd(outer, read("a", "b", "d", "e"), nil) // older than the installed one
 	want = map[string]State{"a": StateDeferred, "c": StatePending}
 	if got := view(); !maps.Equal(got, want) {
 		t.Errorf("after the outer List: %v, want %v", got, want)
+	}
+}
+
+// Messages delivered and removed while Lists run (as the runner's scans do)
+// leave nothing in the gauges: a List may see an item the moment it is
+// renamed into the spool, before its commit has finished.
+func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standinOpts())
+	opts := f.opts(s)
+	opts.Concurrency = 4
+	opts.RescanInterval = time.Hour // only the Lists below
+	r, _ := f.run(opts)
+	stop := make(chan struct{})
+	var lister sync.WaitGroup
+	lister.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := f.sp.List(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	const senders, each = 4, 40
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range each {
+				r.Notify(commitTo(t, f.sp))
+			}
+		})
+	}
+	wg.Wait()
+	waitMsgs(t, s, senders*each)
+	waitFor(t, 10*time.Second, "empty spool", func() bool {
+		ids, err := f.sp.ids()
+		return err == nil && len(ids) == 0
+	})
+	close(stop)
+	lister.Wait()
+	got := f.sp.Stats(time.Now())
+	for st, n := range got.ByState {
+		if n != 0 {
+			t.Errorf("%d %s in the gauges, none in the spool", n, st)
+		}
+	}
+}
+
+// The runner may find, deliver and remove an item between its rename into
+// the spool and the end of its Commit; the gauges must not count it after.
+func TestStatsItemRemovedBeforeCommitReturns(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.sp.List(); err != nil { // the runner's first scan
+		t.Fatal(err)
+	}
+	afterRename = func(sp *Spool, id string) {
+		if _, err := sp.List(); err != nil { // a scan finds it...
+			t.Error(err)
+		}
+		it, err := sp.readMeta(id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := sp.removeDelivered(it); err != nil { // ...and it is delivered
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { afterRename = nil })
+	commitTo(t, f.sp)
+	afterRename = nil
+	if got := f.sp.Stats(time.Now()).ByState; got["pending"] != 0 {
+		t.Errorf("gauges %v after the only item was delivered", got)
+	}
+	f.sp.mu.Lock()
+	n := len(f.sp.committed)
+	f.sp.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d remembered envelopes of removed items", n)
+	}
+}
+
+// An item that quarantine could not move aside is still in the spool, and
+// in the gauges.
+func TestStatsKeepItemQuarantineCouldNotMove(t *testing.T) {
+	f := newFixture(t)
+	id := f.spool(testBody, defaultEnv())
+	if _, err := f.sp.List(); err != nil {
+		t.Fatal(err)
+	}
+	qdir := filepath.Join(f.dir, quarantineDir)
+	if err := os.RemoveAll(qdir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(qdir, nil, 0o600); err != nil { // renames into it fail
+		t.Fatal(err)
+	}
+	if err := f.sp.quarantine(id, "test"); err == nil {
+		t.Fatal("quarantine into a file succeeded")
+	}
+	if got := f.sp.Stats(time.Now()).ByState; got["pending"] != 1 {
+		t.Errorf("gauges %v, want the item still counted", got)
 	}
 }

@@ -55,18 +55,21 @@ func (s *Spool) viewGone(id string) {
 }
 
 // listStart marks a List in flight and returns the change count it starts
-// from.
+// from; each List gets its own, so that of two Lists the one that began
+// later wins.
 func (s *Spool) listStart() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listing++
+	s.viewSeq++
 	return s.viewSeq
 }
 
 // listEnd installs what a List read (items is nil when it failed), with the
-// changes made since it started applied on top. A List that started before
-// the installed one is too old to install.
-func (s *Spool) listEnd(start uint64, items []Item) {
+// changes made since it started applied on top. An item that is there but
+// could not be read this time (unreadable) keeps what the view knew of it.
+// A List that started before the installed one is too old to install.
+func (s *Spool) listEnd(start uint64, items []Item, unreadable []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listing--
@@ -79,6 +82,11 @@ func (s *Spool) listEnd(start uint64, items []Item) {
 	nv := make(map[string]viewEntry, len(items))
 	for _, it := range items {
 		nv[it.ID] = viewEntry{state: it.State, received: it.ReceivedAt}
+	}
+	for _, id := range unreadable {
+		if e, ok := s.view[id]; ok && !e.gone {
+			nv[id] = e
+		}
 	}
 	for id, e := range s.view {
 		if e.seq <= start {

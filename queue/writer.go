@@ -177,25 +177,39 @@ func (w *Writer) Commit() (string, error) {
 		os.Remove(w.tmp)
 		return "", err
 	}
+	// Remembered before the rename: from the rename on, the runner may find
+	// the item in a scan, deliver and remove it, and a later remember would
+	// bring it back into the queue gauges.
+	w.s.remember(&w.it, fileSize)
 	msg := w.s.path(id, msgExt)
 	if err := os.Rename(w.tmp, msg); err != nil {
 		os.Remove(w.tmp)
+		w.s.forget(id)
+		w.s.viewGone(id)
 		return "", fmt.Errorf("spool %s: %w", id, err)
+	}
+	if afterRename != nil {
+		afterRename(w.s, id)
 	}
 	if err := w.s.dsync.Sync(); err != nil {
 		// The sender will be told to retry, so the item must not survive
 		// to be delivered as well.
 		os.Remove(msg)
+		w.s.forget(id)
+		w.s.viewGone(id)
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
-	w.s.remember(&w.it, fileSize)
 	// The SMTP session logs the accepted message with the same id; this line
 	// is for debugging the spool alone, so it stays off the per-message log.
 	w.s.log.Debug("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
 		"size", w.it.Size, "eight_bit", w.it.EightBit)
 	return id, nil
 }
+
+// afterRename, when set (tests), runs in Commit once the item is visible
+// in the spool, where the runner's scan may already find it.
+var afterRename func(s *Spool, id string)
 
 // Abort discards the message; safe to call after Commit (it does nothing then).
 func (w *Writer) Abort() {
