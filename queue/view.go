@@ -70,18 +70,22 @@ func (s *Spool) listStart() uint64 {
 // could not be read this time (unreadable) keeps what the view knew of it.
 // A List that started before the installed one is too old to install.
 func (s *Spool) listEnd(start uint64, items []Item, unreadable []string) {
+	var nv map[string]viewEntry
+	if items != nil {
+		// Built before taking the lock that commits and deliveries share.
+		nv = make(map[string]viewEntry, len(items))
+		for _, it := range items {
+			nv[it.ID] = viewEntry{state: it.State, received: it.ReceivedAt}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listing--
-	if items == nil || s.daemon == nil || (s.viewReady && start < s.viewFrom) {
+	if nv == nil || s.daemon == nil || (s.viewReady && start < s.viewFrom) {
 		if s.listing == 0 {
 			s.dropTombstones()
 		}
 		return
-	}
-	nv := make(map[string]viewEntry, len(items))
-	for _, it := range items {
-		nv[it.ID] = viewEntry{state: it.State, received: it.ReceivedAt}
 	}
 	for _, id := range unreadable {
 		if e, ok := s.view[id]; ok && !e.gone {
