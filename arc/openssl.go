@@ -221,8 +221,12 @@ func (s *opensslRSA) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	return sig, nil
 }
 
-// opensslFallbacks counts signatures Go made because OpenSSL failed (tests).
+// opensslFallbacks counts signatures Go made because OpenSSL failed.
 var opensslFallbacks atomic.Int64
+
+// SignerFallbacks is how many signatures Go has made in this process
+// because the OpenSSL signer failed or made one that did not verify.
+func SignerFallbacks() int64 { return opensslFallbacks.Load() }
 
 // opensslSign signs through libcrypto and checks the result with Go.
 func (s *opensslRSA) opensslSign(digest []byte) ([]byte, error) {

@@ -20,3 +20,6 @@ func describeSigner(k crypto.Signer) string {
 	}
 	return fmt.Sprintf("Go (%T)", k)
 }
+
+// SignerFallbacks is always 0: this build signs only with Go.
+func SignerFallbacks() int64 { return 0 }

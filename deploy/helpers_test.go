@@ -62,6 +62,7 @@ func exported(t *testing.T) map[string]dto.MetricType {
 	})
 	m.WatchSpoolDisk(t.TempDir())
 	m.ExportTLSCertificate("smtp", time.Now().Add(90*24*time.Hour))
+	m.WatchARCSignerFallbacks(func() int64 { return 0 })
 	m.WatchCutover(func() metrics.CutoverStatus {
 		return metrics.CutoverStatus{State: "ready", Up: true, LastRun: time.Now(), Checks: map[string]string{"mx": "ok"}}
 	})

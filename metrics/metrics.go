@@ -425,6 +425,16 @@ func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(spoolSizeDesc, prometheus.GaugeValue, float64(uint64(st.Blocks)*bsize))
 }
 
+// WatchARCSignerFallbacks exports how many ARC signatures Go made because
+// the OpenSSL signer failed after passing its start-up self-test, read from
+// f at scrape time. Any at all means the system's libcrypto misbehaves.
+func (m *Metrics) WatchARCSignerFallbacks(f func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "dualmx_arc_signer_fallbacks_total",
+		Help: "ARC signatures made by Go because OpenSSL failed or made one that did not verify.",
+	}, func() float64 { return float64(f()) }))
+}
+
 // ExportTLSCertificate exports the expiry of the certificate a listener
 // ("smtp") presents, as dualmx_tls_certificate_expiry_timestamp_seconds. The
 // certificate is loaded at start, so the value is the one in use: a renewed

@@ -93,3 +93,17 @@ func gatherValue(t *testing.T, m *Metrics, name string) float64 {
 	t.Fatalf("%s not exported", name)
 	return 0
 }
+
+func TestARCSignerFallbacks(t *testing.T) {
+	m := New()
+	var n int64 = 2
+	m.WatchARCSignerFallbacks(func() int64 { return n })
+	want := `
+# HELP dualmx_arc_signer_fallbacks_total ARC signatures made by Go because OpenSSL failed or made one that did not verify.
+# TYPE dualmx_arc_signer_fallbacks_total counter
+dualmx_arc_signer_fallbacks_total 2
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "dualmx_arc_signer_fallbacks_total"); err != nil {
+		t.Error(err)
+	}
+}

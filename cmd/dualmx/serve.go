@@ -347,6 +347,9 @@ func newVoucher(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*vouc
 		}
 		v.Sealer = &arc.Sealer{Domain: cfg.ARC.Domain, Selector: cfg.ARC.Selector, Key: key}
 		log.Info("arc sealing on", "domain", cfg.ARC.Domain, "selector", cfg.ARC.Selector, "signer", arc.SignerInfo(key))
+		if m != nil {
+			m.WatchARCSignerFallbacks(arc.SignerFallbacks)
+		}
 		if len(cfg.ARC.Headers) > 0 { // "headers: []" means the default, not "sign nothing"
 			v.Sealer.Headers = cfg.ARC.Headers
 		}
