@@ -53,6 +53,27 @@ func commitTo(tb testing.TB, sp *Spool) string {
 	return id
 }
 
+// listContinuously runs Lists back to back, as a busy runner's scans
+// would, until the returned function is called.
+func (f *fixture) listContinuously(t *testing.T) (stop func()) {
+	done := make(chan struct{})
+	var lister sync.WaitGroup
+	lister.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := f.sp.List(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	return func() { close(done); lister.Wait() }
+}
+
 // onDisk counts the spool's items by state as another process sees them.
 func onDisk(t *testing.T, f *fixture) map[string]int {
 	t.Helper()
@@ -139,21 +160,7 @@ func TestStatsFollowChanges(t *testing.T) {
 // equal to the spool once they stop, with no List after them.
 func TestStatsViewUnderConcurrentLists(t *testing.T) {
 	f := newFixture(t)
-	stop := make(chan struct{})
-	var lister sync.WaitGroup
-	lister.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := f.sp.List(); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
+	stopListing := f.listContinuously(t)
 	var wg sync.WaitGroup
 	for g := range 3 {
 		wg.Go(func() {
@@ -176,8 +183,7 @@ func TestStatsViewUnderConcurrentLists(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	lister.Wait()
+	stopListing()
 	got := f.sp.Stats(time.Now()).ByState
 	maps.DeleteFunc(got, func(_ string, n int) bool { return n == 0 })
 	if want := onDisk(t, f); !maps.Equal(got, want) {
@@ -262,21 +268,7 @@ func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
 	opts.Concurrency = 4
 	opts.RescanInterval = time.Hour // only the Lists below
 	r, _ := f.run(opts)
-	stop := make(chan struct{})
-	var lister sync.WaitGroup
-	lister.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := f.sp.List(); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
+	stopListing := f.listContinuously(t)
 	const senders, each = 4, 40
 	var wg sync.WaitGroup
 	for range senders {
@@ -292,8 +284,7 @@ func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
 		ids, err := f.sp.ids()
 		return err == nil && len(ids) == 0
 	})
-	close(stop)
-	lister.Wait()
+	stopListing()
 	got := f.sp.Stats(time.Now())
 	for st, n := range got.ByState {
 		if n != 0 {
