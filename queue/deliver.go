@@ -36,8 +36,7 @@ func (r *Runner) process(ctx context.Context, id string) done {
 			log.Error("queue: lock", "err", err)
 			return done{id: id}
 		}
-		r.sp.forget(id) // removed by an admin command
-		r.sp.viewGone(id)
+		r.sp.viewGone(id) // removed by an admin command
 		if r.orphanMeta(id) {
 			// Metadata without a body: the body was removed or lost behind
 			// our back (remove deletes the body first, then the metadata).
@@ -259,6 +258,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 		log.Debug("queue: done, removed from spool")
 		return done{id: id}
 	}
+	var also []string // a DSN spooled although the original stays
 	if r.opts.OnPermanentFailure == PolicyBounce && bounceable(it) {
 		dsnID, err := r.sp.bounceLocked(it, lk, r.opts.HelloName, now)
 		if dsnID != "" {
@@ -280,7 +280,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 			return done{id: id, also: []string{dsnID}}
 		case dsnID != "":
 			log.Error("queue: bounced, but the original could not be removed; holding it", "dsn_id", dsnID, "err", err)
-			defer r.schedule(dsnID, now)
+			also = []string{dsnID}
 		default:
 			log.Error("queue: bounce failed, holding instead", "err", err)
 		}
@@ -292,7 +292,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	}
 	r.count("held", failed)
 	log.Warn("queue: held for an admin", "failed", failed, "last_error", it.LastError)
-	return done{id: id}
+	return done{id: id, also: also}
 }
 
 // bounceable: a DSN never goes to the null sender, never about our own DSN,

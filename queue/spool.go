@@ -86,8 +86,8 @@ func (s *Spool) remember(it *Item, fileSize int64) {
 	c := committedItem{it: *it, fileSize: fileSize}
 	s.mu.Lock()
 	s.committed[it.ID] = c
+	s.viewSetLocked(it.ID, it.State, it.ReceivedAt)
 	s.mu.Unlock()
-	s.viewSet(it.ID, it.State, it.ReceivedAt)
 }
 
 func (s *Spool) recall(id string) (committedItem, bool) {
@@ -503,7 +503,6 @@ func (s *Spool) removeDelivered(it *Item) error {
 
 func (s *Spool) unlink(it *Item) error {
 	id := it.ID
-	s.forget(id)
 	if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("spool %s: %w", id, err)
 	}

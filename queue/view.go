@@ -28,24 +28,30 @@ type viewEntry struct {
 	gone     bool   // removed while a List was in flight
 }
 
-// viewSet records an item's state in the daemon's view. Callers hold no lock.
+// viewSet records an item's state in the daemon's view.
 func (s *Spool) viewSet(id string, state State, received time.Time) {
 	if s.daemon == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.viewSetLocked(id, state, received)
+}
+
+func (s *Spool) viewSetLocked(id string, state State, received time.Time) {
 	s.viewSeq++
 	s.view[id] = viewEntry{state: state, received: received, seq: s.viewSeq}
 }
 
-// viewGone records that an item left the spool.
+// viewGone records that an item left the spool, and drops its remembered
+// envelope: one lock for both, per delivered message.
 func (s *Spool) viewGone(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.committed, id)
 	if s.daemon == nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.viewSeq++
 	if s.listing == 0 {
 		delete(s.view, id)

@@ -184,7 +184,6 @@ func (w *Writer) Commit() (string, error) {
 	msg := w.s.path(id, msgExt)
 	if err := os.Rename(w.tmp, msg); err != nil {
 		os.Remove(w.tmp)
-		w.s.forget(id)
 		w.s.viewGone(id)
 		return "", fmt.Errorf("spool %s: %w", id, err)
 	}
@@ -195,7 +194,6 @@ func (w *Writer) Commit() (string, error) {
 		// The sender will be told to retry, so the item must not survive
 		// to be delivered as well.
 		os.Remove(msg)
-		w.s.forget(id)
 		w.s.viewGone(id)
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
