@@ -118,7 +118,7 @@ func (r *Runner) retryRemoval(id string, log *slog.Logger) done {
 		defer lk.unlock()
 	}
 	if err == nil {
-		err = r.sp.removeDelivered(&Item{ID: id, hasMeta: true})
+		err = r.sp.removeDelivered(&Item{ID: id, hasMeta: true}, lk)
 	}
 	if err != nil {
 		log.Error("queue: remove delivered item; it will not be sent again, only its removal retried", "err", err)
@@ -245,7 +245,7 @@ func (r *Runner) decide(it *Item, lk *itemLock, now time.Time, log *slog.Logger)
 	}
 	failed := it.count(RcptFailed)
 	if failed == 0 {
-		if err := r.sp.removeDelivered(it); err != nil {
+		if err := r.sp.removeDelivered(it, lk); err != nil {
 			// Every recipient has its 250: never send it again, only
 			// retry the removal (a read-only or misowned spool).
 			log.Error("queue: remove delivered item; it will not be sent again, only its removal retried", "err", err)

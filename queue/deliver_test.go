@@ -603,6 +603,14 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 		return os.Remove(name)
 	}
 	defer func() { removeFile = os.Remove }()
+	// Nor can the file be renamed aside for reuse.
+	renameFile = func(from, to string) error {
+		if strings.HasSuffix(from, id+msgExt) && refusals.Load() <= 3 {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
+		}
+		return os.Rename(from, to)
+	}
+	defer func() { renameFile = os.Rename }()
 	opts := f.opts(s)
 	opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 	f.run(opts)

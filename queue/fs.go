@@ -15,11 +15,15 @@ import (
 type FS interface {
 	// Create creates name for writing and fails if it exists.
 	Create(name string) (File, error)
+	// Reuse opens the existing file name for writing over it from its
+	// start, and fails if anybody holds a flock on it (see reuseFile).
+	Reuse(name string) (File, error)
 }
 
 // File is a spool file being written.
 type File interface {
 	Write(p []byte) (int, error)
+	Truncate(size int64) error
 	Sync() error
 	Close() error
 }
@@ -29,6 +33,8 @@ type osFS struct{}
 func (osFS) Create(name string) (File, error) {
 	return openFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 }
+
+func (osFS) Reuse(name string) (File, error) { return reuseFile(name) }
 
 // openFile is os.OpenFile without the attempt to register a regular file
 // with the network poller, which on Linux costs three failed or undone
@@ -99,10 +105,18 @@ var syncHook func(dir string) error
 // Note registers a change in the directory that must become durable but
 // that nobody waits for: the next Sync by anyone covers it, and Flush
 // forces one when no Sync comes.
-func (g *groupSync) Note() {
+func (g *groupSync) Note() uint64 {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.requested++
-	g.mu.Unlock()
+	return g.requested
+}
+
+// Done reports whether the change Note numbered n is durable.
+func (g *groupSync) Done(n uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.completed >= n
 }
 
 // Flush makes every noted change durable, if any is not yet.

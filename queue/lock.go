@@ -19,6 +19,11 @@ import (
 type itemLock struct {
 	f    *os.File
 	size int64 // of the file, when it was locked
+	// free names the file once it was retired for reuse: it joins the
+	// pool when the lock is released (recycle.go).
+	sp       *Spool
+	free     string
+	freeSync uint64
 }
 
 // lockOpened, when set (tests), runs between opening an item's file and
@@ -74,4 +79,10 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 
 // unlock closes the file, which releases the flock: it is the only
 // descriptor of its open file description.
-func (l *itemLock) unlock() { l.f.Close() }
+func (l *itemLock) unlock() {
+	l.f.Close()
+	if l.free != "" {
+		l.sp.release(l.free, l.freeSync)
+		l.free = ""
+	}
+}

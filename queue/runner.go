@@ -337,6 +337,7 @@ func (r *Runner) readKick() []byte {
 // scan brings the schedule in line with the spool: new items, items an
 // admin retried, held, released or removed in another process.
 func (r *Runner) scan() {
+	r.sp.trimFree(freeMaxIdle)
 	items, err := r.sp.List()
 	if err != nil {
 		r.log.Error("queue: scan", "err", err)

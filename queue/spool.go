@@ -56,6 +56,7 @@ type Spool struct {
 	// adminWait bounds how long admin commands wait for a delivery in flight.
 	adminWait time.Duration
 	dsync     *groupSync
+	rec       recycler // files of delivered messages, for new ones
 
 	// committed holds, in the daemon, the envelope of each item committed by
 	// this process that has no <id>.json yet, with its file's size, so the
@@ -196,11 +197,12 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 	return s, nil
 }
 
-// Close releases the daemon lock.
+// Close removes the pool of recycled files and releases the daemon lock.
 func (s *Spool) Close() error {
 	if s.daemon == nil {
 		return nil
 	}
+	s.trimFree(-time.Hour)
 	err := s.daemon.Close()
 	s.daemon = nil
 	return err
@@ -227,15 +229,36 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
 	_, n, err := s.readItem(id, f, -1, true)
+	if err != nil && !s.sameFile(id, f) {
+		err = fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(f, 0, n), f}, nil
+	return &bodyReader{SectionReader: io.NewSectionReader(f, 0, n), s: s, id: id, f: f}, nil
 }
+
+// bodyReader reads a body without the item's lock. At the end it checks
+// that the item still has this file: a delivered item's file may have been
+// recycled for another message while it was read (recycle.go). Whoever
+// reads to io.EOF has the message as committed, or ErrNotFound.
+type bodyReader struct {
+	*io.SectionReader
+	s  *Spool
+	id string
+	f  *os.File
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.SectionReader.Read(p)
+	if err == io.EOF && !b.s.sameFile(b.id, b.f) {
+		return n, fmt.Errorf("spool %s: %w", b.id, ErrNotFound)
+	}
+	return n, err
+}
+
+func (b *bodyReader) Close() error { return b.f.Close() }
 
 // DaemonRunning reports whether a daemon holds the spool, so the CLI can say
 // whether its change will be picked up now or at the next start.
@@ -278,7 +301,7 @@ func (s *Spool) readMeta(id string) (*Item, error) {
 // With check, the body's length is verified against the record and
 // returned; a mismatch is errCorrupt, since sending it would deliver damaged
 // mail.
-func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (*Item, int64, error) {
+func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *Item, rn int64, rerr error) {
 	if !validID(id) {
 		return nil, 0, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
@@ -299,6 +322,17 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (*Item, 
 		}
 		defer bf.Close()
 		f = bf
+		if readOpened != nil {
+			readOpened(id)
+		}
+		// Read without the item's lock: a delivered item's file may be
+		// recycled for a new message while we read it (recycle.go), and
+		// what was read then belongs to neither.
+		defer func() {
+			if !s.sameFile(id, bf) {
+				rit, rn, rerr = nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+			}
+		}()
 	}
 	var it *Item
 	var n int64
@@ -331,6 +365,10 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (*Item, 
 	}
 	return it, n, nil
 }
+
+// readOpened, when set (tests), runs in readItem between opening a body
+// file by name and reading it.
+var readOpened func(id string)
 
 // errCorrupt marks metadata that was read but makes no sense: it is
 // quarantined, never guessed at. I/O errors do not carry it.
@@ -477,7 +515,7 @@ func (s *Spool) writeFile(name string, b []byte) error {
 // The caller holds the item's lock and read it under that lock, so it knows
 // whether <id>.json exists.
 func (s *Spool) remove(it *Item) error {
-	if err := s.unlink(it); err != nil {
+	if err := s.unlink(it, nil); err != nil {
 		return err
 	}
 	if err := s.dsync.Sync(); err != nil {
@@ -493,18 +531,23 @@ func (s *Spool) remove(it *Item) error {
 // duplicate as after a crash mid-delivery, never a loss. Waiting here would
 // cost a directory fsync per message (a journal commit on a journaled file
 // system) for that sliver of time.
-func (s *Spool) removeDelivered(it *Item) error {
-	if err := s.unlink(it); err != nil {
+//
+// lk, the item's lock, may be nil; with it the body file is recycled for a
+// new message (recycle.go) rather than removed.
+func (s *Spool) removeDelivered(it *Item, lk *itemLock) error {
+	if err := s.unlink(it, lk); err != nil {
 		return err
 	}
 	s.dsync.Note()
 	return nil
 }
 
-func (s *Spool) unlink(it *Item) error {
+func (s *Spool) unlink(it *Item, lk *itemLock) error {
 	id := it.ID
-	if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("spool %s: %w", id, err)
+	if !s.retire(id, lk) {
+		if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool %s: %w", id, err)
+		}
 	}
 	s.viewGone(id) // the body is what makes an item exist
 	if it.hasMeta {

@@ -28,7 +28,8 @@ func spoolFiles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.Name() != daemonLock && e.Name() != quarantineDir && e.Name() != kickFile {
+		// The recycling pool is checked by the tests in recycle_test.go.
+		if e.Name() != daemonLock && e.Name() != quarantineDir && e.Name() != kickFile && !strings.HasPrefix(e.Name(), recyclePrefix) {
 			out = append(out, e.Name())
 		}
 	}
@@ -127,11 +128,23 @@ func (ff fullFS) Create(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ff.wrap(f, name), nil
+}
+
+func (ff fullFS) Reuse(name string) (File, error) {
+	f, err := reuseFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return ff.wrap(f, name), nil
+}
+
+func (ff fullFS) wrap(f *os.File, name string) File {
 	left := ff.budget
 	if !strings.Contains(filepath.Base(name), ff.match) {
 		left = 1 << 30
 	}
-	return &fullFile{f: f, left: &left}, nil
+	return &fullFile{f: f, left: &left}
 }
 
 func (f *fullFile) Write(p []byte) (int, error) {
@@ -143,8 +156,9 @@ func (f *fullFile) Write(p []byte) (int, error) {
 	*f.left -= len(p)
 	return f.f.Write(p)
 }
-func (f *fullFile) Sync() error  { return f.f.Sync() }
-func (f *fullFile) Close() error { return f.f.Close() }
+func (f *fullFile) Truncate(n int64) error { return f.f.Truncate(n) }
+func (f *fullFile) Sync() error            { return f.f.Sync() }
+func (f *fullFile) Close() error           { return f.f.Close() }
 
 func TestDiskFull(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB, beyond the write buffer

@@ -128,7 +128,7 @@ func TestStatsFollowChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.sp.removeDelivered(it); err != nil {
+	if err := f.sp.removeDelivered(it, nil); err != nil {
 		t.Fatal(err)
 	}
 	newID := f.spool(testBody, defaultEnv())
@@ -173,7 +173,7 @@ func TestStatsViewUnderConcurrentLists(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					if err := f.sp.removeDelivered(it); err != nil {
+					if err := f.sp.removeDelivered(it, nil); err != nil {
 						t.Error(err)
 					}
 				case 2:
@@ -309,7 +309,7 @@ func TestStatsItemRemovedBeforeCommitReturns(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		if err := sp.removeDelivered(it); err != nil { // ...and it is delivered
+		if err := sp.removeDelivered(it, nil); err != nil { // ...and it is delivered
 			t.Error(err)
 		}
 	}

@@ -31,13 +31,15 @@ func (w *Writer) release() {
 // Writer streams one message body into the spool. Nothing is visible in the
 // spool until Commit returns an id; after an error or Abort nothing remains.
 type Writer struct {
-	s    *Spool
-	it   Item
-	tmp  string
-	f    File
-	bw   *bufio.Writer
-	err  error
-	done bool
+	s   *Spool
+	it  Item
+	tmp string
+	f   File
+	// reused: f is a recycled file, longer perhaps than this message.
+	reused bool
+	bw     *bufio.Writer
+	err    error
+	done   bool
 }
 
 // NewWriter starts a message. The SMTP session writes DATA through the
@@ -65,14 +67,18 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 		}
 		it.Recipients = append(it.Recipients, Recipient{Rcpt: r.Rcpt, Address: r.Address, Target: r.Target, State: RcptPending})
 	}
-	tmp := filepath.Join(s.dir, tmpPrefix+it.ID+msgExt)
-	f, err := s.fs.Create(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: create body: %w", it.ID, err)
+	f, tmp := s.reuse()
+	reused := f != nil
+	if !reused {
+		tmp = filepath.Join(s.dir, tmpPrefix+it.ID+msgExt)
+		var err error
+		if f, err = s.fs.Create(tmp); err != nil {
+			return nil, fmt.Errorf("spool %s: create body: %w", it.ID, err)
+		}
 	}
 	bw := bufPool.Get().(*bufio.Writer)
 	bw.Reset(f)
-	return &Writer{s: s, it: it, tmp: tmp, f: f, bw: bw}, nil
+	return &Writer{s: s, it: it, tmp: tmp, f: f, reused: reused, bw: bw}, nil
 }
 
 // SetReport records, before Commit, that the message is a delivery report,
@@ -165,6 +171,12 @@ func (w *Writer) Commit() (string, error) {
 		}
 	}
 	w.release()
+	if err == nil && w.reused {
+		// The rest of the delivered message the file held goes.
+		if err = w.f.Truncate(fileSize); err != nil {
+			err = fmt.Errorf("spool %s: truncate: %w", id, err)
+		}
+	}
 	if err == nil {
 		if err = w.f.Sync(); err != nil {
 			err = fmt.Errorf("spool %s: sync: %w", id, err)

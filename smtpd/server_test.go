@@ -185,6 +185,11 @@ func (f fullFS) Create(name string) (queue.File, error) {
 	return &fullFile{File: fh, left: f.limit}, nil
 }
 
+// Reuse refuses, so every message goes to a new file, as in a fresh daemon.
+func (f fullFS) Reuse(name string) (queue.File, error) {
+	return nil, &os.PathError{Op: "reuse", Path: name, Err: syscall.ENOENT}
+}
+
 func (f *fullFile) Write(p []byte) (int, error) {
 	if len(p) > f.left {
 		n, _ := f.File.Write(p[:f.left])
