@@ -124,6 +124,53 @@ type conn struct {
 	lineStart time.Time
 	// opaque is set once the connection carries TLS records.
 	opaque bool
+
+	// wmu guards held: the lines of a multi-line reply written so far.
+	wmu  sync.Mutex
+	held []byte
+}
+
+// maxHeld bounds the reply lines held back; an EHLO reply is a few hundred
+// bytes.
+const maxHeld = 4 << 10
+
+// Write sends a multi-line reply as one segment. go-smtp flushes each line of
+// a reply as it formats it, so an EHLO answer left as six segments: six
+// system calls here and as many wake-ups for the client reading them. A line
+// that announces more to come ("250-...") is held until the reply's last
+// line. TLS records never look like one (their first byte is not a digit),
+// so after STARTTLS everything passes straight through.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if continuesReply(p) && len(c.held)+len(p) <= maxHeld {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	if len(c.held) == 0 {
+		return c.Conn.Write(p)
+	}
+	held := len(c.held)
+	c.held = append(c.held, p...)
+	n, err := c.Conn.Write(c.held)
+	c.held = c.held[:0]
+	// The held lines were reported written already; p's share is the rest.
+	return max(n-held, 0), err
+}
+
+// continuesReply reports whether p is one whole reply line followed by more
+// lines of the same reply: "250-SIZE 1000\r\n".
+func continuesReply(p []byte) bool {
+	n := len(p)
+	if n < 6 || p[3] != '-' || p[n-2] != '\r' || p[n-1] != '\n' {
+		return false
+	}
+	for _, b := range p[:3] {
+		if b < '0' || b > '9' {
+			return false
+		}
+	}
+	return bytes.IndexByte(p[:n-2], '\n') < 0
 }
 
 // Read bounds the wait for the client. Inside DATA each read may take up to

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +68,9 @@ func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...queue.Option) *f
 	if err != nil {
 		t.Fatal(err)
 	}
+	if wrapListener != nil {
+		ln = wrapListener(ln)
+	}
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -74,6 +78,67 @@ func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...queue.Option) *f
 		srv.Shutdown(ctx)
 	})
 	return &fixture{addr: ln.Addr().String(), spool: sp, dir: filepath.Join(dir, "spool"), m: m}
+}
+
+// wrapListener, when set, wraps the listener start serves on.
+var wrapListener func(net.Listener) net.Listener
+
+// recordingListener records every write to the connections it accepts.
+type recordingListener struct {
+	net.Listener
+	mu     sync.Mutex
+	writes []string
+}
+
+type recordingConn struct {
+	net.Conn
+	l *recordingListener
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, l: l}, nil
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.l.mu.Lock()
+	c.l.writes = append(c.l.writes, string(p))
+	c.l.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestEHLOReplyInOneWrite: go-smtp formats the EHLO reply line by line; it
+// leaves the server in one write, one segment for the client to wake up to.
+func TestEHLOReplyInOneWrite(t *testing.T) {
+	rec := &recordingListener{}
+	wrapListener = func(l net.Listener) net.Listener { rec.Listener = l; return rec }
+	defer func() { wrapListener = nil }()
+	f := start(t, nil)
+	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var ehlo []string
+	for _, w := range rec.writes {
+		if strings.HasPrefix(w, "250-") {
+			ehlo = append(ehlo, w)
+		}
+	}
+	if len(ehlo) != 1 {
+		t.Fatalf("EHLO reply in %d writes: %q\nsession:\n%s", len(ehlo), rec.writes, out)
+	}
+	lines := strings.Split(strings.TrimSuffix(ehlo[0], "\r\n"), "\r\n")
+	if len(lines) < 4 || !strings.HasPrefix(lines[len(lines)-1], "250 ") || !strings.Contains(ehlo[0], "250-PIPELINING\r\n") {
+		t.Errorf("EHLO reply written as %q", ehlo[0])
+	}
+	if !strings.Contains(out, ehlo[0]) || !strings.Contains(out, "250 2.0.0") || !strings.Contains(out, "221 ") {
+		t.Errorf("session:\n%s", out)
+	}
+	if len(rec.writes) != 4 { // greeting, EHLO, MAIL, QUIT
+		t.Errorf("%d writes for 4 replies: %q", len(rec.writes), rec.writes)
+	}
 }
 
 // rawSession speaks SMTP byte by byte, for input a well-behaved client library would refuse to send.
