@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -114,6 +115,9 @@ func smtpError(te *textproto.Error) *smtp.SMTPError {
 // maxReplyLine is go-smtp's own bound on a reply line (twice RFC 5321's).
 const maxReplyLine = 2000
 
+// dataBuffer is the write buffer of a pipelining connection.
+const dataBuffer = 32 << 10
+
 var errLongReply = errors.New("smtp: reply line too long")
 
 // lineLimitReader keeps a server from growing one reply line without end,
@@ -169,6 +173,9 @@ func (d *dialer) connect(ctx context.Context) (*client, error) {
 			io.Writer
 			io.Closer
 		}{&lineLimitReader{r: conn}, conn, conn})
+		// A message of up to this size then leaves in one write, dot
+		// included; textproto's 4 KiB split a typical one in two or more.
+		cl.tp.W = bufio.NewWriterSize(conn, dataBuffer)
 	}
 	return cl, nil
 }

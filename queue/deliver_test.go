@@ -608,9 +608,9 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 		if strings.HasSuffix(from, id+msgExt) && refusals.Load() <= 3 {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
 		}
-		return os.Rename(from, to)
+		return rename(from, to)
 	}
-	defer func() { renameFile = os.Rename }()
+	defer func() { renameFile = rename }()
 	opts := f.opts(s)
 	opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 	f.run(opts)

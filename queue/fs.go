@@ -51,6 +51,16 @@ func openFile(name string, flag int, perm uint32) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
+// rename is os.Rename without its look at the new name first (os.Rename
+// refuses to replace a directory); the spool's names are never directories,
+// and the look is a failed system call per rename.
+func rename(from, to string) error {
+	if err := ignoringEINTR(func() error { return syscall.Rename(from, to) }); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
 func ignoringEINTR(fn func() error) error {
 	for {
 		if err := fn(); err != syscall.EINTR {

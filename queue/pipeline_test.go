@@ -576,3 +576,52 @@ func TestCopyBodyReusesBuffer(t *testing.T) {
 		})
 	}
 }
+
+// writeRecorder keeps every write on its way to the connection.
+type writeRecorder struct {
+	w      io.Writer
+	writes []string
+}
+
+func (r *writeRecorder) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, string(p))
+	return r.w.Write(p)
+}
+
+// TestPipelinedMessageLeavesInOneWrite: with PIPELINING the commands go in
+// one write and a message of a typical size, final dot included, in one more:
+// each extra write is a system call here and a wake-up at the server.
+func TestPipelinedMessageLeavesInOneWrite(t *testing.T) {
+	s := startScript(t, true, nil)
+	d := s.dialer()
+	c, err := d.connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.quit()
+	if c.tp == nil {
+		t.Fatal("no pipelining")
+	}
+	rec := &writeRecorder{w: c.conn}
+	c.tp.W.Reset(rec)
+	body := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("b", 70)+"\r\n", 200) // 14.4 KiB
+	res, reusable, err := transactPipelined(c, "MAIL FROM:<a@sender.test>", []byte("X-Relayed: yes\r\n"),
+		strings.NewReader(body), []string{"r@domain.test"}, 5*time.Second)
+	if err != nil || !reusable || res["r@domain.test"].err != nil {
+		t.Fatalf("transact: %v, %v, %v", res, reusable, err)
+	}
+	if len(rec.writes) != 2 {
+		t.Fatalf("%d writes, want 2 (commands, message): sizes %v", len(rec.writes), lens(rec.writes))
+	}
+	if w := rec.writes[1]; !strings.HasPrefix(w, "X-Relayed: yes\r\nSubject: x\r\n") || !strings.HasSuffix(w, body+".\r\n") {
+		t.Errorf("message write: %d bytes", len(w))
+	}
+}
+
+func lens(ss []string) []int {
+	var n []int
+	for _, s := range ss {
+		n = append(n, len(s))
+	}
+	return n
+}

@@ -85,8 +85,8 @@ func (s *Spool) retire(id string, lk *itemLock) bool {
 	return true
 }
 
-// renameFile is os.Rename; tests replace it to make retiring fail.
-var renameFile = os.Rename
+// renameFile is rename; tests replace it to make retiring fail.
+var renameFile = rename
 
 // release puts a retired file into the pool.
 func (s *Spool) release(name string, sync uint64) {

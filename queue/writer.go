@@ -194,7 +194,7 @@ func (w *Writer) Commit() (string, error) {
 	// bring it back into the queue gauges.
 	w.s.remember(&w.it, fileSize)
 	msg := w.s.path(id, msgExt)
-	if err := os.Rename(w.tmp, msg); err != nil {
+	if err := rename(w.tmp, msg); err != nil {
 		os.Remove(w.tmp)
 		w.s.viewGone(id)
 		return "", fmt.Errorf("spool %s: %w", id, err)
