@@ -74,7 +74,14 @@ func newDataChecker(r io.Reader, hostname, arcDomain, markerField string) *dataC
 
 func (c *dataChecker) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	for _, b := range p[:n] {
+	for i, b := range p[:n] {
+		if !c.inHdr {
+			// The body needs only the line-end and NUL checks, which
+			// run over whole runs of bytes; this loop went byte by byte
+			// through every message.
+			c.scanBody(p[i:n])
+			break
+		}
 		switch {
 		case c.prevCR && b != '\n':
 			c.bad = true
@@ -106,6 +113,42 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// scanBody is the per-byte loop's line-end and NUL checks for body bytes:
+// every CR followed by LF, every LF preceded by CR, no NUL.
+func (c *dataChecker) scanBody(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if bytes.IndexByte(p, 0) >= 0 {
+		c.nul = true
+	}
+	q := p
+	if c.prevCR {
+		if q[0] == '\n' {
+			q = q[1:] // the CR that ended the last read ends its line here
+		} else {
+			c.bad = true
+		}
+	}
+	c.prevCR = p[len(p)-1] == '\r'
+	if c.prevCR {
+		q = q[:len(q)-1] // judged with the next read's first byte
+	}
+	if c.bad {
+		return
+	}
+	crlf := bytes.Count(q, crlfBytes)
+	if bytes.Count(q, crBytes) != crlf || bytes.Count(q, lfBytes) != crlf {
+		c.bad = true
+	}
+}
+
+var (
+	crlfBytes = []byte("\r\n")
+	crBytes   = []byte("\r")
+	lfBytes   = []byte("\n")
+)
 
 // header collects one field at a time: a line that starts with white space
 // continues the field before it.

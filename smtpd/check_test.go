@@ -61,16 +61,13 @@ func TestReceivedFieldSanitizesClientText(t *testing.T) {
 }
 
 func FuzzDataChecker(f *testing.F) {
-	f.Add([]byte("Subject: x\r\n\r\nbody\r\n"))
-	f.Add([]byte("a\n.\nb"))
-	f.Add([]byte("Received: x\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		c := newDataChecker(bytes.NewReader(in), "relay.example.nl", "seal.example.nl", "")
-		out, err := io.ReadAll(c)
-		if err != nil || !bytes.Equal(out, in) {
-			t.Fatalf("checker must pass data through unchanged")
-		}
-		hasBare := false
+	f.Add([]byte("Subject: x\r\n\r\nbody\r\n"), uint16(0))
+	f.Add([]byte("a\n.\nb"), uint16(2))
+	f.Add([]byte("Received: x\r\n\r\n"), uint16(13))
+	f.Add([]byte("Subject: x\r\n\r\nbody\r"), uint16(18))
+	f.Add([]byte("S: x\r\n\r\n\x00a\rb\r\n"), uint16(7))
+	f.Fuzz(func(t *testing.T, in []byte, split uint16) {
+		hasBare, hasNUL := false, bytes.IndexByte(in, 0) >= 0
 		for i, b := range in {
 			if b == '\n' && (i == 0 || in[i-1] != '\r') {
 				hasBare = true
@@ -79,8 +76,24 @@ func FuzzDataChecker(f *testing.F) {
 				hasBare = true
 			}
 		}
-		if hasBare != c.bad {
-			t.Fatalf("bad=%v, want %v for %q", c.bad, hasBare, in)
+		at := 0
+		if len(in) > 0 {
+			at = int(split) % (len(in) + 1)
+		}
+		// However the client's bytes arrive, the verdict is the same.
+		for _, r := range []io.Reader{
+			bytes.NewReader(in),
+			io.MultiReader(bytes.NewReader(in[:at]), bytes.NewReader(in[at:])),
+			iotest.OneByteReader(bytes.NewReader(in)),
+		} {
+			c := newDataChecker(r, "relay.example.nl", "seal.example.nl", "")
+			out, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(out, in) {
+				t.Fatalf("checker must pass data through unchanged")
+			}
+			if hasBare != c.bad || hasNUL != c.nul {
+				t.Fatalf("bad=%v nul=%v, want %v %v for %q split at %d", c.bad, c.nul, hasBare, hasNUL, in, at)
+			}
 		}
 	})
 }
