@@ -120,6 +120,15 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		}
 		return true
 	})
+	// Each copy is the message as sent, below the fields the relay adds:
+	// spool files are reused, and no copy may carry another's bytes.
+	for _, m := range e.tenant.Messages() {
+		if sm := msgIDRe.FindSubmatch(m.Data); sm == nil {
+			t.Errorf("a delivered message without its Message-ID: %q", m.Data)
+		} else if id := string(bytes.TrimSuffix(sm[1], []byte("@example.org"))); !bytes.HasSuffix(m.Data, testMessage(id)) {
+			t.Errorf("%s delivered damaged: %q", id, m.Data)
+		}
+	}
 	dups := 0
 	for _, n := range seen {
 		dups += n - 1
