@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -207,4 +208,36 @@ func TestSIGTERMGraceful(t *testing.T) {
 	// Accepted before the exit: it is delivered now or after the next start.
 	e.start()
 	waitTenant(t, e.tenant, 1)
+}
+
+// TestShutdownRemovesReusedFiles: the files of delivered messages that the
+// daemon keeps for reuse are removed at a clean shutdown; none of that mail
+// stays on disk after dualmx stops.
+func TestShutdownRemovesReusedFiles(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	for i := range 3 {
+		id := fmt.Sprintf("pool-%d", i)
+		if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool := filepath.Join(e.dir, "state", "spool")
+	pooled := func() []string {
+		m, err := filepath.Glob(filepath.Join(spool, ".tmp-free-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	waitFor(t, 10*time.Second, "delivered messages' files kept for reuse", func() bool {
+		return len(e.tenant.Messages()) == 3 && len(pooled()) > 0
+	})
+	if exited, _ := e.stop(syscall.SIGTERM); !exited {
+		t.Fatal("dualmx did not exit on SIGTERM")
+	}
+	if left := pooled(); len(left) != 0 {
+		t.Errorf("after shutdown the spool still holds %v", left)
+	}
 }

@@ -595,22 +595,23 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 	f := newFixture(t)
 	s := f.target(standinOpts())
 	id := f.spool(testBody, defaultEnv())
+	// The first three times the body file can neither be renamed aside for
+	// reuse nor removed; the fourth time it is renamed aside, as usual.
 	var refusals atomic.Int32
-	removeFile = func(name string) error {
-		if strings.HasSuffix(name, id+msgExt) && refusals.Add(1) <= 3 {
-			return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
-		}
-		return os.Remove(name)
-	}
-	defer func() { removeFile = os.Remove }()
-	// Nor can the file be renamed aside for reuse.
 	renameFile = func(from, to string) error {
-		if strings.HasSuffix(from, id+msgExt) && refusals.Load() <= 3 {
+		if strings.HasSuffix(from, id+msgExt) && refusals.Add(1) <= 3 {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
 		}
 		return rename(from, to)
 	}
 	defer func() { renameFile = rename }()
+	removeFile = func(name string) error {
+		if strings.HasSuffix(name, id+msgExt) {
+			return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
+		}
+		return os.Remove(name)
+	}
+	defer func() { removeFile = os.Remove }()
 	opts := f.opts(s)
 	opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 	f.run(opts)
@@ -622,6 +623,8 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 	if n := s.Count(); n != 1 {
 		t.Errorf("tenant got %d copies, want 1", n)
 	}
+	// The fourth try renamed the file aside for reuse.
+	waitFor(t, 5*time.Second, "file in the pool", func() bool { return f.sp.freeCount() == 1 })
 	if !strings.Contains(f.logs.String(), "delivered item removed at last") {
 		t.Errorf("no log line for the late removal:\n%s", f.logs.String())
 	}

@@ -4,6 +4,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"sync"
@@ -102,6 +103,17 @@ type groupSync struct {
 	requested uint64 // Sync calls so far
 	completed uint64 // every request up to this one is durable
 	running   bool
+	// failed is set by a failed fsync and never cleared: the kernel reports
+	// a writeback error once, and a retry that then succeeds proves nothing
+	// about the renames before it. Every later Sync fails with it.
+	failed error
+}
+
+// broken returns the failure that stopped the directory's fsyncs, if any.
+func (g *groupSync) broken() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
 }
 
 func newGroupSync(dir string) *groupSync {
@@ -148,6 +160,9 @@ func (g *groupSync) Sync() error {
 	g.requested++
 	mine := g.requested
 	for g.completed < mine {
+		if g.failed != nil {
+			return g.failed
+		}
 		if g.running {
 			g.cond.Wait()
 			continue
@@ -164,10 +179,12 @@ func (g *groupSync) Sync() error {
 		d := g.d
 		g.mu.Unlock()
 		var err error
+		synced := false // err, if any, came from the fsync itself
 		if d == nil {
 			d, err = os.Open(g.dir)
 		}
 		if err == nil {
+			synced = true
 			if syncHook != nil {
 				err = syncHook(g.dir)
 			}
@@ -176,6 +193,10 @@ func (g *groupSync) Sync() error {
 			}
 		}
 		g.mu.Lock()
+		if err != nil && synced {
+			g.failed = fmt.Errorf("directory fsync failed; what was renamed or removed since the last good one may not be on disk, so the spool takes nothing more until dualmx is restarted: %w", err)
+			err = g.failed
+		}
 		switch {
 		case err == nil:
 			g.d = d
@@ -187,7 +208,8 @@ func (g *groupSync) Sync() error {
 		g.running = false
 		g.cond.Broadcast()
 		if err != nil {
-			// Waiters covered by this attempt try again themselves.
+			// After a failed fsync the waiters find failed; after a
+			// failed open (nothing was synced) they try again.
 			return err
 		}
 		g.completed = max(g.completed, upto)

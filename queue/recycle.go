@@ -55,25 +55,35 @@ type recycler struct {
 	// held counts files renamed aside and not yet returned by their
 	// lock's release, so the pool's bound holds for them too.
 	held int
+	// open is set while the daemon's spool is open: only the daemon
+	// recycles, and a file released after Close is removed.
+	open bool
+	// reused counts files written over (tests).
+	reused int
 }
 
 // retire moves a delivered item's body file aside for reuse, if it may be
 // reused, and reports whether it did. The caller holds lk, the item's lock;
 // the file joins the pool when lk is released, so that no writer finds it
 // still locked.
-func (s *Spool) retire(id string, lk *itemLock) bool {
-	if s.daemon == nil || lk == nil || lk.free != "" || lk.size > maxRecycle {
+func (s *Spool) retire(id string, version int, lk *itemLock) bool {
+	// A version 1 item's record checks its body by length alone, so its
+	// file is not handed on (see TestForeignBodyUnderOldName).
+	if lk == nil || lk.free != "" || lk.size > maxRecycle || version == 1 {
 		return false
 	}
 	r := &s.rec
 	r.mu.Lock()
-	if len(r.free)+r.held >= maxFree {
+	if !r.open || len(r.free)+r.held >= maxFree {
 		r.mu.Unlock()
 		return false
 	}
 	r.seq++
 	r.held++
-	name := filepath.Join(s.dir, recyclePrefix+strconv.FormatUint(r.seq, 10))
+	// rename(2) replaces a file of the same name without a word: the
+	// random part keeps two spools' pools apart (a test reopening a
+	// directory, a restart while old files are still named).
+	name := filepath.Join(s.dir, recyclePrefix+strconv.FormatUint(r.seq, 10)+"-"+randHex())
 	r.mu.Unlock()
 	if err := renameFile(s.path(id, msgExt), name); err != nil {
 		r.mu.Lock()
@@ -93,8 +103,28 @@ func (s *Spool) release(name string, sync uint64) {
 	r := &s.rec
 	r.mu.Lock()
 	r.held--
+	if !r.open {
+		r.mu.Unlock()
+		os.Remove(name)
+		return
+	}
 	r.free = append(r.free, freeFile{name: name, at: time.Now(), sync: sync})
 	r.mu.Unlock()
+}
+
+// startRecycling lets the daemon's spool recycle; stopRecycling removes the
+// pool, and files released later are removed as they come.
+func (s *Spool) startRecycling() {
+	s.rec.mu.Lock()
+	s.rec.open = true
+	s.rec.mu.Unlock()
+}
+
+func (s *Spool) stopRecycling() {
+	s.rec.mu.Lock()
+	s.rec.open = false
+	s.rec.mu.Unlock()
+	s.trimFree(-time.Hour)
 }
 
 // reuse opens the most recently freed file whose retirement is durable for
@@ -117,9 +147,12 @@ func (s *Spool) reuse() (File, string) {
 	r.mu.Unlock()
 	f, err := s.fs.Reuse(ff.name)
 	if err != nil {
-		os.Remove(ff.name)
+		os.Remove(ff.name) // a failure here leaves a temp file for recovery
 		return nil, ""
 	}
+	r.mu.Lock()
+	r.reused++
+	r.mu.Unlock()
 	return f, ff.name
 }
 
@@ -138,6 +171,14 @@ func (s *Spool) trimFree(idle time.Duration) {
 	r.mu.Unlock()
 	for _, ff := range old {
 		os.Remove(ff.name)
+	}
+}
+
+// noSpace empties the pool when err says the file system is full: its
+// files are the space the next message needs.
+func (s *Spool) noSpace(err error) {
+	if IsNoSpace(err) {
+		s.trimFree(-time.Hour)
 	}
 }
 
@@ -164,15 +205,19 @@ func reuseFile(name string) (*os.File, error) {
 
 // sameFile reports whether id's body file is still the file f: a reader
 // that opened it by name without the item's lock checks this after reading,
-// since a delivered item's file may have been recycled meanwhile. An item
-// removed in between reads as not found.
-func (s *Spool) sameFile(id string, f *os.File) bool {
+// since a delivered item's file may have been recycled meanwhile. A name
+// that leads nowhere is (false, nil): the item was removed in between. An
+// error is one of looking, and says nothing either way.
+func (s *Spool) sameFile(id string, f *os.File) (bool, error) {
 	var held, named syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
-		return false
+		return false, err
 	}
 	if err := syscall.Stat(s.path(id, msgExt), &named); err != nil {
-		return false
+		if err == syscall.ENOENT {
+			return false, nil
+		}
+		return false, err
 	}
-	return named.Ino == held.Ino && named.Dev == held.Dev
+	return named.Ino == held.Ino && named.Dev == held.Dev, nil
 }

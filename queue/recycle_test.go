@@ -41,6 +41,42 @@ func (f *fixture) retireByHand(id string) {
 	lk.unlock()
 }
 
+// beyondPool drops from names the files in the spool's pool, and only those.
+func (f *fixture) beyondPool(names []string) []string {
+	f.sp.rec.mu.Lock()
+	defer f.sp.rec.mu.Unlock()
+	pooled := map[string]bool{}
+	for _, ff := range f.sp.rec.free {
+		pooled[filepath.Base(ff.name)] = true
+	}
+	var out []string
+	for _, n := range names {
+		if !pooled[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// reusable counts the pooled files a writer may take now.
+func (f *fixture) reusable() int {
+	f.sp.rec.mu.Lock()
+	defer f.sp.rec.mu.Unlock()
+	n := 0
+	for _, ff := range f.sp.rec.free {
+		if f.sp.dsync.Done(ff.sync) {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fixture) reusedCount() int {
+	f.sp.rec.mu.Lock()
+	defer f.sp.rec.mu.Unlock()
+	return f.sp.rec.reused
+}
+
 func freeFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, recyclePrefix+"*"))
@@ -142,28 +178,34 @@ func TestRecycleWaitsForDurableRemoval(t *testing.T) {
 }
 
 // TestRunnerRecyclesDeliveredFiles: under the runner, a stream of messages
-// goes through a handful of files and every message arrives intact.
+// of alternating sizes goes through reused files, and every message arrives
+// byte for byte: a short one after a long one carries nothing of it.
 func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
 	f := newFixture(t)
 	s := f.target(standinOpts())
 	r, _ := f.run(f.opts(s))
-	inodes := map[uint64]bool{}
 	const n = 30
 	for i := range n {
-		body := testBody + strings.Repeat(strings.Repeat("x", 61)+"\r\n", i*3)
+		lines := 3
+		if i%2 == 0 {
+			lines = 300
+		}
+		body := testBody + strings.Repeat(strings.Repeat(string(rune('a'+i%26)), 61)+"\r\n", lines)
 		id := f.spool(body, defaultEnv())
-		inodes[inode(t, f.sp.BodyPath(id))] = true
 		r.Notify(id)
 		waitFor(t, 5*time.Second, "delivered", f.gone(id))
 		msgs := waitMsgs(t, s, i+1)
-		if got := string(msgs[i].Data); !strings.HasSuffix(got, body) {
-			t.Fatalf("message %d delivered as %q", i, got)
+		// The fixture's runner adds no fields: the message is the body.
+		if got := string(msgs[i].Data); got != body {
+			t.Fatalf("message %d delivered as %d bytes, want its %d", i, len(got), len(body))
 		}
+		// The pool takes the file once the worker lets go of it, and the
+		// runner's flush of removals at its poll makes it reusable.
+		waitFor(t, 5*time.Second, "file reusable", func() bool { return f.reusable() == 1 })
 	}
-	// One message at a time, each delivered before the next: after the
-	// first, each should take the file its predecessor left.
-	if len(inodes) > 3 {
-		t.Errorf("%d messages used %d files", n, len(inodes))
+	// Each message but the first took its predecessor's file.
+	if got := f.reusedCount(); got != n-1 {
+		t.Errorf("%d of %d messages written over a delivered one's file", got, n)
 	}
 }
 
@@ -224,8 +266,9 @@ func TestRecoveryRemovesRecycledFiles(t *testing.T) {
 	}
 }
 
-// TestRecycleSkipsFileSomebodyHolds: an admin command that opened and
-// locked the delivered item still has the file; it is not overwritten.
+// TestRecycleSkipsFileSomebodyHolds: an admin command that opened the item
+// before it was delivered and locked it after still has the file; it is
+// removed, not written over.
 func TestRecycleSkipsFileSomebodyHolds(t *testing.T) {
 	f := newFixture(t)
 	a := f.spool(testBody, defaultEnv())
@@ -233,29 +276,28 @@ func TestRecycleSkipsFileSomebodyHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.deliverByHand(a)
-	free := freeFiles(t, f.dir)
-	if len(free) != 1 {
-		t.Fatalf("pool: %v", free)
-	}
-	held, err := os.Open(free[0])
+	held, err := os.Open(f.sp.BodyPath(a))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_SH); err != nil {
+	f.deliverByHand(a)
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
 		t.Fatal(err)
+	}
+	if f.sp.freeCount() != 1 {
+		t.Fatal("the delivered file is not in the pool")
 	}
 	b := f.spool("Subject: other\r\n\r\nother\r\n", defaultEnv())
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(held.Fd()), &st); err != nil {
 		t.Fatal(err)
 	}
-	if inode(t, f.sp.BodyPath(b)) == st.Ino {
+	if inode(t, f.sp.BodyPath(b)) == st.Ino || f.reusedCount() != 0 {
 		t.Error("a locked file was reused")
 	}
-	if n := len(freeFiles(t, f.dir)); n != 0 {
-		t.Errorf("the locked file stayed in the pool's directory: %d", n)
+	if n := len(freeFiles(t, f.dir)); n != 0 || f.sp.freeCount() != 0 {
+		t.Errorf("the locked file stayed in the pool: %d on disk, %d counted", n, f.sp.freeCount())
 	}
 	after, err := io.ReadAll(held)
 	if err != nil || string(after) != string(before) {
@@ -291,17 +333,40 @@ func TestReadersNeverSeeAnotherMessage(t *testing.T) {
 			t.Errorf("Get of a recycled item = %+v, %v", it, err)
 		}
 	})
-	t.Run("body", func(t *testing.T) {
+	t.Run("body opened before and locked after", func(t *testing.T) {
+		a := f.spool(testBody, defaultEnv())
+		lockOpened = func(id string) {
+			if id == a {
+				lockOpened = nil
+				recycleNow(a)
+			}
+		}
+		defer func() { lockOpened = nil }()
+		if rc, err := f.sp.Body(a); !errors.Is(err, ErrNotFound) {
+			if err == nil {
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				t.Errorf("body of a recycled item = %q", b)
+			} else {
+				t.Errorf("body of a recycled item: %v", err)
+			}
+		}
+	})
+	t.Run("body being read is neither delivered nor reused", func(t *testing.T) {
 		a := f.spool(testBody, defaultEnv())
 		rc, err := f.sp.Body(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rc.Close()
-		recycleNow(a)
-		if b, err := io.ReadAll(rc); !errors.Is(err, ErrNotFound) {
-			t.Errorf("body of a recycled item = %q, %v", b, err)
+		if _, err := f.sp.lockItem(a, 0); !errors.Is(err, ErrBusy) {
+			t.Errorf("delivery could lock an item being read: %v", err)
 		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(b) != testBody {
+			t.Errorf("body = %q, %v", b, err)
+		}
+		f.deliverByHand(a) // unlocked now
 	})
 	t.Run("body not recycled", func(t *testing.T) {
 		a := f.spool(testBody, defaultEnv())
@@ -349,9 +414,115 @@ func TestRecycledFileFailures(t *testing.T) {
 					t.Errorf("left behind: %s", n)
 				}
 			}
-			if n := sp.freeCount(); n != 0 {
-				t.Errorf("pool count %d", n)
-			}
 		})
+	}
+}
+
+// TestRecycleWaitsForAnFsyncAfterTheRename: a directory fsync already
+// running when a file is retired does not make the file reusable; only one
+// that starts after the rename does.
+func TestRecycleWaitsForAnFsyncAfterTheRename(t *testing.T) {
+	f := newFixture(t)
+	a := f.spool(testBody, defaultEnv())
+	var once bool
+	syncHook = func(dir string) error {
+		if dir == f.dir && !once {
+			once = true
+			f.retireByHand(a) // while the fsync of c's commit is under way
+		}
+		return nil
+	}
+	defer func() { syncHook = nil }()
+	f.spool(testBody, defaultEnv()) // c
+	syncHook = nil
+	if !once || f.sp.freeCount() != 1 {
+		t.Fatalf("retire during the fsync: ran %v, pool %d", once, f.sp.freeCount())
+	}
+	ino := inode(t, freeFiles(t, f.dir)[0])
+	b := f.spool(testBody, defaultEnv())
+	if inode(t, f.sp.BodyPath(b)) == ino {
+		t.Error("file reused on the strength of an fsync that began before its rename")
+	}
+	d := f.spool(testBody, defaultEnv())
+	if inode(t, f.sp.BodyPath(d)) != ino {
+		t.Error("file not reused after a later fsync")
+	}
+}
+
+// TestDirectoryFsyncFailureSticks: once a directory fsync fails, the spool
+// takes nothing more until a restart, even if a later fsync would succeed:
+// the kernel reports a lost write once, and renames before it may be gone.
+func TestDirectoryFsyncFailureSticks(t *testing.T) {
+	f := newFixture(t)
+	f.deliverByHand(f.spool(testBody, defaultEnv()))
+	fail := true
+	syncHook = func(dir string) error {
+		if dir == f.dir && fail {
+			fail = false
+			return &os.PathError{Op: "sync", Path: dir, Err: syscall.EIO}
+		}
+		return nil
+	}
+	defer func() { syncHook = nil }()
+	for i := range 2 {
+		w, err := f.sp.NewWriter(defaultEnv())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(testBody))
+		if id, err := w.Commit(); !errors.Is(err, syscall.EIO) {
+			t.Errorf("commit %d after a failed directory fsync: %q, %v", i, id, err)
+		}
+	}
+	if err := f.sp.Broken(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Broken() = %v", err)
+	}
+	if err := f.sp.FlushRemovals(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("FlushRemovals = %v", err)
+	}
+	if got := f.beyondPool(spoolFiles(t, f.dir)); len(got) != 0 {
+		t.Errorf("refused messages left %v", got)
+	}
+	// A restart starts afresh.
+	f.sp.Close()
+	g := newFixtureAt(t, f.dir)
+	if err := g.sp.Broken(); err != nil {
+		t.Errorf("after a restart: %v", err)
+	}
+	g.spool(testBody, defaultEnv())
+}
+
+// TestForeignBodyUnderOldName: should an old name ever lead to another
+// message's file (a crash on a file system that ignores directory fsyncs),
+// the item is quarantined as damaged, never delivered with those bytes,
+// whether its record is the file's own trailer or an <id>.json beside it.
+func TestForeignBodyUnderOldName(t *testing.T) {
+	for _, withMeta := range []bool{false, true} {
+		f := newFixture(t)
+		a := f.spool(testBody, defaultEnv())
+		b := f.spool(strings.ToUpper(testBody), defaultEnv()) // same length
+		if withMeta {
+			it, err := f.sp.readMeta(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it.State = StateDeferred
+			if err := f.sp.writeMeta(it); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Rename(f.sp.BodyPath(b), f.sp.BodyPath(a)); err != nil {
+			t.Fatal(err)
+		}
+		f.sp.forget(a)
+		lk, err := f.sp.lockItem(a, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = f.sp.readItem(a, lk.f, lk.size, true)
+		lk.unlock()
+		if !errors.Is(err, errCorrupt) {
+			t.Errorf("with <id>.json %v: a foreign body read as %v", withMeta, err)
+		}
 	}
 }

@@ -81,11 +81,12 @@ type committedItem struct {
 // remember keeps it, which its Writer no longer changes; recall hands out
 // copies.
 func (s *Spool) remember(it *Item, fileSize int64) {
-	if s.daemon == nil {
-		return
-	}
 	c := committedItem{it: *it, fileSize: fileSize}
 	s.mu.Lock()
+	if s.daemon == nil {
+		s.mu.Unlock()
+		return
+	}
 	s.committed[it.ID] = c
 	s.viewSetLocked(it.ID, it.State, it.ReceivedAt)
 	s.mu.Unlock()
@@ -164,6 +165,7 @@ func OpenSpool(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option)
 		s.Close()
 		return nil, err
 	}
+	s.startRecycling()
 	return s, nil
 }
 
@@ -199,13 +201,15 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 
 // Close removes the pool of recycled files and releases the daemon lock.
 func (s *Spool) Close() error {
-	if s.daemon == nil {
+	s.mu.Lock()
+	d := s.daemon
+	s.daemon = nil
+	s.mu.Unlock()
+	if d == nil {
 		return nil
 	}
-	s.trimFree(-time.Hour)
-	err := s.daemon.Close()
-	s.daemon = nil
-	return err
+	s.stopRecycling()
+	return d.Close()
 }
 
 // Dir returns the spool directory.
@@ -216,49 +220,60 @@ func (s *Spool) Dir() string { return s.dir }
 func (s *Spool) BodyPath(id string) string { return s.path(id, msgExt) }
 
 // Body returns the message bytes of an item, without the envelope trailer
-// that follows them in the body file, for an admin or a test to read.
+// that follows them in the body file, for an admin or a test to read. It
+// holds a shared lock on the file until Close: the daemon neither delivers
+// and removes the item meanwhile nor reuses its file (recycle.go); it waits
+// up to the admin wait for a delivery attempt in progress.
 func (s *Spool) Body(id string) (io.ReadCloser, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
-	f, err := os.Open(s.path(id, msgExt))
+	f, err := openFile(s.path(id, msgExt), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", id, err)
 	}
-	_, n, err := s.readItem(id, f, -1, true)
-	if err != nil && !s.sameFile(id, f) {
-		err = fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	if lockOpened != nil {
+		lockOpened(id)
 	}
+	n, err := s.lockedBody(id, f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &bodyReader{SectionReader: io.NewSectionReader(f, 0, n), s: s, id: id, f: f}, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, 0, n), f}, nil
 }
 
-// bodyReader reads a body without the item's lock. At the end it checks
-// that the item still has this file: a delivered item's file may have been
-// recycled for another message while it was read (recycle.go). Whoever
-// reads to io.EOF has the message as committed, or ErrNotFound.
-type bodyReader struct {
-	*io.SectionReader
-	s  *Spool
-	id string
-	f  *os.File
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.SectionReader.Read(p)
-	if err == io.EOF && !b.s.sameFile(b.id, b.f) {
-		return n, fmt.Errorf("spool %s: %w", b.id, ErrNotFound)
+func (s *Spool) lockedBody(id string, f *os.File) (int64, error) {
+	deadline := time.Now().Add(s.adminWait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return 0, fmt.Errorf("spool %s: lock: %w", id, err)
+		}
+		if !time.Now().Before(deadline) {
+			return 0, fmt.Errorf("spool %s: %w", id, ErrBusy)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	// Opened before the lock: the file may have left the spool, and been
+	// reused, in between.
+	if same, err := s.sameFile(id, f); err != nil {
+		return 0, fmt.Errorf("spool %s: %w", id, err)
+	} else if !same {
+		return 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
+	_, n, err := s.readItem(id, f, -1, true)
 	return n, err
 }
-
-func (b *bodyReader) Close() error { return b.f.Close() }
 
 // DaemonRunning reports whether a daemon holds the spool, so the CLI can say
 // whether its change will be picked up now or at the next start.
@@ -329,7 +344,9 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *It
 		// recycled for a new message while we read it (recycle.go), and
 		// what was read then belongs to neither.
 		defer func() {
-			if !s.sameFile(id, bf) {
+			if same, err := s.sameFile(id, bf); err != nil {
+				rit, rn, rerr = nil, 0, fmt.Errorf("spool %s: %w", id, err)
+			} else if !same {
 				rit, rn, rerr = nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 			}
 		}()
@@ -544,7 +561,7 @@ func (s *Spool) removeDelivered(it *Item, lk *itemLock) error {
 
 func (s *Spool) unlink(it *Item, lk *itemLock) error {
 	id := it.ID
-	if !s.retire(id, lk) {
+	if !s.retire(id, it.Version, lk) {
 		if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool %s: %w", id, err)
 		}
@@ -567,6 +584,10 @@ func (s *Spool) exists(id string) bool {
 
 // removeFile is os.Remove; tests replace it to make removals fail.
 var removeFile = os.Remove
+
+// Broken returns, once a directory fsync of the spool has failed, why the
+// spool takes nothing more until a restart; nil while it is sound.
+func (s *Spool) Broken() error { return s.dsync.broken() }
 
 // FlushRemovals makes removals of delivered items durable now.
 func (s *Spool) FlushRemovals() error {

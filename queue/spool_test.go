@@ -28,8 +28,7 @@ func spoolFiles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range ents {
-		// The recycling pool is checked by the tests in recycle_test.go.
-		if e.Name() != daemonLock && e.Name() != quarantineDir && e.Name() != kickFile && !strings.HasPrefix(e.Name(), recyclePrefix) {
+		if e.Name() != daemonLock && e.Name() != quarantineDir && e.Name() != kickFile {
 			out = append(out, e.Name())
 		}
 	}

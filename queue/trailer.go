@@ -127,7 +127,12 @@ func bodyLength(f *os.File, it *Item) (int64, error) {
 		}
 		return it.Size, nil
 	}
-	_, n, err := readTrailer(f)
+	tr, n, err := readTrailer(f)
+	if err == nil && tr.ID != it.ID {
+		// The file is another message's: after a crash an old name could
+		// lead to a file since reused (recycle.go).
+		return 0, fmt.Errorf("%w: body file's trailer names id %q", errCorrupt, tr.ID)
+	}
 	if err != nil {
 		fi, serr := f.Stat()
 		if serr != nil {

@@ -110,7 +110,7 @@ func TestStateChangeWritesMetadataBeside(t *testing.T) {
 		t.Errorf("delivered %q", msgs[0].Data)
 	}
 	waitFor(t, 5*time.Second, "removed", f.gone(id))
-	if got := spoolFiles(t, f.dir); len(got) != 0 {
+	if got := f.beyondPool(spoolFiles(t, f.dir)); len(got) != 0 {
 		t.Errorf("spool after delivery holds %v", got)
 	}
 }

@@ -30,11 +30,11 @@ type viewEntry struct {
 
 // viewSet records an item's state in the daemon's view.
 func (s *Spool) viewSet(id string, state State, received time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.daemon == nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.viewSetLocked(id, state, received)
 }
 

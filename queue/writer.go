@@ -109,6 +109,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.bw.Write(p)
 	w.it.Size += int64(n)
 	if err != nil {
+		w.s.noSpace(err)
 		w.err = fmt.Errorf("spool %s: write body: %w", w.it.ID, err)
 		return n, w.err
 	}
@@ -187,6 +188,7 @@ func (w *Writer) Commit() (string, error) {
 	}
 	if err != nil {
 		os.Remove(w.tmp)
+		w.s.noSpace(err)
 		return "", err
 	}
 	// Remembered before the rename: from the rename on, the runner may find

@@ -390,6 +390,11 @@ func (d *daemon) stop() {
 			if err != nil && !errors.Is(err, context.Canceled) {
 				d.log.Warn("delivery stopped with error", "err", err)
 			}
+			// Delivery is over: the spool's files kept for reuse go. (If
+			// it did not stop in time, the next start removes them.)
+			if err := d.spool.Close(); err != nil {
+				d.log.Warn("closing the spool", "err", err)
+			}
 		case <-time.After(shutdownGrace / 2):
 			d.log.Warn("delivery did not stop in time; unfinished messages stay in the spool")
 		}
@@ -415,15 +420,24 @@ func (d *daemon) wait() error {
 	return first
 }
 
-// healthz answers 200 while the spool directory accepts a synced write.
+// healthz answers 200 while the spool directory accepts a synced write and
+// no directory fsync of the spool has failed (after one, the spool takes no
+// mail until a restart).
 func (d *daemon) healthz(m *metrics.Metrics) http.HandlerFunc {
+	return healthzHandler(m, d.cfg.SpoolDir(), d.spool.Broken)
+}
+
+func healthzHandler(m *metrics.Metrics, dir string, broken func() error) http.HandlerFunc {
 	var mu sync.Mutex
 	var last time.Time
 	var lastErr error
 	return func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		if time.Since(last) > time.Second {
-			lastErr = probeWritable(d.cfg.SpoolDir())
+			lastErr = broken()
+			if lastErr == nil {
+				lastErr = probeWritable(dir)
+			}
 			last = time.Now()
 			if lastErr == nil {
 				m.SpoolWritable.Set(1)
