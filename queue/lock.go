@@ -24,6 +24,7 @@ type itemLock struct {
 	sp       *Spool
 	free     string
 	freeSync uint64
+	freeSize int64
 }
 
 // lockOpened, when set (tests), runs between opening an item's file and
@@ -82,7 +83,7 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 func (l *itemLock) unlock() {
 	l.f.Close()
 	if l.free != "" {
-		l.sp.release(l.free, l.freeSync)
+		l.sp.release(l.free, l.freeSync, l.freeSize)
 		l.free = ""
 	}
 }

@@ -46,6 +46,7 @@ type freeFile struct {
 	name string
 	at   time.Time // when it joined the pool
 	sync uint64    // the directory change that retired it (groupSync.Note)
+	size int64     // its length
 }
 
 type recycler struct {
@@ -92,6 +93,7 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 		return false
 	}
 	lk.sp, lk.free, lk.freeSync = s, name, s.dsync.Note()
+	lk.freeSize = lk.size
 	return true
 }
 
@@ -99,7 +101,7 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 var renameFile = rename
 
 // release puts a retired file into the pool.
-func (s *Spool) release(name string, sync uint64) {
+func (s *Spool) release(name string, sync uint64, size int64) {
 	r := &s.rec
 	r.mu.Lock()
 	r.held--
@@ -108,7 +110,7 @@ func (s *Spool) release(name string, sync uint64) {
 		os.Remove(name)
 		return
 	}
-	r.free = append(r.free, freeFile{name: name, at: time.Now(), sync: sync})
+	r.free = append(r.free, freeFile{name: name, at: time.Now(), sync: sync, size: size})
 	r.mu.Unlock()
 }
 
@@ -128,10 +130,10 @@ func (s *Spool) stopRecycling() {
 }
 
 // reuse opens the most recently freed file whose retirement is durable for
-// overwriting, or returns nil.
+// overwriting, and returns it with its name and length, or returns nil.
 // A file somebody still holds a lock on (an admin command that opened the
 // delivered item) is removed instead: it may be read.
-func (s *Spool) reuse() (File, string) {
+func (s *Spool) reuse() (File, string, int64) {
 	r := &s.rec
 	r.mu.Lock()
 	i := len(r.free) - 1
@@ -140,7 +142,7 @@ func (s *Spool) reuse() (File, string) {
 	}
 	if i < 0 {
 		r.mu.Unlock()
-		return nil, ""
+		return nil, "", 0
 	}
 	ff := r.free[i]
 	r.free = append(r.free[:i], r.free[i+1:]...)
@@ -148,12 +150,12 @@ func (s *Spool) reuse() (File, string) {
 	f, err := s.fs.Reuse(ff.name)
 	if err != nil {
 		os.Remove(ff.name) // a failure here leaves a temp file for recovery
-		return nil, ""
+		return nil, "", 0
 	}
 	r.mu.Lock()
 	r.reused++
 	r.mu.Unlock()
-	return f, ff.name
+	return f, ff.name, ff.size
 }
 
 // trimFree removes pooled files unused for longer than idle: under a light

@@ -35,11 +35,13 @@ type Writer struct {
 	it  Item
 	tmp string
 	f   File
-	// reused: f is a recycled file, longer perhaps than this message.
-	reused bool
-	bw     *bufio.Writer
-	err    error
-	done   bool
+	// reused: f is a recycled file of oldSize bytes, longer perhaps than
+	// this message.
+	reused  bool
+	oldSize int64
+	bw      *bufio.Writer
+	err     error
+	done    bool
 }
 
 // NewWriter starts a message. The SMTP session writes DATA through the
@@ -67,7 +69,7 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 		}
 		it.Recipients = append(it.Recipients, Recipient{Rcpt: r.Rcpt, Address: r.Address, Target: r.Target, State: RcptPending})
 	}
-	f, tmp := s.reuse()
+	f, tmp, oldSize := s.reuse()
 	reused := f != nil
 	if !reused {
 		tmp = filepath.Join(s.dir, tmpPrefix+it.ID+msgExt)
@@ -78,7 +80,7 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 	}
 	bw := bufPool.Get().(*bufio.Writer)
 	bw.Reset(f)
-	return &Writer{s: s, it: it, tmp: tmp, f: f, reused: reused, bw: bw}, nil
+	return &Writer{s: s, it: it, tmp: tmp, f: f, reused: reused, oldSize: oldSize, bw: bw}, nil
 }
 
 // SetReport records, before Commit, that the message is a delivery report,
@@ -172,7 +174,7 @@ func (w *Writer) Commit() (string, error) {
 		}
 	}
 	w.release()
-	if err == nil && w.reused {
+	if err == nil && w.reused && fileSize < w.oldSize {
 		// The rest of the delivered message the file held goes.
 		if err = w.f.Truncate(fileSize); err != nil {
 			err = fmt.Errorf("spool %s: truncate: %w", id, err)
