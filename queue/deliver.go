@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -118,7 +119,14 @@ func (r *Runner) retryRemoval(id string, log *slog.Logger) done {
 		defer lk.unlock()
 	}
 	if err == nil {
-		err = r.sp.removeDelivered(&Item{ID: id, hasMeta: true}, lk)
+		it := &Item{ID: id, hasMeta: true}
+		if lk != nil {
+			// Its version decides whether the file may be reused.
+			if read, _, rerr := r.sp.readItem(id, lk.f, lk.size, false); rerr == nil {
+				it.Version = read.Version
+			}
+		}
+		err = r.sp.removeDelivered(it, lk)
 	}
 	if err != nil {
 		log.Error("queue: remove delivered item; it will not be sent again, only its removal retried", "err", err)
@@ -142,8 +150,8 @@ func (r *Runner) orphanMeta(id string) bool {
 		if _, err := os.Stat(r.sp.path(id, metaExt)); err != nil {
 			return false
 		}
-		if _, err := os.Stat(r.sp.path(id, msgExt)); err == nil {
-			return false
+		if _, err := os.Stat(r.sp.path(id, msgExt)); !errors.Is(err, fs.ErrNotExist) {
+			return false // there, or no telling: not an orphan
 		}
 	}
 	return true

@@ -592,44 +592,60 @@ func TestProbeTarget(t *testing.T) {
 // every recipient of which was delivered (a read-only or misowned spool),
 // the message is not sent again; only the removal is retried.
 func TestDeliveredButNotRemovable(t *testing.T) {
-	f := newFixture(t)
-	s := f.target(standinOpts())
-	id := f.spool(testBody, defaultEnv())
-	// The first three times the body file can neither be renamed aside for
-	// reuse nor removed; the fourth time it is renamed aside, as usual.
-	var refusals atomic.Int32
-	renameFile = func(from, to string) error {
-		if strings.HasSuffix(from, id+msgExt) && refusals.Add(1) <= 3 {
-			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
-		}
-		return rename(from, to)
-	}
-	defer func() { renameFile = rename }()
-	removeFile = func(name string) error {
-		if strings.HasSuffix(name, id+msgExt) {
-			return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
-		}
-		return os.Remove(name)
-	}
-	defer func() { removeFile = os.Remove }()
-	opts := f.opts(s)
-	opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
-	f.run(opts)
-	waitFor(t, 5*time.Second, "removed at last", func() bool {
-		_, err := os.Stat(f.sp.BodyPath(id))
-		return refusals.Load() > 3 && errors.Is(err, fs.ErrNotExist)
-	})
-	time.Sleep(200 * time.Millisecond)
-	if n := s.Count(); n != 1 {
-		t.Errorf("tenant got %d copies, want 1", n)
-	}
-	// The fourth try renamed the file aside for reuse.
-	waitFor(t, 5*time.Second, "file in the pool", func() bool { return f.sp.freeCount() == 1 })
-	if !strings.Contains(f.logs.String(), "delivered item removed at last") {
-		t.Errorf("no log line for the late removal:\n%s", f.logs.String())
-	}
-	if got := testutil.ToFloat64(f.m.Quarantined); got != 0 {
-		t.Errorf("%v items quarantined", got)
+	for _, tc := range []struct {
+		name string
+		body string
+		// pooled: the file ends in the pool (renamed aside for reuse), not
+		// removed.
+		pooled bool
+	}{
+		{"a file kept for reuse", testBody, true},
+		{"a file too big to keep", testBody + strings.Repeat(strings.Repeat("b", 70)+"\r\n", 4000), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s := f.target(standin.Options{MaxSize: 10 << 20})
+			id := f.spool(tc.body, defaultEnv())
+			// The first three tries fail, whichever way the file leaves
+			// (renamed aside or removed); the fourth succeeds.
+			var refusals atomic.Int32
+			renameFile = func(from, to string) error {
+				if strings.HasSuffix(from, id+msgExt) && refusals.Add(1) <= 3 {
+					return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
+				}
+				return rename(from, to)
+			}
+			defer func() { renameFile = rename }()
+			removeFile = func(name string) error {
+				if strings.HasSuffix(name, id+msgExt) && (tc.pooled || refusals.Add(1) <= 3) {
+					return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
+				}
+				return os.Remove(name)
+			}
+			defer func() { removeFile = os.Remove }()
+			opts := f.opts(s)
+			opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+			f.run(opts)
+			waitFor(t, 5*time.Second, "removed at last", func() bool {
+				_, err := os.Stat(f.sp.BodyPath(id))
+				return refusals.Load() > 3 && errors.Is(err, fs.ErrNotExist)
+			})
+			time.Sleep(200 * time.Millisecond)
+			if n := s.Count(); n != 1 {
+				t.Errorf("tenant got %d copies, want 1", n)
+			}
+			want := 0
+			if tc.pooled {
+				want = 1
+			}
+			waitFor(t, 5*time.Second, "the pool as expected", func() bool { return f.sp.freeCount() == want })
+			if !strings.Contains(f.logs.String(), "delivered item removed at last") {
+				t.Errorf("no log line for the late removal:\n%s", f.logs.String())
+			}
+			if got := testutil.ToFloat64(f.m.Quarantined); got != 0 {
+				t.Errorf("%v items quarantined", got)
+			}
+		})
 	}
 }
 

@@ -60,7 +60,12 @@ func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: %w", id, err)
 			}
-			if err := syscall.Stat(s.path(id, msgExt), &named); err != nil || named.Ino != held.Ino || named.Dev != held.Dev {
+			err := syscall.Stat(s.path(id, msgExt), &named)
+			if err != nil && err != syscall.ENOENT {
+				f.Close()
+				return nil, fmt.Errorf("spool %s: %w", id, err)
+			}
+			if err != nil || named.Ino != held.Ino || named.Dev != held.Dev {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 			}

@@ -68,9 +68,10 @@ type recycler struct {
 // the file joins the pool when lk is released, so that no writer finds it
 // still locked.
 func (s *Spool) retire(id string, version int, lk *itemLock) bool {
-	// A version 1 item's record checks its body by length alone, so its
-	// file is not handed on (see TestForeignBodyUnderOldName).
-	if lk == nil || lk.free != "" || lk.size > maxRecycle || version == 1 {
+	// Only a file whose trailer names its id is handed on: a version 1
+	// item's record checks its body by length alone (see
+	// TestForeignBodyUnderOldName), and an unknown version (0) may be one.
+	if lk == nil || lk.free != "" || lk.size > maxRecycle || version < 2 {
 		return false
 	}
 	r := &s.rec

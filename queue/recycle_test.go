@@ -455,6 +455,11 @@ func TestRecycleWaitsForAnFsyncAfterTheRename(t *testing.T) {
 func TestDirectoryFsyncFailureSticks(t *testing.T) {
 	f := newFixture(t)
 	f.deliverByHand(f.spool(testBody, defaultEnv()))
+	early, err := f.sp.NewWriter(defaultEnv()) // begun before the failure
+	if err != nil {
+		t.Fatal(err)
+	}
+	early.Write([]byte(testBody))
 	fail := true
 	syncHook = func(dir string) error {
 		if dir == f.dir && fail {
@@ -464,15 +469,20 @@ func TestDirectoryFsyncFailureSticks(t *testing.T) {
 		return nil
 	}
 	defer func() { syncHook = nil }()
-	for i := range 2 {
-		w, err := f.sp.NewWriter(defaultEnv())
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte(testBody))
-		if id, err := w.Commit(); !errors.Is(err, syscall.EIO) {
-			t.Errorf("commit %d after a failed directory fsync: %q, %v", i, id, err)
-		}
+	w, err := f.sp.NewWriter(defaultEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(testBody))
+	if id, err := w.Commit(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("commit whose directory fsync failed: %q, %v", id, err)
+	}
+	// From then on nothing is taken, though the next fsync would succeed.
+	if _, err := f.sp.NewWriter(defaultEnv()); !errors.Is(err, syscall.EIO) {
+		t.Errorf("a new message after the failure: %v", err)
+	}
+	if id, err := early.Commit(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("a message begun before the failure: %q, %v", id, err)
 	}
 	if err := f.sp.Broken(); !errors.Is(err, syscall.EIO) {
 		t.Errorf("Broken() = %v", err)
@@ -524,5 +534,89 @@ func TestForeignBodyUnderOldName(t *testing.T) {
 		if !errors.Is(err, errCorrupt) {
 			t.Errorf("with <id>.json %v: a foreign body read as %v", withMeta, err)
 		}
+	}
+}
+
+// TestBrokenSpoolLoggedOnce: the runner's periodic flush of removals fails
+// on a broken spool until restart; the log says so once, not at every poll.
+func TestBrokenSpoolLoggedOnce(t *testing.T) {
+	f := newFixture(t)
+	s := f.target(standinOpts())
+	opts := f.opts(s)
+	opts.PollInterval = 10 * time.Millisecond
+	f.run(opts)
+	syncHook = func(dir string) error {
+		if dir == f.dir {
+			return &os.PathError{Op: "sync", Path: dir, Err: syscall.EIO}
+		}
+		return nil
+	}
+	defer func() { syncHook = nil }()
+	w, err := f.sp.NewWriter(defaultEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(testBody))
+	if _, err := w.Commit(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("commit: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // some 30 polls
+	if n := strings.Count(f.logs.String(), "make removals durable"); n != 1 {
+		t.Errorf("%d log lines for one failure", n)
+	}
+}
+
+// TestFullDiskEmptiesPool: when the spool's file system is full, the files
+// kept for reuse are the space the next message needs: they go.
+func TestFullDiskEmptiesPool(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := OpenSpool(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	f := &fixture{t: t, dir: dir, sp: sp}
+	a, b := f.spool(testBody, defaultEnv()), f.spool(testBody, defaultEnv())
+	f.deliverByHand(a)
+	f.deliverByHand(b)
+	if n := sp.freeCount(); n != 2 {
+		t.Fatalf("pool: %d", n)
+	}
+	w, err := sp.NewWriter(defaultEnv()) // takes one of the two
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(strings.Repeat("z", 100<<10))); !IsNoSpace(err) { // beyond the write buffer
+		t.Fatalf("write: %v", err)
+	}
+	w.Abort()
+	if n := len(freeFiles(t, dir)); n != 0 || sp.freeCount() != 0 {
+		t.Errorf("after ENOSPC the pool keeps %d files (%d counted)", n, sp.freeCount())
+	}
+}
+
+// TestReleasedAfterCloseRemoved: a file a worker still held when the spool
+// was closed is removed when the worker lets go, not kept.
+func TestReleasedAfterCloseRemoved(t *testing.T) {
+	f := newFixture(t)
+	id := f.spool(testBody, defaultEnv())
+	lk, err := f.sp.lockItem(id, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _, err := f.sp.readItem(id, lk.f, lk.size, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sp.removeDelivered(it, lk); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(freeFiles(t, f.dir)); n != 1 {
+		t.Fatalf("retired: %d files", n)
+	}
+	f.sp.Close()
+	lk.unlock()
+	if n := len(freeFiles(t, f.dir)); n != 0 || f.sp.freeCount() != 0 {
+		t.Errorf("released after Close: %d files kept (%d counted)", n, f.sp.freeCount())
 	}
 }

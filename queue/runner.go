@@ -229,6 +229,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer timer.Stop()
 	lastKick := r.readKick()
 	lastScan := time.Now()
+	broken := false // the spool's failure has been logged
 
 	for {
 		// Start what is due, as far as there are idle workers.
@@ -253,8 +254,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.finish(d)
 		case <-poll.C:
 			r.pool.reap()
-			if err := r.sp.FlushRemovals(); err != nil {
+			// A broken spool (a failed directory fsync) fails every flush
+			// until restart; it is said once, and /healthz keeps saying it.
+			if err := r.sp.FlushRemovals(); err != nil && !broken {
 				r.log.Error("queue: make removals durable", "err", err)
+				broken = r.sp.Broken() != nil
 			}
 			if k := r.readKick(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
 				lastKick = k

@@ -278,7 +278,10 @@ func (s *Spool) lockedBody(id string, f *os.File) (int64, error) {
 // DaemonRunning reports whether a daemon holds the spool, so the CLI can say
 // whether its change will be picked up now or at the next start.
 func (s *Spool) DaemonRunning() bool {
-	if s.daemon != nil {
+	s.mu.Lock()
+	own := s.daemon != nil
+	s.mu.Unlock()
+	if own {
 		return true
 	}
 	f, err := os.Open(filepath.Join(s.dir, daemonLock))
@@ -518,6 +521,7 @@ func (s *Spool) writeFile(name string, b []byte) error {
 	}
 	if err != nil {
 		os.Remove(name)
+		s.noSpace(err)
 	}
 	return err
 }

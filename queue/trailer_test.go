@@ -154,6 +154,11 @@ func TestVersion1ItemsStillDelivered(t *testing.T) {
 		t.Errorf("delivered %q", msgs[0].Data)
 	}
 	waitFor(t, 5*time.Second, "removed", f.gone(id))
+	// Its record checks the body by length alone: its file is not reused.
+	time.Sleep(100 * time.Millisecond)
+	if n := len(freeFiles(t, dir)); n != 0 || f.sp.freeCount() != 0 {
+		t.Errorf("a version 1 item's file was kept for reuse (%d on disk)", n)
+	}
 }
 
 // TestRememberedEnvelopeIsOnlyAShortcut: the daemon keeps what it just

@@ -54,6 +54,9 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 	if len(env.Recipients) == 0 {
 		return nil, errors.New("spool: message without recipients")
 	}
+	if err := s.dsync.broken(); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", s.dir, err)
+	}
 	now := s.now()
 	if env.ReceivedAt.IsZero() {
 		env.ReceivedAt = now
@@ -75,6 +78,7 @@ func (s *Spool) newWriter(env Envelope, dsn bool) (*Writer, error) {
 		tmp = filepath.Join(s.dir, tmpPrefix+it.ID+msgExt)
 		var err error
 		if f, err = s.fs.Create(tmp); err != nil {
+			s.noSpace(err)
 			return nil, fmt.Errorf("spool %s: create body: %w", it.ID, err)
 		}
 	}
@@ -174,7 +178,7 @@ func (w *Writer) Commit() (string, error) {
 		}
 	}
 	w.release()
-	if err == nil && w.reused && fileSize < w.oldSize {
+	if err == nil && w.reused && (w.oldSize <= 0 || fileSize < w.oldSize) {
 		// The rest of the delivered message the file held goes.
 		if err = w.f.Truncate(fileSize); err != nil {
 			err = fmt.Errorf("spool %s: truncate: %w", id, err)
@@ -196,6 +200,12 @@ func (w *Writer) Commit() (string, error) {
 	// Remembered before the rename: from the rename on, the runner may find
 	// the item in a scan, deliver and remove it, and a later remember would
 	// bring it back into the queue gauges.
+	if err := w.s.dsync.broken(); err != nil {
+		// Broken since the message began: nothing may be renamed into a
+		// directory whose fsyncs prove nothing.
+		os.Remove(w.tmp)
+		return "", fmt.Errorf("spool %s: %w", id, err)
+	}
 	w.s.remember(&w.it, fileSize)
 	msg := w.s.path(id, msgExt)
 	if err := rename(w.tmp, msg); err != nil {
