@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,10 +62,20 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		}
 		return done{id: id}
 	}
-	body := func() io.ReadSeeker { return io.NewSectionReader(lk.f, 0, size) }
 	now := r.opts.Now()
 	if it.State == StateHeld {
 		return done{id: id}
+	}
+	body := func() io.ReadSeeker { return io.NewSectionReader(lk.f, 0, size) }
+	if size <= smallBody {
+		// Read once: the arrival checks (DKIM, ARC, the header passes)
+		// and the transaction each read the message again, a system call
+		// and a copy from the page cache every time. Not pooled: a check
+		// given up at its deadline may still be reading.
+		buf := make([]byte, size)
+		if _, err := lk.f.ReadAt(buf, 0); err == nil {
+			body = func() io.ReadSeeker { return bytes.NewReader(buf) }
+		}
 	}
 	if it.NextAttempt.After(now.Add(time.Second)) {
 		return done{id: id, keep: true, next: it.NextAttempt}
@@ -156,6 +167,10 @@ func (r *Runner) orphanMeta(id string) bool {
 	}
 	return true
 }
+
+// smallBody is the largest message the runner reads into memory for its
+// attempt rather than from the spool file at each pass.
+const smallBody = 64 << 10
 
 // orphanRecheck is how long an apparent orphan is given to disappear.
 const orphanRecheck = 200 * time.Millisecond
