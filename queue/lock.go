@@ -33,54 +33,65 @@ var lockOpened func(id string)
 
 // lockItem locks id, waiting up to wait for a holder to finish.
 func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
+	f, size, err := s.openLocked(id, syscall.LOCK_EX, wait)
+	if err != nil {
+		return nil, err
+	}
+	return &itemLock{f: f, size: size}, nil
+}
+
+// openLocked opens id's body file and flocks it, exclusively or shared
+// (how), waiting up to wait for a holder to finish; it returns the file and
+// its size. The holder before us may have removed the item between our open
+// and our lock, or moved it aside (quarantined, or retired for reuse): the
+// name then no longer leads to the file we hold, and a lock on it would
+// deliver a dropped or delivered message again, or read another's bytes.
+func (s *Spool) openLocked(id string, how int, wait time.Duration) (*os.File, int64, error) {
 	if !validID(id) {
-		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
+		return nil, 0, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
 	f, err := openFile(s.path(id, msgExt), os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+		return nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", id, err)
+		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
 	}
 	if lockOpened != nil {
 		lockOpened(id)
 	}
+	size, err := s.lockFile(id, f, how, wait)
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
+}
+
+// lockFile is openLocked's wait for the lock and its look at the name.
+func (s *Spool) lockFile(id string, f *os.File, how int, wait time.Duration) (int64, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
-			// The holder before us may have removed the item between our
-			// open and our lock; a lock on a file that has left the spool
-			// would deliver a dropped or delivered message again.
-			// Removed (or moved aside, like a quarantined item) in between:
-			// the name no longer leads to the file we hold.
-			var held, named syscall.Stat_t
-			if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("spool %s: %w", id, err)
-			}
-			err := syscall.Stat(s.path(id, msgExt), &named)
-			if err != nil && err != syscall.ENOENT {
-				f.Close()
-				return nil, fmt.Errorf("spool %s: %w", id, err)
-			}
-			if err != nil || named.Ino != held.Ino || named.Dev != held.Dev {
-				f.Close()
-				return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
-			}
-			return &itemLock{f: f, size: held.Size}, nil
+			break
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("spool %s: lock: %w", id, err)
+			return 0, fmt.Errorf("spool %s: lock: %w", id, err)
 		}
 		if !time.Now().Before(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("spool %s: %w", id, ErrBusy)
+			return 0, fmt.Errorf("spool %s: %w", id, ErrBusy)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	size, same, err := s.fileOf(id, f)
+	if err != nil {
+		return 0, fmt.Errorf("spool %s: %w", id, err)
+	}
+	if !same {
+		return 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
+	}
+	return size, nil
 }
 
 // unlock closes the file, which releases the flock: it is the only

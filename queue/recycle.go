@@ -212,15 +212,21 @@ func reuseFile(name string) (*os.File, error) {
 // that leads nowhere is (false, nil): the item was removed in between. An
 // error is one of looking, and says nothing either way.
 func (s *Spool) sameFile(id string, f *os.File) (bool, error) {
+	_, same, err := s.fileOf(id, f)
+	return same, err
+}
+
+// fileOf is sameFile, with f's size.
+func (s *Spool) fileOf(id string, f *os.File) (size int64, same bool, err error) {
 	var held, named syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if err := syscall.Stat(s.path(id, msgExt), &named); err != nil {
 		if err == syscall.ENOENT {
-			return false, nil
+			return held.Size, false, nil
 		}
-		return false, err
+		return 0, false, err
 	}
-	return named.Ino == held.Ino && named.Dev == held.Dev, nil
+	return held.Size, named.Ino == held.Ino && named.Dev == held.Dev, nil
 }

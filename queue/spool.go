@@ -225,20 +225,11 @@ func (s *Spool) BodyPath(id string) string { return s.path(id, msgExt) }
 // and removes the item meanwhile nor reuses its file (recycle.go); it waits
 // up to the admin wait for a delivery attempt in progress.
 func (s *Spool) Body(id string) (io.ReadCloser, error) {
-	if !validID(id) {
-		return nil, fmt.Errorf("spool %q: %w", id, ErrNotFound)
-	}
-	f, err := openFile(s.path(id, msgExt), os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("spool %s: %w", id, ErrNotFound)
-	}
+	f, size, err := s.openLocked(id, syscall.LOCK_SH, s.adminWait)
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", id, err)
+		return nil, err
 	}
-	if lockOpened != nil {
-		lockOpened(id)
-	}
-	n, err := s.lockedBody(id, f)
+	_, n, err := s.readItem(id, f, size, true)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -247,32 +238,6 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 		io.Reader
 		io.Closer
 	}{io.NewSectionReader(f, 0, n), f}, nil
-}
-
-func (s *Spool) lockedBody(id string, f *os.File) (int64, error) {
-	deadline := time.Now().Add(s.adminWait)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return 0, fmt.Errorf("spool %s: lock: %w", id, err)
-		}
-		if !time.Now().Before(deadline) {
-			return 0, fmt.Errorf("spool %s: %w", id, ErrBusy)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	// Opened before the lock: the file may have left the spool, and been
-	// reused, in between.
-	if same, err := s.sameFile(id, f); err != nil {
-		return 0, fmt.Errorf("spool %s: %w", id, err)
-	} else if !same {
-		return 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
-	}
-	_, n, err := s.readItem(id, f, -1, true)
-	return n, err
 }
 
 // DaemonRunning reports whether a daemon holds the spool, so the CLI can say
