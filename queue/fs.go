@@ -135,11 +135,12 @@ func (g *groupSync) Note() uint64 {
 	return g.requested
 }
 
-// Done reports whether the change Note numbered n is durable.
-func (g *groupSync) Done(n uint64) bool {
+// durable returns the number of the last change (Note or Sync) known to be
+// durable: every change numbered up to it is.
+func (g *groupSync) durable() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.completed >= n
+	return g.completed
 }
 
 // Flush makes every noted change durable, if any is not yet.

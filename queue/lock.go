@@ -19,12 +19,10 @@ import (
 type itemLock struct {
 	f    *os.File
 	size int64 // of the file, when it was locked
-	// free names the file once it was retired for reuse: it joins the
+	// retired is the file once it was moved aside for reuse: it joins sp's
 	// pool when the lock is released (recycle.go).
-	sp       *Spool
-	free     string
-	freeSync uint64
-	freeSize int64
+	sp      *Spool
+	retired *freeFile
 }
 
 // lockOpened, when set (tests), runs between opening an item's file and
@@ -98,8 +96,8 @@ func (s *Spool) lockFile(id string, f *os.File, how int, wait time.Duration) (in
 // descriptor of its open file description.
 func (l *itemLock) unlock() {
 	l.f.Close()
-	if l.free != "" {
-		l.sp.release(l.free, l.freeSync, l.freeSize)
-		l.free = ""
+	if l.retired != nil {
+		l.sp.release(*l.retired)
+		l.retired = nil
 	}
 }

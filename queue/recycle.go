@@ -3,10 +3,12 @@
 package queue
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -60,18 +62,19 @@ type recycler struct {
 	// recycles, and a file released after Close is removed.
 	open bool
 	// reused counts files written over (tests).
-	reused int
+	reused atomic.Int64
 }
 
 // retire moves a delivered item's body file aside for reuse, if it may be
 // reused, and reports whether it did. The caller holds lk, the item's lock;
 // the file joins the pool when lk is released, so that no writer finds it
-// still locked.
+// still locked. The caller notes the rename with the directory's groupSync
+// and records the number in lk.retired.sync.
 func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 	// Only a file whose trailer names its id is handed on: a version 1
 	// item's record checks its body by length alone (see
 	// TestForeignBodyUnderOldName), and an unknown version (0) may be one.
-	if lk == nil || lk.free != "" || lk.size > maxRecycle || version < 2 {
+	if lk == nil || lk.retired != nil || lk.size > maxRecycle || version < 2 {
 		return false
 	}
 	r := &s.rec
@@ -93,8 +96,8 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 		r.mu.Unlock()
 		return false
 	}
-	lk.sp, lk.free, lk.freeSync = s, name, s.dsync.Note()
-	lk.freeSize = lk.size
+	// Not reusable until the caller's note says which fsync covers it.
+	lk.sp, lk.retired = s, &freeFile{name: name, size: lk.size, sync: math.MaxUint64}
 	return true
 }
 
@@ -102,16 +105,17 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 var renameFile = rename
 
 // release puts a retired file into the pool.
-func (s *Spool) release(name string, sync uint64, size int64) {
+func (s *Spool) release(ff freeFile) {
 	r := &s.rec
 	r.mu.Lock()
 	r.held--
 	if !r.open {
 		r.mu.Unlock()
-		os.Remove(name)
+		os.Remove(ff.name)
 		return
 	}
-	r.free = append(r.free, freeFile{name: name, at: time.Now(), sync: sync, size: size})
+	ff.at = time.Now()
+	r.free = append(r.free, ff)
 	r.mu.Unlock()
 }
 
@@ -127,7 +131,7 @@ func (s *Spool) stopRecycling() {
 	s.rec.mu.Lock()
 	s.rec.open = false
 	s.rec.mu.Unlock()
-	s.trimFree(-time.Hour)
+	s.emptyPool()
 }
 
 // reuse opens the most recently freed file whose retirement is durable for
@@ -136,9 +140,10 @@ func (s *Spool) stopRecycling() {
 // delivered item) is removed instead: it may be read.
 func (s *Spool) reuse() (File, string, int64) {
 	r := &s.rec
+	durable := s.dsync.durable()
 	r.mu.Lock()
 	i := len(r.free) - 1
-	for i >= 0 && !s.dsync.Done(r.free[i].sync) {
+	for i >= 0 && r.free[i].sync > durable {
 		i--
 	}
 	if i < 0 {
@@ -153,9 +158,7 @@ func (s *Spool) reuse() (File, string, int64) {
 		os.Remove(ff.name) // a failure here leaves a temp file for recovery
 		return nil, "", 0
 	}
-	r.mu.Lock()
-	r.reused++
-	r.mu.Unlock()
+	r.reused.Add(1)
 	return f, ff.name, ff.size
 }
 
@@ -177,11 +180,14 @@ func (s *Spool) trimFree(idle time.Duration) {
 	}
 }
 
+// emptyPool removes every pooled file.
+func (s *Spool) emptyPool() { s.trimFree(-time.Hour) }
+
 // noSpace empties the pool when err says the file system is full: its
 // files are the space the next message needs.
 func (s *Spool) noSpace(err error) {
 	if IsNoSpace(err) {
-		s.trimFree(-time.Hour)
+		s.emptyPool()
 	}
 }
 

@@ -64,18 +64,14 @@ func (f *fixture) reusable() int {
 	defer f.sp.rec.mu.Unlock()
 	n := 0
 	for _, ff := range f.sp.rec.free {
-		if f.sp.dsync.Done(ff.sync) {
+		if ff.sync <= f.sp.dsync.durable() {
 			n++
 		}
 	}
 	return n
 }
 
-func (f *fixture) reusedCount() int {
-	f.sp.rec.mu.Lock()
-	defer f.sp.rec.mu.Unlock()
-	return f.sp.rec.reused
-}
+func (f *fixture) reusedCount() int { return int(f.sp.rec.reused.Load()) }
 
 func freeFiles(t *testing.T, dir string) []string {
 	t.Helper()

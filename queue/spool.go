@@ -524,7 +524,10 @@ func (s *Spool) removeDelivered(it *Item, lk *itemLock) error {
 	if err := s.unlink(it, lk); err != nil {
 		return err
 	}
-	s.dsync.Note()
+	n := s.dsync.Note()
+	if lk != nil && lk.retired != nil {
+		lk.retired.sync = n // reusable once this change is durable
+	}
 	return nil
 }
 

@@ -197,15 +197,15 @@ func (w *Writer) Commit() (string, error) {
 		w.s.noSpace(err)
 		return "", err
 	}
-	// Remembered before the rename: from the rename on, the runner may find
-	// the item in a scan, deliver and remove it, and a later remember would
-	// bring it back into the queue gauges.
 	if err := w.s.dsync.broken(); err != nil {
 		// Broken since the message began: nothing may be renamed into a
 		// directory whose fsyncs prove nothing.
 		os.Remove(w.tmp)
 		return "", fmt.Errorf("spool %s: %w", id, err)
 	}
+	// Remembered before the rename: from the rename on, the runner may find
+	// the item in a scan, deliver and remove it, and a later remember would
+	// bring it back into the queue gauges.
 	w.s.remember(&w.it, fileSize)
 	msg := w.s.path(id, msgExt)
 	if err := rename(w.tmp, msg); err != nil {
