@@ -161,15 +161,21 @@ func TestRecycleWaitsForDurableRemoval(t *testing.T) {
 	if len(free) != 1 {
 		t.Fatalf("pool: %v", free)
 	}
-	ino := inode(t, free[0])
+	f.wantReuseAfterNextCommit(inode(t, free[0]))
+}
+
+// wantReuseAfterNextCommit: the pooled file ino is not reusable yet, so the
+// next message gets a file of its own; that message's commit fsyncs the
+// directory, which makes ino's rename durable, and the one after takes ino.
+func (f *fixture) wantReuseAfterNextCommit(ino uint64) {
+	f.t.Helper()
 	b := f.spool(testBody, defaultEnv())
-	if inode(t, f.sp.BodyPath(b)) == ino {
-		t.Error("file reused before its removal from the spool was durable")
+	if inode(f.t, f.sp.BodyPath(b)) == ino {
+		f.t.Error("file reused before a directory fsync begun after its rename had finished")
 	}
-	// b's commit fsynced the directory, and with it the earlier rename.
 	c := f.spool(testBody, defaultEnv())
-	if inode(t, f.sp.BodyPath(c)) != ino {
-		t.Error("file not reused after a directory fsync")
+	if inode(f.t, f.sp.BodyPath(c)) != ino {
+		f.t.Error("file not reused after a later directory fsync")
 	}
 }
 
@@ -434,15 +440,7 @@ func TestRecycleWaitsForAnFsyncAfterTheRename(t *testing.T) {
 	if !once || f.sp.freeCount() != 1 {
 		t.Fatalf("retire during the fsync: ran %v, pool %d", once, f.sp.freeCount())
 	}
-	ino := inode(t, freeFiles(t, f.dir)[0])
-	b := f.spool(testBody, defaultEnv())
-	if inode(t, f.sp.BodyPath(b)) == ino {
-		t.Error("file reused on the strength of an fsync that began before its rename")
-	}
-	d := f.spool(testBody, defaultEnv())
-	if inode(t, f.sp.BodyPath(d)) != ino {
-		t.Error("file not reused after a later fsync")
-	}
+	f.wantReuseAfterNextCommit(inode(t, freeFiles(t, f.dir)[0]))
 }
 
 // TestDirectoryFsyncFailureSticks: once a directory fsync fails, the spool
