@@ -81,6 +81,9 @@ type Options struct {
 	Domain  string      // EHLO name; default "standin.localhost"
 	TLS     *tls.Config // STARTTLS is offered when non-nil
 	MaxSize int64       // advertised SIZE and enforced limit; 0 advertises SIZE without a number
+	// Listener, when set, is served instead of listening on Addr, and closed
+	// by Close: a test that keeps its port across a restart passes one.
+	Listener net.Listener
 	// No8BitMIME hides 8BITMIME (and CHUNKING) from the EHLO reply, to play a
 	// 7-bit-only target. go-smtp always advertises 8BITMIME, so the connection
 	// is wrapped and the EHLO reply filtered; STARTTLS is then done by the
@@ -130,14 +133,20 @@ func Start(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ln := opts.Listener
 	if opts.Dir != "" {
 		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
 			return nil, fmt.Errorf("standin: create %s: %w", opts.Dir, err)
 		}
 	}
-	ln, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("standin: listen %s: %w", opts.Addr, err)
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", opts.Addr); err != nil {
+			return nil, fmt.Errorf("standin: listen %s: %w", opts.Addr, err)
+		}
 	}
 	s := &Server{opts: opts, ln: ln, log: log, changed: make(chan struct{}), done: make(chan struct{})}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
