@@ -23,7 +23,7 @@ func TestFlipTakesEffectWithinOneSecond(t *testing.T) {
 	e.mustCLI("address", "flip", "scriba@hervormdputten.nl", "provisioned")
 	e.start()
 	rcpt := func() int {
-		c, err := smtp.Dial(e.smtpAddr)
+		c, err := smtp.Dial(e.smtpAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 	e.addForwarding(addr, "scriba@fwd.hervormdputten.nl")
 	e.mustCLI("address", "flip", addr, "confirmed")
 	e.start()
-	if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("held-1")); err != nil {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("held-1")); err != nil {
 		t.Fatal(err)
 	}
 	var id string
@@ -126,7 +126,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 
 	// Drop: the only way out without delivery or DSN, and it is audited.
 	reject.Store(true)
-	if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("drop-1")); err != nil {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("drop-1")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "second message held", func() bool { return e.show(addr).Held == 1 })

@@ -74,7 +74,7 @@ func TestARCSealedEndToEnd(t *testing.T) {
 		HeaderKeys: []string{"From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := send(e.smtpAddr, "a@author.test", []string{"scriba@fwd.hervormdputten.nl"}, signed.Bytes()); err != nil {
+	if err := send(e.smtpAddr(), "a@author.test", []string{"scriba@fwd.hervormdputten.nl"}, signed.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	got := waitTenant(t, e.tenant, 1)[0].Data

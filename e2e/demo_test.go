@@ -20,9 +20,9 @@ import (
 // printed how-to (its swaks line), and finds the message in the printed folder.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
-	smtpAddr, httpAddr := freePort(t), freePort(t)
 	ns := dnstest.Start(t, "")
-	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", smtpAddr, "--metrics", httpAddr, "--resolver", ns.Addr())
+	// Port 0: the demo prints the addresses it got.
+	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--resolver", ns.Addr())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,8 +81,13 @@ read:
 	if swaksLine == nil || inbox == nil {
 		t.Fatalf("how-to lacks the swaks line or the folder:\n%s", text)
 	}
-	if !strings.Contains(text, smtpAddr[strings.LastIndexByte(smtpAddr, ':')+1:]) {
-		t.Errorf("how-to does not name the relay's port:\n%s", text)
+	relay := regexp.MustCompile(`relay \(SMTP\)\s+(127\.0\.0\.1:\d+)`).FindStringSubmatch(text)
+	if relay == nil || strings.HasSuffix(relay[1], ":0") {
+		t.Fatalf("how-to does not name the relay's address and port:\n%s", text)
+	}
+	smtpAddr := relay[1]
+	if !strings.Contains(swaksLine[1], "--port "+smtpAddr[strings.LastIndexByte(smtpAddr, ':')+1:]) {
+		t.Errorf("the swaks line does not name the relay's port %s:\n%s", smtpAddr, text)
 	}
 	if _, err := exec.LookPath("swaks"); err == nil {
 		out, err := exec.Command("sh", "-c", swaksLine[1]).CombinedOutput()

@@ -22,7 +22,7 @@ func TestArrivalLookupsCached(t *testing.T) {
 	const n = 4
 	for i := 0; i < n; i++ {
 		msg := bytes.Replace(testMessage(fmt.Sprintf("cached-%d", i)), []byte("author@example.org"), []byte("a@author.test"), 1)
-		if err := send(e.smtpAddr, "a@author.test", []string{"scriba@fwd.hervormdputten.nl"}, msg); err != nil {
+		if err := send(e.smtpAddr(), "a@author.test", []string{"scriba@fwd.hervormdputten.nl"}, msg); err != nil {
 			t.Fatal(err)
 		}
 	}

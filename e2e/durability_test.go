@@ -59,7 +59,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 				mu.Unlock()
 				id := fmt.Sprintf("kill-%05d", i)
 				for time.Now().Before(stop) {
-					err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(id))
+					err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(id))
 					if err == nil {
 						mu.Lock()
 						acked[id] = true
@@ -152,7 +152,7 @@ func TestSIGTERMGraceful(t *testing.T) {
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
 
-	idle, err := smtp.Dial(e.smtpAddr)
+	idle, err := smtp.Dial(e.smtpAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestSIGTERMGraceful(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	busy, err := smtp.Dial(e.smtpAddr)
+	busy, err := smtp.Dial(e.smtpAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestShutdownRemovesReusedFiles(t *testing.T) {
 	e.start()
 	for i := range 3 {
 		id := fmt.Sprintf("pool-%d", i)
-		if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(id)); err != nil {
+		if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(id)); err != nil {
 			t.Fatal(err)
 		}
 	}

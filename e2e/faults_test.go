@@ -25,26 +25,26 @@ const faultDelivery = "delivery:\n  retry_initial: 200ms\n  retry_max: 600ms\n  
 
 // tenantSwap replaces the stand-in tenant by a new one on the same address,
 // to play a tenant that goes down and comes back, or changes its certificate.
+// The port stays held in between: while down, connections are refused and no
+// other test can take it.
 func (e *env) tenantSwap(opts *standin.Options) {
 	e.t.Helper()
-	addr := e.tenant.Addr()
 	e.tenant.Close()
 	if opts == nil {
 		return
 	}
 	o := *opts
-	o.Addr = addr
-	var err error
-	for i := 0; i < 50; i++ {
-		var s *standin.Server
-		if s, err = standin.Start(o); err == nil {
-			e.tenant = s
-			e.t.Cleanup(func() { s.Close() })
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	ln, err := e.tenantPort.Listen()
+	if err != nil {
+		e.t.Fatalf("tenant cannot listen on its port %s again: %v", e.tenantPort.Addr(), err)
 	}
-	e.t.Fatalf("tenant cannot listen on %s again: %v", addr, err)
+	o.Listener = ln
+	s, err := standin.Start(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.tenant = s
+	e.t.Cleanup(func() { s.Close() })
 }
 
 func (e *env) goodTenantOptions() *standin.Options {
@@ -166,7 +166,7 @@ func TestTenantFaults(t *testing.T) {
 			ids := make([]string, perFault)
 			for i := range ids {
 				ids[i] = fmt.Sprintf("%s-%d", strings.ReplaceAll(tc.name, " ", "_"), i)
-				if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(ids[i])); err != nil {
+				if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(ids[i])); err != nil {
 					t.Fatalf("message %d not accepted while the tenant is faulty: %v", i, err)
 				}
 			}
@@ -246,7 +246,7 @@ func TestStateDBLockedOrUnreadable(t *testing.T) {
 	ctx := context.Background()
 
 	rcpt := func(addr string) int {
-		c, err := smtp.Dial(e.smtpAddr)
+		c, err := smtp.Dial(e.smtpAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestStateDBLockedOrUnreadable(t *testing.T) {
 	n := 0
 	for time.Now().Before(end) {
 		check("during a long write transaction", normal)
-		if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(fmt.Sprintf("locked-%d", n))); err != nil {
+		if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(fmt.Sprintf("locked-%d", n))); err != nil {
 			t.Fatalf("mail refused while an admin holds the database: %v", err)
 		}
 		n++
@@ -308,7 +308,7 @@ func TestStateDBLockedOrUnreadable(t *testing.T) {
 		check("database unreadable", unsure)
 		time.Sleep(300 * time.Millisecond)
 	}
-	c, err := smtp.Dial(e.smtpAddr)
+	c, err := smtp.Dial(e.smtpAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestSpoolDamagedWhileRunning(t *testing.T) {
 	e.start()
 	const n = 6
 	for i := 0; i < n; i++ {
-		if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(fmt.Sprintf("damage-%d", i))); err != nil {
+		if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage(fmt.Sprintf("damage-%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}

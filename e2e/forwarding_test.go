@@ -57,7 +57,7 @@ func TestSRSRoundTrip(t *testing.T) {
 	e := newEnv(t, envOptions{extraConfig: extra, delivery: delivery})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	if err := send(e.smtpAddr, "Author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("srs-1")); err != nil {
+	if err := send(e.smtpAddr(), "Author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("srs-1")); err != nil {
 		t.Fatal(err)
 	}
 	got := waitTenant(t, e.tenant, 1)[0]
@@ -67,7 +67,7 @@ func TestSRSRoundTrip(t *testing.T) {
 	// Microsoft 365 bounces the message later, to the SRS address.
 	dsn := []byte("From: postmaster@tenant.test\r\nTo: " + got.From + "\r\nSubject: Undeliverable: test\r\n" +
 		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
-	if err := send(e.smtpAddr, "", []string{got.From}, dsn); err != nil {
+	if err := send(e.smtpAddr(), "", []string{got.From}, dsn); err != nil {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}
 	var msgs []standin.Message
@@ -83,11 +83,11 @@ func TestSRSRoundTrip(t *testing.T) {
 	}
 	// A forged address and an ordinary sender are refused.
 	forged := strings.Replace(got.From, "SRS0=", "SRS0=x", 1)
-	err := send(e.smtpAddr, "", []string{forged}, dsn)
+	err := send(e.smtpAddr(), "", []string{forged}, dsn)
 	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
 		t.Errorf("forged SRS address: got %v, want 550 5.1.1", err)
 	}
-	err = send(e.smtpAddr, "spammer@example.net", []string{got.From}, dsn)
+	err = send(e.smtpAddr(), "spammer@example.net", []string{got.From}, dsn)
 	if smtpCode(err) != 550 {
 		t.Errorf("non-DSN to SRS address: got %v, want 550", err)
 	}
@@ -118,10 +118,10 @@ func TestBouncePolicyDSN(t *testing.T) {
 	}})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	if err := send(e.smtpAddr, "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("bounce-1")); err != nil {
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("bounce-1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := send(e.smtpAddr, "", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("nullsender-1")); err != nil {
+	if err := send(e.smtpAddr(), "", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("nullsender-1")); err != nil {
 		t.Fatal(err)
 	}
 	var msgs []standin.Message
@@ -168,10 +168,10 @@ func TestLoopStopsAtFirstRepeat(t *testing.T) {
 			return nil
 		}
 	}})
-	relayAddr.Store(e.smtpAddr)
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("loop-1")); err != nil {
+	relayAddr.Store(e.smtpAddr())
+	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("loop-1")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the forwarded-back copy to be refused", func() bool {

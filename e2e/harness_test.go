@@ -7,14 +7,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/internal/testlog"
+	"github.com/dualmx/dualmx/internal/testnet"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -52,18 +54,23 @@ func TestMain(m *testing.M) {
 // env is one relay under test with its own state directory, config and
 // stand-in tenant.
 type env struct {
-	t        *testing.T
-	dir      string
-	cfgPath  string
-	smtpAddr string
-	httpAddr string
-	ca       *testca.CA
-	tenant   *standin.Server
+	t       *testing.T
+	dir     string
+	cfgPath string
+	ca      *testca.CA
+	tenant  *standin.Server
+	// tenantPort keeps the stand-in's port while it is down (tenantSwap), so
+	// it comes back where the config points.
+	tenantPort *testnet.Hold
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	logs *testlog.Buffer
 	exit chan error
+	// listening holds the addresses the running daemon bound, by listener
+	// ("smtp", "metrics"), from its "dualmx ready" line: the config asks
+	// for port 0, and each start gets new ports.
+	listening map[string]string
 
 	serveArgs []string // extra flags for dualmx serve
 }
@@ -75,16 +82,6 @@ type envOptions struct {
 	tenant      func(*standin.Options) // adjust the stand-in
 	stateDir    string                 // default: inside the test dir
 	serveArgs   []string               // extra flags for dualmx serve, e.g. --log-json
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -106,12 +103,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.tenant != nil {
 		o.tenant(&sopts)
 	}
+	hold := testnet.HoldTCP(t, "127.0.0.1")
+	if sopts.Listener, err = hold.Listen(); err != nil {
+		t.Fatal(err)
+	}
 	tenant, err := standin.Start(sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tenant.Close() })
-	e := &env{t: t, dir: dir, ca: ca, tenant: tenant, smtpAddr: freePort(t), httpAddr: freePort(t), serveArgs: o.serveArgs}
+	e := &env{t: t, dir: dir, ca: ca, tenant: tenant, tenantPort: hold, serveArgs: o.serveArgs}
 	state := o.stateDir
 	if state == "" {
 		state = filepath.Join(dir, "state")
@@ -126,8 +127,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		delivery = "delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n"
 	}
 	e.cfgPath = filepath.Join(dir, "dualmx.yaml")
-	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: %q\n  metrics: %q\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\n%starget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
-		state, e.smtpAddr, e.httpAddr, o.inbound, tenant.Port(), caFile, delivery, o.extraConfig)
+	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: 127.0.0.1:0\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\n%starget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
+		state, o.inbound, tenant.Port(), caFile, delivery, o.extraConfig)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +141,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-// start runs "dualmx serve" and waits until it answers SMTP.
+// start runs "dualmx serve" and waits until it is ready: its listeners are
+// open on the ports its "dualmx ready" line names.
 func (e *env) start() {
 	e.t.Helper()
 	e.mu.Lock()
 	if e.logs == nil {
 		e.logs = &testlog.Buffer{}
 	}
+	from := len(e.logs.String()) // the ready line of this start comes after
 	cmd := exec.Command(binary, append([]string{"serve", "--config", e.cfgPath}, e.serveArgs...)...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	if err := cmd.Start(); err != nil {
@@ -156,22 +159,92 @@ func (e *env) start() {
 	e.cmd = cmd
 	exit := make(chan error, 1)
 	e.exit = exit
+	e.listening = nil
 	e.mu.Unlock()
 	go func() { exit <- cmd.Wait() }()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", e.smtpAddr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+	deadline := time.After(15 * time.Second)
+	for {
+		if addrs := readyLine(e.logs.String()[from:]); addrs != nil {
+			if addrs["smtp"] == "" {
+				e.t.Fatalf("the ready line names no smtp address\n%s", e.logs)
+			}
+			e.mu.Lock()
+			e.listening = addrs
+			e.mu.Unlock()
 			return
 		}
 		select {
 		case err := <-exit:
 			e.t.Fatalf("dualmx exited at start: %v\n%s", err, e.logs)
-		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			e.t.Fatalf("dualmx was not ready in time\n%s", e.logs)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	e.t.Fatalf("dualmx did not open %s in time\n%s", e.smtpAddr, e.logs)
+}
+
+// readyLine finds the daemon's "dualmx ready" line in logs, text or JSON,
+// and returns its attributes (smtp, metrics, target, ...); nil if none.
+func readyLine(logs string) map[string]string {
+	for _, line := range strings.Split(logs, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "{") {
+			var m map[string]any
+			dec := json.NewDecoder(strings.NewReader(line))
+			dec.UseNumber()
+			if dec.Decode(&m) != nil || m["msg"] != "dualmx ready" {
+				continue
+			}
+			out := map[string]string{}
+			for k, v := range m {
+				out[k] = fmt.Sprint(v)
+			}
+			return out
+		}
+		if attrs := logfmt(line); attrs["msg"] == "dualmx ready" {
+			return attrs
+		}
+	}
+	return nil
+}
+
+// logfmt splits a line of log/slog's text handler into its key=value pairs;
+// a value with spaces or quotes is Go-quoted.
+func logfmt(line string) map[string]string {
+	out := map[string]string{}
+	for line != "" {
+		line = strings.TrimLeft(line, " ")
+		key, rest, ok := strings.Cut(line, "=")
+		if !ok || strings.ContainsAny(key, " \"") {
+			return out
+		}
+		var val string
+		if strings.HasPrefix(rest, "\"") {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return out
+			}
+			val, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			val, rest, _ = strings.Cut(rest, " ")
+		}
+		out[key] = val
+		line = rest
+	}
+	return out
+}
+
+// smtpAddr is the SMTP address of the running daemon ("" before start).
+func (e *env) smtpAddr() string { return e.listenAddr("smtp") }
+
+// httpAddr is the address of the metrics and status listener.
+func (e *env) httpAddr() string { return e.listenAddr("metrics") }
+
+func (e *env) listenAddr(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.listening[name]
 }
 
 // stop sends sig and waits (bounded) for the process to exit.
@@ -268,7 +341,7 @@ func testMessage(id string) []byte {
 // scrape returns the metrics text.
 func (e *env) scrape() string {
 	e.t.Helper()
-	resp, err := http.Get("http://" + e.httpAddr + "/metrics")
+	resp, err := http.Get("http://" + e.httpAddr() + "/metrics")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -302,3 +375,36 @@ func smtpCode(err error) int {
 }
 
 var execCommand = exec.Command
+
+// TestReadyLine: the harness finds the bound addresses in the daemon's ready
+// line, in either log format, and nothing in other lines.
+func TestReadyLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, logs string
+		want       map[string]string
+	}{
+		{"text", "time=2026-11-27T10:00:00.000+01:00 level=INFO msg=\"starting dualmx\" config=/x\n" +
+			"time=2026-11-27T10:00:00.100+01:00 level=INFO msg=\"dualmx ready\" smtp=127.0.0.1:41234 metrics=127.0.0.1:41235 target=127.0.0.1:25 max_message_bytes=10485760\n",
+			map[string]string{"smtp": "127.0.0.1:41234", "metrics": "127.0.0.1:41235"}},
+		{"text, quoted and empty values", `time=x level=INFO msg="dualmx ready" smtp="[::1]:2525" metrics="" note="a \"b\" c"` + "\n",
+			map[string]string{"smtp": "[::1]:2525", "metrics": "", "note": `a "b" c`}},
+		{"json", `{"time":"x","level":"INFO","msg":"dualmx ready","smtp":"127.0.0.1:41234","metrics":"127.0.0.1:41235","max_message_bytes":10485760}` + "\n",
+			map[string]string{"smtp": "127.0.0.1:41234", "metrics": "127.0.0.1:41235", "max_message_bytes": "10485760"}},
+		{"not ready yet", "time=x level=INFO msg=\"starting dualmx\" smtp=127.0.0.1:0\n{\"msg\":\"arc sealing on\"}\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := readyLine(tc.logs)
+			if tc.want == nil {
+				if got != nil {
+					t.Fatalf("readyLine = %v, want none", got)
+				}
+				return
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q (all: %v)", k, got[k], v, got)
+				}
+			}
+		})
+	}
+}

@@ -104,7 +104,7 @@ func TestOpenRelayBattery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprintf("relay-%02d", i)
 			script := "EHLO oldhost.test\r\nMAIL FROM:<someone@example.org>" + tc.mailOpts + "\r\nRCPT TO:<" + tc.rcpt + ">\r\n"
-			lines := finals(raw(t, e.smtpAddr, script+"QUIT\r\n"))
+			lines := finals(raw(t, e.smtpAddr(), script+"QUIT\r\n"))
 			if len(lines) < 3 {
 				t.Fatalf("session: %q", lines)
 			}
@@ -116,7 +116,7 @@ func TestOpenRelayBattery(t *testing.T) {
 				return
 			}
 			// Accepted: send it, and see where it goes.
-			lines = finals(raw(t, e.smtpAddr, script+"DATA\r\n"+string(testMessage(id))+".\r\nQUIT\r\n"))
+			lines = finals(raw(t, e.smtpAddr(), script+"DATA\r\n"+string(testMessage(id))+".\r\nQUIT\r\n"))
 			if len(lines) < 5 || !strings.HasPrefix(lines[4], "250 2.0.0") {
 				t.Fatalf("DATA: %q", lines)
 			}
@@ -171,7 +171,7 @@ func TestSMTPSmuggling(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			data := "From: a@example.org\r\nSubject: carrier " + tc.name + "\r\n\r\nhello" + tc.sep + smuggled + "\r\n.\r\n"
-			lines := finals(raw(t, e.smtpAddr, "EHLO oldhost.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.hervormdputten.nl>\r\nDATA\r\n"+data+"QUIT\r\n"))
+			lines := finals(raw(t, e.smtpAddr(), "EHLO oldhost.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.hervormdputten.nl>\r\nDATA\r\n"+data+"QUIT\r\n"))
 			// EHLO, MAIL, RCPT, 354, the verdict on the carrier, QUIT.
 			if len(lines) != 6 || !strings.HasPrefix(lines[4], tc.want) || !strings.HasPrefix(lines[5], "221") {
 				t.Fatalf("replies %q, want the carrier refused with %s and nothing else", lines, tc.want)
@@ -179,7 +179,7 @@ func TestSMTPSmuggling(t *testing.T) {
 		})
 	}
 	// A clean message afterwards goes through, so an empty tenant means something.
-	if err := send(e.smtpAddr, "a@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("after-smuggling")); err != nil {
+	if err := send(e.smtpAddr(), "a@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("after-smuggling")); err != nil {
 		t.Fatal(err)
 	}
 	waitTenant(t, e.tenant, 1+carriers)
@@ -249,7 +249,7 @@ func TestProtocolAbuse(t *testing.T) {
 	var want []string
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := finals(raw(t, e.smtpAddr, tc.script))
+			got := finals(raw(t, e.smtpAddr(), tc.script))
 			if len(got) != len(tc.want) {
 				t.Fatalf("%d replies, want %d:\n%q", len(got), len(tc.want), got)
 			}
@@ -351,18 +351,18 @@ func TestResourceExhaustion(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 5; i++ {
-		c, g := dialFrom(t, e.smtpAddr, "127.0.0.1")
+		c, g := dialFrom(t, e.smtpAddr(), "127.0.0.1")
 		held = append(held, c)
 		if !strings.HasPrefix(g, "220 ") {
 			t.Fatalf("session %d from one address: %q", i+1, g)
 		}
 	}
-	c, g := dialFrom(t, e.smtpAddr, "127.0.0.1")
+	c, g := dialFrom(t, e.smtpAddr(), "127.0.0.1")
 	c.Close()
 	if !strings.HasPrefix(g, "421 4.7.0 Too many connections from your host") {
 		t.Errorf("6th session from one address: %q, want 421 4.7.0", g)
 	}
-	c, g = dialFrom(t, e.smtpAddr, "127.0.0.2")
+	c, g = dialFrom(t, e.smtpAddr(), "127.0.0.2")
 	c.Close()
 	if !strings.HasPrefix(g, "220 ") {
 		t.Errorf("another address turned away: %q", g)
@@ -372,7 +372,7 @@ func TestResourceExhaustion(t *testing.T) {
 	greeted, refused := 0, 0
 	for a := 10; a < 25; a++ {
 		for i := 0; i < 5; i++ {
-			c, g := dialFrom(t, e.smtpAddr, fmt.Sprintf("127.0.0.%d", a))
+			c, g := dialFrom(t, e.smtpAddr(), fmt.Sprintf("127.0.0.%d", a))
 			held = append(held, c)
 			switch {
 			case strings.HasPrefix(g, "220 "):
@@ -390,13 +390,13 @@ func TestResourceExhaustion(t *testing.T) {
 
 	// 3. Idle sessions time out (read_timeout 3s) and free their slots.
 	waitFor(t, 10*time.Second, "idle sessions to be closed", func() bool {
-		c, g := dialFrom(t, e.smtpAddr, "127.0.0.1")
+		c, g := dialFrom(t, e.smtpAddr(), "127.0.0.1")
 		c.Close()
 		return strings.HasPrefix(g, "220 ")
 	})
 
 	// 4. Slow drip: a byte every second, each within the timeout, the line not.
-	c, _ = dialFrom(t, e.smtpAddr, "127.0.0.3")
+	c, _ = dialFrom(t, e.smtpAddr(), "127.0.0.3")
 	start := time.Now()
 	replies := make(chan string, 1)
 	go func() {
@@ -425,7 +425,7 @@ dripping:
 
 	// 5. A huge header block: 552 5.3.4, nothing spooled, session goes on.
 	hugeHeader := strings.Repeat("X-Junk: "+strings.Repeat("j", 90)+"\r\n", 2000) // ~200 KB
-	lines := finals(raw(t, e.smtpAddr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.hervormdputten.nl>\r\nDATA\r\n"+hugeHeader+"\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n"))
+	lines := finals(raw(t, e.smtpAddr(), "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.hervormdputten.nl>\r\nDATA\r\n"+hugeHeader+"\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n"))
 	if len(lines) != 7 || !strings.HasPrefix(lines[4], "552 5.3.4 Message header size exceeds limit") || !strings.HasPrefix(lines[5], "250") {
 		t.Errorf("huge header block: %q", lines)
 	}
@@ -443,7 +443,7 @@ dripping:
 			local := fmt.Sprintf("127.0.1.%d", i%16+1)
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 			for try := 0; try < 100; try++ {
-				conn, err := d.Dial("tcp", e.smtpAddr)
+				conn, err := d.Dial("tcp", e.smtpAddr())
 				if err != nil {
 					return
 				}

@@ -20,7 +20,7 @@ func TestSizeNeverAboveTarget(t *testing.T) {
 	e := newEnv(t, envOptions{tenant: func(o *standin.Options) { o.MaxSize = 2 << 20 }})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	c, err := smtp.Dial(e.smtpAddr)
+	c, err := smtp.Dial(e.smtpAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 	}()
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("before-full")); err != nil {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("before-full")); err != nil {
 		t.Fatal(err)
 	}
 	// Fill the file system.
@@ -90,7 +90,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 	}
 	f.Close()
 	big := append(testMessage("while-full"), []byte(strings.Repeat("z", 998)+"\r\n")...)
-	err = send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, big)
+	err = send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, big)
 	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
 		t.Fatalf("full spool: got %v, want 452 4.3.1", err)
 	}
@@ -105,7 +105,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 	os.Remove(filler)
 	close(hold)
 	waitTenant(t, e.tenant, 1)
-	if err := send(e.smtpAddr, "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("after-full")); err != nil {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("after-full")); err != nil {
 		t.Fatalf("after space returned: %v", err)
 	}
 	waitTenant(t, e.tenant, 2)
@@ -113,7 +113,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 }
 
 func healthz(t *testing.T, e *env) int {
-	resp, err := http.Get("http://" + e.httpAddr + "/healthz")
+	resp, err := http.Get("http://" + e.httpAddr() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,12 +45,12 @@ func TestJSONLogs(t *testing.T) {
 	e.addForwarding("diaconie@hervormdputten.nl", "diaconie@fwd.hervormdputten.nl")
 	e.start()
 	for _, rcpt := range []string{"scriba@fwd.hervormdputten.nl", "diaconie@fwd.hervormdputten.nl"} {
-		if err := send(e.smtpAddr, "author@example.org", []string{rcpt}, testMessage("log-"+rcpt[:6])); err != nil {
+		if err := send(e.smtpAddr(), "author@example.org", []string{rcpt}, testMessage("log-"+rcpt[:6])); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A refused transaction is logged too (it never gets a spool id).
-	if err := send(e.smtpAddr, "author@example.org", []string{"nobody@fwd.hervormdputten.nl"}, testMessage("log-refused")); smtpCode(err) != 550 {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"nobody@fwd.hervormdputten.nl"}, testMessage("log-refused")); smtpCode(err) != 550 {
 		t.Fatalf("unknown recipient: %v", err)
 	}
 	waitFor(t, 20*time.Second, "both messages delivered", func() bool { return len(e.tenant.Messages()) == 2 })

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dualmx/dualmx/internal/testnet"
 )
 
 // oldHost is a Postfix instance with its own config and queue directories,
@@ -55,7 +58,6 @@ func startOldHost(t *testing.T, relay string, aliases map[string]string) *oldHos
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	os.Chown(filepath.Join(dir, "data"), uid, -1)
-	addr := freePort(t)
 	var va, rd []string
 	for k, v := range aliases {
 		va = append(va, k+"="+v)
@@ -89,7 +91,9 @@ maximal_backoff_time = 2s
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 `, dir, strings.Join(va, ", "), strings.Join(rd, ", "))
-	master := addr + " inet n - n - - smtpd\n" + `pickup unix n - n 60 1 pickup
+	// Port 0: Postfix binds a free port and the test reads which from the
+	// kernel, so no other test can take it in between.
+	master := "127.0.0.1:0 inet n - n - - smtpd\n" + `pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
 rewrite unix - - n - - trivial-rewrite
@@ -112,7 +116,7 @@ postlog unix-dgram n - n - 1 postlogd
 `
 	os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(main), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(master), 0o644)
-	h := &oldHost{dir: dir, addr: addr}
+	h := &oldHost{dir: dir}
 	if out, err := exec.Command(pf, "-c", filepath.Join(dir, "etc"), "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		os.RemoveAll(dir)
@@ -127,11 +131,28 @@ postlog unix-dgram n - n - 1 postlogd
 		os.RemoveAll(dir)
 	})
 	waitFor(t, 15e9, "postfix listening", func() bool {
-		c, err := execDial(addr)
-		if err == nil {
-			c.Close()
+		pid, err := os.ReadFile(filepath.Join(dir, "queue", "pid", "master.pid"))
+		if err != nil {
+			return false
 		}
-		return err == nil
+		n, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+		if err != nil {
+			return false
+		}
+		ports, err := testnet.ListeningPorts(n)
+		if err != nil || len(ports) == 0 {
+			return false
+		}
+		if len(ports) > 1 {
+			t.Fatalf("postfix listens on %v; its master.cf has one TCP service", ports)
+		}
+		h.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		return true
 	})
+	c, err := execDial(h.addr)
+	if err != nil {
+		t.Fatalf("postfix at %s: %v", h.addr, err)
+	}
+	c.Close()
 	return h
 }

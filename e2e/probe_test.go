@@ -21,7 +21,7 @@ func TestProbeThroughPostfix(t *testing.T) {
 	e.start()
 	const addr = "scriba@hervormdputten.nl"
 	e.addForwarding(addr, "scriba@fwd.hervormdputten.nl")
-	old := startOldHost(t, e.smtpAddr, map[string]string{addr: "scriba@fwd.hervormdputten.nl"})
+	old := startOldHost(t, e.smtpAddr(), map[string]string{addr: "scriba@fwd.hervormdputten.nl"})
 
 	out := e.mustCLI("address", "probe", addr, "--via", old.addr, "--wait", "60s")
 	if !strings.Contains(out, "forward verified at") || !strings.Contains(out, "arrived at scriba@fwd.hervormdputten.nl") {
@@ -72,7 +72,7 @@ func TestProbeWrongAlias(t *testing.T) {
 	e.start()
 	const addr = "scriba@hervormdputten.nl"
 	e.addForwarding(addr, "scriba@fwd.hervormdputten.nl")
-	old := startOldHost(t, e.smtpAddr, map[string]string{addr: "scirba@fwd.hervormdputten.nl"})
+	old := startOldHost(t, e.smtpAddr(), map[string]string{addr: "scirba@fwd.hervormdputten.nl"})
 
 	out, errOut, code := e.cli("address", "probe", addr, "--via", old.addr, "--wait", "4s")
 	if code != 1 {

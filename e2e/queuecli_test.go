@@ -55,7 +55,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 		}})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	if err := send(e.smtpAddr, "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("retry-1")); err != nil {
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("retry-1")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "message deferred", func() bool {
@@ -70,7 +70,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 	waitTenant(t, e.tenant, 1) // an hour early: the retry took effect
 
 	mode.Store(2)
-	if err := send(e.smtpAddr, "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("bounce-cli")); err != nil {
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("bounce-cli")); err != nil {
 		t.Fatal(err)
 	}
 	var id string

@@ -24,7 +24,7 @@ func TestRelayDeliversUnchanged(t *testing.T) {
 	msg := testMessage("unchanged-1")
 	// 8-bit-free but with a long header and odd spacing the relay must not touch.
 	msg = append([]byte("X-Odd:   spaced\t value  \r\n\tfolded\r\n"), msg...)
-	if err := send(e.smtpAddr, "author@example.org", []string{"Scriba@FWD.hervormdputten.nl"}, msg); err != nil {
+	if err := send(e.smtpAddr(), "author@example.org", []string{"Scriba@FWD.hervormdputten.nl"}, msg); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	got := waitTenant(t, e.tenant, 1)[0]
@@ -114,7 +114,7 @@ func TestRecipientPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.rcpt, func(t *testing.T) {
-			c, err := smtp.Dial(e.smtpAddr)
+			c, err := smtp.Dial(e.smtpAddr())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestSwaksClient(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.start()
-	host, port := splitAddr(e.smtpAddr)
+	host, port := splitAddr(e.smtpAddr())
 	out, err := exec.Command(swaks, "--server", host, "--port", port, "--from", "someone@example.org",
 		"--to", "scriba@fwd.hervormdputten.nl", "--header", "Subject: via swaks", "--body", "hello from swaks").CombinedOutput()
 	if err != nil {

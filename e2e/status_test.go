@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,7 +74,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		{"held.sender@example.org", "koster@fwd.hervormdputten.nl"},
 		{"author@example.org", "scriba@fwd.hervormdputten.nl"},
 	} {
-		if err := send(e.smtpAddr, m.from, []string{m.to}, testMessage("status-"+m.to[:5])); err != nil {
+		if err := send(e.smtpAddr(), m.from, []string{m.to}, testMessage("status-"+m.to[:5])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +85,7 @@ func TestStatusPageInChromium(t *testing.T) {
 
 	// The page is at / and /status on the metrics listener, next to /metrics; nothing else answers.
 	for path, want := range map[string]int{"/": 200, "/status": 200, "/metrics": 200, "/healthz": 200, "/status/x": 404, "/nope": 404} {
-		resp, err := http.Get("http://" + e.httpAddr + path)
+		resp, err := http.Get("http://" + e.httpAddr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +94,7 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	resp, err := http.Post("http://"+e.httpAddr+"/status", "text/plain", nil)
+	resp, err := http.Post("http://"+e.httpAddr()+"/status", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 
 	wd := startWebDriver(t, driver, chromium)
-	page := "http://" + e.httpAddr + "/status"
+	page := "http://" + e.httpAddr() + "/status"
 	wd.setWindow(1100, 900)
 	wd.navigate(page)
 	text := wd.script(`return document.body.innerText`).(string)
@@ -189,10 +190,9 @@ type webDriver struct {
 
 func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 	t.Helper()
-	port := freePort(t)
-	_, p, _ := net.SplitHostPort(port)
 	logs := &testlog.Buffer{}
-	cmd := exec.Command(driver, "--port="+p, "--allowed-ips=127.0.0.1")
+	// Port 0: chromedriver binds a free port and says which.
+	cmd := exec.Command(driver, "--port=0", "--allowed-ips=127.0.0.1")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -200,7 +200,7 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	w := &webDriver{t: t, base: "http://127.0.0.1:" + p, c: &http.Client{Timeout: 60 * time.Second}}
+	w := &webDriver{t: t, c: &http.Client{Timeout: 60 * time.Second}}
 	t.Cleanup(func() {
 		if w.sid != "" {
 			w.call(http.MethodDelete, "/session/"+w.sid, nil)
@@ -215,7 +215,21 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 			t.Logf("chromedriver:\n%s", logs)
 		}
 	})
-	waitFor(t, 20*time.Second, "chromedriver to listen", func() bool {
+	started := regexp.MustCompile(`started successfully on port (\d+)`)
+	waitFor(t, 20*time.Second, "chromedriver to say its port", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("chromedriver exited:\n%s", logs)
+		default:
+		}
+		m := started.FindStringSubmatch(logs.String())
+		if m == nil {
+			return false
+		}
+		w.base = "http://" + net.JoinHostPort("127.0.0.1", m[1])
+		return true
+	})
+	waitFor(t, 20*time.Second, "chromedriver to answer", func() bool {
 		resp, err := w.c.Get(w.base + "/status")
 		if err != nil {
 			return false
