@@ -201,13 +201,15 @@ func TestCheckMultipleSignaturesDetail(t *testing.T) {
 // temperror verdict within the Timeout, never a fail and never a stall.
 func TestCheckDNSUnreachable(t *testing.T) {
 	closed := func(t *testing.T) string {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		// A UDP socket connected elsewhere keeps the port (no other test
+		// can bind it) yet takes no datagram from the resolver, so queries
+		// get ICMP port unreachable, as from a port nobody listens on.
+		c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := pc.LocalAddr().String()
-		pc.Close() // nothing listens: queries get ICMP port unreachable
-		return addr
+		t.Cleanup(func() { c.Close() })
+		return c.LocalAddr().String()
 	}
 	silent := func(t *testing.T) string { return dnstest.Start(t, "", dnstest.Silent()).Addr() }
 	resolver := func(addr string) Lookup { return NewResolver(addr) }

@@ -188,12 +188,16 @@ func newWorld(t *testing.T) *world {
 // start runs the servers; call it after changing zones or modes.
 func (w *world) start() {
 	w.t.Helper()
-	w.port = authtest.SharedPort(w.t, ipParent, ipNS1, ipNS2, ipExt)
-	at := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(w.port)) }
-	w.servers["parent"] = authtest.Start(w.t, at(ipParent), w.modes["parent"], w.parent)
-	w.servers["ns1"] = authtest.Start(w.t, at(ipNS1), w.modes["ns1"], w.zone)
-	w.servers["ns2"] = authtest.Start(w.t, at(ipNS2), w.modes["ns2"], w.zone2)
-	w.servers["ext"] = authtest.Start(w.t, at(ipExt), w.modes["ext"], w.ext...)
+	var servers []*authtest.Server
+	w.port, servers = authtest.StartShared(w.t,
+		authtest.Spec{IP: ipParent, Mode: w.modes["parent"], Zones: []*authtest.Zone{w.parent}},
+		authtest.Spec{IP: ipNS1, Mode: w.modes["ns1"], Zones: []*authtest.Zone{w.zone}},
+		authtest.Spec{IP: ipNS2, Mode: w.modes["ns2"], Zones: []*authtest.Zone{w.zone2}},
+		authtest.Spec{IP: ipExt, Mode: w.modes["ext"], Zones: w.ext},
+	)
+	for i, name := range []string{"parent", "ns1", "ns2", "ext"} {
+		w.servers[name] = servers[i]
+	}
 }
 
 func (w *world) checker() *Checker {

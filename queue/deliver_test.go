@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dualmx/dualmx/internal/testnet"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -201,7 +202,12 @@ func TestConnectionReuse(t *testing.T) {
 
 func TestStaleIdleConnectionIsReplaced(t *testing.T) {
 	f := newFixture(t)
-	s := f.target(standin.Options{})
+	port := testnet.HoldTCP(t, "127.0.0.1") // the target comes back on the same port
+	ln, err := port.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.target(standin.Options{Listener: ln})
 	opts := f.opts(s)
 	opts.Concurrency = 1
 	opts.RetryInitial = time.Hour // a deferral would make the wait below time out
@@ -211,13 +217,11 @@ func TestStaleIdleConnectionIsReplaced(t *testing.T) {
 	waitMsgs(t, s, 1)
 	waitFor(t, 5*time.Second, "removed", f.gone(a))
 	// The target restarts: pooled connections are dead.
-	addr := s.Addr()
 	s.Close()
-	s2, err := standin.Start(standin.Options{Addr: addr, TLS: f.tlsFor("127.0.0.1")})
-	if err != nil {
-		t.Skipf("cannot rebind %s: %v", addr, err)
+	if ln, err = port.Listen(); err != nil {
+		t.Fatal(err)
 	}
-	defer s2.Close()
+	s2 := f.target(standin.Options{Listener: ln})
 	b := f.spool(testBody, defaultEnv())
 	r.Notify(b)
 	waitMsgs(t, s2, 1)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/internal/testlog"
+	"github.com/dualmx/dualmx/internal/testnet"
 )
 
 // TestInteropPostsrsd checks the claim the package makes: with the same
@@ -263,86 +264,72 @@ type postsrsd struct {
 }
 
 // startPostsrsd runs postsrsd in the foreground in its own process group, so
-// that cleanup also ends the children it forks per connection.
+// that cleanup also ends the children it forks per connection. It binds port
+// 0 for both tables; the test reads the two ports from the kernel and asks
+// each which table it is.
 func startPostsrsd(t *testing.T, bin, secretFile, domain string) *postsrsd {
 	t.Helper()
-	// The ports are picked free and then handed over, so another process
-	// can take one in between; that shows as a bind error and a retry.
-	for attempt := 1; ; attempt++ {
-		ports := freePorts(t, 2)
-		ps := &postsrsd{
-			forward: net.JoinHostPort("127.0.0.1", ports[0]),
-			reverse: net.JoinHostPort("127.0.0.1", ports[1]),
+	cmd := exec.Command(bin,
+		"-s"+secretFile, "-d"+domain, "-l127.0.0.1", "-f0", "-r0",
+		"-t10", // children idle longer than this exit on their own
+	)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &testlog.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("postsrsd (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
 		}
-		cmd := exec.Command(bin,
-			"-s"+secretFile, "-d"+domain, "-l127.0.0.1",
-			"-f"+ports[0], "-r"+ports[1],
-			"-t10", // children idle longer than this exit on their own
-		)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out := &testlog.Buffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				t.Errorf("postsrsd (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
-			}
-		})
-
-		err := waitListening(exited, 10*time.Second, ps.forward, ps.reverse)
-		if err == nil {
-			return ps
-		}
-		if attempt < 3 && strings.Contains(out.String(), "in use") {
-			continue
-		}
+	})
+	ps, err := findTables(cmd.Process.Pid, exited, domain, 10*time.Second)
+	if err != nil {
 		t.Fatalf("postsrsd did not come up: %v; output:\n%s", err, out.String())
 	}
+	return ps
 }
 
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var ports []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Closed only at the end, so the n ports differ.
-		defer l.Close()
-		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	}
-	return ports
-}
-
-func waitListening(exited <-chan error, timeout time.Duration, addrs ...string) error {
+// findTables waits until postsrsd listens on two ports and tells them apart:
+// the forward table rewrites an ordinary address, the reverse one refuses it.
+func findTables(pid int, exited <-chan error, domain string, timeout time.Duration) (*postsrsd, error) {
 	deadline := time.Now().Add(timeout)
-	for _, a := range addrs {
-		for {
-			select {
-			case err := <-exited:
-				return fmt.Errorf("exited early: %v", err)
-			default:
-			}
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: %w", a, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+	for {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("exited early: %v", err)
+		default:
 		}
+		ports, err := testnet.ListeningPorts(pid)
+		if err != nil {
+			return nil, err
+		}
+		if len(ports) == 2 {
+			ps := &postsrsd{}
+			for _, p := range ports {
+				addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+				if v, err := ps.get(addr, "someone@example.org"); err == nil && strings.HasSuffix(v, "@"+domain) {
+					ps.forward = addr
+				} else {
+					ps.reverse = addr
+				}
+			}
+			if ps.forward == "" || ps.reverse == "" {
+				return nil, fmt.Errorf("cannot tell the tables apart on ports %v", ports)
+			}
+			return ps, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("listening on %v after %s, want two ports", ports, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return nil
 }
 
 // get is one Postfix tcp_table lookup: "get KEY\n", answered by "200 VALUE",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,24 +207,104 @@ type Server struct {
 // SetMode changes how the server behaves from the next query on.
 func (s *Server) SetMode(m Mode) { s.mode.Store(int32(m)) }
 
-// Start runs a server on ip at port 0 (any free port) or the port given,
-// serving zones, until the test ends.
+// Start runs a server on addr (ip:port; port 0 for any free port, the same
+// for UDP and TCP), serving zones, until the test ends.
 func Start(t testing.TB, addr string, mode Mode, zones ...*Zone) *Server {
 	t.Helper()
-	s := &Server{zones: zones}
-	s.mode.Store(int32(mode))
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("authtest: %v", err)
+	}
+	var l listeners
+	for attempt := 0; ; attempt++ {
+		l, err = listenBoth(addr)
+		// With port 0 only the UDP port is picked; TCP may find it taken.
+		if err == nil || port != "0" || attempt == 50 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("authtest: %s: %v", host, err)
+	}
+	return serve(t, l, mode, zones)
+}
+
+// Spec is one server of StartShared.
+type Spec struct {
+	IP    string
+	Mode  Mode
+	Zones []*Zone
+}
+
+// StartShared runs one server per spec, each on its own IP and all on the
+// same port, so several servers can stand in for name servers reached at one
+// port. All sockets are bound before any server starts, and a clash on any of
+// them tries another port, so no port is picked, released and hoped for.
+func StartShared(t testing.TB, specs ...Spec) (port int, servers []*Server) {
+	t.Helper()
+	var lastErr error
+	for range 50 {
+		first, err := listenBoth(net.JoinHostPort(specs[0].IP, "0"))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		port = first.pc.LocalAddr().(*net.UDPAddr).Port
+		all := []listeners{first}
+		for _, sp := range specs[1:] {
+			l, err := listenBoth(net.JoinHostPort(sp.IP, strconv.Itoa(port)))
+			if err != nil {
+				lastErr = err
+				break
+			}
+			all = append(all, l)
+		}
+		if len(all) < len(specs) {
+			for _, l := range all {
+				l.close()
+			}
+			continue
+		}
+		for i, sp := range specs {
+			servers = append(servers, serve(t, all[i], sp.Mode, sp.Zones))
+		}
+		return port, servers
+	}
+	t.Fatalf("authtest: no port free on all of %d addresses: %v", len(specs), lastErr)
+	return 0, nil
+}
+
+// listeners are a server's UDP and TCP sockets, on one address.
+type listeners struct {
+	pc net.PacketConn
+	ln net.Listener
+}
+
+func (l listeners) close() {
+	l.pc.Close()
+	l.ln.Close()
+}
+
+// listenBoth binds UDP on addr, then TCP on the port UDP got.
+func listenBoth(addr string) (listeners, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.Fatalf("authtest: listen udp %s: %v", addr, err)
+		return listeners{}, fmt.Errorf("listen udp %s: %w", addr, err)
 	}
 	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
-		t.Fatalf("authtest: listen tcp %s: %v", pc.LocalAddr(), err)
+		return listeners{}, fmt.Errorf("listen tcp %s: %w", pc.LocalAddr(), err)
 	}
-	s.Addr = pc.LocalAddr().String()
-	udp := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve("udp"))}
-	tcp := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve("tcp")), ReadTimeout: 2 * time.Second}
+	return listeners{pc, ln}, nil
+}
+
+func serve(t testing.TB, l listeners, mode Mode, zones []*Zone) *Server {
+	s := &Server{zones: zones}
+	s.mode.Store(int32(mode))
+	s.Addr = l.pc.LocalAddr().String()
+	udp := &dns.Server{PacketConn: l.pc, Handler: dns.HandlerFunc(s.serve("udp"))}
+	tcp := &dns.Server{Listener: l.ln, Handler: dns.HandlerFunc(s.serve("tcp")), ReadTimeout: 2 * time.Second}
 	var wg sync.WaitGroup
 	var ready sync.WaitGroup
 	for _, srv := range []*dns.Server{udp, tcp} {
@@ -242,41 +323,6 @@ func Start(t testing.TB, addr string, mode Mode, zones ...*Zone) *Server {
 		wg.Wait()
 	})
 	return s
-}
-
-// SharedPort finds a port free for UDP and TCP on every one of ips, so
-// several servers can stand in for name servers reached at one port.
-func SharedPort(t testing.TB, ips ...string) int {
-	t.Helper()
-	for range 50 {
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(ips[0], "0"))
-		if err != nil {
-			t.Fatalf("authtest: %v", err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		ok := true
-		for _, ip := range ips {
-			a := net.JoinHostPort(ip, fmt.Sprint(port))
-			u, err1 := net.ListenPacket("udp", a)
-			l, err2 := net.Listen("tcp", a)
-			if u != nil {
-				u.Close()
-			}
-			if l != nil {
-				l.Close()
-			}
-			if err1 != nil || err2 != nil {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatalf("authtest: no port free on all of %v", ips)
-	return 0
 }
 
 func (s *Server) zoneFor(name string) *Zone {
