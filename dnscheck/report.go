@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dualmx/dualmx/internal/visible"
 )
 
 // Level is how serious a finding is. Only errors make the check fail.
@@ -179,7 +181,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		if s.Serial != 0 {
 			serial = fmt.Sprintf("  serial %d", s.Serial)
 		}
-		fmt.Fprintf(&b, "  %-24s %-22s %s%s\n", s.Name, s.Addr, s.Status, serial)
+		fmt.Fprintf(&b, "  %-24s %-22s %s%s\n", visible.String(s.Name), s.Addr, visible.String(s.Status), serial)
 	}
 	b.WriteString("\nFindings:\n")
 	for _, f := range r.Findings {
@@ -190,9 +192,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		if what = strings.TrimSpace(what); what != "" {
 			what += ": "
 		}
-		fmt.Fprintf(&b, "  %-7s %-13s %s%s\n", strings.ToUpper(f.Level.String()), f.Check, what, f.Message)
+		fmt.Fprintf(&b, "  %-7s %-13s %s%s\n", strings.ToUpper(f.Level.String()), f.Check, visible.String(what), visible.String(f.Message))
 		if f.Publish != "" {
-			fmt.Fprintf(&b, "  %-7s %-13s publish: %s\n", "", "", f.Publish)
+			fmt.Fprintf(&b, "  %-7s %-13s publish: %s\n", "", "", visible.String(f.Publish))
 		}
 	}
 	fmt.Fprintf(&b, "\nResult: %d error(s), %d warning(s), %d ok\n", r.Count(Error), r.Count(Warning), r.Count(OK))

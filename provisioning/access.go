@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
 )
 
@@ -204,8 +205,8 @@ func WriteAccessText(w io.Writer, rows []AccessRow) error {
 		if r.Status != StatusOK && r.Status != StatusUpcoming {
 			diffs++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Mailbox, dash(r.User), dash(strings.Join(r.Rights, "+")), dash(r.Since),
-			dash(r.Granted), dash(r.Until), r.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", visible.String(r.Mailbox), visible.String(dash(r.User)), visible.String(dash(strings.Join(r.Rights, "+"))),
+			dash(r.Since), dash(r.Granted), dash(r.Until), r.Status)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

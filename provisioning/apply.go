@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/router"
 )
@@ -64,9 +65,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	b.WriteString(".\n")
 	for _, r := range s.Results {
-		line := fmt.Sprintf("  %-7s %s", r.Status, r.Step.Text)
+		line := fmt.Sprintf("  %-7s %s", r.Status, visible.String(r.Step.Text))
 		if r.Error != "" {
-			line += "\n          " + r.Error
+			line += "\n          " + visible.String(r.Error)
 		}
 		b.WriteString(line + "\n")
 	}
@@ -75,7 +76,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 		b.WriteString("It plans only what is still missing:\n")
 		for _, r := range s.Results {
 			if r.Status != Done {
-				fmt.Fprintf(b, "  - %s\n", r.Step.Text)
+				fmt.Fprintf(b, "  - %s\n", visible.String(r.Step.Text))
 			}
 		}
 	}

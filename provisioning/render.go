@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dualmx/dualmx/internal/visible"
 )
 
 // WriteText prints the plan for a person to read, grouped by person and
@@ -16,32 +18,32 @@ func (p *Plan) WriteText(w io.Writer) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "Plan for %s on %s (from %s)\n", p.Domain, p.Date, p.File)
 	for _, wn := range p.Warnings {
-		fmt.Fprintf(b, "warning: %s\n", wn)
+		fmt.Fprintf(b, "warning: %s\n", visible.String(wn))
 	}
 	fmt.Fprintf(b, "\nPeople\n")
 	for _, pp := range p.People {
-		fmt.Fprintf(b, "  %s: %s <%s>\n", pp.Key, pp.DisplayName, pp.UPN)
+		fmt.Fprintf(b, "  %s: %s <%s>\n", visible.String(pp.Key), visible.String(pp.DisplayName), visible.String(pp.UPN))
 		if len(pp.Steps) == 0 {
 			fmt.Fprintf(b, "    = up to date\n")
 		}
 		for _, s := range pp.Steps {
-			fmt.Fprintf(b, "    %s %s\n", mark(s.Kind), s.Text)
+			fmt.Fprintf(b, "    %s %s\n", mark(s.Kind), visible.String(s.Text))
 		}
 	}
 	fmt.Fprintf(b, "\nFunctions\n")
 	for _, fp := range p.Functions {
-		fmt.Fprintf(b, "  %s: %s\n", fp.Address, fp.Name)
+		fmt.Fprintf(b, "  %s: %s\n", visible.String(fp.Address), visible.String(fp.Name))
 		if len(fp.Steps) == 0 && len(fp.Unexpected) == 0 {
 			fmt.Fprintf(b, "    = up to date\n")
 		}
 		for _, s := range fp.Steps {
-			fmt.Fprintf(b, "    %s %s\n", mark(s.Kind), s.Text)
+			fmt.Fprintf(b, "    %s %s\n", mark(s.Kind), visible.String(s.Text))
 		}
 		for _, u := range fp.Unexpected {
-			fmt.Fprintf(b, "    ! unexpected access: %s has %s, which the file does not explain\n", u.User, u.Right)
+			fmt.Fprintf(b, "    ! unexpected access: %s has %s, which the file does not explain\n", visible.String(u.User), visible.String(string(u.Right)))
 		}
 		for _, n := range fp.Notes {
-			fmt.Fprintf(b, "    · %s\n", n)
+			fmt.Fprintf(b, "    · %s\n", visible.String(n))
 		}
 	}
 	n, u := len(p.Steps()), p.UnexpectedCount()

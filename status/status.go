@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
@@ -272,7 +273,7 @@ func (h *Handler) build(ctx context.Context) page {
 	}
 	byState := map[string]int{}
 	for _, a := range addrs {
-		row := addressRow{Address: a.Address, Alias: a.Alias, State: string(a.State), Delivered: a.Delivered,
+		row := addressRow{Address: visible.String(a.Address), Alias: visible.String(a.Alias), State: string(a.State), Delivered: a.Delivered,
 			Queued: queued[strings.ToLower(a.Address)], Held: held[strings.ToLower(a.Address)]}
 		if !a.LastDelivery.IsZero() {
 			row.LastDelivery = h.stamp(a.LastDelivery)
@@ -282,7 +283,7 @@ func (h *Handler) build(ctx context.Context) page {
 			if pr, err := h.o.Checklist(ctx, a.Address); err == nil {
 				row.Checklist = fmt.Sprintf("%d/%d", pr.Done, pr.Total)
 				if pr.Next != "" {
-					row.Checklist += " · next: " + pr.Next
+					row.Checklist += " · next: " + visible.String(pr.Next)
 				}
 			} else {
 				row.Checklist = "not known"
@@ -333,8 +334,11 @@ func (h *Handler) queueRow(now time.Time, it queue.Item) queueRow {
 	if from == "" {
 		from = "<>"
 	}
-	row := queueRow{ID: it.ID, State: string(it.State), Age: ago(now.Sub(it.ReceivedAt)), From: from,
-		To: strings.Join(to, ", "), LastError: it.LastError, Attempts: it.Attempts}
+	// html/template makes the values safe for HTML; visible.String also
+	// shows the characters that would reorder the page's text around them
+	// (bidi overrides in a hostile reply or address) as escapes.
+	row := queueRow{ID: it.ID, State: string(it.State), Age: ago(now.Sub(it.ReceivedAt)), From: visible.String(from),
+		To: visible.String(strings.Join(to, ", ")), LastError: visible.String(it.LastError), Attempts: it.Attempts}
 	if it.State == queue.StateDeferred && !it.NextAttempt.IsZero() {
 		if d := it.NextAttempt.Sub(now); d > 0 {
 			row.Next = "in " + dur(d)

@@ -109,6 +109,26 @@ func TestEscapesEverythingFromData(t *testing.T) {
 	}
 }
 
+// TestShowsControlsAsEscapes: a reply or address that carries a terminal
+// escape or a bidi override, which would reorder the text around it in the
+// browser, shows as its escape.
+func TestShowsControlsAsEscapes(t *testing.T) {
+	it := item("20261127T100000.000000Z-aaaaaaaa", "deferred", "author\u202e@evil.test", time.Hour, "scriba@example.nl")
+	it.LastError = "451 \x1b[2J \u2066txt.exe"
+	h := newHandler(addrs{}, spool{items: []queue.Item{it}}, nil)
+	_, body := get(t, h, http.MethodGet, "/")
+	for _, raw := range []string{"\u202e", "\u2066", "\x1b"} {
+		if strings.Contains(body, raw) {
+			t.Errorf("page holds %q raw", raw)
+		}
+	}
+	for _, want := range []string{`author\u202e@evil.test`, `451 \x1b[2J \u2066txt.exe`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
 var rowID = regexp.MustCompile(`<code>(2026[0-9T.Z]+-[0-9a-f]{8})</code>`)
 
 // TestHeldFirst: held messages lead the queue table whatever their age;

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 )
@@ -101,7 +102,7 @@ func newAddressAddCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added %s (alias %s, target %s) in state %s\n", ad.Address, ad.Alias, ad.Target, ad.State)
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (alias %s, target %s) in state %s\n", visible.String(ad.Address), visible.String(ad.Alias), visible.String(ad.Target), ad.State)
 			return nil
 		},
 	}
@@ -163,7 +164,7 @@ func newAddressListCmd(g *globalFlags) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ADDRESS\tSTATE\tALIAS\tTARGET\tLAST DELIVERY\tDELIVERED")
 			for _, v := range views {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", v.Address, v.State, v.Alias, v.Target, fmtTime(v.LastDelivery), v.Delivered)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", visible.String(v.Address), v.State, visible.String(v.Alias), visible.String(v.Target), fmtTime(v.LastDelivery), v.Delivered)
 			}
 			return tw.Flush()
 		},
@@ -205,11 +206,12 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), v)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "address:        %s\nstate:          %s\nalias:          %s\ntarget:         %s\n", v.Address, v.State, v.Alias, v.Target)
+			fmt.Fprintf(w, "address:        %s\nstate:          %s\nalias:          %s\ntarget:         %s\n", visible.String(v.Address), v.State, visible.String(v.Alias), visible.String(v.Target))
 			fmt.Fprintf(w, "last delivery:  %s\ndelivered:      %d\nqueued:         %d\nheld:           %d\n", fmtTime(v.LastDelivery), v.Delivered, q, h)
 			fmt.Fprintln(w, "audit trail:")
 			for _, e := range v.Audit {
-				fmt.Fprintf(w, "  %s  %-8s %-10s %s -> %s  %s\n", e.At.Local().Format("2006-01-02 15:04:05"), e.Action, e.Actor, dash(string(e.From)), dash(string(e.To)), e.Reason)
+				fmt.Fprintf(w, "  %s  %-8s %-10s %s -> %s  %s\n", e.At.Local().Format("2006-01-02 15:04:05"), visible.String(e.Action), visible.String(e.Actor),
+					dash(string(e.From)), dash(string(e.To)), visible.String(e.Reason))
 			}
 			fmt.Fprint(w, "checklist: ")
 			writeChecklist(w, *v.Checklist)
@@ -256,7 +258,7 @@ Every transition is written to the audit log.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s -> %s\n", e.Address, e.From, e.To)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s -> %s\n", visible.String(e.Address), e.From, e.To)
 			return nil
 		},
 	}

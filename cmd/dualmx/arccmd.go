@@ -13,6 +13,7 @@ import (
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/visible"
 )
 
 func newARCCmd(g *globalFlags) *cobra.Command {
@@ -126,10 +127,10 @@ Exit status: 0 for cv=pass or none, 1 for cv=fail, 2 when the file cannot be rea
 					fmt.Fprintf(cmd.OutOrStdout(), " oldest-pass=%d", res.OldestPass)
 				}
 				if len(res.Domains) > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), " sealers=%s", strings.Join(res.Domains, ","))
+					fmt.Fprintf(cmd.OutOrStdout(), " sealers=%s", visible.String(strings.Join(res.Domains, ",")))
 				}
 				if res.Reason != "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "\nreason: %s", res.Reason)
+					fmt.Fprintf(cmd.OutOrStdout(), "\nreason: %s", visible.String(res.Reason))
 				}
 				fmt.Fprintln(cmd.OutOrStdout())
 			}

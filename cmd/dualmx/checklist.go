@@ -13,6 +13,7 @@ import (
 
 	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/provisioning"
 	"github.com/dualmx/dualmx/router"
 )
@@ -121,21 +122,21 @@ Flipping to migrated needs evidence for every step, or --force with --reason.`,
 var statusMark = map[checklist.Status]string{checklist.Done: "[x]", checklist.Missing: "[ ]", checklist.Unknown: "[?]"}
 
 func writeChecklist(w io.Writer, c checklist.Checklist) {
-	fmt.Fprintf(w, "%s (%s)", c.Address, c.State)
+	fmt.Fprintf(w, "%s (%s)", visible.String(c.Address), c.State)
 	if c.Holder != "" {
-		fmt.Fprintf(w, ", holder %s", c.Holder)
+		fmt.Fprintf(w, ", holder %s", visible.String(c.Holder))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, s := range c.Steps {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", statusMark[s.Status], s.Title, s.Evidence)
+		fmt.Fprintf(tw, "  %s %s\t%s\n", statusMark[s.Status], s.Title, visible.String(s.Evidence))
 	}
 	tw.Flush()
 	if c.NextCommand == "" {
 		fmt.Fprintln(w, "next: nothing, the address is migrated")
 		return
 	}
-	fmt.Fprintf(w, "next: %s\n  %s\n", c.Next, c.NextCommand)
+	fmt.Fprintf(w, "next: %s\n  %s\n", visible.String(c.Next), visible.String(c.NextCommand))
 }
 
 func newAddressConfirmCmd(g *globalFlags) *cobra.Command {
@@ -191,7 +192,7 @@ func statement(cmd *cobra.Command, g *globalFlags, address string, kind router.E
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s recorded (%s)\n", e.Address, strings.ReplaceAll(string(kind), "_", " "), detail)
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s recorded (%s)\n", visible.String(e.Address), strings.ReplaceAll(string(kind), "_", " "), visible.String(detail))
 	if flip {
 		return flipIfForwarding(ctx, cmd.OutOrStdout(), a.store, e.Address, detail)
 	}
@@ -207,7 +208,7 @@ func flipIfForwarding(ctx context.Context, w io.Writer, st *router.Store, addres
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%s: %s -> %s\n", e.Address, e.From, e.To)
+	fmt.Fprintf(w, "%s: %s -> %s\n", visible.String(e.Address), e.From, e.To)
 	return nil
 }
 

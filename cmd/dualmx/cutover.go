@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/cutover"
+	"github.com/dualmx/dualmx/internal/visible"
 )
 
 func newCutoverCmd(g *globalFlags) *cobra.Command {
@@ -91,7 +92,7 @@ func writeCutoverStatus(w io.Writer, st cutover.Status) {
 		}
 		return t.Local().Format("2006-01-02 15:04:05")
 	}
-	fmt.Fprintf(w, "domain:          %s\nstate:           %s\n", st.Domain, st.State)
+	fmt.Fprintf(w, "domain:          %s\nstate:           %s\n", visible.String(st.Domain), st.State)
 	fmt.Fprintf(w, "addresses:       %d of %d migrated\n", st.Migrated, st.Addresses)
 	fmt.Fprintf(w, "mx switched:     on %d of %d authoritative servers\n", st.MXSwitched, st.MXServers)
 	if st.SwitchedAt != nil {
@@ -101,12 +102,12 @@ func writeCutoverStatus(w io.Writer, st cutover.Status) {
 	fmt.Fprintf(w, "last received:   %s\nqueued:          %d\n", at(st.LastReceived), st.Queued)
 	fmt.Fprintln(w, "why:")
 	for _, r := range st.Reasons {
-		fmt.Fprintf(w, "  - %s\n", r)
+		fmt.Fprintf(w, "  - %s\n", visible.String(r))
 	}
 	if len(st.DNSErrors) > 0 {
 		fmt.Fprintln(w, "dns errors (details: dualmx dns check):")
 		for _, e := range st.DNSErrors {
-			fmt.Fprintf(w, "  - %s %s: %s\n", e.Check, strings.TrimSpace(e.Name+" "+e.Type), e.Message)
+			fmt.Fprintf(w, "  - %s %s: %s\n", e.Check, visible.String(strings.TrimSpace(e.Name+" "+e.Type)), visible.String(e.Message))
 		}
 	}
 }

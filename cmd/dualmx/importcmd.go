@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/migrate"
 )
@@ -129,7 +130,7 @@ run and never stored or logged. Follow progress with "dualmx import status".`,
 				if err := p.Save(path); err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "migration batch %s started for %s from %s; follow it with: dualmx import status %s\n", name, mailbox, host, mailbox)
+				fmt.Fprintf(out, "migration batch %s started for %s from %s; follow it with: dualmx import status %s\n", visible.String(name), visible.String(mailbox), visible.String(host), visible.String(mailbox))
 				return nil
 			}
 			src := migrate.Source{Addr: netJoin(host, port), User: user, Password: pw, Plain: plain}
@@ -166,7 +167,7 @@ func writeProgress(w io.Writer, p *migrate.Progress) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FOLDER\tFOUND\tMOVED")
 	for _, f := range p.Folders {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", f.Name, f.Found, f.Moved)
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", visible.String(f.Name), f.Found, f.Moved)
 	}
 	tw.Flush()
 }
@@ -192,7 +193,7 @@ func newImportStatusCmd(g *globalFlags) *cobra.Command {
 				return &exitError{code: 1, err: fmt.Errorf("no import started for %s; see dualmx import start --help", mailbox)}
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: %s import from %s (user %s), started %s\n", mailbox, p.Method, p.Host, p.User, p.Started.Local().Format("2006-01-02 15:04"))
+			fmt.Fprintf(out, "%s: %s import from %s (user %s), started %s\n", visible.String(mailbox), visible.String(p.Method), visible.String(p.Host), visible.String(p.User), p.Started.Local().Format("2006-01-02 15:04"))
 			if p.Method != "microsoft" {
 				writeProgress(out, p)
 				return nil
@@ -208,7 +209,7 @@ func newImportStatusCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "migration batch %s: %s\n", st.Name, st.Status)
+			fmt.Fprintf(out, "migration batch %s: %s\n", visible.String(st.Name), visible.String(st.Status))
 			writeProgress(out, &migrate.Progress{Folders: []migrate.FolderProgress{{Name: "(all folders; Microsoft reports no per-folder counts)", Found: st.Found, Moved: st.Moved}}})
 			if st.Failed {
 				return &exitError{code: 1, err: fmt.Errorf("migration batch %s failed: %s", st.Name, dash(st.Error))}

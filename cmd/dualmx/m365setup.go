@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/router"
 )
@@ -87,7 +88,7 @@ func newM365SetupCmd(g *globalFlags) *cobra.Command {
 				fmt.Fprintln(out, "The tenant is set up for the relay; nothing to change.")
 			}
 			for _, c := range changes {
-				fmt.Fprintf(out, "+ %s\n    %s %v\n", c.What, c.Cmdlet, c.Params)
+				fmt.Fprintf(out, "+ %s\n    %s %s\n", visible.String(c.What), c.Cmdlet, visible.String(fmt.Sprint(c.Params)))
 			}
 			if plan {
 				return nil
@@ -110,7 +111,7 @@ func newM365SetupCmd(g *globalFlags) *cobra.Command {
 				if !c.OK {
 					st, bad = "MISMATCH", bad+1
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\n", st, c.Setting, c.Got)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", st, c.Setting, visible.String(c.Got))
 			}
 			tw.Flush()
 			if bad > 0 {

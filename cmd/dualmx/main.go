@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dualmx/dualmx/internal/visible"
 )
 
 // exitError carries a specific exit status out of a command.
@@ -23,7 +25,8 @@ func (e *exitError) Unwrap() error { return e.err }
 func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "dualmx:", err)
+		// An error may quote what a remote server or the tenant said.
+		fmt.Fprintln(os.Stderr, "dualmx:", visible.Lines(err.Error()))
 		os.Exit(exitCode(err))
 	}
 }

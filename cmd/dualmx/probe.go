@@ -12,6 +12,7 @@ import (
 
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/probe"
 	"github.com/dualmx/dualmx/router"
@@ -93,9 +94,9 @@ and exits 1 with advice when it does not come in time.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "probe %s for %s handed to %s; it should arrive at %s\n", mk.Nonce, ad.Address, host, ad.Alias)
+			fmt.Fprintf(out, "probe %s for %s handed to %s; it should arrive at %s\n", mk.Nonce, visible.String(ad.Address), visible.String(host), visible.String(ad.Alias))
 			if wait <= 0 {
-				fmt.Fprintf(out, "see whether it arrived with: dualmx address checklist %s\n", ad.Address)
+				fmt.Fprintf(out, "see whether it arrived with: dualmx address checklist %s\n", visible.String(ad.Address))
 				return nil
 			}
 			wctx, cancel := context.WithTimeout(ctx, wait)
@@ -107,7 +108,7 @@ and exits 1 with advice when it does not come in time.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "forward verified at %s: %s\n", ev.At.Local().Format("2006-01-02 15:04:05"), ev.Detail)
+			fmt.Fprintf(out, "forward verified at %s: %s\n", ev.At.Local().Format("2006-01-02 15:04:05"), visible.String(ev.Detail))
 			return nil
 		},
 	}

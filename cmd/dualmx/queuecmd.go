@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 )
@@ -50,8 +51,8 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tAGE\tFROM\tTO\tATTEMPTS\tLAST REPLY")
 			for _, it := range items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.State, time.Since(it.ReceivedAt).Round(time.Second),
-					dash(it.From), targets(it), it.Attempts, it.LastError)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", visible.String(it.ID), it.State, time.Since(it.ReceivedAt).Round(time.Second),
+					visible.String(dash(it.From)), visible.String(targets(it)), it.Attempts, visible.String(it.LastError))
 			}
 			return tw.Flush()
 		},
@@ -173,7 +174,7 @@ func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 			}
 			dsn, err := sp.Bounce(id, who)
 			if err == nil && dsn != "" {
-				fmt.Printf("delivery status notification %s queued for <%s>\n", dsn, it.From)
+				fmt.Printf("delivery status notification %s queued for <%s>\n", dsn, visible.String(it.From))
 			}
 			return it, err
 		})
