@@ -7,8 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -257,17 +255,6 @@ func parseTime(v sql.NullString) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return time.Parse(timeLayout, v.String)
-}
-
-// CurrentActor names the OS user running this process, for the audit log.
-func CurrentActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "uid:" + strconv.Itoa(os.Getuid())
 }
 
 func actorOr(a string) string {

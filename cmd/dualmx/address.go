@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +22,8 @@ type admin struct {
 	cfg   *config.Config
 	store *router.Store
 	spool *queue.Spool
+	// actor names who runs the command, for the audit log.
+	actor string
 }
 
 func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
@@ -37,7 +38,7 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &admin{cfg: cfg, store: st}
+	a := &admin{cfg: cfg, store: st, actor: g.actor()}
 	if withSpool {
 		// A spool that does not exist yet is an empty one; creating the
 		// directory is what the daemon would do at its first start.
@@ -56,17 +57,6 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 }
 
 func (a *admin) close() { a.store.Close() }
-
-// actor names the person behind an admin command in the audit log.
-func actor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		if sudo := os.Getenv("SUDO_USER"); sudo != "" && u.Uid == "0" {
-			return sudo + " (via sudo)"
-		}
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
-}
 
 func newAddressCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
@@ -98,7 +88,7 @@ func newAddressAddCmd(g *globalFlags) *cobra.Command {
 			if target == "" {
 				target = args[0]
 			}
-			ad, err := a.store.Add(cmd.Context(), args[0], alias, target, actor())
+			ad, err := a.store.Add(cmd.Context(), args[0], alias, target, a.actor)
 			if err != nil {
 				return err
 			}
@@ -248,7 +238,7 @@ Every transition is written to the audit log.`,
 				return err
 			}
 			defer a.close()
-			req := router.FlipRequest{Address: args[0], To: to, Reason: reason, Actor: actor(), Force: force}
+			req := router.FlipRequest{Address: args[0], To: to, Reason: reason, Actor: a.actor, Force: force}
 			if to == router.Migrated {
 				if req.Missing, err = migratedMissing(cmd.Context(), a, args[0]); err != nil {
 					return err

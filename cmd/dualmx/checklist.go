@@ -188,23 +188,23 @@ func statement(cmd *cobra.Command, g *globalFlags, address string, kind router.E
 		detail += ": " + note
 	}
 	ctx := cmd.Context()
-	e, _, err := a.store.RecordEvidence(ctx, router.Evidence{Address: address, Kind: kind, Actor: actor(), Detail: detail})
+	e, _, err := a.store.RecordEvidence(ctx, router.Evidence{Address: address, Kind: kind, Actor: a.actor, Detail: detail})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s recorded (%s)\n", visible.String(e.Address), strings.ReplaceAll(string(kind), "_", " "), visible.String(detail))
 	if flip {
-		return flipIfForwarding(ctx, cmd.OutOrStdout(), a.store, e.Address, detail)
+		return flipIfForwarding(ctx, cmd.OutOrStdout(), a.store, e.Address, detail, a.actor)
 	}
 	return nil
 }
 
-func flipIfForwarding(ctx context.Context, w io.Writer, st *router.Store, address, detail string) error {
+func flipIfForwarding(ctx context.Context, w io.Writer, st *router.Store, address, detail, actor string) error {
 	ad, err := st.Get(ctx, address)
 	if err != nil || ad.State != router.Forwarding {
 		return err
 	}
-	e, err := st.Flip(ctx, router.FlipRequest{Address: address, To: router.Confirmed, Actor: actor(), Reason: "holder confirmed: " + detail}, nil)
+	e, err := st.Flip(ctx, router.FlipRequest{Address: address, To: router.Confirmed, Actor: actor, Reason: "holder confirmed: " + detail}, nil)
 	if err != nil {
 		return err
 	}

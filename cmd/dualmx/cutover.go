@@ -134,7 +134,7 @@ the audit entry records what was overridden.`,
 				return err
 			}
 			defer a.close()
-			e, err := cutover.Confirm(cmd.Context(), a.store, st, cutover.ConfirmRequest{Actor: actor(), Force: force, Reason: reason})
+			e, err := cutover.Confirm(cmd.Context(), a.store, st, cutover.ConfirmRequest{Actor: a.actor, Force: force, Reason: reason})
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}

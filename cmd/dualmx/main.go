@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/internal/visible"
+	"github.com/dualmx/dualmx/router"
 )
 
 // exitError carries a specific exit status out of a command.
@@ -68,10 +69,19 @@ func usageErrors(c *cobra.Command) {
 
 type globalFlags struct {
 	config string
+	// identity is who runs the command, for the audit log.
+	identity router.Identity
 }
 
-func newRootCmd() *cobra.Command {
-	g := &globalFlags{}
+// actor names the person behind an admin command in the audit log.
+func (g *globalFlags) actor() string { return g.identity.Actor() }
+
+func newRootCmd() *cobra.Command { return newRootCmdFor(router.SystemIdentity()) }
+
+// newRootCmdFor builds the command tree for a given identity; tests pass a
+// made-up one.
+func newRootCmdFor(id router.Identity) *cobra.Command {
+	g := &globalFlags{identity: id}
 	root := &cobra.Command{
 		Use:   "dualmx",
 		Short: "Relay forwarded mail into Microsoft 365 without losing it, and manage the migration",

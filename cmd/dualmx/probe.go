@@ -89,7 +89,7 @@ and exits 1 with advice when it does not come in time.`,
 			if err != nil {
 				return err
 			}
-			if err := a.store.AppendAudit(ctx, router.AuditEntry{Actor: actor(), Address: ad.Address, Action: "probe-sent",
+			if err := a.store.AppendAudit(ctx, router.AuditEntry{Actor: a.actor, Address: ad.Address, Action: "probe-sent",
 				Detail: fmt.Sprintf("probe %s via %s", mk.Nonce, host)}); err != nil {
 				return err
 			}

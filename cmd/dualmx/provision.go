@@ -82,7 +82,7 @@ func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
 }
 
 func (m *m365Admin) env() provisioning.Env {
-	return provisioning.Env{Dir: m.graph, MB: m.exchange, Ledger: m.store, Actor: actor(), Log: newLogger(m.cfg.LogFormat, os.Stderr)}
+	return provisioning.Env{Dir: m.graph, MB: m.exchange, Ledger: m.store, Actor: m.actor, Log: newLogger(m.cfg.LogFormat, os.Stderr)}
 }
 
 // openProvisioning reads the desired-state file and connects to the tenant,

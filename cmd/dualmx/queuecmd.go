@@ -133,7 +133,7 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 				return err
 			}
 			defer a.close()
-			who := actor()
+			who := a.actor
 			it, err := do(a.spool, args[0], who, reason)
 			if err != nil {
 				return err
