@@ -43,8 +43,8 @@ type Metrics struct {
 	// key failed); a skipped message is forwarded with Authentication-Results only.
 	ARCSeals *prometheus.CounterVec
 
-	// SRSRefusals counts RCPTs to the SRS domain refused, by reason
-	// (malformed, bad_hash, expired, not_dsn, rate_limited, mixed).
+	// SRSRefusals counts RCPTs to the SRS domain refused, and returns
+	// refused after DATA, by reason (see SRSRefusalReasons).
 	SRSRefusals *prometheus.CounterVec
 	// SRSReturned counts bounces accepted for valid SRS addresses, on their
 	// way back to the original sender.
@@ -194,7 +194,7 @@ func New() *Metrics {
 	for _, res := range []string{"sealed", "skipped"} {
 		m.ARCSeals.WithLabelValues(res)
 	}
-	for _, reason := range []string{"malformed", "bad_hash", "expired", "not_dsn", "rate_limited", "mixed"} {
+	for _, reason := range SRSRefusalReasons {
 		m.SRSRefusals.WithLabelValues(reason)
 	}
 	for _, reason := range []string{"loop_seen", "loop_hops", "unknown_recipient", "spool_full", "bare_newline", "too_large"} {
@@ -215,6 +215,18 @@ func New() *Metrics {
 	}
 	return m
 }
+
+// SRSRefusalReasons are the values of dualmx_srs_refusals_total's reason:
+// the address was malformed, its hash wrong, or it expired; the sender was
+// not null (not_dsn); a return mixed with other recipients; the return rate
+// limit; the invalid address that used up its client's allowance
+// (guess_limit, answered 421 and the connection closed); an SRS recipient
+// from a client network in its penalty (penalised, 421, not checked); one
+// refused unchecked because the hourly budget for invalid addresses was spent
+// (guess_budget); a message that is neither a delivery report nor an
+// automatic reply (not_return, after DATA).
+var SRSRefusalReasons = []string{"malformed", "bad_hash", "expired", "not_dsn", "rate_limited", "mixed",
+	"guess_limit", "penalised", "guess_budget", "not_return"}
 
 // CodeClass maps an SMTP reply code to its label value.
 func CodeClass(code int) string {

@@ -56,6 +56,11 @@ type dataChecker struct {
 	markerField []byte
 	marker      string
 	hasMarker   bool
+	// keep, when set, makes the checker keep the header block (blank line
+	// included) in hdr, up to maxReturnHeader; hdrCut says it was longer.
+	keep   bool
+	hdr    []byte
+	hdrCut bool
 }
 
 func newDataChecker(r io.Reader, hostname, arcDomain, markerField string) *dataChecker {
@@ -93,6 +98,13 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 			c.nul = true
 		}
 		if c.inHdr {
+			if c.keep {
+				if len(c.hdr) < maxReturnHeader {
+					c.hdr = append(c.hdr, b)
+				} else {
+					c.hdrCut = true
+				}
+			}
 			c.header(b)
 			c.hdrBytes++
 			if c.maxHeader > 0 && c.hdrBytes > c.maxHeader && c.inHdr {

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -128,7 +129,26 @@ type conn struct {
 	// wmu guards held: the lines of a multi-line reply written so far.
 	wmu  sync.Mutex
 	held []byte
+	// hangup asks for the connection to end once the next reply is out;
+	// hungUp is set when it is (see hangUp).
+	hangup, hungUp atomic.Bool
 }
+
+// lingerAfterHangup bounds how long Close reads and discards what a client
+// that was hung up on still sends: closing with its pipelined commands unread
+// would reset the connection, and a reset can destroy the reply before the
+// client reads it.
+const (
+	lingerAfterHangup = time.Second
+	lingerMaxBytes    = 64 << 10
+)
+
+// hangUp ends the connection after the reply now being prepared (go-smtp
+// has no way to say "reply, then close" from a session): once that reply
+// is written the sending side is shut, reads see the end of input, and the
+// session refuses whatever go-smtp had already read ahead (see
+// session.gone).
+func (c *conn) hangUp() { c.hangup.Store(true) }
 
 // maxHeld bounds the reply lines held back; an EHLO reply is a few hundred
 // bytes.
@@ -146,6 +166,12 @@ func (c *conn) Write(p []byte) (int, error) {
 	if continuesReply(p) && len(c.held)+len(p) <= maxHeld {
 		c.held = append(c.held, p...)
 		return len(p), nil
+	}
+	if c.hungUp.Load() {
+		return 0, net.ErrClosed
+	}
+	if c.hangup.Load() {
+		defer c.shutWrite()
 	}
 	if len(c.held) == 0 {
 		return c.Conn.Write(p)
@@ -178,6 +204,9 @@ func continuesReply(p []byte) bool {
 // whole command line must arrive within it, counted from its first byte: a
 // client dripping a byte at a time cannot hold a connection for ever.
 func (c *conn) Read(p []byte) (int, error) {
+	if c.hungUp.Load() {
+		return 0, io.EOF
+	}
 	now := time.Now()
 	inData := c.inData.Load()
 	d := now.Add(c.l.idleTimeout)
@@ -221,8 +250,25 @@ func (c *conn) Close() error {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
+		if c.hungUp.Load() {
+			c.linger()
+		}
 	})
 	return c.Conn.Close()
+}
+
+// shutWrite sends the end of output after the last reply.
+func (c *conn) shutWrite() {
+	c.hungUp.Store(true)
+	if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// linger reads and discards what the client still sends, for a moment.
+func (c *conn) linger() {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(lingerAfterHangup))
+	_, _ = io.CopyN(io.Discard, c.Conn, lingerMaxBytes)
 }
 
 func (l *listener) active() int {

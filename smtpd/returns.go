@@ -10,21 +10,47 @@ import (
 
 // Returns configures the one exception to "deliver only to the tenant":
 // bounces addressed to our SRS domain go back to the original sender. It is
-// narrow by construction: only DSNs (null sender), only to an address
-// recovered from a valid SRS token, and at a bounded rate.
+// narrow by construction: only from the null sender, only delivery reports
+// and automatic replies (see classifyReturn), only to an address recovered
+// from a valid SRS token, which cannot be had by guessing (see guard), and at
+// a bounded rate.
 type Returns struct {
-	Domain  string
+	Domain string
+	// Reverse recovers the original sender from an SRS address. It runs
+	// under the guard's lock, so it must be quick (srs.Rewriter's is an HMAC).
 	Reverse func(addr string) (string, error)
-	// Reason maps a Reverse error to a bounded metric label and reply text.
+	// Reason maps a Reverse error to a bounded metric label and reply text;
+	// "expired" marks an address signed by us but too old, which is no guess.
 	Reason func(err error) string
 	// PerHour bounds accepted returns; 0 means unlimited.
 	PerHour int
-	Now     func() time.Time
+	// MaxInvalid is how many invalid SRS addresses a client network (its
+	// address, or its /64 for IPv6) may send per Penalty; the last one is
+	// answered 421 4.7.0 and for the rest of Penalty every SRS recipient
+	// from that network is, unchecked. 0 means 3; Penalty 0 means an hour.
+	MaxInvalid int
+	Penalty    time.Duration
+	// InvalidPerHour bounds the invalid SRS addresses checked per hour from
+	// all clients together; past it, SRS recipients get 451 4.7.1 unchecked
+	// until the budget refills. 0 means 30.
+	InvalidPerHour int
+	Now            func() time.Time
 }
+
+// reasonExpired is the Reason of an address that carries our valid
+// signature but is too old: not a guess, so not counted against the client.
+const reasonExpired = "expired"
 
 var (
 	errSRSNotDSN = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "This address accepts only delivery status notifications"}
+	errSRSNotReturn = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Message refused: this address accepts only delivery status notifications and automatic replies"}
+	// The connection is closed after errSRSGuesses (see conn.hangUp).
+	errSRSGuesses = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many invalid recipients, closing connection"}
+	errSRSBudget = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+		Message: "Returned mail temporarily not accepted, try again later"}
 	errSRSMixed = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
 		Message: "Too many recipients: send returned mail in a separate transaction"}
 	errSRSRate = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
@@ -48,6 +74,20 @@ func (r *Returns) isReturn(rcpt string) bool {
 	}
 	p := strings.ToUpper(rcpt[:5])
 	return p == "SRS0=" || p == "SRS1=" || p == "SRS0+" || p == "SRS0-" || p == "SRS1+" || p == "SRS1-"
+}
+
+func (r *Returns) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Returns) reason(err error) string {
+	if r.Reason == nil {
+		return "invalid"
+	}
+	return r.Reason(err)
 }
 
 // bucket is a token bucket refilled continuously at perHour tokens an hour.

@@ -1,8 +1,15 @@
 package smtpd_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,5 +82,194 @@ func TestSRSReturns(t *testing.T) {
 		if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues(reason)); got != want {
 			t.Errorf("srs refusals %s = %v, want %v", reason, got, want)
 		}
+	}
+}
+
+// rawSessionFrom is rawSession from a chosen loopback source address, for
+// tests of what is kept per client.
+func rawSessionFrom(t *testing.T, local, addr, script string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(script)); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c) // the server closes after QUIT, or after hanging up
+	return string(out)
+}
+
+// replyCodes lists the code (and enhanced code, if any) of each final reply
+// line of a session, greeting first: "220", "250 2.0.0".
+func replyCodes(out string) []string {
+	var codes []string
+	for _, l := range strings.Split(out, "\r\n") {
+		if len(l) < 3 || (len(l) > 3 && l[3] != ' ') {
+			continue
+		}
+		code := l[:3]
+		if f := strings.Fields(l[min(len(l), 4):]); len(f) > 0 && len(f[0]) == 5 && f[0][1] == '.' && f[0][3] == '.' {
+			code += " " + f[0]
+		}
+		codes = append(codes, code)
+	}
+	return codes
+}
+
+func returnsFixture(t *testing.T, now *time.Time, mod func(*smtpd.Returns)) (*fixture, *bytes.Buffer) {
+	t.Helper()
+	var logBuf bytes.Buffer
+	var mu sync.Mutex
+	f := start(t, func(o *smtpd.Options) {
+		o.Returns = &smtpd.Returns{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
+			PerHour: 100, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return *now }}
+		if mod != nil {
+			mod(o.Returns)
+		}
+		o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logBuf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	return f, &logBuf
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+const (
+	goodSRS = "SRS0=good=aa=example.org=author@fwd.example.nl"
+	dsnBody = "From: MAILER-DAEMON@tenant.example\r\nSubject: Undeliverable\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--\r\n"
+)
+
+func guesses(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "RCPT TO:<SRS0=g%03d=AA=victim.example=ceo@fwd.example.nl>\r\n", i)
+	}
+	return b.String()
+}
+
+// TestSRSGuessingCut: the third invalid SRS address of a client is answered
+// 421 4.7.0 and the connection closes, whatever the client pipelined after
+// it; reconnecting does not help: every SRS recipient from that address,
+// even a valid one, gets 421 unchecked for the penalty. Another client is not
+// affected, and when the penalty is over the client is back to normal. The
+// penalty is logged once, not each guess.
+func TestSRSGuessingCut(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	f, logs := returnsFixture(t, &now, nil)
+
+	out := rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+guesses(0, 50)+"QUIT\r\n")
+	want := []string{"220", "250", "250 2.0.0", "550 5.1.1", "550 5.1.1", "421 4.7.0"}
+	if got := replyCodes(out); !slices.Equal(got, want) {
+		t.Fatalf("replies %q, want %q (closed after the 421):\n%s", got, want, out)
+	}
+	out = rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+goodSRS+">\r\nDATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+	if got := replyCodes(out); !slices.Equal(got, []string{"220", "250", "250 2.0.0", "421 4.7.0"}) {
+		t.Fatalf("reconnect of a penalised client: %q, want 421 4.7.0 at once:\n%s", got, out)
+	}
+	out = rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+goodSRS+">\r\nDATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+	if !strings.Contains(out, "250 2.0.0 OK queued") {
+		t.Fatalf("another client's bounce not accepted:\n%s", out)
+	}
+	now = now.Add(61 * time.Minute)
+	out = rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+guesses(50, 51)+"RCPT TO:<"+goodSRS+">\r\nQUIT\r\n")
+	if got := replyCodes(out); !slices.Equal(got, []string{"220", "250", "250 2.0.0", "550 5.1.1", "250 2.0.0", "221 2.0.0"}) {
+		t.Fatalf("after the penalty: %q:\n%s", got, out)
+	}
+
+	for reason, want := range map[string]float64{"bad_hash": 3, "guess_limit": 1, "penalised": 1} {
+		if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues(reason)); got != want {
+			t.Errorf("dualmx_srs_refusals_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "client network penalised"); n != 1 {
+		t.Errorf("penalty logged %d times, want once:\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), "g000") || strings.Contains(logs.String(), "g001") {
+		t.Errorf("each guess logged at info level:\n%s", logs)
+	}
+}
+
+// TestSRSGuessBudget: invalid addresses from all clients together have an
+// hourly budget; once it is spent, SRS recipients get 451 4.7.1 without being
+// checked, so spreading guesses over many clients gains nothing. An expired
+// address (signed by us) is no guess and costs nothing.
+func TestSRSGuessBudget(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) { r.InvalidPerHour = 3 })
+	expired := "RCPT TO:<SRS0=old=aa=example.org=author@fwd.example.nl>\r\n"
+	out := rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+strings.Repeat(expired, 5)+guesses(0, 2)+"QUIT\r\n")
+	if got := replyCodes(out); !slices.Equal(got, []string{"220", "250", "250 2.0.0", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "221 2.0.0"}) {
+		t.Fatalf("replies %q:\n%s", got, out)
+	}
+	out = rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+goodSRS+">\r\n"+guesses(10, 11)+"QUIT\r\n")
+	if got, want := replyCodes(out), []string{"220", "250", "250 2.0.0", "250 2.0.0", "550 5.1.1", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("second client: %q, want %q:\n%s", got, want, out)
+	}
+	// The budget of 3 is spent: from a third client neither address is
+	// even checked.
+	out = rawSessionFrom(t, "127.0.0.3", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+guesses(20, 21)+"RCPT TO:<"+goodSRS+">\r\nQUIT\r\n")
+	if got, want := replyCodes(out), []string{"220", "250", "250 2.0.0", "451 4.7.1", "451 4.7.1", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("third client: %q, want %q:\n%s", got, want, out)
+	}
+	now = now.Add(30 * time.Minute) // half the budget back
+	out = rawSessionFrom(t, "127.0.0.4", f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+goodSRS+">\r\nQUIT\r\n")
+	if !strings.Contains(out, "\r\n250 2.0.0") || strings.Contains(out, "451") {
+		t.Fatalf("budget not refilled:\n%s", out)
+	}
+	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("guess_budget")); got != 2 {
+		t.Errorf("guess_budget refusals = %v, want 2", got)
+	}
+	if n := strings.Count(logs.String(), "budget for invalid SRS addresses is spent"); n != 1 {
+		t.Errorf("spent budget logged %d times, want once:\n%s", n, logs)
+	}
+}
+
+// TestReturnContent: the return path takes only what a return is; an
+// ordinary message from the null sender to a valid SRS address gets 550 5.7.1
+// after DATA and leaves nothing in the spool.
+func TestReturnContent(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	f, _ := returnsFixture(t, &now, nil)
+	tests := []struct {
+		name, data, want string
+	}{
+		{"delivery report", dsnBody, "250 2.0.0"},
+		{"vacation reply", "From: scriba@example.nl\r\nAuto-Submitted: auto-replied (vacation)\r\nSubject: Away\r\n\r\naway\r\n", "250 2.0.0"},
+		{"ordinary message", "From: ceo@victim.example\r\nSubject: Invoice\r\n\r\nPay now\r\n", "550 5.7.1"},
+		{"auto-generated is no reply", "Auto-Submitted: auto-generated\r\nSubject: x\r\n\r\nx\r\n", "550 5.7.1"},
+		{"second Content-Type", "Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n", "550 5.7.1"},
+		{"report-type in a comment", "Content-Type: text/html; x=\"multipart/report\"\r\n\r\nx\r\n", "550 5.7.1"},
+		{"read receipt", "Content-Type: multipart/report; report-type=disposition-notification; boundary=x\r\n\r\n--x--\r\n", "550 5.7.1"},
+	}
+	accepted := 0
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+goodSRS+">\r\nDATA\r\n"+tc.data+".\r\nQUIT\r\n")
+			if !strings.Contains(out, "\r\n"+tc.want) {
+				t.Fatalf("want %q:\n%s", tc.want, out)
+			}
+			if strings.HasPrefix(tc.want, "250") {
+				accepted++
+			}
+			if n := spoolCount(t, f); n != accepted {
+				t.Errorf("spool holds %d items, want %d", n, accepted)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("not_return")); got != 5 {
+		t.Errorf("not_return refusals = %v, want 5", got)
 	}
 }

@@ -84,6 +84,7 @@ type Server struct {
 	srv     *smtp.Server
 	ln      *listener
 	returns bucket
+	guard   *guard // set with opts.Returns
 }
 
 // New prepares a Server; Serve starts it.
@@ -101,6 +102,9 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts}
+	if opts.Returns != nil {
+		s.guard = newGuard(opts.Returns)
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
@@ -192,6 +196,9 @@ var (
 	errBadSender   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address syntax error"}
 	errNeedsUTF8   = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address requires SMTPUTF8"}
 	errNestedMail  = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command"}
+	// errClosing answers what a client sent after being hung up on; it
+	// never reaches the client, whose connection is shut for output.
+	errClosing = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Closing connection"}
 	// go-smtp sends any error from Rcpt as the reply; a 250 "error" acknowledges
 	// a duplicate recipient without adding it twice.
 	errDupRcpt = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 1, 5}, Message: "Duplicate recipient ignored"}
@@ -233,7 +240,17 @@ func (s *session) refuse(cmd, reason string, err error) error {
 	return s.reply(cmd, err)
 }
 
+// gone reports whether the connection was hung up on: go-smtp may still
+// hand over commands it read ahead, and none of them may have an effect.
+func (s *session) gone() bool {
+	nc := underlying(s.c.Conn())
+	return nc != nil && nc.hangup.Load()
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.gone() {
+		return errClosing
+	}
 	if s.hasFrom {
 		return s.refuse("mail", "protocol", errNestedMail)
 	}
@@ -256,6 +273,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.gone() {
+		return errClosing
+	}
 	if !isASCII(to) && !s.mailOpts.UTF8 {
 		s.log().Info("refused recipient", "rcpt", to, "why", "non-ASCII without SMTPUTF8")
 		return s.refuse("rcpt", "needs_smtputf8", errNeedsUTF8)
@@ -291,8 +311,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // rcptReturn accepts a bounce for one of our SRS addresses, to be returned to
-// the sender the address was made from.
+// the sender the address was made from. Nothing that could tell a client
+// whether an address is valid happens before the guard allows it.
 func (s *session) rcptReturn(rt *Returns, to string) error {
+	g, now := s.s.guard, rt.now()
+	if g.penalised(s.ip, now) {
+		return s.hangUp(s.srsRefuse("penalised", errSRSGuesses))
+	}
 	if s.from != "" {
 		s.log().Info("refused SRS recipient", "rcpt", to, "why", "sender is not null")
 		return s.srsRefuse("not_dsn", errSRSNotDSN)
@@ -300,13 +325,34 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 	if len(s.rcpts) > 0 && !s.returned {
 		return s.srsRefuse("mixed", errSRSMixed)
 	}
-	orig, err := rt.Reverse(to)
-	if err != nil {
-		reason := "invalid"
-		if rt.Reason != nil {
-			reason = rt.Reason(err)
+	var orig string
+	v, first, err := g.check(s.ip, now, func() (bool, error) {
+		var err error
+		orig, err = rt.Reverse(to)
+		return err != nil && rt.reason(err) != reasonExpired, err
+	})
+	switch v {
+	case vPenalised:
+		return s.hangUp(s.srsRefuse("penalised", errSRSGuesses))
+	case vBudget:
+		if first {
+			s.log().Warn("SRS recipients deferred unchecked: the hourly budget for invalid SRS addresses is spent",
+				"per_hour", g.perHour)
 		}
-		s.log().Info("refused SRS recipient", "rcpt", to, "why", err.Error())
+		return s.srsRefuse("guess_budget", errSRSBudget)
+	case vLimit:
+		// Logged once per client network and penalty, not per guess: a
+		// guesser must not be able to fill the log either.
+		s.log().Warn("SRS guessing: client network penalised", "network", clientKey(s.ip).String(),
+			"invalid_addresses", g.maxInvalid, "for", g.penalty.String(), "last_rcpt", to)
+		return s.hangUp(s.srsRefuse("guess_limit", errSRSGuesses))
+	case vInvalid, vExpired:
+		reason := rt.reason(err)
+		if v == vExpired {
+			s.log().Info("refused SRS recipient", "rcpt", to, "why", err.Error())
+		} else {
+			s.log().Debug("refused SRS recipient", "rcpt", to, "why", err.Error())
+		}
 		return s.srsRefuse(reason, errSRSInvalid(reason))
 	}
 	if !rt.allow(&s.s.returns) {
@@ -318,12 +364,23 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 	return s.reply("rcpt", nil)
 }
 
+// hangUp makes the connection close once err's reply is out.
+func (s *session) hangUp(err error) error {
+	if nc := underlying(s.c.Conn()); nc != nil {
+		nc.hangUp()
+	}
+	return err
+}
+
 func (s *session) srsRefuse(reason string, err error) error {
 	s.s.opts.Metrics.SRSRefusals.WithLabelValues(reason).Inc()
 	return s.refuse("rcpt", "srs_"+reason, err)
 }
 
 func (s *session) Data(r io.Reader) error {
+	if s.gone() {
+		return errClosing
+	}
 	if nc := underlying(s.c.Conn()); nc != nil {
 		nc.inData.Store(true)
 		defer nc.inData.Store(false)
@@ -358,6 +415,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	chk := newDataChecker(r, s.s.opts.Hostname, s.s.opts.ARCDomain, markerField)
 	chk.maxHeader = s.s.opts.MaxHeaderBytes
+	chk.keep = s.returned
 	// An Authentication-Results field claiming our authserv-id can only be
 	// forged; removing it is the one change made to the original header block.
 	n, err := io.Copy(w, authcheck.StripForged(chk, s.s.opts.Hostname))
@@ -400,6 +458,19 @@ func (s *session) Data(r io.Reader) error {
 		w.Abort()
 		s.log().Warn("refused message", "id", w.ID(), "why", "already passed through this relay")
 		return s.refuse("data", "loop_seen", errLoopSeen)
+	}
+	if s.returned {
+		what, err := classifyReturn(chk.hdr)
+		if chk.hdrCut {
+			what, err = "", errors.New("header block too long")
+		}
+		if err != nil {
+			w.Abort()
+			s.log().Info("refused message", "id", w.ID(), "why", "not a return: "+err.Error())
+			s.s.opts.Metrics.SRSRefusals.WithLabelValues("not_return").Inc()
+			return s.refuse("data", "srs_not_return", errSRSNotReturn)
+		}
+		s.log().Debug("return accepted", "id", w.ID(), "kind", what)
 	}
 	w.SetReport(chk.report)
 	id, err := w.Commit()
