@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// rawFrom writes script from a chosen loopback address and returns the final
+// reply lines (one per command answered, the greeting dropped) until the
+// server closes or says 221.
+func rawFrom(t *testing.T, local, addr, script string) []string {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go c.Write([]byte(script))
+	var lines []string
+	r := bufio.NewReader(c)
+	for {
+		l, err := r.ReadString('\n')
+		if l != "" {
+			lines = append(lines, strings.TrimRight(l, "\r\n"))
+		}
+		if err != nil || strings.HasPrefix(l, "221 ") {
+			return finals(lines)
+		}
+	}
+}
+
+// codes keeps the code of each reply line, with its enhanced code if it has
+// one: "250", "550 5.1.1".
+func codes(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l[:min(len(l), 3)]
+		if f := strings.Fields(l[min(len(l), 4):]); len(f) > 0 && len(f[0]) == 5 && f[0][1] == '.' && f[0][3] == '.' {
+			out[i] += " " + f[0]
+		}
+	}
+	return out
+}
+
+// TestSRSAttack plays the attack of issue 15 against the built binary: an
+// attacker guesses SRS addresses for a victim to get one that makes the relay
+// deliver to the victim's domain, and sends ordinary mail through it.
+//
+//   - Guessing is cut: the third invalid address gets 421 4.7.0 and the
+//     connection ends; a reconnect gets 421 for any SRS recipient, valid
+//     or not, so no guess is answered; one line in the log says so.
+//   - A valid SRS address (learnt from a real round trip) with MAIL FROM:<>
+//     and ordinary content gets 550 5.7.1 after DATA; a non-null sender, or
+//     a forwarding recipient beside it, are refused at RCPT.
+//   - A real delivery report still reaches the author.
+func TestSRSAttack(t *testing.T) {
+	w := newAuthorWorld(t)
+	extra, delivery := w.config(t, "hold")
+	e := newEnv(t, envOptions{extraConfig: extra, delivery: delivery})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("attack-1")); err != nil {
+		t.Fatal(err)
+	}
+	valid := waitTenant(t, e.tenant, 1)[0].From
+	if !strings.HasPrefix(valid, "SRS0=") {
+		t.Fatalf("tenant saw MAIL FROM %q, want an SRS address", valid)
+	}
+
+	// Ordinary content through a valid address.
+	spam := []byte("From: ceo@author.test\r\nTo: someone@author.test\r\nSubject: Urgent invoice\r\n\r\nPay now.\r\n")
+	err := send(e.smtpAddr(), "", []string{valid}, spam)
+	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+		t.Errorf("ordinary message from <> to a valid SRS address: %v, want 550 5.7.1 after DATA", err)
+	}
+	if err := send(e.smtpAddr(), "ceo@author.test", []string{valid}, spam); smtpCode(err) != 550 {
+		t.Errorf("non-null sender to a valid SRS address: %v, want 550", err)
+	}
+	if err := send(e.smtpAddr(), "", []string{valid, "scriba@fwd.hervormdputten.nl"}, spam); smtpCode(err) != 452 {
+		t.Errorf("SRS address beside a forwarding recipient: %v, want 452", err)
+	}
+	// A real delivery report goes through.
+	dsn := []byte("From: postmaster@tenant.test\r\nTo: " + valid + "\r\nSubject: Undeliverable: test\r\nAuto-Submitted: auto-replied\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	if err := send(e.smtpAddr(), "", []string{valid}, dsn); err != nil {
+		t.Fatalf("real DSN refused: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+
+	// Guessing, pipelined on one connection.
+	var guesses strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&guesses, "RCPT TO:<SRS0=%04d=AA=victim.example=ceo@fwd.hervormdputten.nl>\r\n", i)
+	}
+	got := codes(rawFrom(t, "127.0.0.1", e.smtpAddr(), "EHLO attacker\r\nMAIL FROM:<>\r\n"+guesses.String()+"QUIT\r\n"))
+	if want := []string{"250", "250 2.0.0", "550 5.1.1", "550 5.1.1", "421 4.7.0"}; !slices.Equal(got, want) {
+		t.Fatalf("guessing session: %q, want %q and the connection closed", got, want)
+	}
+	// Reconnecting gets no answer to any guess, not even to a valid address.
+	got = codes(rawFrom(t, "127.0.0.1", e.smtpAddr(), "EHLO attacker\r\nMAIL FROM:<>\r\nRCPT TO:<"+valid+">\r\nDATA\r\n"+string(dsn)+".\r\nQUIT\r\n"))
+	if want := []string{"250", "250 2.0.0", "421 4.7.0"}; !slices.Equal(got, want) {
+		t.Fatalf("reconnect: %q, want %q", got, want)
+	}
+	// The penalty is the guesser's: another client's bounce passes.
+	got = codes(rawFrom(t, "127.0.0.2", e.smtpAddr(), "EHLO tenant\r\nMAIL FROM:<>\r\nRCPT TO:<"+valid+">\r\nDATA\r\n"+string(dsn)+".\r\nQUIT\r\n"))
+	if want := []string{"250", "250 2.0.0", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("another client's DSN: %q, want %q", got, want)
+	}
+	waitFor(t, 15*time.Second, "the second DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 2 })
+	for _, m := range w.mx.Messages() {
+		if !bytes.Contains(m.Data, []byte("mailbox full")) {
+			t.Errorf("the author's MX got something other than the DSN:\n%s", m.Data)
+		}
+	}
+
+	m := e.scrape()
+	for _, want := range []string{`dualmx_srs_refusals_total{reason="guess_limit"} 1`, `dualmx_srs_refusals_total{reason="penalised"} 1`,
+		`dualmx_srs_refusals_total{reason="bad_hash"} 2`, `dualmx_srs_refusals_total{reason="not_return"} 1`,
+		`dualmx_srs_refusals_total{reason="not_dsn"} 1`, `dualmx_srs_returned_total 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	logs := e.logs.String()
+	if n := strings.Count(logs, "client network penalised"); n != 1 {
+		t.Errorf("penalty logged %d times, want once", n)
+	}
+	if strings.Contains(logs, "SRS0=0010=") {
+		t.Error("a guess answered after the cut shows in the log")
+	}
+}
