@@ -21,10 +21,11 @@ import (
 // a name absent from the zone gets NXDOMAIN, so tests need not declare the
 // parent zones of the names they look up.
 type Server struct {
-	addr   string
-	silent bool
-	rcodes map[string]int // by lower-case owner name (FQDN)
-	hold   <-chan struct{}
+	addr     string
+	silent   bool
+	ignoreDO bool
+	rcodes   map[string]int // by lower-case owner name (FQDN)
+	hold     <-chan struct{}
 
 	mu      sync.Mutex
 	records map[string][]dns.RR // by lower-case owner name (FQDN)
@@ -50,6 +51,11 @@ func Rcode(name string, rcode int) Option {
 		s.rcodes[strings.ToLower(dns.Fqdn(name))] = rcode
 	}
 }
+
+// IgnoreDO makes the server answer as if it knew nothing of DNSSEC: no
+// RRSIGs even when the query sets the DO bit, the way a resolver that strips
+// DNSSEC records looks to a validating client.
+func IgnoreDO() Option { return func(s *Server) { s.ignoreDO = true } }
 
 // Hold makes the server record each query at once but answer it only after
 // release is closed, so a test can have several queries in flight together.
@@ -184,6 +190,14 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 			m.Ns = []dns.RR{soa}
 		}
 	}
+	if opt := req.IsEdns0(); opt != nil && opt.Do() && !s.ignoreDO {
+		// A signed zone's answers carry their signatures when the client
+		// asks for DNSSEC records (RFC 4035 §3.1.1); the zone text holds
+		// the RRSIGs, so the server only picks the ones that fit.
+		m.Answer = s.withSigs(m.Answer)
+		m.Ns = s.withSigs(m.Ns)
+		m.SetEdns0(dns.DefaultMsgSize, true)
+	}
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
@@ -221,6 +235,29 @@ func (s *Server) answer(q dns.Question) ([]dns.RR, int) {
 		name = strings.ToLower(cname.(*dns.CNAME).Target)
 	}
 	return ans, dns.RcodeSuccess
+}
+
+// withSigs appends to rrs the zone's RRSIGs that cover each of its RRsets.
+func (s *Server) withSigs(rrs []dns.RR) []dns.RR {
+	type set struct {
+		name  string
+		rtype uint16
+	}
+	seen := map[set]bool{}
+	out := rrs
+	for _, rr := range rrs {
+		k := set{strings.ToLower(rr.Header().Name), rr.Header().Rrtype}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		for _, r := range s.records[k.name] {
+			if sig, ok := r.(*dns.RRSIG); ok && sig.TypeCovered == k.rtype {
+				out = append(out, dns.Copy(sig))
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) exists(name string) bool {

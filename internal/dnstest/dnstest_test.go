@@ -194,3 +194,71 @@ func TestHold(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A signed zone's answers carry their RRSIGs only for a query with the DO
+// bit, and not at all from a server told to ignore it.
+func TestServerDNSSEC(t *testing.T) {
+	k, err := NewKey("example.org.", dns.ECDSAP256SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := dns.NewRR("www.example.org. 300 IN A 192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	soa, err := dns.NewRR("example.org. 300 IN SOA ns.example.org. h.example.org. 1 3600 600 86400 300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	signed, err := k.SignAll([]dns.RR{soa, a, k.DNSKEY}, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(signed) != 6 {
+		t.Fatalf("SignAll made %d records, want 3 and 3 signatures", len(signed))
+	}
+	for _, rr := range signed[3:] {
+		sig := rr.(*dns.RRSIG)
+		var set []dns.RR
+		for _, r := range signed[:3] {
+			if r.Header().Rrtype == sig.TypeCovered {
+				set = append(set, r)
+			}
+		}
+		if err := sig.Verify(k.DNSKEY, set); err != nil {
+			t.Errorf("signature over %s does not verify: %v", dns.TypeToString[sig.TypeCovered], err)
+		}
+	}
+
+	plain := Start(t, Text(signed))
+	blind := Start(t, Text(signed), IgnoreDO())
+	tests := []struct {
+		name         string
+		srv          *Server
+		qname        string
+		do           bool
+		answer, auth int // records in the answer and authority sections
+	}{
+		{"with DO", plain, "www.example.org.", true, 2, 0},
+		{"without DO", plain, "www.example.org.", false, 1, 0},
+		{"negative answer with DO", plain, "nope.example.org.", true, 0, 2},
+		{"server ignoring DO", blind, "www.example.org.", true, 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := new(dns.Msg)
+			m.SetQuestion(tc.qname, dns.TypeA)
+			if tc.do {
+				m.SetEdns0(1232, true)
+			}
+			r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, tc.srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Answer) != tc.answer || len(r.Ns) != tc.auth {
+				t.Fatalf("answer %d, authority %d records, want %d and %d:\n%v", len(r.Answer), len(r.Ns), tc.answer, tc.auth, r)
+			}
+		})
+	}
+}
