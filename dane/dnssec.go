@@ -194,7 +194,8 @@ func (v *validator) rests(rrset []dns.RR, sig *dns.RRSIG) {
 
 // zoneKeys fetches zone's DNSKEY RRset and validates it: a zone key that
 // matches one of ds (or equals one of anchorKeys) must have signed it. The
-// zone's keys are then every zone key in the set of an algorithm we validate.
+// zone's keys are then every zone key in the set (verifyWith refuses
+// signatures of algorithms we do not validate).
 func (v *validator) zoneKeys(ctx context.Context, zone string, ds []*dns.DS, anchorKeys []*dns.DNSKEY) (*zoneInfo, string, error) {
 	m, err := v.query(ctx, zone, dns.TypeDNSKEY)
 	if err != nil {
@@ -210,7 +211,7 @@ func (v *validator) zoneKeys(ctx context.Context, zone string, ds []*dns.DS, anc
 	var entry, keys []*dns.DNSKEY
 	for _, rr := range rrs {
 		k, ok := rr.(*dns.DNSKEY)
-		if !ok || k.Flags&dns.ZONE == 0 || k.Flags&dns.REVOKE != 0 || k.Protocol != 3 || !algSupported(k.Algorithm) {
+		if !ok || k.Flags&dns.ZONE == 0 || k.Flags&dns.REVOKE != 0 || k.Protocol != 3 {
 			continue
 		}
 		keys = append(keys, k)

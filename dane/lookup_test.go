@@ -98,9 +98,34 @@ func TestLookup(t *testing.T) {
 			verdict: Insecure, reason: "mx.microsoft. is signed only with refused algorithms (algorithm RSASHA1 (5)",
 		},
 		{
+			name: "TLSA signed only with a refused algorithm in a zone that has a good key too",
+			setup: func(t *testing.T, w *world) {
+				w.zone("mx.microsoft.").extra = []*dnstest.Key{key(t, "mx-sha1")}
+				w.add(ee)
+				w.tamper = append(w.tamper, resign(t, key(t, "mx-sha1"), tlsaAt, dns.TypeTLSA))
+			},
+			verdict: Bogus, reason: "TLSA records of _25._tcp.contoso-com.j-v1.mx.microsoft.: RRSIG algorithm RSASHA1 (5) is refused",
+		},
+		{
 			name: "wrong DS in the parent",
 			setup: func(t *testing.T, w *world) {
 				w.zone("mx.microsoft.").dsKey = key(t, "mx-other")
+				w.add(ee)
+			},
+			verdict: Bogus, reason: "no DNSKEY of mx.microsoft. matches DS key tag",
+		},
+		{
+			// RFC 5011 §2.1: a revoked key signs nothing any more, even
+			// when its DS is still in the parent.
+			name: "zone whose only key is revoked",
+			setup: func(t *testing.T, w *world) {
+				k, err := dnstest.NewKey("mx.microsoft.", dns.ECDSAP256SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k.DNSKEY.Flags |= dns.REVOKE
+				z := w.zone("mx.microsoft.")
+				z.key, z.dsKey = k, k
 				w.add(ee)
 			},
 			verdict: Bogus, reason: "no DNSKEY of mx.microsoft. matches DS key tag",
@@ -212,10 +237,11 @@ func TestLookup(t *testing.T) {
 			names: []string{"contoso-com.j-v1.mx.microsoft"},
 		},
 		{
+			// RFC 7672 §2.2.2: the end of the chain first.
 			name: "CNAME to a host with TLSA records",
 			host: alias,
 			setup: func(t *testing.T, w *world) {
-				w.add(alias+" 300 IN CNAME "+host, ee)
+				w.add(alias+" 300 IN CNAME "+host, ee, "_25._tcp."+alias+" 300 IN TLSA 3 1 1 "+someDigest)
 			},
 			verdict: Secure, usable: 1, base: "contoso-com.j-v1.mx.microsoft",
 			names: []string{"alias.mx.microsoft", "contoso-com.j-v1.mx.microsoft"},

@@ -75,7 +75,10 @@ type zone struct {
 	key  *dnstest.Key // nil: an unsigned zone
 	// dsKey is the key whose DS the parent publishes; nil: none (with key
 	// set, that makes an island of security, which validates as unsigned).
-	dsKey       *dnstest.Key
+	dsKey *dnstest.Key
+	// extra keys are published (DNSKEY, and DS in the parent) but sign
+	// nothing unless a test makes them.
+	extra       []*dnstest.Key
 	rrs         []dns.RR
 	from, until time.Time // signature validity
 }
@@ -165,14 +168,20 @@ func (w *world) records() []dns.RR {
 	for _, z := range w.zones {
 		rrs := append([]dns.RR(nil), z.rrs...)
 		for _, c := range w.zones {
-			if w.parent(c) == z && c.dsKey != nil {
-				ds := c.dsKey.DS()
+			if w.parent(c) != z || c.dsKey == nil {
+				continue
+			}
+			for _, k := range append([]*dnstest.Key{c.dsKey}, c.extra...) {
+				ds := k.DS()
 				ds.Hdr.Name = c.name
 				rrs = append(rrs, ds)
 			}
 		}
 		if z.key != nil {
 			rrs = append(rrs, z.key.DNSKEY)
+			for _, k := range z.extra {
+				rrs = append(rrs, k.DNSKEY)
+			}
 			var err error
 			if rrs, err = z.key.SignAll(rrs, z.from, z.until); err != nil {
 				w.t.Fatal(err)
