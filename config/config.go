@@ -34,6 +34,10 @@ const (
 	TLSOpportunistic = "opportunistic"
 	// TLSNone never starts TLS; meant for tests against a local fake.
 	TLSNone = "none"
+	// TLSDane insists on STARTTLS with a certificate that matches the
+	// target's DNSSEC-signed TLSA records (RFC 7672); anything short of
+	// that (no records, unsigned or bogus answers) defers the mail.
+	TLSDane = "dane"
 )
 
 // Values of Delivery.OnPermanentFailure.
@@ -204,10 +208,13 @@ func (c *Config) setEnabled(section string, on bool) {
 type Target struct {
 	Host string
 	Port int
-	// TLS is one of TLSRequire, TLSOpportunistic, TLSNone.
+	// TLS is one of TLSRequire, TLSOpportunistic, TLSNone, TLSDane.
 	TLS string
 	// CAFile is an extra PEM bundle trusted for the target, for tests.
 	CAFile string
+	// DaneTrustAnchorFile holds the DS or DNSKEY records DNSSEC validation
+	// starts from with TLSDane; "" means the IANA root anchors built in.
+	DaneTrustAnchorFile string
 }
 
 // Delivery controls retries towards the target.

@@ -274,6 +274,29 @@ var badCases = []badCase{
 		want: []string{"bad.yaml:5: target.ca_file: ", "ca.pem holds no PEM certificates"},
 	},
 	{
+		name: "dane for an address",
+		yaml: yamlLines("hostname: relay.example.nl", "state_dir: /x", "target:", "  host: 192.0.2.25", "  tls: dane"),
+		want: []string{"bad.yaml:5: target.tls: dane needs target.host to be a host name, not an address"},
+	},
+	{
+		name: "unknown tls policy lists dane",
+		yaml: withMinimal("  tls: danish"),
+		want: []string{"bad.yaml:5: target.tls: ", "dane"},
+	},
+	{
+		name: "dane trust anchors missing",
+		yaml: withMinimal("  tls: dane", "  dane_trust_anchor_file: anchors"),
+		want: []string{"bad.yaml:6: target.dane_trust_anchor_file: ", "anchors does not exist"},
+	},
+	{
+		name: "dane trust anchor with a SHA-1 digest",
+		yaml: withMinimal("  tls: dane", "  dane_trust_anchor_file: anchors"),
+		setup: func(t testing.TB, dir string) {
+			writeFile(t, filepath.Join(dir, "anchors"), ". IN DS 20326 8 1 0123456789abcdef0123456789abcdef01234567\n", 0o644)
+		},
+		want: []string{"bad.yaml:6: target.dane_trust_anchor_file: ", "digest type 1 is refused"},
+	},
+	{
 		name: "missing required keys",
 		yaml: yamlLines("log_format: json"),
 		want: []string{
@@ -528,7 +551,10 @@ func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
 		"target:",
 		"  host: mx.example.net",
 		"  ca_file: ca.pem",
+		"  tls: dane",
+		"  dane_trust_anchor_file: root.ds",
 	), 0o644)
+	writeFile(t, filepath.Join(sub, "root.ds"), ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n", 0o644)
 
 	// Load from another working directory must not matter; the test's cwd is
 	// the package directory, which differs from dir.
@@ -543,6 +569,8 @@ func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
 		"tls_cert_file": {c.Inbound.TLSCertFile, filepath.Join(sub, "cert.pem")},
 		"tls_key_file":  {c.Inbound.TLSKeyFile, filepath.Join(sub, "key.pem")},
 		"ca_file":       {c.Target.CAFile, filepath.Join(sub, "ca.pem")},
+		"dane anchors":  {c.Target.DaneTrustAnchorFile, filepath.Join(sub, "root.ds")},
+		"tls":           {c.Target.TLS, TLSDane},
 	}
 	for name, gw := range checks {
 		if gw[0] != gw[1] {
@@ -638,11 +666,22 @@ func TestWarnings(t *testing.T) {
 				`x.yaml:1: hostname: "relay" is not fully qualified`,
 			},
 		},
+		{
+			name: "dane with ca_file",
+			yaml: withMinimal("  tls: dane", "  ca_file: ca.pem", "listen: {smtp: \"127.0.0.1:25\"}"),
+			want: []string{"x.yaml:6: target.ca_file: ignored because target.tls is dane"},
+		},
+		{
+			name: "trust anchors without dane",
+			yaml: withMinimal("  dane_trust_anchor_file: root.ds", "listen: {smtp: \"127.0.0.1:25\"}"),
+			want: []string{"x.yaml:5: target.dane_trust_anchor_file: ignored because target.tls is require, not dane"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cert, _ := selfSigned(t)
 			writeFile(t, filepath.Join(dir, "ca.pem"), cert, 0o644)
+			writeFile(t, filepath.Join(dir, "root.ds"), ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n", 0o644)
 			c, err := Parse(filepath.Join(dir, "x.yaml"), []byte(tc.yaml))
 			if err != nil {
 				t.Fatal(err)

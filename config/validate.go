@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dualmx/dualmx/dane"
 )
 
 // Validate checks the values and their combinations. Parse already calls it;
@@ -111,7 +113,10 @@ func (k *checker) values() {
 	if c.Target.Port < 1 || c.Target.Port > 65535 {
 		k.fail("target.port", "%d is not a port number (1-65535)", c.Target.Port)
 	}
-	k.oneOf("target.tls", c.Target.TLS, TLSRequire, TLSOpportunistic, TLSNone)
+	k.oneOf("target.tls", c.Target.TLS, TLSRequire, TLSOpportunistic, TLSNone, TLSDane)
+	if c.Target.TLS == TLSDane && isIP(strings.TrimSuffix(c.Target.Host, ".")) {
+		k.fail("target.tls", "dane needs target.host to be a host name, not an address: TLSA records are published under the name")
+	}
 
 	k.positiveDuration("delivery.retry_initial", c.Delivery.RetryInitial)
 	k.positiveDuration("delivery.retry_max", c.Delivery.RetryMax)
@@ -240,6 +245,13 @@ func (k *checker) files() {
 			k.fail("target.ca_file", "%s", msg)
 		}
 	}
+	if f := c.Target.DaneTrustAnchorFile; f != "" {
+		if msg := checkReadable(f); msg != "" {
+			k.fail("target.dane_trust_anchor_file", "%s", msg)
+		} else if _, err := dane.LoadTrustAnchorFile(f); err != nil {
+			k.fail("target.dane_trust_anchor_file", "%v", err)
+		}
+	}
 	// Secrets: a key or secret file others can read must be treated as
 	// leaked, so it is refused rather than used.
 	private := func(key, path string) {
@@ -336,6 +348,12 @@ func (c *Config) Warnings() []Problem {
 		if c.Target.CAFile != "" {
 			warn("target.ca_file", "ignored because target.tls is none")
 		}
+	}
+	if c.Target.TLS == TLSDane && c.Target.CAFile != "" {
+		warn("target.ca_file", "ignored because target.tls is dane: the certificate is checked against the TLSA records, not CAs")
+	}
+	if c.Target.TLS != TLSDane && c.Target.DaneTrustAnchorFile != "" {
+		warn("target.dane_trust_anchor_file", "ignored because target.tls is %s, not dane", c.Target.TLS)
 	}
 	if len(c.Inbound.AllowedNetworks) == 0 && exposed(c.Listen.SMTP) {
 		key := "inbound.allowed_networks"

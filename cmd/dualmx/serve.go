@@ -139,6 +139,12 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	if m == nil {
 		m = metrics.New()
 	}
+	// The dane package checks TLSA records, but delivery does not call it
+	// yet, and the queue would take "dane" for a policy without certificate
+	// checks: refuse to start rather than downgrade.
+	if cfg.Target.TLS == config.TLSDane {
+		return nil, errors.New("target.tls: dane is not used by delivery yet; set it to require until it is")
+	}
 	log.Info("starting dualmx", "config", cfg.Path, "effective", cfg.Redacted())
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "problem", w.String())
