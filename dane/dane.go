@@ -157,6 +157,7 @@ type Resolver struct {
 	mu       sync.Mutex
 	cache    map[cacheKey]*Result
 	inflight map[cacheKey]*call
+	waiters  int // callers waiting for another's lookup, for tests
 }
 
 type cacheKey struct {
@@ -224,7 +225,8 @@ func SystemServer(path string) (string, error) {
 }
 
 // Lookup returns the validated TLSA records of host for port, from the
-// cache while they are fresh. An error means the lookup could not be made
+// cache while they are fresh. The Result may be shared with other callers:
+// treat it as read-only. An error means the lookup could not be made
 // (the resolver did not answer, answered SERVFAIL, ...): a temporary
 // failure. A Result whose Err is not nil is a refusal with a reason.
 func (r *Resolver) Lookup(ctx context.Context, host string, port int) (*Result, error) {
@@ -239,20 +241,34 @@ func (r *Resolver) Lookup(ctx context.Context, host string, port int) (*Result, 
 		return nil, fmt.Errorf("dane: %q is not a host name", host)
 	}
 	k := cacheKey{h, port}
-
-	r.mu.Lock()
-	if res, ok := r.cache[k]; ok && r.now().Before(res.Expires) {
-		r.mu.Unlock()
-		return res, nil
-	}
-	if c, ok := r.inflight[k]; ok {
+	for {
+		r.mu.Lock()
+		if res, ok := r.cache[k]; ok && r.now().Before(res.Expires) {
+			r.mu.Unlock()
+			return res, nil
+		}
+		c, ok := r.inflight[k]
+		if !ok {
+			break // with r.mu held
+		}
+		r.waiters++
 		r.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.res, c.err
 		case <-ctx.Done():
+		}
+		r.mu.Lock()
+		r.waiters--
+		r.mu.Unlock()
+		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		// The lookup ended because its caller gave up: ask again, if we
+		// have not given up too.
+		if errors.Is(c.err, context.Canceled) || errors.Is(c.err, context.DeadlineExceeded) {
+			continue
+		}
+		return c.res, c.err
 	}
 	c := &call{done: make(chan struct{})}
 	r.inflight[k] = c
@@ -407,11 +423,9 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	// CD: hand over what you have, unchecked; we validate it ourselves.
 	m.CheckingDisabled = true
 	m.SetEdns0(1232, true)
-	c := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: 1232}
-	resp, _, err := c.ExchangeContext(ctx, m, r.server)
+	resp, err := r.exchangeOn(ctx, "udp", m)
 	if err == nil && resp.Truncated {
-		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, m, r.server)
+		resp, err = r.exchangeOn(ctx, "tcp", m)
 	}
 	qs := name + " " + dns.TypeToString[qtype]
 	if err != nil {
@@ -424,4 +438,26 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		return nil, fmt.Errorf("query %s at %s: %s", qs, r.server, dns.RcodeToString[resp.Rcode])
 	}
 	return resp, nil
+}
+
+// exchangeOn sends m over network and waits for the answer, until the
+// timeout or until ctx is done: miekg/dns heeds only a context's deadline,
+// so a cancelled query is left to run out its timeout on its own.
+func (r *Resolver) exchangeOn(ctx context.Context, network string, m *dns.Msg) (*dns.Msg, error) {
+	type reply struct {
+		resp *dns.Msg
+		err  error
+	}
+	ch := make(chan reply, 1)
+	go func() {
+		c := &dns.Client{Net: network, Timeout: r.timeout, UDPSize: 1232}
+		resp, _, err := c.ExchangeContext(ctx, m, r.server)
+		ch <- reply{resp, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.resp, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -4,6 +4,7 @@ package dane
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -444,5 +445,68 @@ func TestLookupCache(t *testing.T) {
 	r.mu.Unlock()
 	if n > 2 {
 		t.Errorf("cache holds %d results, bound is 2", n)
+	}
+}
+
+// A lookup whose caller gives up ends at once, and another caller waiting
+// for the same lookup asks again instead of inheriting the cancellation.
+func TestLookupCancelled(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.add(tlsaAt + " 300 IN TLSA 3 1 1 " + someDigest)
+	release := make(chan struct{})
+	w.opts = []dnstest.Option{dnstest.Hold(release)}
+	r, srv := w.serve()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() {
+		_, err := r.Lookup(ctx, host, 25)
+		leader <- err
+	}()
+	waitFor("the first query", func() bool { return len(srv.Queries()) > 0 })
+	type outcome struct {
+		res *Result
+		err error
+	}
+	waiter := make(chan outcome, 1)
+	go func() {
+		res, err := r.Lookup(context.Background(), host, 25)
+		waiter <- outcome{res, err}
+	}()
+	waitFor("the second caller to wait", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.waiters == 1 })
+
+	cancel()
+	select {
+	case err := <-leader:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled lookup: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled lookup waited for its held query")
+	}
+	close(release)
+	released = true
+	select {
+	case o := <-waiter:
+		if o.err != nil || o.res.Err() != nil {
+			t.Fatalf("waiting caller: %v / %v", o.err, o.res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting caller got no result")
 	}
 }
