@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -508,5 +510,49 @@ func TestLookupCancelled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiting caller got no result")
+	}
+}
+
+func TestNewAndSystemServer(t *testing.T) {
+	for _, tc := range []struct {
+		server, want string
+	}{
+		{"", "no resolver address"},
+		{"127.0.0.1", "missing port"},
+	} {
+		if _, err := New(Options{Server: tc.server}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%q): %v, want %q", tc.server, err, tc.want)
+		}
+	}
+	r, err := New(Options{Server: "127.0.0.1:53"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.anchors.Zones(), []string{"."}) || len(r.anchors.ds["."]) != 2 {
+		t.Errorf("default anchors %v, want the root's", r.anchors.Zones())
+	}
+
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		conf, want, err string
+	}{
+		{"# stub\nnameserver 127.0.0.53\nnameserver 192.0.2.1\noptions edns0\n", "127.0.0.53:53", ""},
+		{"nameserver ::1\n", "[::1]:53", ""},
+		{"search example.net\n", "", "names no name server"},
+	} {
+		path := filepath.Join(dir, "resolv.conf")
+		if err := os.WriteFile(path, []byte(tc.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := SystemServer(path)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %q, %v; want an error saying %q", tc.conf, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.conf, got, err, tc.want)
+		}
 	}
 }
