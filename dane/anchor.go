@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -99,31 +100,31 @@ func (a *TrustAnchors) add(rr dns.RR) error {
 	h := rr.Header()
 	zone := dns.CanonicalName(h.Name)
 	if h.Class != dns.ClassINET {
-		return fmt.Errorf("%s: class %s; trust anchors are IN records", clip(rr.String()), dns.ClassToString[h.Class])
+		return fmt.Errorf("%s: class %s; trust anchors are IN records", describe(rr), dns.ClassToString[h.Class])
 	}
 	switch r := rr.(type) {
 	case *dns.DS:
 		if !algSupported(r.Algorithm) {
-			return fmt.Errorf("%s: algorithm %s is refused", clip(rr.String()), algName(r.Algorithm))
+			return fmt.Errorf("%s: algorithm %s is refused", describe(rr), algName(r.Algorithm))
 		}
 		size := digestSize(r.DigestType)
 		if size == 0 {
-			return fmt.Errorf("%s: digest type %d is refused (SHA-256 and SHA-384 are used)", clip(rr.String()), r.DigestType)
+			return fmt.Errorf("%s: digest type %d is refused (SHA-256 and SHA-384 are used)", describe(rr), r.DigestType)
 		}
 		if d, err := hex.DecodeString(r.Digest); err != nil || len(d) != size {
-			return fmt.Errorf("%s: the digest is not %d bytes of hex", clip(rr.String()), size)
+			return fmt.Errorf("%s: the digest is not %d bytes of hex", describe(rr), size)
 		}
 		a.ds[zone] = append(a.ds[zone], r)
 	case *dns.DNSKEY:
 		if !algSupported(r.Algorithm) {
-			return fmt.Errorf("%s: algorithm %s is refused", clip(rr.String()), algName(r.Algorithm))
+			return fmt.Errorf("%s: algorithm %s is refused", describe(rr), algName(r.Algorithm))
 		}
 		if r.Flags&dns.ZONE == 0 || r.Flags&dns.REVOKE != 0 || r.Protocol != 3 {
-			return fmt.Errorf("%s: not a usable zone key (flags %d, protocol %d)", clip(rr.String()), r.Flags, r.Protocol)
+			return fmt.Errorf("%s: not a usable zone key (flags %d, protocol %d)", describe(rr), r.Flags, r.Protocol)
 		}
 		a.keys[zone] = append(a.keys[zone], r)
 	default:
-		return fmt.Errorf("%s: a %s record; trust anchors are DS or DNSKEY records", clip(rr.String()), dns.TypeToString[h.Rrtype])
+		return fmt.Errorf("%s: a %s record; trust anchors are DS or DNSKEY records", describe(rr), dns.TypeToString[h.Rrtype])
 	}
 	return nil
 }
@@ -185,11 +186,17 @@ func algName(alg uint8) string {
 	return fmt.Sprintf("%d", alg)
 }
 
-// clip shortens a record for an error message; keys are long.
-func clip(s string) string {
-	s = strings.ReplaceAll(s, "\t", " ")
-	if len(s) > 80 {
-		return s[:77] + "..."
+// describe names a record for an error message by its owner (quoted: a
+// name from master-file text may hold any byte), type and key tag; the rest
+// of the record is not repeated, since its text may hold anything too.
+func describe(rr dns.RR) string {
+	h := rr.Header()
+	owner := strconv.QuoteToASCII(h.Name)
+	switch r := rr.(type) {
+	case *dns.DS:
+		return fmt.Sprintf("%s DS %d", owner, r.KeyTag)
+	case *dns.DNSKEY:
+		return fmt.Sprintf("%s DNSKEY (key tag %d)", owner, r.KeyTag())
 	}
-	return s
+	return fmt.Sprintf("%s type %d", owner, h.Rrtype)
 }

@@ -40,11 +40,13 @@ func TestParseTrustAnchors(t *testing.T) {
 		{"RSASHA1 key", ". IN DS 20326 5 2 " + digest, nil, "algorithm RSASHA1 (5) is refused"},
 		{"short digest", ". IN DS 20326 8 2 0123", nil, "not 32 bytes of hex"},
 		{"revoked key", ". IN DNSKEY 385 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==", nil, "not a usable zone key"},
-		{"another type", ". IN TXT \"x\"", nil, "a TXT record; trust anchors are DS or DNSKEY records"},
+		{"another type", ". IN TXT \"x\"", nil, `"." type 16: a TXT record; trust anchors are DS or DNSKEY records`},
 		{"another class", ". CH DS 20326 8 2 " + digest, nil, "class CH"},
 		{"include", "$INCLUDE /etc/passwd\n", nil, "$INCLUDE"},
 		{"nothing", "; empty\n", nil, "no DS or DNSKEY records"},
 		{"garbage", "this is not a zone file", nil, "test:"},
+		{"terminal escapes are not echoed", ". IN DS 20326 13 2 \x1b[2J\x1b[31m", nil, `"." DS 20326: the digest is not 32 bytes of hex`},
+		{"control characters in the owner", "\x1b[2J IN DS 20326 5 2 " + digest, nil, `"\x1b[2J." DS 20326: algorithm RSASHA1 (5) is refused`},
 		{"too many", "$GENERATE 1-100 x$ IN DS 1 13 2 " + digest + "\n", nil, "more than 64 records"},
 	}
 	for _, tc := range tests {
@@ -53,6 +55,9 @@ func TestParseTrustAnchors(t *testing.T) {
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want it to say %q", err, tc.err)
+				}
+				if i := strings.IndexFunc(err.Error(), isControl); i >= 0 {
+					t.Fatalf("err %q holds a control character", err)
 				}
 				return
 			}
@@ -88,3 +93,5 @@ func TestLoadTrustAnchorFile(t *testing.T) {
 		}
 	}
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

@@ -5,6 +5,7 @@ package dane
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ func FuzzParseTrustAnchors(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := ParseTrustAnchors("fuzz", data)
 		if err != nil {
+			// The message reaches a terminal (check-config) and logs.
+			if strings.IndexFunc(err.Error(), isControl) >= 0 {
+				t.Fatalf("error %q holds a control character", err)
+			}
 			return
 		}
 		zones := a.Zones()
@@ -86,6 +91,9 @@ func FuzzResolve(f *testing.F) {
 		}
 		if err == nil && res.Verdict == Secure {
 			t.Fatalf("Secure without the root's signature: %+v", res)
+		}
+		if err == nil && strings.IndexFunc(res.Reason, isControl) >= 0 {
+			t.Fatalf("reason %q holds a control character", res.Reason)
 		}
 	})
 }
