@@ -117,6 +117,9 @@ type Inbound struct {
 	// address, so one host cannot take every slot.
 	MaxConnectionsPerIP int
 	ReadTimeout         time.Duration
+	// MaxSession bounds a connection's whole life, however steadily the
+	// client talks; at it the client gets 421 4.4.2.
+	MaxSession time.Duration
 	// MaxHeaderBytes bounds the header block of a message; a larger one is
 	// refused with 552 5.3.4.
 	MaxHeaderBytes int64
@@ -250,6 +253,7 @@ func Default() Config {
 			MaxConnections:      200,
 			MaxConnectionsPerIP: 50,
 			ReadTimeout:         5 * time.Minute,
+			MaxSession:          30 * time.Minute,
 			MaxHeaderBytes:      256 << 10,
 			RoutingMaxStale:     30 * time.Second,
 			MaxReceived:         50,

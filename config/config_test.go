@@ -201,6 +201,16 @@ var badCases = []badCase{
 		},
 	},
 	{
+		name: "session limit zero",
+		yaml: withMinimal("inbound:", "  max_session: 0s"),
+		want: []string{"bad.yaml:6: inbound.max_session: 0s must be greater than 0"},
+	},
+	{
+		name: "session limit below the read timeout",
+		yaml: withMinimal("inbound:", "  read_timeout: 10m", "  max_session: 5m"),
+		want: []string{"bad.yaml:7: inbound.max_session: max_session (5m) must be at least read_timeout (10m)"},
+	},
+	{
 		name: "bad CIDRs, each reported",
 		yaml: withMinimal(
 			"inbound:",

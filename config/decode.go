@@ -61,6 +61,7 @@ var schema = []field{
 	{path: "inbound.max_connections_per_ip", ptr: func(c *Config) any { return &c.Inbound.MaxConnectionsPerIP }},
 	{path: "inbound.max_header_bytes", ptr: func(c *Config) any { return &c.Inbound.MaxHeaderBytes }},
 	{path: "inbound.routing_max_stale", ptr: func(c *Config) any { return &c.Inbound.RoutingMaxStale }},
+	{path: "inbound.max_session", ptr: func(c *Config) any { return &c.Inbound.MaxSession }},
 	{path: "delivery.command_timeout", ptr: func(c *Config) any { return &c.Delivery.CommandTimeout }},
 	{path: "delivery.data_timeout", ptr: func(c *Config) any { return &c.Delivery.DataTimeout }},
 	{path: "arc.domain", ptr: func(c *Config) any { return &c.ARC.Domain }},

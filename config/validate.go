@@ -130,6 +130,7 @@ func (k *checker) values() {
 	k.positive("inbound.max_connections_per_ip", int64(c.Inbound.MaxConnectionsPerIP))
 	k.positive("inbound.max_header_bytes", c.Inbound.MaxHeaderBytes)
 	k.positiveDuration("inbound.routing_max_stale", c.Inbound.RoutingMaxStale)
+	k.positiveDuration("inbound.max_session", c.Inbound.MaxSession)
 	k.positiveDuration("delivery.command_timeout", c.Delivery.CommandTimeout)
 	k.positiveDuration("delivery.data_timeout", c.Delivery.DataTimeout)
 
@@ -294,6 +295,11 @@ func (k *checker) crossField() {
 		key := k.setOne("delivery.give_up_after", "delivery.retry_initial")
 		k.fail(key, "give_up_after (%s) must be at least retry_initial (%s)",
 			fmtDuration(c.Delivery.GiveUpAfter), fmtDuration(c.Delivery.RetryInitial))
+	}
+	if !k.skip("inbound.read_timeout", "inbound.max_session") && c.Inbound.MaxSession < c.Inbound.ReadTimeout {
+		key := k.setOne("inbound.max_session", "inbound.read_timeout")
+		k.fail(key, "max_session (%s) must be at least read_timeout (%s)",
+			fmtDuration(c.Inbound.MaxSession), fmtDuration(c.Inbound.ReadTimeout))
 	}
 	cert, key := c.Inbound.TLSCertFile, c.Inbound.TLSKeyFile
 	switch {

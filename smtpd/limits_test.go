@@ -3,6 +3,8 @@ package smtpd_test
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -190,5 +192,192 @@ func TestSTARTTLSSessionNotCutByLineBound(t *testing.T) {
 			t.Fatalf("NOOP %d over TLS: %v", i, err)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// dripUntilClosed sends before, then first, then a byte of junk every
+// interval, never ending the line, and returns what the server said and how long it kept the
+// connection open (at most limit).
+func dripUntilClosed(t *testing.T, c net.Conn, before, first string, interval, limit time.Duration) (string, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	var reply strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.SetReadDeadline(time.Now().Add(limit))
+		buf := make([]byte, 512)
+		for {
+			n, err := c.Read(buf)
+			reply.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if before != "" {
+		c.Write([]byte(before))
+		time.Sleep(interval) // so that first begins a read of its own
+	}
+	c.Write([]byte(first))
+	for {
+		select {
+		case <-done:
+			return reply.String(), time.Since(start)
+		case <-time.After(interval):
+			c.Write([]byte{'x'})
+		}
+	}
+}
+
+// TestTLSByteWithoutSTARTTLS: a 0x16 byte (the first byte of a TLS
+// handshake record) at the start of a line, with no STARTTLS before it, does
+// not switch the connection to TLS handling: the line must still be complete
+// within the read timeout, so the drip is cut.
+func TestTLSByteWithoutSTARTTLS(t *testing.T) {
+	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 500 * time.Millisecond })
+	for _, tc := range []struct{ name, before string }{
+		{"at the first line", ""},
+		{"after a command", "EHLO c\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			reply, took := dripUntilClosed(t, c, tc.before, "\x16", 100*time.Millisecond, 5*time.Second)
+			if !strings.Contains(reply, "421 4.4.2") || took > 3*time.Second {
+				t.Fatalf("after a bare 0x16 the drip held the session %s (read timeout 500ms); server said %q", took.Round(time.Millisecond), reply)
+			}
+		})
+	}
+}
+
+// TestFailedHandshakeDoesNotExtendSession: a client that starts a TLS
+// handshake after STARTTLS and lets it fail is back in plain text, and the
+// drip is cut within a read timeout of the handshake's start.
+func TestFailedHandshakeDoesNotExtendSession(t *testing.T) {
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := ca.ServerTLS("relay.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 500 * time.Millisecond; o.TLS = srvTLS })
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	r.ReadString('\n')
+	c.Write([]byte("STARTTLS\r\n"))
+	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	// The client does not trust the test CA: it aborts the handshake.
+	if err := tls.Client(c, &tls.Config{ServerName: "relay.test", RootCAs: x509.NewCertPool()}).Handshake(); err == nil {
+		t.Fatal("handshake succeeded")
+	}
+	reply, took := dripUntilClosed(t, &readerConn{Conn: c, r: r}, "", "N", 100*time.Millisecond, 5*time.Second)
+	if !strings.Contains(reply, "421 4.4.2") || took > 3*time.Second {
+		t.Fatalf("after a failed handshake the drip held the session %s (read timeout 500ms); server said %q", took.Round(time.Millisecond), reply)
+	}
+}
+
+// readerConn reads through r, which may hold bytes already read from Conn.
+type readerConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestMaxSession: however well a client behaves, its connection ends at
+// max_session with 421 4.4.2: in plain text, over TLS, and inside DATA,
+// where the message is not acknowledged and nothing is spooled.
+func TestMaxSession(t *testing.T) {
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := ca.ServerTLS("relay.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxSession = 1500 * time.Millisecond
+	f := start(t, func(o *smtpd.Options) {
+		o.ReadTimeout = 500 * time.Millisecond
+		o.MaxSession = maxSession
+		o.TLS = srvTLS
+	})
+	// steady sends line every 200ms until the connection fails, and
+	// returns how long that took and the last reply.
+	steady := func(t *testing.T, c *smtp.Client, step func() error) (time.Duration, error) {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < 10*time.Second {
+			if err := step(); err != nil {
+				return time.Since(start), err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatal("session not ended")
+		return 0, nil
+	}
+	check := func(t *testing.T, took time.Duration, err error) {
+		t.Helper()
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 421 || se.EnhancedCode != (smtp.EnhancedCode{4, 4, 2}) {
+			t.Errorf("session ended with %v, want 421 4.4.2", err)
+		}
+		if took < maxSession-300*time.Millisecond || took > maxSession+2*time.Second {
+			t.Errorf("session ended after %s, want about %s", took.Round(time.Millisecond), maxSession)
+		}
+	}
+	t.Run("plain", func(t *testing.T) {
+		c, err := smtp.Dial(f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		took, err := steady(t, c, c.Noop)
+		check(t, took, err)
+	})
+	t.Run("TLS", func(t *testing.T) {
+		c, err := smtp.DialStartTLS(f.addr, &tls.Config{ServerName: "relay.test", RootCAs: ca.Pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		took, err := steady(t, c, c.Noop)
+		check(t, took, err)
+	})
+	t.Run("inside DATA", func(t *testing.T) {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		c.Write([]byte("EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nDATA\r\nSubject: slow\r\n\r\n"))
+		reply, _ := dripUntilClosed(t, c, "", "line\r\n", 200*time.Millisecond, 10*time.Second)
+		took := time.Since(start)
+		if !strings.Contains(reply, "354 ") || !strings.Contains(reply, "421 4.4.2") || strings.Contains(reply, "250 2.0.0 OK") {
+			t.Errorf("slow DATA past max_session: %q", reply)
+		}
+		if took > maxSession+2*time.Second {
+			t.Errorf("ended after %s", took)
+		}
+		if n := spoolCount(t, f); n != 0 {
+			t.Errorf("%d messages spooled from a DATA cut at max_session", n)
+		}
+	})
+	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("max_session")); got != 3 {
+		t.Errorf("max_session refusals = %v, want 3", got)
 	}
 }

@@ -2,6 +2,8 @@ package smtpd
 
 import (
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -22,7 +24,11 @@ type listener struct {
 	maxConns    int
 	maxPerIP    int
 	idleTimeout time.Duration
-	onRefuse    func(reason string)
+	// maxSession bounds a connection's whole life, however it behaves
+	// (0: no bound); onMaxSession is told once when a connection reaches it.
+	maxSession   time.Duration
+	onMaxSession func(ip netip.Addr)
+	onRefuse     func(reason string)
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -47,6 +53,9 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		w := &conn{Conn: c, l: l}
+		if l.maxSession > 0 {
+			w.end = time.Now().Add(l.maxSession)
+		}
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			w.ip = ap.Addr().Unmap()
 		}
@@ -120,11 +129,17 @@ type conn struct {
 	ip     netip.Addr
 	inData atomic.Bool
 	closed sync.Once
+	// end is when the connection's time is up (zero: never).
+	end time.Time
 	// lineStart is when the partial command line now being read began; zero
-	// when none is. Only the connection's reading goroutine touches it.
+	// when none is. Only the connection's reading goroutine touches it, and
+	// the fields below.
 	lineStart time.Time
-	// opaque is set once the connection carries TLS records.
-	opaque bool
+	// tls is where the connection stands with TLS, tlsStart when its
+	// handshake began.
+	tls      tlsState
+	tlsStart time.Time
+	expired  bool // the end was reached and reported
 
 	// wmu guards held: the lines of a multi-line reply written so far.
 	wmu  sync.Mutex
@@ -149,6 +164,50 @@ const (
 // session refuses whatever go-smtp had already read ahead (see
 // session.gone).
 func (c *conn) hangUp() { c.hangup.Store(true) }
+
+// tlsState says how the bytes read are to be judged. The connection is
+// plain text, judged line by line, until crypto/tls starts a handshake on it,
+// which it does only after go-smtp accepted STARTTLS (see markHandshakes):
+// what the client sends cannot switch it. From then on the bytes are records
+// without line ends to go by, so the handshake and the session's first
+// command after it must arrive within one read timeout of the handshake's
+// start (a handshake that fails leaves the connection there, and it ends
+// soon). Once a session has seen TLS up (tlsUp), each read may take up to
+// the read timeout, as commands now arrive whole inside records.
+type tlsState int
+
+const (
+	tlsPlain tlsState = iota
+	tlsHandshake
+	tlsUp
+)
+
+// handshakeStarted and tlsEstablished move a connection along tlsState;
+// both run on the goroutine that serves it.
+func (c *conn) handshakeStarted() {
+	if c.tls == tlsPlain {
+		c.tls, c.tlsStart, c.lineStart = tlsHandshake, time.Now(), time.Time{}
+	}
+}
+
+func (c *conn) tlsEstablished() { c.tls = tlsUp }
+
+// markHandshakes returns a copy of cfg that marks a connection the moment a
+// TLS handshake begins on it.
+func markHandshakes(cfg *tls.Config) *tls.Config {
+	out := cfg.Clone()
+	next := cfg.GetConfigForClient
+	out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if c := underlying(hello.Conn); c != nil {
+			c.handshakeStarted()
+		}
+		if next != nil {
+			return next(hello)
+		}
+		return nil, nil
+	}
+	return out
+}
 
 // maxHeld bounds the reply lines held back; an EHLO reply is a few hundred
 // bytes.
@@ -202,7 +261,8 @@ func continuesReply(p []byte) bool {
 // Read bounds the wait for the client. Inside DATA each read may take up to
 // the idle timeout, so a slow but steady stream goes on. Outside DATA the
 // whole command line must arrive within it, counted from its first byte: a
-// client dripping a byte at a time cannot hold a connection for ever.
+// client dripping a byte at a time cannot hold a connection for ever. No read
+// goes past the connection's end, whatever the client does.
 func (c *conn) Read(p []byte) (int, error) {
 	if c.hungUp.Load() {
 		return 0, io.EOF
@@ -215,26 +275,32 @@ func (c *conn) Read(p []byte) (int, error) {
 		d = now
 	case inData:
 		c.lineStart = time.Time{}
-	case !c.lineStart.IsZero() && !c.opaque:
+	case c.tls == tlsHandshake:
+		d = c.tlsStart.Add(c.l.idleTimeout)
+	case c.tls == tlsPlain && !c.lineStart.IsZero():
 		d = c.lineStart.Add(c.l.idleTimeout)
+	}
+	atEnd := !c.end.IsZero() && !d.Before(c.end)
+	if atEnd {
+		d = c.end
 	}
 	if err := c.Conn.SetReadDeadline(d); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
-	if n > 0 && !inData && !c.opaque {
-		if c.lineStart.IsZero() && p[0] == 0x16 {
-			// A TLS handshake record after STARTTLS: from here on the bytes
-			// are ciphertext and carry no line ends to go by.
-			c.opaque = true
-			c.lineStart = time.Time{}
-			return n, err
-		}
+	if n > 0 && !inData && c.tls == tlsPlain {
 		switch i := bytes.LastIndexByte(p[:n], '\n'); {
 		case i == n-1:
 			c.lineStart = time.Time{} // ends on a complete line
 		case i >= 0 || c.lineStart.IsZero():
 			c.lineStart = now // a new line has begun
+		}
+	}
+	var ne net.Error
+	if atEnd && !c.expired && errors.As(err, &ne) && ne.Timeout() {
+		c.expired = true
+		if c.l.onMaxSession != nil {
+			c.l.onMaxSession(c.ip)
 		}
 	}
 	return n, err

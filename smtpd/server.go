@@ -45,8 +45,12 @@ type Options struct {
 	MaxConnectionsPerIP int
 	// MaxHeaderBytes bounds the header block of a message; 0 means no bound
 	// beyond MaxMessageBytes.
-	MaxHeaderBytes  int64
-	ReadTimeout     time.Duration
+	MaxHeaderBytes int64
+	ReadTimeout    time.Duration
+	// MaxSession bounds a connection's whole life; 0 means 30 minutes. When
+	// it is up the client gets 421 4.4.2 and the connection closes (inside
+	// DATA the message is not acknowledged, so its sender still owns it).
+	MaxSession      time.Duration
 	AllowedNetworks []netip.Prefix
 	TLS             *tls.Config // STARTTLS offered when set
 	// MaxReceived is the hop limit: a message with more Received fields is
@@ -95,6 +99,9 @@ func New(opts Options) *Server {
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = 5 * time.Minute
 	}
+	if opts.MaxSession == 0 {
+		opts.MaxSession = 30 * time.Minute
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -111,7 +118,9 @@ func New(opts Options) *Server {
 	srv.MaxRecipients = opts.MaxRecipients
 	srv.MaxLineLength = 2000
 	srv.WriteTimeout = time.Minute
-	srv.TLSConfig = opts.TLS
+	if opts.TLS != nil {
+		srv.TLSConfig = markHandshakes(opts.TLS)
+	}
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = slogErrorLog{opts.Logger}
 	s.srv = srv
@@ -126,7 +135,12 @@ func (s *Server) Serve(l net.Listener) error {
 		maxConns:    s.opts.MaxConnections,
 		maxPerIP:    s.opts.MaxConnectionsPerIP,
 		idleTimeout: s.opts.ReadTimeout,
-		conns:       make(map[*conn]struct{}),
+		maxSession:  s.opts.MaxSession,
+		onMaxSession: func(ip netip.Addr) {
+			s.opts.Logger.Info("session time limit reached, closing", "client", ip.String(), "max_session", s.opts.MaxSession.String())
+			s.opts.Metrics.SMTPRefusals.WithLabelValues("max_session").Inc()
+		},
+		conns: make(map[*conn]struct{}),
 		onRefuse: func(reason string) {
 			s.opts.Metrics.SMTPRefusals.WithLabelValues(reason).Inc()
 		},
@@ -168,6 +182,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	s.opts.Metrics.SMTPSessions.Inc()
 	s.opts.Metrics.SMTPSessionsActive.Inc()
 	sess := &session{s: s, c: c, start: s.opts.Now()}
+	if _, ok := c.TLSConnectionState(); ok {
+		if nc := underlying(c.Conn()); nc != nil {
+			nc.tlsEstablished()
+		}
+	}
 	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
 		sess.ip = ap.Addr().Unmap()
 	}

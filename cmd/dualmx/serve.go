@@ -260,6 +260,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		MaxConnectionsPerIP: cfg.Inbound.MaxConnectionsPerIP,
 		MaxHeaderBytes:      cfg.Inbound.MaxHeaderBytes,
 		ReadTimeout:         cfg.Inbound.ReadTimeout,
+		MaxSession:          cfg.Inbound.MaxSession,
 		AllowedNetworks:     cfg.Inbound.AllowedNetworks,
 		TLS:                 tlsCfg,
 		MaxReceived:         cfg.Inbound.MaxReceived,
