@@ -93,6 +93,9 @@ type GraphOptions struct {
 type Graph struct {
 	adapter abs.RequestAdapter
 	retry   Retry
+	// hc carries what must not go through the SDK's pipeline: the PUTs to
+	// an upload session's pre-authenticated URL, which get no bearer token.
+	hc *http.Client
 }
 
 // NewGraph builds the client on msgraph-sdk-go's request adapter. It uses
@@ -134,7 +137,12 @@ func NewGraph(cred azcore.TokenCredential, o GraphOptions) (*Graph, error) {
 	}
 	adapter.SetBaseUrl(base)
 	registerSerializers()
-	return &Graph{adapter: adapter, retry: o.Retry.withDefaults()}, nil
+	plain := o.Transport
+	if plain == nil {
+		plain = http.DefaultTransport
+	}
+	return &Graph{adapter: adapter, retry: o.Retry.withDefaults(), hc: &http.Client{Transport: plain, Timeout: 10 * time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
 }
 
 var graphClientOptions = core.GraphClientOptions{GraphServiceLibraryVersion: "dualmx"}

@@ -42,6 +42,11 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 		tn.graphViolate(w, "unreadable body: %v", err)
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, "/upload/") {
+		// An upload session's URL, pre-authenticated by its own token.
+		tn.serveUpload(w, r, body)
+		return
+	}
 	if r.Header.Get("Authorization") != "Bearer "+GraphToken {
 		graphError(w, 401, "InvalidAuthenticationToken", "Access token is empty or not for Microsoft Graph.")
 		return
@@ -65,6 +70,10 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) >= 3 && parts[0] == "users" && parts[2] == "mailFolders" {
 		tn.serveMailFolders(w, r, parts, body)
+		return
+	}
+	if len(parts) >= 3 && parts[0] == "users" && parts[2] == "messages" {
+		tn.serveMessages(w, r, parts, body)
 		return
 	}
 	if len(body) > 0 && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {

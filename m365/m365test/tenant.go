@@ -126,8 +126,8 @@ type Tenant struct {
 	// Migration endpoints (name → remote server) and batches, by lower-case name.
 	migEndpoints map[string]string
 	migBatches   map[string]*MigrationBatch
-	// folders by lower-case mailbox, then folder ID.
-	folders map[string]map[string]*MailFolder
+	// Mail folders, messages and upload sessions (mailfolders.go).
+	mail mailState
 }
 
 // SetSignIn makes the tenant report upn's last sign-in (zero: never).
