@@ -1,25 +1,32 @@
 // SPDX-License-Identifier: MIT
 
-// Package migrate moves an old mailbox's mail into the shared mailbox.
-// Microsoft's own IMAP migration is preferred: a migration endpoint for the
-// old host and a migration batch, created through the Exchange Online admin
-// API, which syncs incrementally until completed. Where that path is not
-// available, Copy moves the mail itself: IMAP from the old host, Graph into
-// the mailbox, folder by folder, resumable and de-duplicated by Message-ID.
-// Either way a Progress says per folder how many messages were found and moved.
+// Package migrate moves an old mailbox's mail into Microsoft 365, by one of
+// three routes. Microsoft's IMAP migration (a migration endpoint for the old
+// host and a migration batch, created through the Exchange Online admin
+// API) serves a user mailbox; it syncs until it is completed. The Graph copy
+// (CopyIMAP) reads the old host over IMAP and creates each message through
+// Microsoft Graph; it serves every mailbox, shared ones included, which
+// Microsoft's migration does not document as targets. ImportPST does the
+// same from an Outlook PST file. Copies keep each message's folder,
+// received time, read state and flag, are resumable, and never store a
+// message twice.
 //
-// Cmdlet parameters and output fields of the migration cmdlets are taken from
-// their PowerShell reference pages and are [unverified] over InvokeCommand;
-// they are all in this file.
+// Cmdlet parameters and output fields of the migration cmdlets are taken
+// from their PowerShell reference pages and are [unverified] over
+// InvokeCommand; they are all in this file.
 package migrate
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dualmx/dualmx/m365"
 )
@@ -32,39 +39,107 @@ type Commander interface {
 // BatchRequest is what StartBatch needs. Password is used once, inside the
 // CSV sent to Microsoft, and kept nowhere.
 type BatchRequest struct {
-	Mailbox  string // the shared mailbox, target of the import
+	Mailbox  string // the target mailbox (a user mailbox)
 	Host     string // old host's IMAP server
 	Port     int    // 993 unless said otherwise
+	Mode     TLSMode
 	User     string
 	Password string
 }
 
-// EndpointName and BatchName are the names dualmx gives Microsoft's objects.
-func EndpointName(host string) string { return "dualmx-imap-" + host }
-
-// BatchName names the batch of one mailbox.
-func BatchName(mailbox string) string {
-	return "dualmx-" + strings.NewReplacer("@", "-at-", ".", "-").Replace(strings.ToLower(mailbox))
+// Security is New-MigrationEndpoint's name for a TLS mode: Ssl is TLS from
+// the first byte, Tls is STARTTLS (New-MigrationEndpoint, -Security: None,
+// Ssl, Tls).
+func Security(m TLSMode) string {
+	switch m {
+	case TLSNone:
+		return "None"
+	case TLSStartTLS:
+		return "Tls"
+	}
+	return "Ssl"
 }
 
-// StartBatch creates the IMAP migration endpoint (once per host) and a batch
-// for one mailbox that starts at once and keeps syncing.
-func StartBatch(ctx context.Context, c Commander, r BatchRequest) (string, error) {
+// EndpointPrefix and BatchPrefix begin the names dualmx gives Microsoft's
+// objects, so teardown finds its own and nothing else.
+const (
+	EndpointPrefix = "dualmx-imap-"
+	BatchPrefix    = "dualmx-"
+)
+
+// EndpointName names the endpoint for one host, port and security; one
+// endpoint per setting, so a second mailbox on the same host reuses it and a
+// different setting never silently does.
+func EndpointName(host string, port int, m TLSMode) string {
+	return limitName(EndpointPrefix + strings.ToLower(host) + "-" + strconv.Itoa(port) + "-" + strings.ToLower(Security(m)))
+}
+
+// BatchName names one run's batch for a mailbox. A batch name must be
+// unique and at most 64 characters (New-MigrationBatch, -Name); the time
+// keeps a rerun from colliding with an earlier batch still being removed.
+func BatchName(mailbox string, now time.Time) string {
+	base := BatchPrefix + strings.NewReplacer("@", "-at-", ".", "-").Replace(strings.ToLower(mailbox))
+	return limitName(base + "-" + now.UTC().Format("20060102t150405"))
+}
+
+// limitName shortens a name over 64 characters, keeping it unique with a
+// hash of the whole.
+func limitName(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	h := sha256.Sum256([]byte(s))
+	return s[:64-9] + "-" + hex.EncodeToString(h[:4])
+}
+
+// Batch states (MigrationBatchStatus in Get-MigrationBatch's output).
+// Finished batches may be removed; a batch being removed blocks a new one
+// for the same user until it is gone.
+var finishedStates = map[string]bool{"completed": true, "completedwitherrors": true, "failed": true, "stopped": true, "corrupted": true}
+
+// ErrBatchRunning means the mailbox already has a batch that is not finished.
+var ErrBatchRunning = errors.New("a migration batch for this mailbox is still running")
+
+// StartBatch creates the IMAP migration endpoint (once per setting) and a
+// batch for one mailbox that starts at once and syncs until completed (an
+// IMAP batch does not complete by itself: New-MigrationBatch, -AutoComplete
+// "can only be used for local moves and remote move migrations"). A
+// finished batch from an earlier run is removed first; a running one is
+// left alone and reported with ErrBatchRunning.
+func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time) (string, error) {
 	if r.Port == 0 {
 		r.Port = 993
 	}
-	ep := EndpointName(r.Host)
-	if _, err := c.Invoke(ctx, "Get-MigrationEndpoint", map[string]any{"Identity": ep}); m365.IsNotFound(err) {
+	ep := EndpointName(r.Host, r.Port, r.Mode)
+	if _, err := c.Invoke(ctx, "Get-MigrationEndpoint", map[string]any{"Identity": ep}); errors.Is(err, m365.ErrNotFound) {
 		if _, err := c.Invoke(ctx, "New-MigrationEndpoint", map[string]any{
-			"IMAP": true, "Name": ep, "RemoteServer": r.Host, "Port": r.Port, "Security": "Ssl",
+			"IMAP": true, "Name": ep, "RemoteServer": r.Host, "Port": r.Port, "Security": Security(r.Mode),
 		}); err != nil {
 			return "", fmt.Errorf("migrate: create migration endpoint %s: %w", ep, err)
 		}
 	} else if err != nil {
 		return "", fmt.Errorf("migrate: migration endpoint %s: %w", ep, err)
 	}
+	if old, err := batchOfUser(ctx, c, r.Mailbox); err != nil {
+		return "", err
+	} else if old != "" {
+		st, err := getBatch(ctx, c, old)
+		switch {
+		case errors.Is(err, ErrNoBatch):
+		case err != nil:
+			return "", err
+		case strings.EqualFold(st.Status, "Removing"):
+			return "", fmt.Errorf("migrate: the earlier batch %s is being removed; try again when it is gone", old)
+		case !finishedStates[strings.ToLower(st.Status)]:
+			return old, fmt.Errorf("migrate: %s is in batch %s (%s): %w", r.Mailbox, old, st.Status, ErrBatchRunning)
+		default:
+			if _, err := c.Invoke(ctx, "Remove-MigrationBatch", map[string]any{"Identity": old, "Confirm": false}); err != nil && !errors.Is(err, m365.ErrNotFound) {
+				return "", fmt.Errorf("migrate: remove the earlier batch %s: %w", old, err)
+			}
+		}
+	}
 	csv := "EmailAddress,UserName,Password\r\n" + csvField(r.Mailbox) + "," + csvField(r.User) + "," + csvField(r.Password) + "\r\n"
-	name := BatchName(r.Mailbox)
+	name := BatchName(r.Mailbox, now)
 	_, err := c.Invoke(ctx, "New-MigrationBatch", map[string]any{
 		"Name": name, "SourceEndpoint": ep, "AutoStart": true,
 		// CSVData is a byte[] in PowerShell; JSON carries it base64-encoded.
@@ -87,80 +162,188 @@ func csvField(s string) string {
 // BatchStatus is Microsoft's view of a batch, mailbox-wide: the migration
 // service reports no per-folder counts.
 type BatchStatus struct {
-	Name   string
-	Status string // Syncing, Synced, Completed, Failed, ...
-	Failed bool
-	Error  string // Microsoft's error summary when failed
-	Found  int    // items in the source mailbox, when reported
-	Moved  int    // items synced
+	Name    string
+	Status  string // Syncing, Synced, Completing, Completed, Failed, ...
+	Failed  bool
+	Error   string // Microsoft's reason when something failed
+	Found   int    // items in the source mailbox, when reported
+	Moved   int    // items synced
+	Skipped int    // items Microsoft skipped
 }
 
-type batchOut struct {
-	Identity    string
-	Status      json.RawMessage
-	FailedCount int
-}
+// Finished reports whether the batch will do nothing more.
+func (s BatchStatus) Finished() bool { return finishedStates[strings.ToLower(s.Status)] }
 
-type userOut struct {
-	Identity     string
-	Status       json.RawMessage
-	ErrorSummary string
-}
-
-type statsOut struct {
-	SyncedItemCount                int
-	TotalItemsInSourceMailboxCount int
-	Error                          string
-}
-
-// statusText reads a status that may come as a string or as {"Value": ...}.
-func statusText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var v struct{ Value string }
-	_ = json.Unmarshal(raw, &v)
-	return v.Value
+// Synced reports whether the first sync is done and the batch waits to be
+// completed.
+func (s BatchStatus) Synced() bool {
+	return strings.EqualFold(s.Status, "Synced") || strings.EqualFold(s.Status, "SyncedWithErrors")
 }
 
 // ErrNoBatch means there is no batch for the mailbox.
 var ErrNoBatch = errors.New("no migration batch")
 
-// GetBatchStatus reads the batch, its user and the user's statistics.
-func GetBatchStatus(ctx context.Context, c Commander, mailbox string) (BatchStatus, error) {
-	name := BatchName(mailbox)
+// text reads a value that may come as a string, as {"Value": ...}, or as
+// an object describing an error or an id.
+func text(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var o map[string]json.RawMessage
+	if json.Unmarshal(raw, &o) == nil {
+		for _, k := range []string{"Value", "Message", "LocalizedString", "ErrorMessage", "Name", "Id", "ToString"} {
+			if v, ok := o[k]; ok {
+				if t := text(v); t != "" {
+					return t
+				}
+			}
+		}
+		for _, k := range []string{"InnerException", "Exception"} {
+			if v, ok := o[k]; ok {
+				if t := text(v); t != "" {
+					return t
+				}
+			}
+		}
+		return ""
+	}
+	var a []json.RawMessage
+	if json.Unmarshal(raw, &a) == nil {
+		var parts []string
+		for _, v := range a {
+			if t := text(v); t != "" {
+				parts = append(parts, t)
+			}
+		}
+		return strings.Join(parts, "; ")
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func number(raw json.RawMessage) int {
+	var n int
+	if json.Unmarshal(raw, &n) == nil {
+		return n
+	}
+	n, _ = strconv.Atoi(text(raw))
+	return n
+}
+
+// migrationOut is the part of Get-MigrationBatch, Get-MigrationUser and
+// Get-MigrationUserStatistics output read here. Error is an object in that
+// output (an exception), not a string; text() reads either.
+type migrationOut struct {
+	Identity                       json.RawMessage
+	BatchId                        json.RawMessage
+	SourceEndpoint                 json.RawMessage
+	Status                         json.RawMessage
+	FailedCount                    json.RawMessage
+	Error                          json.RawMessage
+	ErrorSummary                   json.RawMessage
+	SyncedItemCount                json.RawMessage
+	SkippedItemCount               json.RawMessage
+	TotalItemsInSourceMailboxCount json.RawMessage
+}
+
+type jsonRaw = json.RawMessage
+
+func first(raw []json.RawMessage) (migrationOut, error) {
+	var o migrationOut
+	if len(raw) == 0 {
+		return o, ErrNoBatch
+	}
+	err := json.Unmarshal(raw[0], &o)
+	return o, err
+}
+
+// batchOfUser returns the batch a mailbox is in, or "".
+func batchOfUser(ctx context.Context, c Commander, mailbox string) (string, error) {
+	raw, err := c.Invoke(ctx, "Get-MigrationUser", map[string]any{"Identity": mailbox})
+	if errors.Is(err, m365.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("migrate: migration user %s: %w", mailbox, err)
+	}
+	u, err := first(raw)
+	if errors.Is(err, ErrNoBatch) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("migrate: migration user %s: %w", mailbox, err)
+	}
+	return text(u.BatchId), nil
+}
+
+func getBatch(ctx context.Context, c Commander, name string) (BatchStatus, error) {
 	raw, err := c.Invoke(ctx, "Get-MigrationBatch", map[string]any{"Identity": name})
-	if m365.IsNotFound(err) || (err == nil && len(raw) == 0) {
-		return BatchStatus{}, fmt.Errorf("migrate: %s: %w", mailbox, ErrNoBatch)
+	if errors.Is(err, m365.ErrNotFound) {
+		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, ErrNoBatch)
 	}
 	if err != nil {
 		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, err)
 	}
-	var b batchOut
-	if err := json.Unmarshal(raw[0], &b); err != nil {
+	b, err := first(raw)
+	if err != nil {
 		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, err)
 	}
-	st := BatchStatus{Name: name, Status: statusText(b.Status)}
-	st.Failed = strings.EqualFold(st.Status, "Failed") || strings.HasPrefix(st.Status, "Completed") && b.FailedCount > 0 ||
-		strings.EqualFold(st.Status, "SyncedWithErrors") || strings.EqualFold(st.Status, "CompletedWithErrors")
-	if raw, err := c.Invoke(ctx, "Get-MigrationUser", map[string]any{"Identity": mailbox}); err == nil && len(raw) > 0 {
-		var u userOut
-		if json.Unmarshal(raw[0], &u) == nil {
-			if us := statusText(u.Status); strings.EqualFold(us, "Failed") {
-				st.Failed = true
-			}
-			st.Error = u.ErrorSummary
+	st := BatchStatus{Name: name, Status: text(b.Status), Error: text(b.Error)}
+	s := strings.ToLower(st.Status)
+	st.Failed = s == "failed" || s == "corrupted" || strings.HasSuffix(s, "witherrors") || (strings.HasPrefix(s, "completed") && number(b.FailedCount) > 0)
+	return st, nil
+}
+
+// GetBatchStatus reads a mailbox's batch (name, or the one Get-MigrationUser
+// names when name is ""), its user and the user's statistics.
+func GetBatchStatus(ctx context.Context, c Commander, mailbox, name string) (BatchStatus, error) {
+	if name == "" {
+		var err error
+		if name, err = batchOfUser(ctx, c, mailbox); err != nil {
+			return BatchStatus{}, err
+		}
+		if name == "" {
+			return BatchStatus{}, fmt.Errorf("migrate: %s: %w", mailbox, ErrNoBatch)
 		}
 	}
-	if raw, err := c.Invoke(ctx, "Get-MigrationUserStatistics", map[string]any{"Identity": mailbox}); err == nil && len(raw) > 0 {
-		var s statsOut
-		if json.Unmarshal(raw[0], &s) == nil {
-			st.Found, st.Moved = s.TotalItemsInSourceMailboxCount, s.SyncedItemCount
+	st, err := getBatch(ctx, c, name)
+	if err != nil {
+		return BatchStatus{}, err
+	}
+	if raw, err := c.Invoke(ctx, "Get-MigrationUser", map[string]any{"Identity": mailbox}); err == nil {
+		if u, err := first(raw); err == nil {
+			if strings.EqualFold(text(u.Status), "Failed") {
+				st.Failed = true
+			}
+			if e := text(u.Error); e != "" {
+				st.Error = e
+			} else if e := text(u.ErrorSummary); e != "" && st.Error == "" {
+				st.Error = e
+			}
+		}
+	}
+	if raw, err := c.Invoke(ctx, "Get-MigrationUserStatistics", map[string]any{"Identity": mailbox}); err == nil {
+		if s, err := first(raw); err == nil {
+			st.Found, st.Moved, st.Skipped = number(s.TotalItemsInSourceMailboxCount), number(s.SyncedItemCount), number(s.SkippedItemCount)
 			if st.Error == "" {
-				st.Error = s.Error
+				st.Error = text(s.Error)
 			}
 		}
 	}
 	return st, nil
+}
+
+// CompleteBatch finalises a synced batch (Complete-MigrationBatch: "After a
+// migration batch has successfully run and has a status of Synced or
+// SyncedWithErrors"): a last incremental sync, then no more. Until then an
+// IMAP batch keeps syncing the old mailbox, which during the forwarding
+// window would bring forwarded mail in a second time.
+func CompleteBatch(ctx context.Context, c Commander, name string) error {
+	if _, err := c.Invoke(ctx, "Complete-MigrationBatch", map[string]any{"Identity": name, "Confirm": false}); err != nil {
+		return fmt.Errorf("migrate: complete batch %s: %w", name, err)
+	}
+	return nil
 }

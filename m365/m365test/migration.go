@@ -5,26 +5,34 @@ package m365test
 import (
 	"encoding/base64"
 	"net/http"
+	"sort"
 	"strings"
 )
 
+// MigrationEndpoint is an IMAP migration endpoint as the fake keeps it.
+type MigrationEndpoint struct {
+	Name, RemoteServer, Security string
+	Port                         int
+}
+
 // MigrationBatch is a migration batch as the fake keeps it; tests move it
-// along with SetMigrationBatch.
+// along with SetMigrationBatch, as the migration service would.
 type MigrationBatch struct {
 	Name, Endpoint, Status string
 	CSV                    string // decoded CSVData, for assertions
 	User                   string // EmailAddress from the CSV
 	ErrorSummary           string
 	Total, Synced          int
+	Completions            int // Complete-MigrationBatch calls
 }
 
-// MigrationEndpoints lists the IMAP endpoints created: name → remote server.
-func (tn *Tenant) MigrationEndpoints() map[string]string {
+// MigrationEndpoints lists the IMAP endpoints by lower-case name.
+func (tn *Tenant) MigrationEndpoints() map[string]MigrationEndpoint {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
-	out := map[string]string{}
+	out := map[string]MigrationEndpoint{}
 	for k, v := range tn.migEndpoints {
-		out[k] = v
+		out[k] = *v
 	}
 	return out
 }
@@ -40,6 +48,18 @@ func (tn *Tenant) Batch(name string) (MigrationBatch, bool) {
 	return *b, true
 }
 
+// Batches lists the batches' names.
+func (tn *Tenant) Batches() []string {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	var out []string
+	for _, b := range tn.migBatches {
+		out = append(out, b.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // SetMigrationBatch changes a batch as the migration service would.
 func (tn *Tenant) SetMigrationBatch(name, status, errorSummary string, total, synced int) {
 	tn.mu.Lock()
@@ -49,75 +69,214 @@ func (tn *Tenant) SetMigrationBatch(name, status, errorSummary string, total, sy
 	}
 }
 
-func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd string, p map[string]any) {
+// AddMigrationEndpoint and AddMigrationBatch set up what an admin (or an
+// earlier tool) left in the tenant.
+func (tn *Tenant) AddMigrationEndpoint(e MigrationEndpoint) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.initMigration()
+	tn.migEndpoints[strings.ToLower(e.Name)] = &e
+}
+
+// AddMigrationBatch adds a batch for user in the given state.
+func (tn *Tenant) AddMigrationBatch(b MigrationBatch) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.initMigration()
+	b.User = strings.ToLower(b.User)
+	tn.migBatches[strings.ToLower(b.Name)] = &b
+}
+
+func (tn *Tenant) initMigration() {
 	if tn.migEndpoints == nil {
-		tn.migEndpoints, tn.migBatches = map[string]string{}, map[string]*MigrationBatch{}
+		tn.migEndpoints, tn.migBatches = map[string]*MigrationEndpoint{}, map[string]*MigrationBatch{}
 	}
+}
+
+func (tn *Tenant) batchOf(user string) *MigrationBatch {
+	for _, b := range tn.migBatches {
+		if b.User == strings.ToLower(user) {
+			return b
+		}
+	}
+	return nil
+}
+
+var finished = map[string]bool{"Completed": true, "CompletedWithErrors": true, "Failed": true, "Stopped": true, "Corrupted": true}
+
+// exoMigration answers the migration cmdlets. Shapes follow the cmdlets'
+// reference pages (office-docs-powershell, ExchangePowerShell/*.md); where a
+// page is silent the shape is marked [unverified].
+func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd string, p map[string]any) {
+	tn.initMigration()
 	switch cmd {
 	case "Get-MigrationEndpoint":
 		id := str(p, "Identity")
-		srv, ok := tn.migEndpoints[strings.ToLower(id)]
-		if !ok {
+		var list []any
+		for _, e := range tn.migEndpoints {
+			if id == "" || strings.EqualFold(e.Name, id) {
+				list = append(list, map[string]any{"Identity": e.Name, "EndpointType": "IMAP", "RemoteServer": e.RemoteServer,
+					"Port": e.Port, "Security": e.Security})
+			}
+		}
+		if id != "" && len(list) == 0 {
 			notFoundExo(w, id)
 			return
 		}
-		tn.page(w, r, []any{map[string]any{"Identity": id, "EndpointType": "IMAP", "RemoteServer": srv}}, 0)
+		tn.page(w, r, list, 0)
 	case "New-MigrationEndpoint":
-		if p["IMAP"] != true || str(p, "Name") == "" || str(p, "RemoteServer") == "" || str(p, "Security") == "" {
-			tn.exoViolate(w, "New-MigrationEndpoint wants IMAP, Name, RemoteServer, Security: %v", p)
+		// New-MigrationEndpoint.md: -IMAP, -RemoteServer; -Port (default
+		// 993); -Security None, Ssl or Tls.
+		sec := str(p, "Security")
+		port, portOK := p["Port"].(float64)
+		if p["IMAP"] != true || str(p, "Name") == "" || str(p, "RemoteServer") == "" || (sec != "None" && sec != "Ssl" && sec != "Tls") || !portOK {
+			tn.exoViolate(w, "New-MigrationEndpoint wants IMAP, Name, RemoteServer, Port and Security None|Ssl|Tls: %v", p)
 			return
 		}
-		tn.migEndpoints[strings.ToLower(str(p, "Name"))] = str(p, "RemoteServer")
+		key := strings.ToLower(str(p, "Name"))
+		if _, ok := tn.migEndpoints[key]; ok {
+			exoError(w, 400, "Ex9D1C7E", "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException", "The migration endpoint "+str(p, "Name")+" already exists.")
+			return
+		}
+		tn.migEndpoints[key] = &MigrationEndpoint{Name: str(p, "Name"), RemoteServer: str(p, "RemoteServer"), Security: sec, Port: int(port)}
 		writeJSON(w, 200, map[string]any{"value": []any{map[string]any{"Identity": str(p, "Name")}}})
+	case "Remove-MigrationEndpoint":
+		id := str(p, "Identity")
+		if p["Confirm"] != false {
+			tn.exoViolate(w, "%s without Confirm: false would prompt", cmd)
+			return
+		}
+		if _, ok := tn.migEndpoints[strings.ToLower(id)]; !ok {
+			notFoundExo(w, id)
+			return
+		}
+		for _, b := range tn.migBatches {
+			if b.Endpoint == strings.ToLower(id) {
+				exoError(w, 400, "Ex4E11B2", "Microsoft.Exchange.Migration.MigrationEndpointInUseException", "The endpoint is used by batch "+b.Name+".")
+				return
+			}
+		}
+		delete(tn.migEndpoints, strings.ToLower(id))
+		w.WriteHeader(204)
 	case "New-MigrationBatch":
-		ep := strings.ToLower(str(p, "SourceEndpoint"))
-		if _, ok := tn.migEndpoints[ep]; !ok {
-			notFoundExo(w, str(p, "SourceEndpoint"))
-			return
-		}
-		csv, err := base64.StdEncoding.DecodeString(str(p, "CSVData"))
-		lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
-		if err != nil || len(lines) < 2 || !strings.HasPrefix(lines[0], "EmailAddress,UserName,Password") {
-			tn.exoViolate(w, "New-MigrationBatch CSVData is not base64 of an IMAP migration CSV")
-			return
-		}
-		name := str(p, "Name")
-		if _, ok := tn.migBatches[strings.ToLower(name)]; ok {
-			exoError(w, 400, "Ex1A2B3C", "Microsoft.Exchange.Migration.MigrationBatchNameAlreadyExistsException", "A migration batch with the name '"+name+"' already exists.")
-			return
-		}
-		status := "Created"
-		if p["AutoStart"] == true {
-			status = "Syncing"
-		}
-		user, _, _ := strings.Cut(lines[1], ",")
-		tn.migBatches[strings.ToLower(name)] = &MigrationBatch{Name: name, Endpoint: ep, Status: status, CSV: string(csv), User: strings.ToLower(user)}
-		writeJSON(w, 200, map[string]any{"value": []any{map[string]any{"Identity": name, "Status": status}}})
+		tn.newBatch(w, p)
 	case "Get-MigrationBatch":
-		b, ok := tn.migBatches[strings.ToLower(str(p, "Identity"))]
-		if !ok {
+		id := str(p, "Identity")
+		var list []any
+		for _, b := range tn.migBatches {
+			if id != "" && !strings.EqualFold(b.Name, id) {
+				continue
+			}
+			failed := 0
+			if b.Status == "Failed" || strings.HasSuffix(b.Status, "WithErrors") {
+				failed = 1
+			}
+			// [unverified] Status serialises as {"Value": ...} here and as a
+			// plain string in Get-MigrationUser: the client reads both.
+			list = append(list, map[string]any{"Identity": b.Name, "Status": map[string]any{"Value": b.Status}, "TotalCount": 1,
+				"FailedCount": failed, "SourceEndpoint": b.Endpoint})
+		}
+		if id != "" && len(list) == 0 {
+			notFoundExo(w, id)
+			return
+		}
+		tn.page(w, r, list, 0)
+	case "Complete-MigrationBatch":
+		// Complete-MigrationBatch.md: for a batch that is Synced or
+		// SyncedWithErrors; in Exchange Online it signals completion, which
+		// the service carries out in its own time (Completing, then
+		// Completed).
+		b := tn.migBatches[strings.ToLower(str(p, "Identity"))]
+		if b == nil {
 			notFoundExo(w, str(p, "Identity"))
 			return
 		}
-		failed := 0
-		if b.Status == "Failed" {
-			failed = 1
-		}
-		tn.page(w, r, []any{map[string]any{"Identity": b.Name, "Status": map[string]any{"Value": b.Status}, "TotalCount": 1, "FailedCount": failed}}, 0)
-	case "Get-MigrationUser", "Get-MigrationUserStatistics":
-		id := strings.ToLower(str(p, "Identity"))
-		for _, b := range tn.migBatches {
-			if b.User != id {
-				continue
-			}
-			st := "Syncing"
-			if b.Status == "Failed" {
-				st = "Failed"
-			}
-			tn.page(w, r, []any{map[string]any{"Identity": id, "Status": map[string]any{"Value": st}, "ErrorSummary": b.ErrorSummary,
-				"SyncedItemCount": b.Synced, "TotalItemsInSourceMailboxCount": b.Total}}, 0)
+		if b.Status != "Synced" && b.Status != "SyncedWithErrors" {
+			exoError(w, 400, "Ex8B6A41", "Microsoft.Exchange.Migration.MigrationBatchCannotBeCompletedException",
+				"The migration batch can't be completed because its status is "+b.Status+".")
 			return
 		}
-		notFoundExo(w, id)
+		b.Status = "Completing"
+		b.Completions++
+		w.WriteHeader(204)
+	case "Remove-MigrationBatch":
+		if p["Confirm"] != false {
+			tn.exoViolate(w, "%s without Confirm: false would prompt", cmd)
+			return
+		}
+		key := strings.ToLower(str(p, "Identity"))
+		if tn.migBatches[key] == nil {
+			notFoundExo(w, str(p, "Identity"))
+			return
+		}
+		delete(tn.migBatches, key)
+		w.WriteHeader(204)
+	case "Get-MigrationUser", "Get-MigrationUserStatistics":
+		id := strings.ToLower(str(p, "Identity"))
+		b := tn.batchOf(id)
+		if b == nil {
+			notFoundExo(w, id)
+			return
+		}
+		st := "Syncing"
+		switch {
+		case b.Status == "Failed":
+			st = "Failed"
+		case finished[b.Status] || b.Status == "Synced" || b.Status == "Completing":
+			st = b.Status
+		}
+		// [unverified] Error is an exception object in this output (review,
+		// finding 4), null when there is none.
+		var errObj any
+		if b.ErrorSummary != "" {
+			errObj = map[string]any{"Message": b.ErrorSummary, "ClassName": "Microsoft.Exchange.Migration.MigrationPermanentException"}
+		}
+		out := map[string]any{"Identity": id, "BatchId": b.Name, "Status": st, "Error": errObj}
+		if cmd == "Get-MigrationUserStatistics" {
+			out["SyncedItemCount"], out["TotalItemsInSourceMailboxCount"], out["SkippedItemCount"] = b.Synced, b.Total, 0
+		}
+		tn.page(w, r, []any{out}, 0)
 	}
+}
+
+func (tn *Tenant) newBatch(w http.ResponseWriter, p map[string]any) {
+	if _, ok := p["AutoComplete"]; ok {
+		// New-MigrationBatch.md, -AutoComplete: "You can only use this
+		// switch for local moves and remote move migrations."
+		tn.exoViolate(w, "New-MigrationBatch: AutoComplete is not for IMAP migrations")
+		return
+	}
+	ep := strings.ToLower(str(p, "SourceEndpoint"))
+	if _, ok := tn.migEndpoints[ep]; !ok {
+		notFoundExo(w, str(p, "SourceEndpoint"))
+		return
+	}
+	csv, err := base64.StdEncoding.DecodeString(str(p, "CSVData"))
+	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
+	if err != nil || len(lines) < 2 || !strings.HasPrefix(lines[0], "EmailAddress,UserName,Password") {
+		tn.exoViolate(w, "New-MigrationBatch CSVData is not base64 of an IMAP migration CSV")
+		return
+	}
+	name := str(p, "Name")
+	if name == "" || len(name) > 64 {
+		// New-MigrationBatch.md, -Name: "The maximum length is 64 characters."
+		tn.exoViolate(w, "New-MigrationBatch Name %q: 1 to 64 characters", name)
+		return
+	}
+	if _, ok := tn.migBatches[strings.ToLower(name)]; ok {
+		exoError(w, 400, "Ex1A2B3C", "Microsoft.Exchange.Migration.MigrationBatchNameAlreadyExistsException", "A migration batch with the name '"+name+"' already exists.")
+		return
+	}
+	user, _, _ := strings.Cut(lines[1], ",")
+	if b := tn.batchOf(user); b != nil {
+		exoError(w, 400, "Ex5C0D9A", "Microsoft.Exchange.Migration.MigrationUserAlreadyExistsException",
+			"The user "+user+" already exists in migration batch "+b.Name+".")
+		return
+	}
+	status := "Created"
+	if p["AutoStart"] == true {
+		status = "Syncing"
+	}
+	tn.migBatches[strings.ToLower(name)] = &MigrationBatch{Name: name, Endpoint: ep, Status: status, CSV: string(csv), User: strings.ToLower(user)}
+	writeJSON(w, 200, map[string]any{"value": []any{map[string]any{"Identity": name, "Status": status}}})
 }

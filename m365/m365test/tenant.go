@@ -124,7 +124,7 @@ type Tenant struct {
 	// report it; a user without an entry answers 403 as a tenant without it.
 	signIns map[string]time.Time
 	// Migration endpoints (name → remote server) and batches, by lower-case name.
-	migEndpoints map[string]string
+	migEndpoints map[string]*MigrationEndpoint
 	migBatches   map[string]*MigrationBatch
 	// Mail folders, messages and upload sessions (mailfolders.go).
 	mail mailState

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MIT
+
+package migrate
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dualmx/dualmx/m365"
+	"github.com/dualmx/dualmx/m365/m365test"
+)
+
+func exchange(t *testing.T, tn *m365test.Tenant) *m365.InvokeCommandClient {
+	t.Helper()
+	c, err := m365.NewExchange(tn.Cred, m365.ExchangeOptions{BaseURL: tn.ExchangeURL(), TenantID: m365test.TenantID, Transport: tn.Transport(), Retry: m365.Retry{Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestSecurityFromTLSMode: the endpoint's Security follows how the old host
+// is reached (None, Ssl, Tls), and each setting gets its own endpoint.
+func TestSecurityFromTLSMode(t *testing.T) {
+	for _, c := range []struct {
+		flag string
+		port int
+		want string
+	}{{"", 993, "Ssl"}, {"", 143, "Tls"}, {"implicit", 993, "Ssl"}, {"starttls", 143, "Tls"}, {"none", 143, "None"}, {"ssl", 993, "Ssl"}} {
+		m, err := ParseTLSMode(c.flag, c.port)
+		if err != nil || Security(m) != c.want {
+			t.Errorf("ParseTLSMode(%q, %d) = %v, %v: Security %s, want %s", c.flag, c.port, m, err, Security(m), c.want)
+		}
+	}
+	if _, err := ParseTLSMode("maybe", 993); err == nil {
+		t.Error("bad --imap-tls accepted")
+	}
+	if EndpointName("imap.solcon.nl", 993, TLSImplicit) == EndpointName("imap.solcon.nl", 143, TLSStartTLS) {
+		t.Error("two settings share one endpoint name")
+	}
+	long := BatchName(strings.Repeat("a", 80)+"@hervormdputten.nl", time.Now())
+	if len(long) > 64 || !strings.HasPrefix(long, BatchPrefix) {
+		t.Errorf("batch name %q (%d characters)", long, len(long))
+	}
+}
+
+// TestBatchLifecycle: a batch is created with the endpoint's Security from
+// the port, without AutoComplete (IMAP batches do not take it); a rerun
+// while it runs makes no second batch; when synced it is completed; a rerun
+// after it finished replaces it under a new name; Microsoft's error, an
+// object, is read; the password is in no error.
+func TestBatchLifecycle(t *testing.T) {
+	ctx := context.Background()
+	tn := m365test.New(t, "hervormdputten.nl")
+	tn.AddUser("anna.devries@hervormdputten.nl", "Anna de Vries")
+	c := exchange(t, tn)
+	user := "anna.devries@hervormdputten.nl"
+	if _, err := GetBatchStatus(ctx, c, user, ""); !errors.Is(err, ErrNoBatch) {
+		t.Fatalf("status before start = %v", err)
+	}
+	req := BatchRequest{Mailbox: user, Host: "imap.solcon.nl", Port: 143, Mode: TLSStartTLS, User: "anna", Password: secret}
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	name, err := StartBatch(ctx, c, req, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := tn.MigrationEndpoints()
+	ep := eps[strings.ToLower(EndpointName("imap.solcon.nl", 143, TLSStartTLS))]
+	if ep.Security != "Tls" || ep.Port != 143 || ep.RemoteServer != "imap.solcon.nl" {
+		t.Errorf("endpoints = %+v", eps)
+	}
+	b, _ := tn.Batch(name)
+	if b.Status != "Syncing" || !strings.Contains(b.CSV, `"`+strings.ReplaceAll(secret, `"`, `""`)+`"`) || b.User != user {
+		t.Errorf("batch = %+v", b)
+	}
+
+	// A rerun while the batch runs leaves it alone.
+	again, err := StartBatch(ctx, c, req, t0.Add(time.Hour))
+	if !errors.Is(err, ErrBatchRunning) || again != name || strings.Contains(err.Error(), secret) {
+		t.Fatalf("rerun while syncing = %q, %v", again, err)
+	}
+	if n := len(tn.Batches()); n != 1 {
+		t.Fatalf("%d batches after a rerun", n)
+	}
+
+	tn.SetMigrationBatch(name, "Synced", "", 120, 120)
+	st, err := GetBatchStatus(ctx, c, user, "")
+	if err != nil || !st.Synced() || st.Found != 120 || st.Moved != 120 || st.Name != name {
+		t.Fatalf("synced status = %+v %v", st, err)
+	}
+	if err := CompleteBatch(ctx, c, name); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := tn.Batch(name); b.Status != "Completing" || b.Completions != 1 {
+		t.Fatalf("after Complete-MigrationBatch: %+v", b)
+	}
+
+	tn.SetMigrationBatch(name, "Failed", "Error: AuthenticationFailedTransientException: The IMAP server rejected the login.", 0, 0)
+	st, err = GetBatchStatus(ctx, c, user, name)
+	if err != nil || !st.Failed || !strings.Contains(st.Error, "rejected the login") {
+		t.Fatalf("failed status = %+v %v", st, err)
+	}
+	// A rerun after it failed (a wrong password, say) replaces the batch.
+	renamed, err := StartBatch(ctx, c, req, t0.Add(2*time.Hour))
+	if err != nil || renamed == name {
+		t.Fatalf("rerun after failure = %q, %v", renamed, err)
+	}
+	if got := tn.Batches(); len(got) != 1 || got[0] != renamed {
+		t.Fatalf("batches after the rerun: %v", got)
+	}
+	if n := tn.Count("New-MigrationEndpoint"); n != 1 {
+		t.Errorf("endpoint created %d times", n)
+	}
+	if v := tn.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
+
+// TestCompleteOnlyWhenSynced: Microsoft refuses to complete a batch that is
+// still syncing; the error comes back as Exchange's.
+func TestCompleteOnlyWhenSynced(t *testing.T) {
+	ctx := context.Background()
+	tn := m365test.New(t, "hervormdputten.nl")
+	c := exchange(t, tn)
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-x-993-ssl", RemoteServer: "x", Security: "Ssl", Port: 993})
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-a", Endpoint: "dualmx-imap-x-993-ssl", Status: "Syncing", User: "a@x"})
+	if err := CompleteBatch(ctx, c, "dualmx-a"); err == nil || !strings.Contains(err.Error(), "can't be completed") {
+		t.Fatalf("complete while syncing = %v", err)
+	}
+}
+
+// TestErrorText reads Microsoft's error whichever shape it comes in.
+func TestErrorText(t *testing.T) {
+	for raw, want := range map[string]string{
+		`"plain"`:                            "plain",
+		`{"Message":"as object"}`:            "as object",
+		`{"Value":"wrapped"}`:                "wrapped",
+		`{"InnerException":{"Message":"x"}}`: "x",
+		`[{"Message":"a"},"b"]`:              "a; b",
+		`null`:                               "",
+		`{"HResult":5}`:                      "",
+	} {
+		if got := text([]byte(raw)); got != want {
+			t.Errorf("text(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// TestTeardownSteps: finished dualmx batches and then their endpoints are
+// removed; a running batch and its endpoint are kept and named; what
+// another tool made is never touched.
+func TestTeardownSteps(t *testing.T) {
+	ctx := context.Background()
+	tn := m365test.New(t, "hervormdputten.nl")
+	c := exchange(t, tn)
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-a-993-ssl", RemoteServer: "a", Security: "Ssl", Port: 993})
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-b-993-ssl", RemoteServer: "b", Security: "Ssl", Port: 993})
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "ImapEndpoint1", RemoteServer: "c", Security: "Ssl", Port: 993})
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-done", Endpoint: "dualmx-imap-a-993-ssl", Status: "Completed", User: "a@x"})
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-busy", Endpoint: "dualmx-imap-b-993-ssl", Status: "Syncing", User: "b@x"})
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "theirs", Endpoint: "imapendpoint1", Status: "Completed", User: "c@x"})
+	steps, kept, err := TeardownSteps(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var what []string
+	for _, s := range steps {
+		what = append(what, s.What)
+		if err := s.Do(ctx); err != nil {
+			t.Fatalf("%s: %v", s.What, err)
+		}
+	}
+	joined := strings.Join(what, "\n")
+	if len(steps) != 2 || !strings.Contains(joined, "batch dualmx-done") || !strings.Contains(joined, "endpoint dualmx-imap-a-993-ssl") {
+		t.Errorf("steps:\n%s", joined)
+	}
+	if len(kept) != 2 || !strings.Contains(strings.Join(kept, "\n"), "dualmx-busy is Syncing") {
+		t.Errorf("kept: %v", kept)
+	}
+	if got := strings.Join(tn.Batches(), ","); got != "dualmx-busy,theirs" {
+		t.Errorf("batches left: %s", got)
+	}
+	if _, ok := tn.MigrationEndpoints()["imapendpoint1"]; !ok {
+		t.Error("another tool's endpoint was removed")
+	}
+	if v := tn.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
+
+// TestChooseMethod: a user mailbox gets Microsoft's migration, a shared
+// one the Graph copy, each with the reason.
+func TestChooseMethod(t *testing.T) {
+	if m, why := ChooseMethod("anna@x", "UserMailbox"); m != MethodMicrosoft || !strings.Contains(why, "user mailbox") {
+		t.Errorf("user mailbox: %s (%s)", m, why)
+	}
+	if m, why := ChooseMethod("scriba@x", "SharedMailbox"); m != MethodCopy || !strings.Contains(why, "shared mailbox") {
+		t.Errorf("shared mailbox: %s (%s)", m, why)
+	}
+	if m, _ := ChooseMethod("zaal@x", "RoomMailbox"); m != MethodCopy {
+		t.Errorf("room mailbox: %s", m)
+	}
+}
