@@ -225,9 +225,13 @@ func startBatch(ctx context.Context, out io.Writer, m *m365Admin, p *migrate.Pro
 // copyResult turns a run's end into the command's: a stop is exit 1 and says
 // that a rerun resumes.
 func copyResult(err error, mailbox string) error {
+	var nh *m365.NotHonouredError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &nh):
+		// Rerunning would only do the same again.
+		return err
 	case errors.Is(err, migrate.ErrLocked):
 		return fmt.Errorf("%s: %w", mailbox, err)
 	case errors.Is(err, context.Canceled):
