@@ -31,6 +31,9 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := g.checkOwner(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}

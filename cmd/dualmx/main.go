@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/router"
 )
@@ -69,8 +70,11 @@ func usageErrors(c *cobra.Command) {
 
 type globalFlags struct {
 	config string
-	// identity is who runs the command, for the audit log.
+	// identity is who runs the command, for the audit log and the check
+	// that it runs as the owner of state_dir.
 	identity router.Identity
+	// argv is the command line, to suggest it again as the right user.
+	argv []string
 }
 
 // actor names the person behind an admin command in the audit log.
@@ -81,7 +85,7 @@ func newRootCmd() *cobra.Command { return newRootCmdFor(router.SystemIdentity())
 // newRootCmdFor builds the command tree for a given identity; tests pass a
 // made-up one.
 func newRootCmdFor(id router.Identity) *cobra.Command {
-	g := &globalFlags{identity: id}
+	g := &globalFlags{identity: id, argv: os.Args}
 	root := &cobra.Command{
 		Use:   "dualmx",
 		Short: "Relay forwarded mail into Microsoft 365 without losing it, and manage the migration",
@@ -110,6 +114,15 @@ Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 	)
 	usageErrors(root)
 	return root
+}
+
+// checkOwner is checkStateOwner for this command line.
+func (g *globalFlags) checkOwner(cfg *config.Config) error {
+	fromEnv := ""
+	if g.config == "" {
+		fromEnv = cfg.Path
+	}
+	return checkStateOwner(cfg.StateDir, g.identity.EUID, g.argv, fromEnv)
 }
 
 func (g *globalFlags) path() (string, error) {

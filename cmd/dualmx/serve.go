@@ -56,6 +56,9 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.checkOwner(cfg); err != nil {
+				return err
+			}
 			if jsonLogs {
 				cfg.LogFormat = "json"
 			}
