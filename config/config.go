@@ -102,8 +102,19 @@ func (c *Config) line(key string) int {
 type Listen struct {
 	// SMTP is the host:port of the inbound SMTP listener.
 	SMTP string
-	// Metrics is the host:port of the Prometheus endpoint; "" disables it.
+	// Metrics is the host:port of the Prometheus endpoint (/metrics and
+	// /healthz); "" disables it.
 	Metrics string
+	// MetricsWebConfig is a Prometheus exporter web config file
+	// (tls_server_config, basic_auth_users) for the metrics listener; ""
+	// serves plain HTTP without authentication.
+	MetricsWebConfig string
+	// Status is the host:port of the status page (/, /status and /healthz);
+	// "" disables it. The page shows queued mail's senders, recipients and
+	// replies, so it defaults to loopback.
+	Status string
+	// StatusWebConfig is the web config file of the status listener.
+	StatusWebConfig string
 }
 
 // Inbound limits what the SMTP listener accepts.
@@ -246,6 +257,7 @@ func Default() Config {
 		Listen: Listen{
 			SMTP:    "0.0.0.0:25",
 			Metrics: "127.0.0.1:9464",
+			Status:  "127.0.0.1:9465",
 		},
 		Inbound: Inbound{
 			MaxMessageBytes:     50 << 20,

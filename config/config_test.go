@@ -672,7 +672,7 @@ func TestWarnings(t *testing.T) {
 			want: []string{
 				"x.yaml:6: target.tls: TLS to the target is off",
 				"x.yaml:7: target.ca_file: ignored because target.tls is none",
-				"x.yaml:3: listen.metrics: metrics are served without authentication on :9464",
+				"x.yaml:3: listen.metrics: metrics and /healthz are served without TLS or authentication on :9464; see docs/install.md for a safe scrape set-up",
 				`x.yaml:1: hostname: "relay" is not fully qualified`,
 			},
 		},

@@ -90,9 +90,11 @@ func (k *checker) values() {
 	} else if msg := checkHostPort(c.Listen.SMTP); msg != "" {
 		k.fail("listen.smtp", "%s", msg)
 	}
-	if c.Listen.Metrics != "" {
-		if msg := checkHostPort(c.Listen.Metrics); msg != "" {
-			k.fail("listen.metrics", "%s", msg)
+	for _, l := range []struct{ key, v string }{{"listen.metrics", c.Listen.Metrics}, {"listen.status", c.Listen.Status}} {
+		if l.v != "" {
+			if msg := checkHostPort(l.v); msg != "" {
+				k.fail(l.key, "%s", msg)
+			}
 		}
 	}
 
@@ -253,6 +255,18 @@ func (k *checker) files() {
 			k.fail("target.dane_trust_anchor_file", "%v", err)
 		}
 	}
+	for _, w := range []struct{ key, path string }{
+		{"listen.metrics_web_config", c.Listen.MetricsWebConfig}, {"listen.status_web_config", c.Listen.StatusWebConfig},
+	} {
+		if w.path == "" {
+			continue
+		}
+		if msg := checkReadable(w.path); msg != "" {
+			k.fail(w.key, "%s", msg)
+		} else if msg := checkWebConfig(w.path); msg != "" {
+			k.fail(w.key, "%s", msg)
+		}
+	}
 	// Secrets: a key or secret file others can read must be treated as
 	// leaked, so it is refused rather than used.
 	private := func(key, path string) {
@@ -368,8 +382,26 @@ func (c *Config) Warnings() []Problem {
 		}
 		warn(key, "no allowed_networks while listening on %s: any client that can reach it may submit mail for the routed recipients", c.Listen.SMTP)
 	}
+	if msg := c.srsWarning(); msg != "" {
+		warn("inbound.allowed_networks", "%s", msg)
+	}
 	if c.Listen.Metrics != "" && exposed(c.Listen.Metrics) {
-		warn("listen.metrics", "metrics are served without authentication on %s", c.Listen.Metrics)
+		key := "listen.metrics"
+		if c.line("listen.metrics_web_config") > 0 {
+			key = "listen.metrics_web_config"
+		}
+		if msg := webExposure(c.Listen.MetricsWebConfig); msg != "" {
+			warn(key, "metrics and /healthz are served %s on %s; see docs/install.md for a safe scrape set-up", msg, c.Listen.Metrics)
+		}
+	}
+	if c.Listen.Status != "" && !loopback(c.Listen.Status) {
+		key := "listen.status"
+		if c.line("listen.status_web_config") > 0 {
+			key = "listen.status_web_config"
+		}
+		if msg := webExposure(c.Listen.StatusWebConfig); msg != "" {
+			warn(key, "the status page (senders, recipients and replies of queued mail, the address list) is served %s on %s; keep it on loopback", msg, c.Listen.Status)
+		}
 	}
 	if c.Hostname != "" && !strings.Contains(c.Hostname, ".") {
 		warn("hostname", "%q is not fully qualified; receiving servers may distrust the EHLO", c.Hostname)

@@ -22,7 +22,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	ns := dnstest.Start(t, "")
 	// Port 0: the demo prints the addresses it got.
-	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--resolver", ns.Addr())
+	cmd := exec.Command(binary, "demo", "--dir", dir, "--smtp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--status", "127.0.0.1:0", "--resolver", ns.Addr())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

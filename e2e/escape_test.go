@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +22,9 @@ const hostileReply = "try later \x1b[2J\x1b]0;owned\x07 \u009b31m \u202etxt.exe\
 var rawControls = []string{"\x1b", "\u009b", "\u202e", "\x07"}
 
 // TestHostileReplyIsShownEscaped: a deferral whose reply carries terminal
-// escapes shows in "queue list" with every control character escaped, in
-// "queue list --json" exactly as received, and in the text log quoted.
+// escapes shows in "queue list" and on the status page with every control
+// character escaped, in "queue list --json" exactly as received, and in the
+// text log quoted.
 func TestHostileReplyIsShownEscaped(t *testing.T) {
 	e := newEnv(t, envOptions{
 		delivery: "delivery:\n  retry_initial: 1h\n  retry_max: 2h\n  give_up_after: 120h\n",
@@ -67,6 +70,23 @@ func TestHostileReplyIsShownEscaped(t *testing.T) {
 	}
 	if len(items) != 1 || !strings.Contains(items[0].LastError, hostileReply[:strings.Index(hostileReply, "\n")]+"\n") {
 		t.Errorf("queue list --json changed the reply: %q", items)
+	}
+
+	// The status page shows the reply escaped too (html/template does not
+	// touch bidi overrides or C1 controls).
+	resp, err := http.Get("http://" + e.statusAddr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, c := range rawControls {
+		if strings.Contains(string(page), c) {
+			t.Errorf("the status page holds %q raw", c)
+		}
+	}
+	if !strings.Contains(string(page), `\u202etxt.exe`) {
+		t.Errorf("the status page does not show the reply escaped:\n%s", page)
 	}
 
 	// The text log quotes values (slog's text handler escapes them).

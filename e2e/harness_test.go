@@ -68,7 +68,7 @@ type env struct {
 	logs *testlog.Buffer
 	exit chan error
 	// listening holds the addresses the running daemon bound, by listener
-	// ("smtp", "metrics"), from its "dualmx ready" line: the config asks
+	// ("smtp", "metrics", "status"), from its "dualmx ready" line: the config asks
 	// for port 0, and each start gets new ports.
 	listening map[string]string
 
@@ -77,6 +77,7 @@ type env struct {
 
 type envOptions struct {
 	extraConfig string                 // appended YAML
+	listen      string                 // extra lines for the listen section, each indented two spaces
 	inbound     string                 // extra lines for the inbound section, each indented two spaces
 	delivery    string                 // replaces the delivery section
 	tenant      func(*standin.Options) // adjust the stand-in
@@ -127,8 +128,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		delivery = "delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n"
 	}
 	e.cfgPath = filepath.Join(dir, "dualmx.yaml")
-	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: 127.0.0.1:0\ninbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\n%starget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
-		state, o.inbound, tenant.Port(), caFile, delivery, o.extraConfig)
+	cfg := fmt.Sprintf("hostname: relay.test.localhost\nstate_dir: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n  status: 127.0.0.1:0\n%sinbound:\n  max_message_bytes: 10485760\n  max_recipients: 5\n%starget:\n  host: 127.0.0.1\n  port: %d\n  tls: require\n  ca_file: %q\n%s%s",
+		state, o.listen, o.inbound, tenant.Port(), caFile, delivery, o.extraConfig)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +239,11 @@ func logfmt(line string) map[string]string {
 // smtpAddr is the SMTP address of the running daemon ("" before start).
 func (e *env) smtpAddr() string { return e.listenAddr("smtp") }
 
-// httpAddr is the address of the metrics and status listener.
+// httpAddr is the address of the metrics listener.
 func (e *env) httpAddr() string { return e.listenAddr("metrics") }
+
+// statusAddr is the address of the status page's listener.
+func (e *env) statusAddr() string { return e.listenAddr("status") }
 
 func (e *env) listenAddr(name string) string {
 	e.mu.Lock()

@@ -83,9 +83,10 @@ func TestStatusPageInChromium(t *testing.T) {
 		return len(e.tenant.Messages()) == 1 && strings.Contains(out, `"state": "held"`) && strings.Contains(out, `"state": "deferred"`)
 	})
 
-	// The page is at / and /status on the metrics listener, next to /metrics; nothing else answers.
-	for path, want := range map[string]int{"/": 200, "/status": 200, "/metrics": 200, "/healthz": 200, "/status/x": 404, "/nope": 404} {
-		resp, err := http.Get("http://" + e.httpAddr() + path)
+	// The page is at / and /status on its own listener, with /healthz;
+	// nothing else answers there, and the metrics listener does not serve it.
+	for path, want := range map[string]int{"/": 200, "/status": 200, "/metrics": 404, "/healthz": 200, "/status/x": 404, "/nope": 404} {
+		resp, err := http.Get("http://" + e.statusAddr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +95,17 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	resp, err := http.Post("http://"+e.httpAddr()+"/status", "text/plain", nil)
+	for _, path := range []string{"/", "/status"} {
+		resp, err := http.Get("http://" + e.httpAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics listener: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	resp, err := http.Post("http://"+e.statusAddr()+"/status", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +115,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 
 	wd := startWebDriver(t, driver, chromium)
-	page := "http://" + e.httpAddr() + "/status"
+	page := "http://" + e.statusAddr() + "/status"
 	wd.setWindow(1100, 900)
 	wd.navigate(page)
 	text := wd.script(`return document.body.innerText`).(string)

@@ -27,30 +27,32 @@ var demoAddresses = []struct{ address, alias string }{
 }
 
 func newDemoCmd() *cobra.Command {
-	var dir, smtpAddr, metricsAddr, resolver string
+	var dir, smtpAddr, metricsAddr, statusAddr, resolver string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the relay on this machine with a stand-in for Microsoft 365, no set-up needed",
 		Long: `Run the whole relay on loopback: a fresh state directory (or --dir), the relay
 on 127.0.0.1:2525, a built-in stand-in for the Microsoft 365 endpoint that writes
 every message it receives as an .eml file into a folder, metrics on
-127.0.0.1:9464, and two example addresses in the forwarding state.`,
+127.0.0.1:9464, the status page on 127.0.0.1:9465, and two example addresses
+in the forwarding state.`,
 		Example: "  go run ./cmd/dualmx demo\n  dualmx demo --dir /tmp/dualmx-demo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr, resolver)
+			return runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr, statusAddr, resolver)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "state directory for the demo (default: a new temporary directory)")
 	cmd.Flags().StringVar(&smtpAddr, "smtp", "127.0.0.1:2525", "address the relay listens on")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the metrics endpoint")
+	cmd.Flags().StringVar(&statusAddr, "status", "127.0.0.1:9465", "address of the status page")
 	cmd.Flags().StringVar(&resolver, "resolver", "", "DNS server (HOST:PORT) for the arrival checks (default: the system's)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr, resolver string) error {
+func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr, statusAddr, resolver string) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "dualmx-demo-")
 		if err != nil {
@@ -99,6 +101,7 @@ state_dir: %q
 listen:
   smtp: %q
   metrics: %q
+  status: %q
 target:
   host: 127.0.0.1
   port: %d
@@ -108,7 +111,7 @@ delivery:
   retry_initial: 5s
   retry_max: 1m
 resolver: %q
-`, filepath.Join(dir, "state"), smtpAddr, metricsAddr, tenant.Port(), caFile, resolver)
+`, filepath.Join(dir, "state"), smtpAddr, metricsAddr, statusAddr, tenant.Port(), caFile, resolver)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o640); err != nil {
 		return err
 	}
@@ -133,11 +136,12 @@ dualmx demo is running.
 
   relay (SMTP)             %s
   metrics                  http://%s/metrics
+  status page              http://%s/
   stand-in Microsoft 365   %s (STARTTLS, certificate from %s)
   state and config         %s
 
 Addresses in the forwarding state (alias -> delivered to):
-`, relay, addrString(d.httpAddr), tenant.Addr(), caFile, cfgPath)
+`, relay, addrString(d.httpAddr), addrString(d.statusAddr), tenant.Addr(), caFile, cfgPath)
 	for _, a := range demoAddresses {
 		fmt.Fprintf(out, "  %-40s -> %s\n", a.alias, a.address)
 	}

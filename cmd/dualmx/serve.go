@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/arc"
@@ -127,6 +126,9 @@ type daemon struct {
 	smtpAddr net.Addr
 	httpSrv  *http.Server
 	httpAddr net.Addr
+	// statusSrv serves the status page on its own listener.
+	statusSrv  *http.Server
+	statusAddr net.Addr
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -159,7 +161,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, cfg: cfg, store: store, runDone: make(chan error, 1), errs: make(chan error, 2)}
+	d := &daemon{log: log, cfg: cfg, store: store, runDone: make(chan error, 1), errs: make(chan error, 3)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -285,25 +287,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	}
 	d.smtpAddr = sln.Addr()
 
-	if cfg.Listen.Metrics != "" {
-		hln, err := net.Listen("tcp", cfg.Listen.Metrics)
-		if err != nil {
-			sln.Close()
-			return nil, fmt.Errorf("listen metrics: %w", err)
-		}
-		d.httpAddr = hln.Addr()
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
-		mux.HandleFunc("/healthz", d.healthz(m))
-		page := d.statusPage(m)
-		mux.Handle("GET /{$}", page)
-		mux.Handle("GET /status", page)
-		d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := d.httpSrv.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.errs <- fmt.Errorf("metrics listener: %w", err)
-			}
-		}()
+	if err := d.startHTTP(m); err != nil {
+		sln.Close()
+		return nil, err
 	}
 
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -334,7 +320,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		}
 		d.stop()
 	}()
-	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
+	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "status", addrString(d.statusAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
 	ok = true
 	return d, nil
 }
@@ -408,11 +394,7 @@ func (d *daemon) stop() {
 		case <-time.After(shutdownGrace / 2):
 			d.log.Warn("delivery did not stop in time; unfinished messages stay in the spool")
 		}
-		if d.httpSrv != nil {
-			hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
-			_ = d.httpSrv.Shutdown(hctx)
-			hcancel()
-		}
+		d.stopHTTP()
 		d.store.Close()
 		d.log.Info("stopped")
 		close(d.errs)

@@ -142,6 +142,32 @@ func (ca *CA) WriteCAFile(dir string) (string, error) {
 	return p, nil
 }
 
+// WriteLeafFiles writes a fresh leaf for names to dir/leaf.crt (the chain)
+// and dir/leaf.key (PKCS#8, mode 0600), for code under test that loads its
+// certificate from files.
+func (ca *CA) WriteLeafFiles(dir string, names ...string) (certFile, keyFile string, err error) {
+	leaf, err := ca.Leaf(names...)
+	if err != nil {
+		return "", "", err
+	}
+	var chain []byte
+	for _, der := range leaf.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		return "", "", fmt.Errorf("testca: marshal leaf key: %w", err)
+	}
+	certFile, keyFile = filepath.Join(dir, "leaf.crt"), filepath.Join(dir, "leaf.key")
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		return "", "", fmt.Errorf("testca: write %s: %w", certFile, err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		return "", "", fmt.Errorf("testca: write %s: %w", keyFile, err)
+	}
+	return certFile, keyFile, nil
+}
+
 func newSerial() (*big.Int, error) {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
