@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -84,9 +85,13 @@ type Marked struct {
 
 // Server is the inbound SMTP server.
 type Server struct {
-	opts    Options
-	srv     *smtp.Server
+	opts Options
+	srv  *smtp.Server
+	// mu guards ln and down: Shutdown may come (SIGTERM right after the
+	// start) before or while Serve sets up the listener.
+	mu      sync.Mutex
 	ln      *listener
+	down    bool
 	returns bucket
 	guard   *guard // set with opts.Returns
 }
@@ -129,7 +134,13 @@ func New(opts Options) *Server {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	s.ln = &listener{
+	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	ln := &listener{
 		Listener:    l,
 		allowed:     s.opts.AllowedNetworks,
 		maxConns:    s.opts.MaxConnections,
@@ -145,7 +156,9 @@ func (s *Server) Serve(l net.Listener) error {
 			s.opts.Metrics.SMTPRefusals.WithLabelValues(reason).Inc()
 		},
 	}
-	err := s.srv.Serve(s.ln)
+	s.ln = ln
+	s.mu.Unlock()
+	err := s.srv.Serve(ln)
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -158,8 +171,12 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Shutdown(ctx) }()
-	if s.ln != nil {
-		s.ln.drain()
+	s.mu.Lock()
+	s.down = true
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.drain()
 	}
 	select {
 	case err := <-done:
@@ -172,10 +189,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Active reports the number of open inbound connections.
 func (s *Server) Active() int {
-	if s.ln == nil {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
 		return 0
 	}
-	return s.ln.active()
+	return ln.active()
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
