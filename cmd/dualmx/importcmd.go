@@ -532,7 +532,7 @@ func writeStatus(w io.Writer, mailbox string, s importStatus) {
 		fmt.Fprintf(w, "  why %s: %s\n", s.Method, s.Reason)
 	}
 	if b := s.Batch; b != nil {
-		fmt.Fprintf(w, "migration batch %s: %s, %d of %d items synced, %d skipped by Microsoft\n", b.Name, b.Status, b.Moved, b.Found, b.Skipped)
+		fmt.Fprintf(w, "migration batch %s: %s, %d of %d items synced, %d skipped by Microsoft\n", safe(b.Name), safe(b.Status), b.Moved, b.Found, b.Skipped)
 		if b.Completing {
 			fmt.Fprintf(w, "the batch is synced: completing it now (Complete-MigrationBatch); Microsoft runs a last sync and stops\n")
 		}
