@@ -170,8 +170,13 @@ type SRS struct {
 	PreviousSecretFiles []string
 	MaxAge              time.Duration
 	// DSNPerHour bounds the DSNs sent to original senders, the one place
-	// dualmx delivers anywhere but the tenant.
-	DSNPerHour int
+	// dualmx delivers anywhere but the tenant; DSNPerClientPerHour bounds
+	// those from one client network (address, or IPv6 /64), and
+	// DSNPerDestinationPerHour those to one domain, so neither one client nor
+	// one victim domain takes the whole reserve.
+	DSNPerHour               int
+	DSNPerClientPerHour      int
+	DSNPerDestinationPerHour int
 }
 
 // M365 holds the app registration dualmx uses for Microsoft Graph and
@@ -285,8 +290,10 @@ func Default() Config {
 			MXPort:             25,
 		},
 		SRS: SRS{
-			MaxAge:     21 * 24 * time.Hour,
-			DSNPerHour: 100,
+			MaxAge:                   21 * 24 * time.Hour,
+			DSNPerHour:               100,
+			DSNPerClientPerHour:      20,
+			DSNPerDestinationPerHour: 10,
 		},
 		Cutover: Cutover{
 			QuietPeriod: 72 * time.Hour,

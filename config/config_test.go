@@ -868,6 +868,8 @@ func TestOptionalSections(t *testing.T) {
 		"  headers: [to]",
 		"srs:",
 		"  max_age: 0s",
+		"  dsn_per_client_per_hour: 0",
+		"  dsn_per_destination_per_hour: -1",
 		"m365:",
 		"  tenant_id: t",
 		"resolver: nonsense",
@@ -880,7 +882,8 @@ func TestOptionalSections(t *testing.T) {
 	text := ps.Error()
 	for _, want := range []string{"arc.selector: required", "arc.key_file: " + key + " is accessible by group or others",
 		"arc.headers: must include From", "srs.domain: required", "srs.secret_file: required", "srs.max_age",
-		"m365.client_id: required", "set exactly one of client_secret_file and certificate_file", ":13: resolver:"} {
+		"srs.dsn_per_client_per_hour: 0 must be greater than 0", "srs.dsn_per_destination_per_hour: -1 must be greater than 0",
+		"m365.client_id: required", "set exactly one of client_secret_file and certificate_file", ":15: resolver:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("problems lack %q:\n%s", want, text)
 		}

@@ -76,6 +76,8 @@ var schema = []field{
 	{path: "srs.previous_secret_files", ptr: func(c *Config) any { return &c.SRS.PreviousSecretFiles }, file: true},
 	{path: "srs.max_age", ptr: func(c *Config) any { return &c.SRS.MaxAge }},
 	{path: "srs.dsn_per_hour", ptr: func(c *Config) any { return &c.SRS.DSNPerHour }},
+	{path: "srs.dsn_per_client_per_hour", ptr: func(c *Config) any { return &c.SRS.DSNPerClientPerHour }},
+	{path: "srs.dsn_per_destination_per_hour", ptr: func(c *Config) any { return &c.SRS.DSNPerDestinationPerHour }},
 	{path: "m365.tenant_id", ptr: func(c *Config) any { return &c.M365.TenantID }},
 	{path: "m365.client_id", ptr: func(c *Config) any { return &c.M365.ClientID }},
 	{path: "m365.client_secret_file", ptr: func(c *Config) any { return &c.M365.ClientSecretFile }, file: true},

@@ -173,6 +173,8 @@ func (k *checker) values() {
 		}
 		k.positiveDuration("srs.max_age", c.SRS.MaxAge)
 		k.positive("srs.dsn_per_hour", int64(c.SRS.DSNPerHour))
+		k.positive("srs.dsn_per_client_per_hour", int64(c.SRS.DSNPerClientPerHour))
+		k.positive("srs.dsn_per_destination_per_hour", int64(c.SRS.DSNPerDestinationPerHour))
 	}
 	if c.M365.Enabled {
 		if c.M365.TenantID == "" {

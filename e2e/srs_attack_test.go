@@ -139,3 +139,46 @@ func TestSRSAttack(t *testing.T) {
 		t.Error("a guess answered after the cut shows in the log")
 	}
 }
+
+// TestSRSReturnReserve: the reserve for returns is not one client's to
+// spend. One client repeating one SRS recipient 120 times makes one return
+// (one RCPT at the author's MX) and spends one of its allowance, and the
+// client's hourly allowance (srs.dsn_per_client_per_hour) leaves the rest of
+// the reserve to others.
+func TestSRSReturnReserve(t *testing.T) {
+	w := newAuthorWorld(t)
+	extra, delivery := w.config(t, "hold")
+	e := newEnv(t, envOptions{extraConfig: extra + "  dsn_per_client_per_hour: 2\n", delivery: delivery})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("reserve-1")); err != nil {
+		t.Fatal(err)
+	}
+	valid := waitTenant(t, e.tenant, 1)[0].From
+	dsn := "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n"
+	got := codes(rawFrom(t, "127.0.0.1", e.smtpAddr(), "EHLO tenant\r\nMAIL FROM:<>\r\n"+strings.Repeat("RCPT TO:<"+valid+">\r\n", 120)+
+		"DATA\r\n"+dsn+".\r\nQUIT\r\n"))
+	if n := slices.Index(got, "354"); n != 122 || got[2] != "250 2.0.0" || got[3] != "250 2.1.5" || got[121] != "250 2.1.5" {
+		t.Fatalf("120 RCPTs of one address: %q", got)
+	}
+	waitFor(t, 15*time.Second, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	if to := w.mx.Messages()[0].To; len(to) != 1 {
+		t.Errorf("the author's MX got RCPT %q, want one", to)
+	}
+	ret := func(local string) string {
+		got := codes(rawFrom(t, local, e.smtpAddr(), "EHLO tenant\r\nMAIL FROM:<>\r\nRCPT TO:<"+valid+">\r\nDATA\r\n"+dsn+".\r\nQUIT\r\n"))
+		return got[2]
+	}
+	for i, step := range []struct{ local, want string }{
+		{"127.0.0.1", "250 2.0.0"}, // the client's second of 2
+		{"127.0.0.1", "451 4.7.1"},
+		{"127.0.0.2", "250 2.0.0"}, // the reserve is still there for others
+	} {
+		if got := ret(step.local); got != step.want {
+			t.Errorf("return %d from %s: %s, want %s", i+2, step.local, got, step.want)
+		}
+	}
+	if m := e.scrape(); !strings.Contains(m, `dualmx_srs_refusals_total{reason="client_rate_limited"} 1`) {
+		t.Error("the client's limit is not counted")
+	}
+}

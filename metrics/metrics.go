@@ -218,15 +218,16 @@ func New() *Metrics {
 
 // SRSRefusalReasons are the values of dualmx_srs_refusals_total's reason:
 // the address was malformed, its hash wrong, or it expired; the sender was
-// not null (not_dsn); a return mixed with other recipients; the return rate
-// limit; the invalid address that used up its client's allowance
+// not null (not_dsn); a return mixed with other recipients; a return rate
+// limit: in all (rate_limited), per client network (client_rate_limited) or
+// per destination domain (destination_rate_limited); the invalid address that used up its client's allowance
 // (guess_limit, answered 421 and the connection closed); an SRS recipient
 // from a client network in its penalty (penalised, 421, not checked); one
 // refused unchecked because the hourly budget for invalid addresses was spent
 // (guess_budget); a message that is neither a delivery report nor an
 // automatic reply (not_return, after DATA).
 var SRSRefusalReasons = []string{"malformed", "bad_hash", "expired", "not_dsn", "rate_limited", "mixed",
-	"guess_limit", "penalised", "guess_budget", "not_return"}
+	"client_rate_limited", "destination_rate_limited", "guess_limit", "penalised", "guess_budget", "not_return"}
 
 // CodeClass maps an SMTP reply code to its label value.
 func CodeClass(code int) string {

@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -22,8 +21,12 @@ type Returns struct {
 	// Reason maps a Reverse error to a bounded metric label and reply text;
 	// "expired" marks an address signed by us but too old, which is no guess.
 	Reason func(err error) string
-	// PerHour bounds accepted returns; 0 means unlimited.
-	PerHour int
+	// PerHour bounds accepted returns in all, PerClientPerHour those from
+	// one client network (an address, or an IPv6 /64), PerDestinationPerHour
+	// those to one domain (the original sender's). 0 means unlimited.
+	PerHour               int
+	PerClientPerHour      int
+	PerDestinationPerHour int
 	// MaxInvalid is how many invalid SRS addresses a client network (its
 	// address, or its /64 for IPv6) may send per Penalty; the last one is
 	// answered 421 4.7.0 and for the rest of Penalty every SRS recipient
@@ -88,35 +91,4 @@ func (r *Returns) reason(err error) string {
 		return "invalid"
 	}
 	return r.Reason(err)
-}
-
-// bucket is a token bucket refilled continuously at perHour tokens an hour.
-type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-}
-
-func (r *Returns) allow(b *bucket) bool {
-	if r.PerHour <= 0 {
-		return true
-	}
-	now := time.Now()
-	if r.Now != nil {
-		now = r.Now()
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.last.IsZero() {
-		b.tokens = float64(r.PerHour)
-	} else {
-		b.tokens += now.Sub(b.last).Hours() * float64(r.PerHour)
-		b.tokens = min(b.tokens, float64(r.PerHour))
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

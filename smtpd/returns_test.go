@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dualmx/dualmx/smtpd"
+	"github.com/dualmx/dualmx/srs"
 )
 
 // fakeReverse stands in for the SRS package: it knows one valid address.
@@ -271,5 +272,117 @@ func TestReturnContent(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("not_return")); got != 5 {
 		t.Errorf("not_return refusals = %v, want 5", got)
+	}
+}
+
+// TestDuplicateRecipients: a recipient given twice in one transaction (the
+// alias in other case, the public address beside its alias) is acknowledged
+// with 250 2.1.5 and makes one entry, one delivery.
+func TestDuplicateRecipients(t *testing.T) {
+	f := start(t, nil)
+	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\n"+
+		"RCPT TO:<SCRIBA@Fwd.Example.NL>\r\nRCPT TO:<scriba@example.nl>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nRCPT TO:<koster@fwd.example.nl>\r\n"+
+		"DATA\r\nSubject: x\r\n\r\nx\r\n.\r\nQUIT\r\n")
+	want := []string{"220", "250", "250 2.0.0", "250 2.0.0", "250 2.1.5", "250 2.1.5", "250 2.1.5", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}
+	if got := replyCodes(out); !slices.Equal(got, want) {
+		t.Fatalf("replies %q, want %q:\n%s", got, want, out)
+	}
+	items, err := f.spool.List()
+	if err != nil || len(items) != 1 {
+		t.Fatalf("%d items, %v", len(items), err)
+	}
+	var targets []string
+	for _, r := range items[0].Recipients {
+		targets = append(targets, r.Target)
+	}
+	if !slices.Equal(targets, []string{"scriba@example.nl", "koster@example.nl"}) {
+		t.Errorf("recipients %q, want one each", targets)
+	}
+}
+
+// realSRS sets the fixture's returns to a real SRS rewriter and returns it.
+func realSRS(now *time.Time) (*srs.Rewriter, func(*smtpd.Returns)) {
+	rw := &srs.Rewriter{Domain: "fwd.example.nl", Secret: []byte("test secret"), Now: func() time.Time { return *now }}
+	return rw, func(r *smtpd.Returns) { r.Reverse, r.Reason = rw.Reverse, srs.Reason }
+}
+
+func srsFor(t *testing.T, rw *srs.Rewriter, sender string) string {
+	t.Helper()
+	a, err := rw.Forward(sender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestReturnDuplicates: one client repeating one SRS recipient (in any case:
+// the hash is compared without case) makes one return and spends one token
+// of the hourly reserve, not one per RCPT.
+func TestReturnDuplicates(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	rw, mod := realSRS(&now)
+	f, _ := returnsFixture(t, &now, func(r *smtpd.Returns) { mod(r); r.PerHour = 2 })
+	addr := srsFor(t, rw, "author@example.org")
+	rcpts := strings.Repeat("RCPT TO:<"+addr+">\r\n", 120) + "RCPT TO:<" + strings.ToLower(addr) + ">\r\nRCPT TO:<" + strings.ToUpper(addr) + ">\r\n"
+	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+rcpts+"DATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+	if n := strings.Count(out, "250 2.1.5"); n != 121 || !strings.Contains(out, "250 2.0.0 OK queued") {
+		t.Fatalf("%d duplicates acknowledged, want 121:\n%s", n, out)
+	}
+	items, _ := f.spool.List()
+	if len(items) != 1 || len(items[0].Recipients) != 1 || items[0].Recipients[0].Target != "author@example.org" {
+		t.Fatalf("spool: %+v", items)
+	}
+	// One token of two spent: one more return this hour, then the limit.
+	for i, want := range []string{"250 2.0.0 OK queued", "451 4.7.1"} {
+		out = rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+addr+">\r\nDATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+		if !strings.Contains(out, "\r\n"+want) {
+			t.Fatalf("return %d after the duplicates: want %q:\n%s", i+2, want, out)
+		}
+	}
+}
+
+// TestReturnLimits: besides the hourly total, returns are limited per client
+// network and per destination domain: one client cannot take the whole
+// reserve, and one victim domain gets only so many returns whoever sends
+// them. Each limit is logged once when it runs dry, and refills.
+func TestReturnLimits(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	rw, mod := realSRS(&now)
+	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) {
+		mod(r)
+		r.PerHour, r.PerClientPerHour, r.PerDestinationPerHour = 100, 3, 2
+	})
+	ret := func(local, sender string) string {
+		t.Helper()
+		out := rawSessionFrom(t, local, f.addr, "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+srsFor(t, rw, sender)+">\r\nDATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+		codes := replyCodes(out)
+		return codes[3] // the RCPT reply
+	}
+	steps := []struct {
+		client, sender, want string
+	}{
+		{"127.0.0.1", "a@one.example", "250 2.0.0"},
+		{"127.0.0.1", "b@one.example", "250 2.0.0"},
+		{"127.0.0.2", "c@one.example", "451 4.7.1"}, // one.example has had its 2
+		{"127.0.0.1", "a@two.example", "250 2.0.0"},
+		{"127.0.0.1", "a@three.example", "451 4.7.1"}, // 127.0.0.1 has had its 3
+		{"127.0.0.2", "a@three.example", "250 2.0.0"}, // another client, another domain
+	}
+	for i, s := range steps {
+		if got := ret(s.client, s.sender); got != s.want {
+			t.Fatalf("step %d (%s → %s): %s, want %s", i, s.client, s.sender, got, s.want)
+		}
+	}
+	now = now.Add(30 * time.Minute) // 1.5 of 3 and 1 of 2 back
+	if got := ret("127.0.0.1", "d@one.example"); got != "250 2.0.0" {
+		t.Errorf("after half an hour: %s, want the limits refilled", got)
+	}
+	for reason, want := range map[string]float64{"client_rate_limited": 1, "destination_rate_limited": 1, "rate_limited": 0} {
+		if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues(reason)); got != want {
+			t.Errorf("%s refusals = %v, want %v", reason, got, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "rate limit reached"); n != 2 {
+		t.Errorf("%d rate-limit log lines, want 2 (one per limit run dry):\n%s", n, logs)
 	}
 }

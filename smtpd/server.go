@@ -89,11 +89,11 @@ type Server struct {
 	srv  *smtp.Server
 	// mu guards ln and down: Shutdown may come (SIGTERM right after the
 	// start) before or while Serve sets up the listener.
-	mu      sync.Mutex
-	ln      *listener
-	down    bool
-	returns bucket
-	guard   *guard // set with opts.Returns
+	mu     sync.Mutex
+	ln     *listener
+	down   bool
+	guard  *guard        // set with opts.Returns
+	limits *returnLimits // set with opts.Returns
 }
 
 // New prepares a Server; Serve starts it.
@@ -116,6 +116,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts}
 	if opts.Returns != nil {
 		s.guard = newGuard(opts.Returns)
+		s.limits = newReturnLimits(opts.Returns)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
@@ -340,8 +341,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.log().Warn("routing table unavailable", "rcpt", to, "err", err)
 		return s.refuse("rcpt", "router_unavailable", errTryLater)
 	}
+	// A recipient that resolves to an address and target already in the
+	// transaction (the alias in other case, the address beside its alias)
+	// is the same delivery: one entry, one copy.
 	for _, r := range s.rcpts {
-		if r.Target == route.Target && r.Rcpt == to {
+		if strings.EqualFold(r.Address, route.Address) && strings.EqualFold(r.Target, route.Target) {
 			return s.reply("rcpt", errDupRcpt)
 		}
 	}
@@ -394,9 +398,16 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 		}
 		return s.srsRefuse(reason, errSRSInvalid(reason))
 	}
-	if !rt.allow(&s.s.returns) {
-		s.log().Warn("refused SRS recipient", "rcpt", to, "why", "returned-mail rate limit")
-		return s.srsRefuse("rate_limited", errSRSRate)
+	for _, r := range s.rcpts {
+		if strings.EqualFold(r.Target, orig) {
+			return s.reply("rcpt", errDupRcpt) // one return per original sender, and no token spent
+		}
+	}
+	if limit, first := s.s.limits.take(s.ip, orig, now); limit != "" {
+		if first {
+			s.log().Warn("returned mail deferred: rate limit reached", "limit", limit, "rcpt", to, "return_to", orig)
+		}
+		return s.srsRefuse(limit, errSRSRate)
 	}
 	s.returned = true
 	s.rcpts = append(s.rcpts, queue.Recipient{Rcpt: to, Target: orig})

@@ -226,7 +226,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 			return nil, err
 		}
 		qopts.RewriteFrom = rw.Forward
-		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour}
+		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
+			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour}
 	}
 	d.runner = queue.NewRunner(spool, qopts, m, log)
 	m.WatchQueue(d.runner.Stats)
