@@ -381,3 +381,26 @@ func TestMaxSession(t *testing.T) {
 		t.Errorf("max_session refusals = %v, want 3", got)
 	}
 }
+
+// TestTooManyRefusedRecipients: a client probing for addresses gets its
+// twentieth refused recipient answered 421 4.7.0 and the connection closed,
+// however many it pipelined; RSET does not reset the count.
+func TestTooManyRefusedRecipients(t *testing.T) {
+	f := start(t, nil)
+	var script strings.Builder
+	script.WriteString("EHLO c\r\nMAIL FROM:<a@example.org>\r\n")
+	for i := range 30 {
+		if i == 10 {
+			script.WriteString("RSET\r\nMAIL FROM:<a@example.org>\r\n")
+		}
+		fmt.Fprintf(&script, "RCPT TO:<probe%d@fwd.example.nl>\r\n", i)
+	}
+	script.WriteString("QUIT\r\n")
+	out := rawSession(t, f.addr, script.String())
+	if n := strings.Count(out, "550 5.1.1"); n != 19 || !strings.HasSuffix(out, "421 4.7.0 Too many errors, closing connection\r\n") {
+		t.Fatalf("%d refusals before the end, want 19 and then 421 4.7.0:\n%s", n, out)
+	}
+	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("too_many_errors")); got != 1 {
+		t.Errorf("too_many_errors = %v, want 1", got)
+	}
+}

@@ -239,6 +239,8 @@ var (
 	// errClosing answers what a client sent after being hung up on; it
 	// never reaches the client, whose connection is shut for output.
 	errClosing = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Closing connection"}
+	// The connection is closed after errTooManyErrors (see maxRefusedRcpts).
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
 	// go-smtp sends any error from Rcpt as the reply; a 250 "error" acknowledges
 	// a duplicate recipient without adding it twice.
 	errDupRcpt = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 1, 5}, Message: "Duplicate recipient ignored"}
@@ -257,6 +259,8 @@ type session struct {
 	// returned is set when the recipients are SRS returns, which travel in
 	// their own transaction because they go to the sender's MX, not the tenant.
 	returned bool
+	// refusedRcpts counts the connection's RCPTs refused with 5xx.
+	refusedRcpts int
 }
 
 func (s *session) log() *slog.Logger {
@@ -312,10 +316,27 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return s.reply("mail", nil)
 }
 
+// maxRefusedRcpts ends a connection whose recipients keep being refused,
+// as Postfix's smtpd_hard_error_limit does: a client with 20 recipients
+// refused is probing for addresses, not delivering mail.
+const maxRefusedRcpts = 20
+
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.gone() {
 		return errClosing
 	}
+	err := s.rcpt(to)
+	if se := (*smtp.SMTPError)(nil); errors.As(err, &se) && se.Code >= 500 {
+		if s.refusedRcpts++; s.refusedRcpts >= maxRefusedRcpts {
+			s.log().Info("too many refused recipients, closing", "refused", s.refusedRcpts)
+			s.s.opts.Metrics.SMTPRefusals.WithLabelValues("too_many_errors").Inc()
+			return s.hangUp(errTooManyErrors)
+		}
+	}
+	return err
+}
+
+func (s *session) rcpt(to string) error {
 	if !isASCII(to) && !s.mailOpts.UTF8 {
 		s.log().Info("refused recipient", "rcpt", to, "why", "non-ASCII without SMTPUTF8")
 		return s.refuse("rcpt", "needs_smtputf8", errNeedsUTF8)
