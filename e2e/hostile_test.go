@@ -202,7 +202,9 @@ func TestSMTPSmuggling(t *testing.T) {
 // bytes and 8-bit headers, each with the reply expected, over the real binary.
 func TestProtocolAbuse(t *testing.T) {
 	e := newEnv(t, envOptions{inbound: hostileInbound})
-	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	for _, name := range []string{"scriba", "koster", "diaken", "organist", "cantor", "ouderling"} {
+		e.addForwarding(name+"@hervormdputten.nl", name+"@fwd.hervormdputten.nl")
+	}
 	e.start()
 	const (
 		ehlo = "EHLO oldhost.test\r\n"
@@ -227,10 +229,15 @@ func TestProtocolAbuse(t *testing.T) {
 		{"refused RCPT, then DATA and a body full of commands",
 			ehlo + mail + "RCPT TO:<victim@example.com>\r\nDATA\r\nRCPT TO:<victim2@example.com>\r\nMAIL FROM:<x@y.example>\r\nhello\r\n.\r\nQUIT\r\n",
 			[]string{"250", "250", "550 5.1.1", "502 5.5.1", "550 5.1.1", "503 5.5.1", "501 5.5.2", "501 5.5.2", "221"}, nil},
-		{"recipients beyond the limit",
+		{"one recipient spelt six ways: one entry",
 			ehlo + mail + strings.Repeat(rcpt, 2) + "RCPT TO:<scriba@hervormdputten.nl>\r\nRCPT TO:<SCRIBA@fwd.hervormdputten.nl>\r\n" +
 				"RCPT TO:<Scriba@fwd.hervormdputten.nl>\r\nRCPT TO:<sCriba@fwd.hervormdputten.nl>\r\nRCPT TO:<scRiba@fwd.hervormdputten.nl>\r\nQUIT\r\n",
-			[]string{"250", "250", "250 2.0.0", "250 2.1.5", "250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0", "452 4.5.3", "221"}, nil},
+			[]string{"250", "250", "250 2.0.0", "250 2.1.5", "250 2.1.5", "250 2.1.5", "250 2.1.5", "250 2.1.5", "250 2.1.5", "221"}, nil},
+		{"recipients beyond the limit (duplicates do not count)",
+			ehlo + mail + rcpt + "RCPT TO:<koster@fwd.hervormdputten.nl>\r\nRCPT TO:<koster@hervormdputten.nl>\r\nRCPT TO:<KOSTER@fwd.hervormdputten.nl>\r\n" +
+				"RCPT TO:<diaken@fwd.hervormdputten.nl>\r\nRCPT TO:<organist@fwd.hervormdputten.nl>\r\nRCPT TO:<cantor@fwd.hervormdputten.nl>\r\n" +
+				"RCPT TO:<ouderling@fwd.hervormdputten.nl>\r\nQUIT\r\n",
+			[]string{"250", "250", "250 2.0.0", "250 2.0.0", "250 2.1.5", "250 2.1.5", "250 2.0.0", "250 2.0.0", "250 2.0.0", "452 4.5.3", "221"}, nil},
 		{"a thousand commands in one write",
 			strings.Repeat("NOOP\r\n", 1000) + "QUIT\r\n", append(repeat("250", 1000), "221"), nil},
 		{"command line over the limit", "MAIL FROM:<" + long + "@example.org>\r\n", []string{"500 5.4.0 Too long line"}, nil},
