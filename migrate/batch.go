@@ -100,12 +100,25 @@ var finishedStates = map[string]bool{"completed": true, "completedwitherrors": t
 // ErrBatchRunning means the mailbox already has a batch that is not finished.
 var ErrBatchRunning = errors.New("a migration batch for this mailbox is still running")
 
+// ErrBatchCompleted means the mailbox's batch completed: its mail is in.
+var ErrBatchCompleted = errors.New("the migration batch for this mailbox has completed")
+
+// ErrBatchRestarted means an earlier batch that ended with errors or was
+// stopped was started again rather than replaced.
+var ErrBatchRestarted = errors.New("the earlier migration batch was started again")
+
 // StartBatch creates the IMAP migration endpoint (once per setting) and a
 // batch for one mailbox that starts at once and syncs until completed (an
 // IMAP batch does not complete by itself: New-MigrationBatch, -AutoComplete
-// "can only be used for local moves and remote move migrations"). A
-// finished batch from an earlier run is removed first; a running one is
-// left alone and reported with ErrBatchRunning.
+// "can only be used for local moves and remote move migrations"). An
+// earlier batch of the mailbox decides what a rerun does: one still running
+// is left alone (ErrBatchRunning); one that completed is done
+// (ErrBatchCompleted); one that completed with errors or was stopped is
+// started again (Complete-MigrationBatch: "In Exchange Online, use the
+// Start-MigrationBatch cmdlet to retry migration for failed users"), which
+// keeps what it already moved (ErrBatchRestarted); one that failed outright
+// (a wrong password, an unreachable host) is removed and replaced by a new
+// one with the password given now.
 func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time) (string, error) {
 	if r.Port == 0 {
 		r.Port = 993
@@ -132,6 +145,13 @@ func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time)
 			return "", fmt.Errorf("migrate: the earlier batch %s is being removed; try again when it is gone", old)
 		case !finishedStates[strings.ToLower(st.Status)]:
 			return old, fmt.Errorf("migrate: %s is in batch %s (%s): %w", r.Mailbox, old, st.Status, ErrBatchRunning)
+		case strings.EqualFold(st.Status, "Completed"):
+			return old, fmt.Errorf("migrate: batch %s: %w", old, ErrBatchCompleted)
+		case strings.EqualFold(st.Status, "CompletedWithErrors") || strings.EqualFold(st.Status, "Stopped"):
+			if _, err := c.Invoke(ctx, "Start-MigrationBatch", map[string]any{"Identity": old, "Confirm": false}); err != nil {
+				return "", fmt.Errorf("migrate: start the earlier batch %s again: %w", old, err)
+			}
+			return old, fmt.Errorf("migrate: batch %s (%s): %w", old, st.Status, ErrBatchRestarted)
 		default:
 			if _, err := c.Invoke(ctx, "Remove-MigrationBatch", map[string]any{"Identity": old, "Confirm": false}); err != nil && !errors.Is(err, m365.ErrNotFound) {
 				return "", fmt.Errorf("migrate: remove the earlier batch %s: %w", old, err)

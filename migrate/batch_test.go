@@ -114,6 +114,22 @@ func TestBatchLifecycle(t *testing.T) {
 	if n := tn.Count("New-MigrationEndpoint"); n != 1 {
 		t.Errorf("endpoint created %d times", n)
 	}
+
+	// Ended with errors: started again (it keeps what it moved), not
+	// replaced.
+	tn.SetMigrationBatch(renamed, "CompletedWithErrors", "one folder failed", 10, 9)
+	again, err = StartBatch(ctx, c, req, t0.Add(3*time.Hour))
+	if !errors.Is(err, ErrBatchRestarted) || again != renamed {
+		t.Fatalf("rerun after CompletedWithErrors = %q, %v", again, err)
+	}
+	if b, _ := tn.Batch(renamed); b.Status != "Syncing" || b.Starts != 1 || len(tn.Batches()) != 1 {
+		t.Fatalf("after the restart: %+v, batches %v", b, tn.Batches())
+	}
+	// Completed: the mail is in; a rerun changes nothing.
+	tn.SetMigrationBatch(renamed, "Completed", "", 10, 10)
+	if again, err = StartBatch(ctx, c, req, t0.Add(4*time.Hour)); !errors.Is(err, ErrBatchCompleted) || again != renamed || len(tn.Batches()) != 1 {
+		t.Fatalf("rerun after Completed = %q, %v; batches %v", again, err, tn.Batches())
+	}
 	if v := tn.Violations(); len(v) > 0 {
 		t.Errorf("violations: %v", v)
 	}

@@ -87,6 +87,11 @@ const maxMessageBytes = 150 << 20
 // refuses its way of importing rather than those messages.
 const refusedInARow = 5
 
+// errTooLarge is a message over maxMessageBytes, found while reading it.
+var errTooLarge = errors.New("message too large")
+
+const tooLargeReason = "over the 150 MB Exchange Online takes at most"
+
 // errGone is a message that disappeared from the source while it was read.
 var errGone = errors.New("message gone from the source")
 
@@ -256,10 +261,14 @@ func (r *run) folder(ctx context.Context, f Folder, w Where) error {
 			continue
 		}
 		if it.Size > maxMessageBytes {
-			r.skip(fs, it, "", fmt.Sprintf("%d MB, over the 150 MB Exchange Online takes", it.Size>>20))
+			r.skip(fs, it, "", tooLargeReason)
 			continue
 		}
 		body, err := r.src.Body(ctx, f, it)
+		if errors.Is(err, errTooLarge) {
+			r.skip(fs, it, "", tooLargeReason)
+			continue
+		}
 		if errors.Is(err, errGone) {
 			// Expunged at the old host since the folder was listed.
 			fs.Found--
@@ -360,7 +369,11 @@ func refusedMessage(err error) bool {
 }
 
 func (r *run) skip(fs *FolderState, it Item, key, reason string) {
-	fs.Skips = append(fs.Skips, Skip{UID: it.UID, Key: key, Subject: mailmsg.CleanText(it.Subject), Reason: reason, At: r.o.Now().UTC()})
+	subject := mailmsg.CleanText(it.Subject)
+	if r := []rune(subject); len(r) > 200 {
+		subject = string(r[:200]) + "…"
+	}
+	fs.Skips = append(fs.Skips, Skip{UID: it.UID, Key: key, Subject: subject, Reason: reason, At: r.o.Now().UTC()})
 	r.p.Run.Skipped++
 }
 

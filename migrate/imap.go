@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -202,15 +203,37 @@ func (s *imapSource) Open(ctx context.Context, f Folder) (uint32, []Item, error)
 
 func (s *imapSource) Body(ctx context.Context, f Folder, it Item) ([]byte, error) {
 	section := &imap.FetchItemBodySection{Peek: true}
-	bufs, err := s.c.Fetch(imap.UIDSetNum(imap.UID(it.UID)), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
-	if err != nil {
+	cmd := s.c.Fetch(imap.UIDSetNum(imap.UID(it.UID)), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}})
+	defer cmd.Close()
+	var body []byte
+	found := false
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			bs, ok := item.(imapclient.FetchItemDataBodySection)
+			if !ok || bs.Literal == nil || found {
+				continue
+			}
+			// The literal's size is the server's word, and the size the
+			// listing gave may have been another: read no more than a
+			// message can be.
+			if bs.Literal.Size() > maxMessageBytes {
+				return nil, errTooLarge
+			}
+			b, err := io.ReadAll(io.LimitReader(bs.Literal, maxMessageBytes+1))
+			if err != nil {
+				return nil, fmt.Errorf("migrate: fetch %s UID %d: %w", f.Name, it.UID, err)
+			}
+			if len(b) > maxMessageBytes {
+				return nil, errTooLarge
+			}
+			body, found = b, true
+		}
+	}
+	if err := cmd.Close(); err != nil {
 		return nil, fmt.Errorf("migrate: fetch %s UID %d: %w", f.Name, it.UID, err)
 	}
-	if len(bufs) == 0 {
+	if !found {
 		return nil, errGone
 	}
-	if len(bufs) != 1 {
-		return nil, fmt.Errorf("migrate: fetch %s UID %d: the server returned %d messages", f.Name, it.UID, len(bufs))
-	}
-	return bufs[0].FindBodySection(section), ctx.Err()
+	return body, ctx.Err()
 }

@@ -252,5 +252,8 @@ func (u *unpacked) Body(_ context.Context, _ Folder, it Item) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %s: %w", it.ref, err)
 	}
+	if len(b) > maxMessageBytes {
+		return nil, errTooLarge
+	}
 	return b, nil
 }

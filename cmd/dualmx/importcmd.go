@@ -204,8 +204,17 @@ func startBatch(ctx context.Context, out io.Writer, m *m365Admin, p *migrate.Pro
 		return err
 	}
 	name, err := migrate.StartBatch(ctx, ex, r, time.Now())
-	if errors.Is(err, migrate.ErrBatchRunning) {
+	switch {
+	case errors.Is(err, migrate.ErrBatchRunning):
 		fmt.Fprintf(out, "migration batch %s for %s is already running; follow it with: dualmx import status %s\n", name, r.Mailbox, r.Mailbox)
+	case errors.Is(err, migrate.ErrBatchCompleted):
+		fmt.Fprintf(out, "migration batch %s for %s has completed: the old mail is in; nothing to do\n", name, r.Mailbox)
+	case errors.Is(err, migrate.ErrBatchRestarted):
+		fmt.Fprintf(out, "migration batch %s for %s ended with errors or was stopped; started it again (Start-MigrationBatch), "+
+			"it keeps what it moved. If Microsoft's error was the old host's password, remove the batch in the Exchange admin center "+
+			"and run this command again. Follow it with: dualmx import status %s\n", name, r.Mailbox, r.Mailbox)
+	}
+	if errors.Is(err, migrate.ErrBatchRunning) || errors.Is(err, migrate.ErrBatchCompleted) || errors.Is(err, migrate.ErrBatchRestarted) {
 		p.Batch = name
 		return p.Save(path)
 	}

@@ -112,7 +112,7 @@ func (tn *Tenant) serveExchange(w http.ResponseWriter, r *http.Request) {
 		tn.arcSealers = v
 		w.WriteHeader(204)
 	case "Get-MigrationEndpoint", "New-MigrationEndpoint", "Remove-MigrationEndpoint", "New-MigrationBatch", "Get-MigrationBatch",
-		"Complete-MigrationBatch", "Remove-MigrationBatch", "Get-MigrationUser", "Get-MigrationUserStatistics":
+		"Complete-MigrationBatch", "Start-MigrationBatch", "Remove-MigrationBatch", "Get-MigrationUser", "Get-MigrationUserStatistics":
 		tn.exoMigration(w, r, cmd, p)
 	case "Get-InboundConnector", "New-InboundConnector", "Set-InboundConnector":
 		tn.exoConnector(w, r, cmd, p)

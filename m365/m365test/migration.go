@@ -24,6 +24,7 @@ type MigrationBatch struct {
 	ErrorSummary           string
 	Total, Synced          int
 	Completions            int // Complete-MigrationBatch calls
+	Starts                 int // Start-MigrationBatch calls
 }
 
 // MigrationEndpoints lists the IMAP endpoints by lower-case name.
@@ -199,6 +200,22 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 		b.Status = "Completing"
 		b.Completions++
 		w.WriteHeader(204)
+	case "Start-MigrationBatch":
+		// Start-MigrationBatch.md: starts a created batch, or retries a
+		// stopped one or the failed users of one that completed with errors.
+		b := tn.migBatches[strings.ToLower(str(p, "Identity"))]
+		if b == nil {
+			notFoundExo(w, str(p, "Identity"))
+			return
+		}
+		switch b.Status {
+		case "Created", "Stopped", "CompletedWithErrors", "Failed":
+			b.Status, b.Starts = "Syncing", b.Starts+1
+			w.WriteHeader(204)
+		default:
+			exoError(w, 400, "Ex2F0E77", "Microsoft.Exchange.Migration.MigrationBatchCannotBeStartedException",
+				"The migration batch can't be started because its status is "+b.Status+".")
+		}
 	case "Remove-MigrationBatch":
 		if p["Confirm"] != false {
 			tn.exoViolate(w, "%s without Confirm: false would prompt", cmd)
