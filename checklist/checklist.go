@@ -100,7 +100,7 @@ type Store interface {
 	Evidence(ctx context.Context, address string) ([]router.Evidence, error)
 }
 
-// Spool reports mail waiting for an address; *queue.Spool is one.
+// Spool reports mail waiting for an address; *spool.Spool is one.
 type Spool interface {
 	Pending(address string) (queued, held int, err error)
 }

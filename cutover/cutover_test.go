@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/dnscheck"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 var t0 = time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
@@ -140,11 +140,11 @@ func TestConfirm(t *testing.T) {
 
 func TestLastReceived(t *testing.T) {
 	a := []router.Address{{LastDelivery: t0.Add(-time.Hour)}, {LastDelivery: t0.Add(-3 * time.Hour)}, {}}
-	items := []queue.Item{{ReceivedAt: t0.Add(-2 * time.Hour)}, {ReceivedAt: t0, DSN: true}}
+	items := []spool.Item{{ReceivedAt: t0.Add(-2 * time.Hour)}, {ReceivedAt: t0, DSN: true}}
 	if got := LastReceived(a, items); !got.Equal(t0.Add(-time.Hour)) {
 		t.Errorf("LastReceived = %v, want an hour before t0 (DSNs are not traffic)", got)
 	}
-	items = append(items, queue.Item{ReceivedAt: t0.Add(-time.Minute)})
+	items = append(items, spool.Item{ReceivedAt: t0.Add(-time.Minute)})
 	if got := LastReceived(a, items); !got.Equal(t0.Add(-time.Minute)) {
 		t.Errorf("LastReceived = %v, want the queued message's arrival", got)
 	}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // AddressLister lists the addresses; *router.Store is one.
@@ -26,9 +26,9 @@ type AddressLister interface {
 	List(ctx context.Context) ([]router.Address, error)
 }
 
-// SpoolLister lists what is still in the spool; *queue.Spool is one.
+// SpoolLister lists what is still in the spool; *spool.Spool is one.
 type SpoolLister interface {
-	List() ([]queue.Item, error)
+	List() ([]spool.Item, error)
 }
 
 // Auditor writes the audit log; *router.Store is one.
@@ -113,7 +113,7 @@ func (w *Watcher) Status(ctx context.Context) (Status, error) {
 // earlier than that message's arrival; the spool holds the arrival time of
 // everything not yet delivered. DSNs the relay made itself are not traffic.
 // A message that arrived and was bounced or dropped leaves no trace here.
-func LastReceived(addrs []router.Address, items []queue.Item) time.Time {
+func LastReceived(addrs []router.Address, items []spool.Item) time.Time {
 	var t time.Time
 	for _, a := range addrs {
 		if a.LastDelivery.After(t) {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // zoneServer is an authoritative server on loopback for every name the
@@ -100,13 +100,13 @@ func (o oneServer) LookupHost(context.Context, string) ([]string, error) { retur
 
 type fakeSpool struct {
 	mu    sync.Mutex
-	items []queue.Item
+	items []spool.Item
 }
 
-func (s *fakeSpool) List() ([]queue.Item, error) {
+func (s *fakeSpool) List() ([]spool.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]queue.Item(nil), s.items...), nil
+	return append([]spool.Item(nil), s.items...), nil
 }
 
 var baseZone = []string{
@@ -154,13 +154,13 @@ func TestWatcherThroughTheCutover(t *testing.T) {
 	now := t0
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	spool := &fakeSpool{}
+	sp := &fakeSpool{}
 	newWatcher := func() *Watcher {
 		return &Watcher{Domain: "example.nl",
 			Checker: &dnscheck.Checker{Nameservers: []string{srv.addr}, Resolver: oneServer{host}, Port: port, QueryTimeout: time.Second, Now: clock},
 			Expectations: staticExpectations{Domain: "example.nl", Source: "test", OldMX: []string{"mx1.solcon.nl"},
 				TenantMX: []string{"example-nl.mail.protection.outlook.com"}, OldSPF: "include:spf.solcon.nl"},
-			Addresses: store, Spool: spool, StateDir: dir, QuietPeriod: time.Hour, Now: clock}
+			Addresses: store, Spool: sp, StateDir: dir, QuietPeriod: time.Hour, Now: clock}
 	}
 	w := newWatcher()
 	step := func(want State, reason string) Status {
@@ -199,14 +199,14 @@ func TestWatcherThroughTheCutover(t *testing.T) {
 	// A new process (the CLI after the daemon) remembers the switch.
 	w = newWatcher()
 	advance(11 * time.Minute)
-	spool.items = []queue.Item{{ReceivedAt: now.Add(-time.Minute)}}
+	sp.items = []spool.Item{{ReceivedAt: now.Add(-time.Minute)}}
 	st = step(Draining, "waiting for 1h0m0s without any")
 	if !st.SwitchedAt.Equal(switchedAt) {
 		t.Errorf("the new watcher forgot the switch: %v", st.SwitchedAt)
 	}
 	advance(2 * time.Hour)
 	step(Draining, "1 message(s) still in the queue")
-	spool.items = nil
+	sp.items = nil
 
 	m := metrics.New()
 	wctx, cancel := context.WithCancel(ctx)

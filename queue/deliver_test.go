@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/mail"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dualmx/dualmx/internal/testnet"
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -54,7 +56,7 @@ func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
 	// Two aliases of one public address share a target: one RCPT.
 	id := f.spool(testBody, defaultEnv(
 		rcpt("scriba@fwd.domain.test", "scriba@domain.test"),
-		Recipient{Rcpt: "scriba2@fwd.domain.test", Address: "scriba@domain.test", Target: "SCRIBA@domain.test"},
+		spool.Recipient{Rcpt: "scriba2@fwd.domain.test", Address: "scriba@domain.test", Target: "SCRIBA@domain.test"},
 		rcpt("koster@fwd.domain.test", "koster@domain.test")))
 	f.run(opts)
 	m := waitMsgs(t, s, 1)[0]
@@ -89,6 +91,8 @@ func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
 	checkLogsHaveID(t, f.logs.String())
 }
 
+var spoolID = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}$`)
+
 // checkLogsHaveID: every delivery log line names the spool id.
 func checkLogsHaveID(t *testing.T, logs string) {
 	t.Helper()
@@ -102,7 +106,7 @@ func checkLogsHaveID(t *testing.T, logs string) {
 		msg, _ := rec["msg"].(string)
 		if strings.HasPrefix(msg, "queue: ") && msg != "queue: scan" && !strings.HasPrefix(msg, "queue: stop") {
 			n++
-			if id, _ := rec["id"].(string); !validID(id) {
+			if id, _ := rec["id"].(string); !spoolID.MatchString(id) {
 				t.Errorf("log line without id: %s", sc.Text())
 			}
 		}
@@ -163,10 +167,10 @@ func TestTLSPolicy(t *testing.T) {
 				waitFor(t, 5*time.Second, "removed", f.gone(id))
 				return
 			}
-			waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+			waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
 			stop()
 			it, _ := f.sp.Get(id)
-			if !strings.Contains(it.LastError, tc.reason) || it.Recipients[0].State != RcptPending {
+			if !strings.Contains(it.LastError, tc.reason) || it.Recipients[0].State != spool.RcptPending {
 				t.Errorf("last error %q, want %q; %+v", it.LastError, tc.reason, it.Recipients)
 			}
 			if s.Count() != 0 {
@@ -186,11 +190,10 @@ func TestConnectionReuse(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		ids = append(ids, f.spool(testBody, defaultEnv()))
 	}
-	r, _ := f.run(opts)
+	f.run(opts)
 	waitMsgs(t, s, 5)
 	// One more after a pause: the idle connection is taken from the pool.
 	id := f.spool(testBody, defaultEnv())
-	r.Notify(id)
 	waitMsgs(t, s, 6)
 	for _, id := range append(ids, id) {
 		waitFor(t, 5*time.Second, "removed", f.gone(id))
@@ -211,9 +214,8 @@ func TestStaleIdleConnectionIsReplaced(t *testing.T) {
 	opts := f.opts(s)
 	opts.Concurrency = 1
 	opts.RetryInitial = time.Hour // a deferral would make the wait below time out
-	r, _ := f.run(opts)
+	f.run(opts)
 	a := f.spool(testBody, defaultEnv())
-	r.Notify(a)
 	waitMsgs(t, s, 1)
 	waitFor(t, 5*time.Second, "removed", f.gone(a))
 	// The target restarts: pooled connections are dead.
@@ -223,7 +225,6 @@ func TestStaleIdleConnectionIsReplaced(t *testing.T) {
 	}
 	s2 := f.target(standin.Options{Listener: ln})
 	b := f.spool(testBody, defaultEnv())
-	r.Notify(b)
 	waitMsgs(t, s2, 1)
 	waitFor(t, 5*time.Second, "removed", f.gone(b))
 }
@@ -277,9 +278,9 @@ func TestTemporaryFailuresRetry(t *testing.T) {
 			opts.RetryInitial = 300 * time.Millisecond
 			id := f.spool(testBody, defaultEnv())
 			_, stop := f.run(opts)
-			waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+			waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
 			it, _ := f.sp.Get(id)
-			if !strings.Contains(it.LastError, tc.reason) || it.Attempts < 1 || it.Recipients[0].State != RcptPending {
+			if !strings.Contains(it.LastError, tc.reason) || it.Attempts < 1 || it.Recipients[0].State != spool.RcptPending {
 				t.Errorf("after failure: %+v", it)
 			}
 			// Backoff with zero jitter: the first retry is RetryInitial after the attempt.
@@ -310,9 +311,9 @@ func TestGiveUpAppliesPolicy(t *testing.T) {
 	opts.GiveUpAfter = 300 * time.Millisecond
 	id := f.spool(testBody, defaultEnv())
 	f.run(opts)
-	waitFor(t, 10*time.Second, "held", f.state(id, StateHeld))
+	waitFor(t, 10*time.Second, "held", f.state(id, spool.StateHeld))
 	it, _ := f.sp.Get(id)
-	if it.Recipients[0].State != RcptFailed || !strings.Contains(it.Recipients[0].LastReply, "gave up") || it.Attempts < 2 {
+	if it.Recipients[0].State != spool.RcptFailed || !strings.Contains(it.Recipients[0].LastReply, "gave up") || it.Attempts < 2 {
 		t.Errorf("item = %+v", it)
 	}
 }
@@ -341,18 +342,18 @@ func TestPerRecipientOutcomes(t *testing.T) {
 	id := f.spool(testBody, defaultEnv(rcpt("a@fwd.test", "good@domain.test"), rcpt("b@fwd.test", "bad@domain.test"), rcpt("c@fwd.test", "busy@domain.test")))
 	f.run(f.opts(s))
 	waitMsgs(t, s, 2)
-	waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+	waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
 	mu.Lock()
 	if len(rcpts) != 2 || !slices.Equal(rcpts[0], []string{"good@domain.test"}) || !slices.Equal(rcpts[1], []string{"busy@domain.test"}) {
 		t.Errorf("transactions = %v", rcpts)
 	}
 	mu.Unlock()
 	it, _ := f.sp.Get(id)
-	got := map[string]RcptState{}
+	got := map[string]spool.RcptState{}
 	for _, r := range it.Recipients {
 		got[r.Target] = r.State
 	}
-	if got["good@domain.test"] != RcptDelivered || got["bad@domain.test"] != RcptFailed || got["busy@domain.test"] != RcptDelivered {
+	if got["good@domain.test"] != spool.RcptDelivered || got["bad@domain.test"] != spool.RcptFailed || got["busy@domain.test"] != spool.RcptDelivered {
 		t.Errorf("states = %v", got)
 	}
 	if it.Recipients[1].LastReply != "550 5.1.1 no such user" || it.Recipients[1].LastStatus != "5.1.1" {
@@ -376,14 +377,14 @@ func TestEightBitAndUTF8(t *testing.T) {
 		name    string
 		target  *standin.Server
 		body    string
-		env     Envelope
+		env     spool.Envelope
 		deliver bool
 		reason  string
 	}{
 		{"8-bit to 7-bit target", seven, body8, defaultEnv(), false, "8BITMIME"},
 		{"7-bit to 7-bit target", seven, testBody, defaultEnv(), true, ""},
 		{"8-bit to 8-bit target", eight, body8, defaultEnv(), true, ""},
-		{"UTF8 envelope", eight, testBody, Envelope{From: "jos\xc3\xa9@sender.test", SMTPUTF8: true, Recipients: defaultEnv().Recipients}, true, ""},
+		{"UTF8 envelope", eight, testBody, spool.Envelope{From: "jos\xc3\xa9@sender.test", SMTPUTF8: true, Recipients: defaultEnv().Recipients}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.target.Count()
@@ -391,7 +392,7 @@ func TestEightBitAndUTF8(t *testing.T) {
 			_, stop := f.run(f.opts(tc.target))
 			defer stop()
 			if !tc.deliver {
-				waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+				waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
 				stop()
 				if it, _ := f.sp.Get(id); !strings.Contains(it.LastError, tc.reason) {
 					t.Errorf("last error %q", it.LastError)
@@ -426,18 +427,18 @@ func TestPermanentFailurePolicy(t *testing.T) {
 		s := f.target(standin.Options{Hook: reject})
 		id := f.spool(testBody, defaultEnv())
 		f.run(f.opts(s))
-		waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+		waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
 		waitFor(t, 5*time.Second, "held metric", func() bool {
 			return testutil.ToFloat64(f.m.Deliveries.WithLabelValues("held")) == 1
 		})
 	})
 	for _, tc := range []struct {
 		name string
-		env  Envelope
+		env  spool.Envelope
 		dsn  bool
 	}{
 		{"bounce", defaultEnv(), true},
-		{"bounce null sender holds", Envelope{From: "", Recipients: defaultEnv().Recipients}, false},
+		{"bounce null sender holds", spool.Envelope{From: "", Recipients: defaultEnv().Recipients}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
@@ -457,7 +458,7 @@ func TestPermanentFailurePolicy(t *testing.T) {
 			id := f.spool(testBody, tc.env)
 			_, stop := f.run(opts)
 			if !tc.dsn {
-				waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+				waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
 				stop()
 				if mx.Count() != 0 || testutil.ToFloat64(f.m.DSNsGenerated) != 0 {
 					t.Error("DSN sent for a null-sender message")
@@ -562,7 +563,7 @@ func TestGracefulStopWithStalledDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("item lost: %v", err)
 	}
-	if it.Recipients[0].State != RcptPending {
+	if it.Recipients[0].State != spool.RcptPending {
 		t.Errorf("item = %+v", it)
 	}
 }
@@ -607,26 +608,26 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 		{"a file too big to keep", testBody + strings.Repeat(strings.Repeat("b", 70)+"\r\n", 4000), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
+			t.Parallel()
+			h := &hookFS{}
+			f := newFixture(t, spool.WithFS(h))
 			s := f.target(standin.Options{MaxSize: 10 << 20})
 			id := f.spool(tc.body, defaultEnv())
 			// The first three tries fail, whichever way the file leaves
 			// (renamed aside or removed); the fourth succeeds.
 			var refusals atomic.Int32
-			renameFile = func(from, to string) error {
-				if strings.HasSuffix(from, id+msgExt) && refusals.Add(1) <= 3 {
+			h.rename = func(from, to string) error {
+				if strings.HasSuffix(from, id+".msg") && refusals.Add(1) <= 3 {
 					return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
 				}
-				return rename(from, to)
+				return nil
 			}
-			defer func() { renameFile = rename }()
-			removeFile = func(name string) error {
-				if strings.HasSuffix(name, id+msgExt) && (tc.pooled || refusals.Add(1) <= 3) {
+			h.remove = func(name string) error {
+				if strings.HasSuffix(name, id+".msg") && (tc.pooled || refusals.Add(1) <= 3) {
 					return &os.PathError{Op: "remove", Path: name, Err: syscall.EROFS}
 				}
-				return os.Remove(name)
+				return nil
 			}
-			defer func() { removeFile = os.Remove }()
 			opts := f.opts(s)
 			opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 			f.run(opts)
@@ -642,7 +643,7 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 			if tc.pooled {
 				want = 1
 			}
-			waitFor(t, 5*time.Second, "the pool as expected", func() bool { return f.sp.freeCount() == want })
+			waitFor(t, 5*time.Second, "the pool as expected", func() bool { return len(f.pooled()) == want })
 			if !strings.Contains(f.logs.String(), "delivered item removed at last") {
 				t.Errorf("no log line for the late removal:\n%s", f.logs.String())
 			}
@@ -657,7 +658,9 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 // metadata cannot be removed) sends the DSN at once and does not hold a
 // message that no longer exists.
 func TestBounceLeavesMetadataBehind(t *testing.T) {
-	f := newFixture(t)
+	t.Parallel()
+	h := &hookFS{}
+	f := newFixture(t, spool.WithFS(h))
 	s := f.target(standin.Options{Hook: func(e standin.Event) error {
 		if e.Stage == standin.StageRcpt {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown recipient"}
@@ -672,23 +675,26 @@ func TestBounceLeavesMetadataBehind(t *testing.T) {
 	}
 	opts.DSNPort = mx.Port()
 	id := f.spool(testBody, defaultEnv())
-	setState(t, f.sp, id, StateDeferred) // now it has <id>.json
-	removeFile = func(name string) error {
-		if strings.HasSuffix(name, id+metaExt) {
+	f.setState(id, spool.StateDeferred) // now it has <id>.json
+	h.remove = func(name string) error {
+		if name == f.metaPath(id) {
 			return &os.PathError{Op: "remove", Path: name, Err: syscall.EIO}
 		}
-		return os.Remove(name)
+		return nil
 	}
-	defer func() { removeFile = os.Remove }()
 	_, stop := f.run(opts)
 	waitMsgs(t, mx, 1) // without waiting for the next rescan
-	waitFor(t, 5*time.Second, "body removed", func() bool { return !f.sp.exists(id) })
+	waitFor(t, 5*time.Second, "body removed", func() bool {
+		_, err := os.Stat(f.sp.BodyPath(id))
+		return errors.Is(err, fs.ErrNotExist)
+	})
 	stop()
-	b, err := os.ReadFile(f.sp.path(id, metaExt))
+	b, err := os.ReadFile(f.metaPath(id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if it, err := parseMeta(b); err != nil || it.State == StateHeld {
+	var it spool.Item
+	if err := json.Unmarshal(b, &it); err != nil || it.State == spool.StateHeld {
 		t.Errorf("leftover metadata rewritten as %v (err %v): a held message without a body", it.State, err)
 	}
 	if got := f.sp.Stats(time.Now()).ByState; got["held"] != 0 || got["deferred"] != 0 || got["pending"] != 0 {

@@ -6,12 +6,16 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -19,26 +23,15 @@ type fixture struct {
 	t    *testing.T
 	ca   *testca.CA
 	dir  string
-	sp   *Spool
+	sp   *spool.Spool
 	m    *metrics.Metrics
 	logs *testlog.Buffer
 	log  *slog.Logger
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...spool.Option) *fixture {
 	t.Helper()
-	ca, err := testca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{t: t, ca: ca, dir: t.TempDir(), m: metrics.New(), logs: &testlog.Buffer{}}
-	f.log = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.sp, err = OpenSpool(f.dir, f.m, f.log, WithAdminWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.sp.Close() })
-	return f
+	return newFixtureAt(t, t.TempDir(), opts...)
 }
 
 // tlsFor returns a server config with a leaf from this fixture's CA.
@@ -77,12 +70,12 @@ func (f *fixture) opts(s *standin.Server) Options {
 
 const testBody = "Received: from old.example.test\r\nFrom: Alice <alice@sender.test>\r\nTo: scriba@domain.test\r\nSubject: test\r\n\r\nHello.\r\n.leading dot\r\n"
 
-func rcpt(alias, target string) Recipient {
-	return Recipient{Rcpt: alias, Address: target, Target: target}
+func rcpt(alias, target string) spool.Recipient {
+	return spool.Recipient{Rcpt: alias, Address: target, Target: target}
 }
 
 // spool commits a message and returns its id.
-func (f *fixture) spool(body string, env Envelope) string {
+func (f *fixture) spool(body string, env spool.Envelope) string {
 	f.t.Helper()
 	w, err := f.sp.NewWriter(env)
 	if err != nil {
@@ -98,11 +91,11 @@ func (f *fixture) spool(body string, env Envelope) string {
 	return id
 }
 
-func defaultEnv(rcpts ...Recipient) Envelope {
+func defaultEnv(rcpts ...spool.Recipient) spool.Envelope {
 	if len(rcpts) == 0 {
-		rcpts = []Recipient{rcpt("scriba@fwd.domain.test", "scriba@domain.test")}
+		rcpts = []spool.Recipient{rcpt("scriba@fwd.domain.test", "scriba@domain.test")}
 	}
-	return Envelope{From: "alice@sender.test", Recipients: rcpts, ClientIP: "192.0.2.1", Helo: "old.example.test"}
+	return spool.Envelope{From: "alice@sender.test", Recipients: rcpts, ClientIP: "192.0.2.1", Helo: "old.example.test"}
 }
 
 // run starts a runner; the returned stop cancels it and reports how long Run took to return.
@@ -157,7 +150,7 @@ func (f *fixture) gone(id string) func() bool {
 }
 
 // state returns a predicate for the item reaching state st.
-func (f *fixture) state(id string, st State) func() bool {
+func (f *fixture) state(id string, st spool.State) func() bool {
 	return func() bool {
 		it, err := f.sp.Get(id)
 		return err == nil && it.State == st
@@ -175,21 +168,110 @@ func waitMsgs(t *testing.T, s *standin.Server, n int) []standin.Message {
 	return msgs
 }
 
-// newFixtureAt opens the daemon spool on an existing directory (recovery tests).
-func newFixtureAt(t *testing.T, dir string) *fixture {
+// newFixtureAt opens the daemon spool on dir, which may hold a previous
+// daemon's files (a restart).
+func newFixtureAt(t *testing.T, dir string, opts ...spool.Option) *fixture {
 	t.Helper()
 	ca, err := testca.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, ca: ca, dir: dir, m: metrics.New(), logs: &testlog.Buffer{}}
-	f.log = slog.New(slog.NewJSONHandler(f.logs, nil))
-	f.sp, err = OpenSpool(dir, f.m, f.log, WithAdminWait(200*time.Millisecond))
+	f.log = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.sp, err = spool.Open(dir, f.m, f.log, append([]spool.Option{spool.WithAdminWait(200 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.sp.Close() })
 	return f
+}
+
+// The admin CLI opens the spool separately (OpenAdmin), as another process
+// would; flock locks belong to open files, so the exclusion is the same.
+func (f *fixture) admin() *spool.Spool {
+	f.t.Helper()
+	adm, err := spool.OpenAdmin(f.dir, f.log, spool.WithAdminWait(200*time.Millisecond), spool.WithHostname("relay.test"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return adm
+}
+
+// metaPath is where an item's record lives once its state has changed.
+func (f *fixture) metaPath(id string) string { return filepath.Join(f.dir, id+".json") }
+
+// quarantined is where quarantine puts an item's file.
+func (f *fixture) quarantined(name string) string { return filepath.Join(f.dir, "quarantine", name) }
+
+// pooled lists the files the spool keeps for reuse.
+func (f *fixture) pooled() []string {
+	f.t.Helper()
+	m, err := filepath.Glob(filepath.Join(f.dir, ".tmp-free-*"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return m
+}
+
+// setState writes id's record with state st, as an earlier attempt would
+// have; the item then has its <id>.json.
+func (f *fixture) setState(id string, st spool.State) {
+	f.t.Helper()
+	c, err := f.sp.Claim(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer c.Close()
+	c.Item().State = st
+	if err := c.Save(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// hookFS is the real file system with a test's hands in it: a hook may act
+// after a file was opened by name, or fail a rename, a removal or a
+// directory fsync. Hooks are set before the runner starts, or are atomic.
+type hookFS struct {
+	spool.OSFS
+	opened  atomic.Pointer[func(name string)]
+	rename  func(from, to string) error
+	remove  func(name string) error
+	syncDir atomic.Pointer[func(dir string) error]
+}
+
+func (h *hookFS) Open(name string) (*os.File, error) {
+	f, err := h.OSFS.Open(name)
+	if fn := h.opened.Load(); err == nil && fn != nil {
+		(*fn)(name)
+	}
+	return f, err
+}
+
+func (h *hookFS) Rename(from, to string) error {
+	if h.rename != nil {
+		if err := h.rename(from, to); err != nil {
+			return err
+		}
+	}
+	return h.OSFS.Rename(from, to)
+}
+
+func (h *hookFS) Remove(name string) error {
+	if h.remove != nil {
+		if err := h.remove(name); err != nil {
+			return err
+		}
+	}
+	return h.OSFS.Remove(name)
+}
+
+func (h *hookFS) SyncDir(d *os.File) error {
+	if fn := h.syncDir.Load(); fn != nil {
+		if err := (*fn)(d.Name()); err != nil {
+			return err
+		}
+	}
+	return h.OSFS.SyncDir(d)
 }
 
 func standinOpts() standin.Options { return standin.Options{} }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -185,7 +186,7 @@ func (s *scriptServer) reply(id int, cmd string) string {
 	case verb == "MAIL":
 		return "250 2.1.0 Sender ok"
 	case verb == "RCPT":
-		return "250 2.1.5 Recipient ok"
+		return "250 2.1.5 spool.Recipient ok"
 	case verb == "DATA":
 		return "354 Go ahead"
 	case verb == ".":
@@ -333,7 +334,7 @@ func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := pipelineBody()
 			prefix := "X-Relayed: pipelined\r\n"
-			it := &Item{From: "jos\u00e9@sender.test", Size: int64(len(body)), EightBit: true, SMTPUTF8: true}
+			it := &spool.Item{From: "jos\u00e9@sender.test", Size: int64(len(body)), EightBit: true, SMTPUTF8: true}
 			var mails, bodies []string
 			for _, pipelining := range []bool{true, false} {
 				s := startScript(t, pipelining, tc.answer)
@@ -480,7 +481,7 @@ func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.Count()
-			it := &Item{From: tc.from, Size: int64(len(body))}
+			it := &spool.Item{From: tc.from, Size: int64(len(body))}
 			res, reusable, err := transact(ctx, c, it, tc.from, []byte(prefix), tc.body(), tc.rcpts, d.data)
 			if got := summarize(res, reusable, err); got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
@@ -520,7 +521,7 @@ func TestPipelinedStalePooledConnection(t *testing.T) {
 	defer p.closeAll()
 	tt := &tenantTarget{d: s.dialer(), pool: p}
 	body := "Subject: stale\r\n\r\nHello.\r\n"
-	it := &Item{From: "alice@sender.test", Size: int64(len(body))}
+	it := &spool.Item{From: "alice@sender.test", Size: int64(len(body))}
 	for i := range 2 {
 		res, err := tt.deliver(context.Background(), it, nil, strings.NewReader(body), []string{"a@domain.test"})
 		if got := summarize(res, true, err); got != `reusable=true; a@domain.test: "250 2.0.0 Queued as 42"` {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -32,7 +33,7 @@ func TestPrepareOnceAndPrefixSent(t *testing.T) {
 	var calls atomic.Int32
 	var seen string
 	var mu sync.Mutex
-	opts.Prepare = func(_ context.Context, it *Item, body io.ReadSeeker) ([]byte, error) {
+	opts.Prepare = func(_ context.Context, it *spool.Item, body io.ReadSeeker) ([]byte, error) {
 		calls.Add(1)
 		b, err := io.ReadAll(body)
 		mu.Lock()
@@ -108,7 +109,7 @@ func TestReportIsNeverBounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.run(opts)
-	waitFor(t, 5*time.Second, "held", f.state(id, StateHeld))
+	waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
 	items, _ := f.sp.List()
 	if len(items) != 1 {
 		t.Fatalf("a DSN was generated for a delivery report: %d items", len(items))

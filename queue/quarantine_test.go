@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -40,14 +40,14 @@ func TestRuntimeQuarantine(t *testing.T) {
 			}
 		},
 		"garbage metadata": func(id string) {
-			if err := os.WriteFile(f.sp.path(id, metaExt), []byte("{\"version\": 1, \"id\": tru"), 0o640); err != nil {
+			if err := os.WriteFile(f.metaPath(id), []byte("{\"version\": 1, \"id\": tru"), 0o640); err != nil {
 				t.Fatal(err)
 			}
 		},
 		"metadata of another version": func(id string) {
-			b, _ := os.ReadFile(f.sp.path(id, metaExt))
+			b, _ := os.ReadFile(f.metaPath(id))
 			b = []byte(strings.Replace(string(b), `"version": 2`, `"version": 7`, 1))
-			if err := os.WriteFile(f.sp.path(id, metaExt), b, 0o640); err != nil {
+			if err := os.WriteFile(f.metaPath(id), b, 0o640); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -65,7 +65,7 @@ func TestRuntimeQuarantine(t *testing.T) {
 	_, stop := f.run(opts)
 	defer stop()
 	for _, id := range ids {
-		waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+		waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
 	}
 	for name, fn := range damage {
 		fn(ids[name])
@@ -82,10 +82,10 @@ func TestRuntimeQuarantine(t *testing.T) {
 		t.Errorf("healthy message damaged: %q", msgs[0].Data)
 	}
 	for name, id := range ids {
-		if _, err := os.Stat(f.sp.path(id, metaExt)); err == nil {
+		if _, err := os.Stat(f.metaPath(id)); err == nil {
 			t.Errorf("%s: still in the spool", name)
 		}
-		if _, err := os.Stat(filepath.Join(f.dir, quarantineDir, id+metaExt)); err != nil {
+		if _, err := os.Stat(f.quarantined(id + ".json")); err != nil {
 			t.Errorf("%s: metadata not in quarantine: %v", name, err)
 		}
 	}
@@ -114,11 +114,11 @@ func TestRuntimeQuarantineUnscheduled(t *testing.T) {
 	if err := os.WriteFile(f.sp.BodyPath(id), []byte("x"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(f.sp.path(id, metaExt), []byte("not json"), 0o640); err != nil {
+	if err := os.WriteFile(f.metaPath(id), []byte("not json"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 1 })
-	if _, err := os.Stat(filepath.Join(f.dir, quarantineDir, id+msgExt)); err != nil {
+	if _, err := os.Stat(f.quarantined(id + ".msg")); err != nil {
 		t.Error(err)
 	}
 }
@@ -170,10 +170,10 @@ func TestTLSRequireSTARTTLSRefused(t *testing.T) {
 	opts.Host, opts.Port = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
 	id := f.spool(testBody, defaultEnv())
 	_, stop := f.run(opts)
-	waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+	waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
 	stop()
 	it, _ := f.sp.Get(id)
-	if !strings.Contains(it.LastError, "454 4.7.0 TLS not available") || it.Recipients[0].State != RcptPending {
+	if !strings.Contains(it.LastError, "454 4.7.0 TLS not available") || it.Recipients[0].State != spool.RcptPending {
 		t.Errorf("last error %q, recipients %+v", it.LastError, it.Recipients)
 	}
 	if sawMail.Load() {

@@ -11,12 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // Recorder notes successful deliveries per public address in the state
@@ -60,7 +60,7 @@ type Options struct {
 	// delivery to the tenant (Authentication-Results and the ARC set). Its
 	// result is stored in the item before the first attempt, so every retry
 	// sends the same bytes. nil prepends nothing. DSNs are never prepared.
-	Prepare func(ctx context.Context, it *Item, body io.ReadSeeker) ([]byte, error)
+	Prepare func(ctx context.Context, it *spool.Item, body io.ReadSeeker) ([]byte, error)
 	// RewriteFrom maps the envelope sender for delivery to the tenant (SRS);
 	// nil keeps it. It is not applied to DSNs, whose sender is null.
 	RewriteFrom func(from string) (string, error)
@@ -136,15 +136,13 @@ func (o *Options) dialer() dialer {
 // Runner delivers what is in the spool. One scheduler goroutine decides what
 // is due; at most Concurrency workers deliver; nothing sleeps per item.
 type Runner struct {
-	sp     *Spool
+	sp     *spool.Spool
 	opts   Options
 	m      *metrics.Metrics
 	log    *slog.Logger
 	pool   *pool
 	tenant deliveryTarget
 	dsn    deliveryTarget
-
-	notify chan string
 
 	mu    sync.Mutex
 	sched *schedule
@@ -176,27 +174,18 @@ type done struct {
 }
 
 // NewRunner prepares delivery from sp. m and log may be nil.
-func NewRunner(sp *Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *Runner {
+func NewRunner(sp *spool.Spool, opts Options, m *metrics.Metrics, log *slog.Logger) *Runner {
 	opts.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{sp: sp, opts: opts, m: m, log: log, notify: make(chan string, 1024), sched: newSchedule(),
+	r := &Runner{sp: sp, opts: opts, m: m, log: log, sched: newSchedule(),
 		prefixes: map[string][]byte{}, removing: map[string]bool{}, delivered: map[string]record{}}
 	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
 	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
 	tmpl := opts.dialer()
 	r.dsn = &mxTarget{lookup: opts.LookupMX, port: opts.DSNPort, tmpl: tmpl}
 	return r
-}
-
-// Notify asks for an immediate attempt; smtpd calls it after Commit. It never
-// blocks: if the scheduler is busy the periodic rescan picks the item up.
-func (r *Runner) Notify(id string) {
-	select {
-	case r.notify <- id:
-	default:
-	}
 }
 
 // Run delivers until ctx is cancelled, then stops taking work and waits up to
@@ -227,7 +216,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer r.flushRecords()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	lastKick := r.readKick()
+	lastKick := r.sp.ChangeMark()
+	arrivals := r.sp.Arrivals()
 	lastScan := time.Now()
 	broken := false // the spool's failure has been logged
 
@@ -247,7 +237,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			close(work)
 			return r.stop(&wg, cancelWork, results)
-		case id := <-r.notify:
+		case id := <-arrivals:
 			r.schedule(id, r.opts.Now())
 		case d := <-results:
 			busy--
@@ -260,7 +250,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Error("queue: make removals durable", "err", err)
 				broken = r.sp.Broken() != nil
 			}
-			if k := r.readKick(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
+			if k := r.sp.ChangeMark(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
 				lastKick = k
 				lastScan = time.Now()
 				r.scan()
@@ -333,36 +323,24 @@ func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results
 	return nil
 }
 
-func (r *Runner) readKick() []byte {
-	b, _ := os.ReadFile(filepath.Join(r.sp.dir, kickFile))
-	return b
-}
-
 // scan brings the schedule in line with the spool: new items, items an
 // admin retried, held, released or removed in another process.
 func (r *Runner) scan() {
-	r.sp.trimFree(freeMaxIdle)
-	items, err := r.sp.List()
+	items, unreadable, err := r.sp.Scan()
 	if err != nil {
 		r.log.Error("queue: scan", "err", err)
 		return
 	}
-	// An id List could not read is scheduled too: its attempt quarantines
-	// it if it is damaged, rather than leaving it unseen until a restart.
-	ids, _ := r.sp.ids()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seen := make(map[string]bool, len(items))
-	listed := make(map[string]bool, len(items))
-	for _, it := range items {
-		listed[it.ID] = true
-	}
-	for _, id := range ids {
-		if !listed[id] {
-			seen[id] = true
-			if r.sched.get(id) == nil {
-				r.sched.set(id, r.opts.Now())
-			}
+	seen := make(map[string]bool, len(items)+len(unreadable))
+	// An item Scan could not read is scheduled too: its attempt
+	// quarantines it if it is damaged, rather than leaving it unseen until
+	// a restart.
+	for _, id := range unreadable {
+		seen[id] = true
+		if r.sched.get(id) == nil {
+			r.sched.set(id, r.opts.Now())
 		}
 	}
 	for _, it := range items {
@@ -370,7 +348,7 @@ func (r *Runner) scan() {
 		e := r.sched.get(it.ID)
 		switch {
 		case e != nil && e.running:
-		case it.State == StateHeld:
+		case it.State == spool.StateHeld:
 			r.sched.remove(it.ID)
 		default:
 			r.sched.set(it.ID, it.NextAttempt)

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/dualmx/dualmx/internal/copybuf"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // outcome is what the next hop said about one envelope recipient.
@@ -27,7 +30,7 @@ type outcome struct {
 // recipients and reports per-recipient outcomes; recipients missing from the
 // map share the returned error.
 type deliveryTarget interface {
-	deliver(ctx context.Context, it *Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error)
+	deliver(ctx context.Context, it *spool.Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error)
 }
 
 // errStale marks a failure on a pooled connection before anything of the
@@ -36,7 +39,7 @@ var errStale = errors.New("pooled connection is gone")
 
 // transact runs one mail transaction. reusable reports whether the
 // connection is in a known state for another transaction.
-func transact(ctx context.Context, c *client, it *Item, from string, prefix []byte, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
+func transact(ctx context.Context, c *client, it *spool.Item, from string, prefix []byte, body io.ReadSeeker, rcpts []string, dataTimeout time.Duration) (res map[string]outcome, reusable bool, err error) {
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
 
@@ -279,7 +282,7 @@ func reset(c *client) bool {
 
 // copyBody sends a spooled body through the DATA writer w.
 func copyBody(w io.Writer, r io.Reader) error {
-	_, err := copyPooled(w, r)
+	_, err := copybuf.Copy(w, r)
 	return err
 }
 
@@ -290,7 +293,7 @@ type tenantTarget struct {
 	rewriteFrom func(string) (string, error)
 }
 
-func (t *tenantTarget) deliver(ctx context.Context, it *Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+func (t *tenantTarget) deliver(ctx context.Context, it *spool.Item, prefix []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
 	from := it.From
 	if t.rewriteFrom != nil && from != "" {
 		var err error
@@ -334,7 +337,7 @@ type mxTarget struct {
 	tmpl   dialer // helo and timeouts
 }
 
-func (t *mxTarget) deliver(ctx context.Context, it *Item, _ []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
+func (t *mxTarget) deliver(ctx context.Context, it *spool.Item, _ []byte, body io.ReadSeeker, rcpts []string) (map[string]outcome, error) {
 	byDomain := map[string][]string{}
 	for _, r := range rcpts {
 		at := strings.LastIndexByte(r, '@')
@@ -354,7 +357,7 @@ func (t *mxTarget) deliver(ctx context.Context, it *Item, _ []byte, body io.Read
 	return res, nil
 }
 
-func (t *mxTarget) deliverDomain(ctx context.Context, it *Item, body io.ReadSeeker, domain string, rcpts []string) (map[string]outcome, error) {
+func (t *mxTarget) deliverDomain(ctx context.Context, it *spool.Item, body io.ReadSeeker, domain string, rcpts []string) (map[string]outcome, error) {
 	if domain == "" {
 		return nil, permErr("5.1.3", "recipient has no domain")
 	}

@@ -21,8 +21,8 @@ import (
 
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // Router answers whether a recipient is one the relay accepts.
@@ -32,7 +32,7 @@ type Router interface {
 
 // Spool makes accepted messages durable.
 type Spool interface {
-	NewWriter(env queue.Envelope) (*queue.Writer, error)
+	NewWriter(env spool.Envelope) (*spool.Writer, error)
 }
 
 // Options configure a Server.
@@ -64,8 +64,6 @@ type Options struct {
 	ARCDomain string
 	Router    Router
 	Spool     Spool
-	// Committed is told about every message made durable, so delivery can start at once.
-	Committed func(id string)
 	// MarkerField and Marked, when both set, tell Marked about every message
 	// made durable that carries the header field MarkerField (the forward
 	// probe's marker), with the field's first value unfolded. smtpd only
@@ -80,7 +78,7 @@ type Options struct {
 // Marked is a durable message that carries the marker field.
 type Marked struct {
 	ID, Value, ClientIP string
-	Recipients          []queue.Recipient
+	Recipients          []spool.Recipient
 }
 
 // Server is the inbound SMTP server.
@@ -255,7 +253,7 @@ type session struct {
 	from     string
 	hasFrom  bool
 	mailOpts smtp.MailOptions
-	rcpts    []queue.Recipient
+	rcpts    []spool.Recipient
 	// returned is set when the recipients are SRS returns, which travel in
 	// their own transaction because they go to the sender's MX, not the tenant.
 	returned bool
@@ -370,7 +368,7 @@ func (s *session) rcpt(to string) error {
 			return s.reply("rcpt", errDupRcpt)
 		}
 	}
-	s.rcpts = append(s.rcpts, queue.Recipient{Rcpt: to, Address: route.Address, Target: route.Target})
+	s.rcpts = append(s.rcpts, spool.Recipient{Rcpt: to, Address: route.Address, Target: route.Target})
 	return s.reply("rcpt", nil)
 }
 
@@ -431,7 +429,7 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 		return s.srsRefuse(limit, errSRSRate)
 	}
 	s.returned = true
-	s.rcpts = append(s.rcpts, queue.Recipient{Rcpt: to, Target: orig})
+	s.rcpts = append(s.rcpts, spool.Recipient{Rcpt: to, Target: orig})
 	return s.reply("rcpt", nil)
 }
 
@@ -458,9 +456,9 @@ func (s *session) Data(r io.Reader) error {
 	}
 	now := s.s.opts.Now()
 	_, isTLS := s.c.TLSConnectionState()
-	env := queue.Envelope{
+	env := spool.Envelope{
 		From:       s.from,
-		Recipients: append([]queue.Recipient(nil), s.rcpts...),
+		Recipients: append([]spool.Recipient(nil), s.rcpts...),
 		ReceivedAt: now,
 		ClientIP:   s.ip.String(),
 		Helo:       s.c.Hostname(),
@@ -558,11 +556,8 @@ func (s *session) Data(r io.Reader) error {
 		rcpts[i] = r.Rcpt
 	}
 	s.log().Info("accepted", "id", id, "from", s.from, "rcpts", rcpts, "size", n, "tls", isTLS)
-	if s.s.opts.Committed != nil {
-		s.s.opts.Committed(id)
-	}
 	if chk.hasMarker && !s.returned {
-		s.s.opts.Marked(Marked{ID: id, Value: chk.marker, ClientIP: s.ip.String(), Recipients: append([]queue.Recipient(nil), s.rcpts...)})
+		s.s.opts.Marked(Marked{ID: id, Value: chk.marker, ClientIP: s.ip.String(), Recipients: append([]spool.Recipient(nil), s.rcpts...)})
 	}
 	s.reset()
 	s.reply("data", nil)
@@ -570,7 +565,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (s *session) spoolError(err error, id string) error {
-	if queue.IsNoSpace(err) {
+	if spool.IsNoSpace(err) {
 		s.log().Error("spool full, message refused", "id", id, "err", err)
 		return s.refuse("data", "spool_full", errNoSpace)
 	}

@@ -15,21 +15,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/smtpd"
+	"github.com/dualmx/dualmx/spool"
 )
 
 type fixture struct {
 	addr  string
-	spool *queue.Spool
+	spool *spool.Spool
 	dir   string
 	m     *metrics.Metrics
 }
 
 // start runs an smtpd with a real routing table and spool; the alias
 // scriba@fwd.example.nl is forwarding.
-func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...queue.Option) *fixture {
+func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...spool.Option) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -54,7 +54,7 @@ func start(t testing.TB, mod func(*smtpd.Options), spoolOpts ...queue.Option) *f
 	if err := table.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := queue.OpenSpool(filepath.Join(dir, "spool"), m, nil, spoolOpts...)
+	sp, err := spool.Open(filepath.Join(dir, "spool"), m, nil, spoolOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,14 +235,17 @@ func TestSizeDeclaredInMail(t *testing.T) {
 }
 
 // fullFS fails every write after limit bytes with ENOSPC, as a full disk would.
-type fullFS struct{ limit int }
+type fullFS struct {
+	spool.OSFS
+	limit int
+}
 
 type fullFile struct {
 	*os.File
 	left int
 }
 
-func (f fullFS) Create(name string) (queue.File, error) {
+func (f fullFS) Create(name string) (spool.File, error) {
 	fh, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return nil, err
@@ -251,7 +254,7 @@ func (f fullFS) Create(name string) (queue.File, error) {
 }
 
 // Reuse refuses, so every message goes to a new file, as in a fresh daemon.
-func (f fullFS) Reuse(name string) (queue.File, error) {
+func (f fullFS) Reuse(name string) (spool.File, error) {
 	return nil, &os.PathError{Op: "reuse", Path: name, Err: syscall.ENOENT}
 }
 
@@ -266,7 +269,7 @@ func (f *fullFile) Write(p []byte) (int, error) {
 }
 
 func TestDiskFullGives452AndLeavesNothing(t *testing.T) {
-	f := start(t, nil, queue.WithFS(fullFS{limit: 20 << 10}))
+	f := start(t, nil, spool.WithFS(fullFS{limit: 20 << 10}))
 	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("y", 500)+"\r\n", 100)
 	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<scriba@fwd.example.nl>\r\nDATA\r\n"+body+".\r\nQUIT\r\n")
 	if !strings.Contains(out, "452 4.3.1") {

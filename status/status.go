@@ -21,8 +21,8 @@ import (
 
 	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // AddressLister lists the addresses; *router.Store is one.
@@ -30,9 +30,9 @@ type AddressLister interface {
 	List(ctx context.Context) ([]router.Address, error)
 }
 
-// SpoolLister lists the messages in the spool; *queue.Spool is one.
+// SpoolLister lists the messages in the spool; *spool.Spool is one.
 type SpoolLister interface {
-	List() ([]queue.Item, error)
+	List() ([]spool.Item, error)
 }
 
 // CutoverSource reports the cutover watcher's latest result; ok is false when
@@ -216,22 +216,22 @@ func (h *Handler) build(ctx context.Context) page {
 		seen := map[string]bool{}
 		for _, rc := range it.Recipients {
 			a := strings.ToLower(rc.Address)
-			if rc.State == queue.RcptDelivered || a == "" || seen[a] {
+			if rc.State == spool.RcptDelivered || a == "" || seen[a] {
 				continue
 			}
 			seen[a] = true
-			if it.State == queue.StateHeld {
+			if it.State == spool.StateHeld {
 				held[a]++
 			} else {
 				queued[a]++
 			}
 		}
 		switch it.State {
-		case queue.StatePending:
+		case spool.StatePending:
 			p.Pending++
-		case queue.StateDeferred:
+		case spool.StateDeferred:
 			p.Deferred++
-		case queue.StateHeld:
+		case spool.StateHeld:
 			p.Held++
 		}
 	}
@@ -246,8 +246,8 @@ func (h *Handler) build(ctx context.Context) page {
 	}
 	// Held mail waits for a person, so it comes first; the rest in arrival order.
 	sorted := slices.Clone(items)
-	slices.SortStableFunc(sorted, func(a, b queue.Item) int {
-		ah, bh := a.State == queue.StateHeld, b.State == queue.StateHeld
+	slices.SortStableFunc(sorted, func(a, b spool.Item) int {
+		ah, bh := a.State == spool.StateHeld, b.State == spool.StateHeld
 		switch {
 		case ah && !bh:
 			return -1
@@ -316,10 +316,10 @@ func (h *Handler) build(ctx context.Context) page {
 	return p
 }
 
-func (h *Handler) queueRow(now time.Time, it queue.Item) queueRow {
+func (h *Handler) queueRow(now time.Time, it spool.Item) queueRow {
 	var to []string
 	for _, rc := range it.Recipients {
-		if rc.State == queue.RcptDelivered {
+		if rc.State == spool.RcptDelivered {
 			continue
 		}
 		t := rc.Address
@@ -339,7 +339,7 @@ func (h *Handler) queueRow(now time.Time, it queue.Item) queueRow {
 	// (bidi overrides in a hostile reply or address) as escapes.
 	row := queueRow{ID: it.ID, State: string(it.State), Age: ago(now.Sub(it.ReceivedAt)), From: visible.String(from),
 		To: visible.String(strings.Join(to, ", ")), LastError: visible.String(it.LastError), Attempts: it.Attempts}
-	if it.State == queue.StateDeferred && !it.NextAttempt.IsZero() {
+	if it.State == spool.StateDeferred && !it.NextAttempt.IsZero() {
 		if d := it.NextAttempt.Sub(now); d > 0 {
 			row.Next = "in " + dur(d)
 		} else {

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 type addrs struct {
@@ -25,12 +25,12 @@ type addrs struct {
 
 func (a addrs) List(context.Context) ([]router.Address, error) { return a.list, a.err }
 
-type spool struct {
-	items []queue.Item
+type fakeSpool struct {
+	items []spool.Item
 	err   error
 }
 
-func (s spool) List() ([]queue.Item, error) { return s.items, s.err }
+func (s fakeSpool) List() ([]spool.Item, error) { return s.items, s.err }
 
 type cut struct {
 	st metrics.CutoverStatus
@@ -41,11 +41,11 @@ func (c cut) Cutover() (metrics.CutoverStatus, bool) { return c.st, c.ok }
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
-func item(id, state, from string, age time.Duration, rcpts ...string) queue.Item {
-	it := queue.Item{ID: id, State: queue.State(state), From: from, ReceivedAt: now.Add(-age), Attempts: 2,
+func item(id, state, from string, age time.Duration, rcpts ...string) spool.Item {
+	it := spool.Item{ID: id, State: spool.State(state), From: from, ReceivedAt: now.Add(-age), Attempts: 2,
 		LastError: "451 4.7.500 try later"}
 	for _, r := range rcpts {
-		it.Recipients = append(it.Recipients, queue.Recipient{Rcpt: r, Address: r, Target: r, State: queue.RcptPending})
+		it.Recipients = append(it.Recipients, spool.Recipient{Rcpt: r, Address: r, Target: r, State: spool.RcptPending})
 	}
 	return it
 }
@@ -71,7 +71,7 @@ func TestEscapesEverythingFromData(t *testing.T) {
 	a := addrs{list: []router.Address{{Address: "x" + evil + "@example.nl", Alias: "alias" + evil, State: router.State(`forwarding" onmouseover="x`)}}}
 	it := item("20261127T100000.000000Z-aaaaaaaa", "held", "from"+evil+"@evil.test", time.Hour, "to"+evil+"@example.nl")
 	it.LastError = "550 " + evil
-	s := spool{items: []queue.Item{it}}
+	s := fakeSpool{items: []spool.Item{it}}
 	c := cut{ok: true, st: metrics.CutoverStatus{State: "ready", Up: true, LastRun: now, Checks: map[string]string{"mx" + evil: "ok"}}}
 	h := New(Options{Hostname: "relay" + evil, Addresses: a, Spool: s, Cutover: c, Now: func() time.Time { return now }})
 	resp, body := get(t, h, http.MethodGet, "/")
@@ -115,7 +115,7 @@ func TestEscapesEverythingFromData(t *testing.T) {
 func TestShowsControlsAsEscapes(t *testing.T) {
 	it := item("20261127T100000.000000Z-aaaaaaaa", "deferred", "author\u202e@evil.test", time.Hour, "scriba@example.nl")
 	it.LastError = "451 \x1b[2J \u2066txt.exe"
-	h := newHandler(addrs{}, spool{items: []queue.Item{it}}, nil)
+	h := newHandler(addrs{}, fakeSpool{items: []spool.Item{it}}, nil)
 	_, body := get(t, h, http.MethodGet, "/")
 	for _, raw := range []string{"\u202e", "\u2066", "\x1b"} {
 		if strings.Contains(body, raw) {
@@ -134,7 +134,7 @@ var rowID = regexp.MustCompile(`<code>(2026[0-9T.Z]+-[0-9a-f]{8})</code>`)
 // TestHeldFirst: held messages lead the queue table whatever their age;
 // the rest follow oldest first.
 func TestHeldFirst(t *testing.T) {
-	s := spool{items: []queue.Item{
+	s := fakeSpool{items: []spool.Item{
 		item("20261127T090000.000000Z-00000001", "deferred", "a@example.org", 3*time.Hour, "scriba@example.nl"),
 		item("20261127T100000.000000Z-00000002", "pending", "b@example.org", 2*time.Hour, "scriba@example.nl"),
 		item("20261127T110000.000000Z-00000003", "held", "c@example.org", time.Hour, "koster@example.nl"),
@@ -164,7 +164,7 @@ func TestAddressesWithCounts(t *testing.T) {
 		{Address: "scriba@example.nl", Alias: "scriba@fwd.example.nl", State: router.Confirmed,
 			LastDelivery: now.Add(-26 * time.Hour), Delivered: 42},
 	}}
-	s := spool{items: []queue.Item{
+	s := fakeSpool{items: []spool.Item{
 		item("20261127T110000.000000Z-00000003", "held", "c@example.org", time.Hour, "koster@example.nl"),
 		item("20261127T110000.000000Z-00000004", "deferred", "c@example.org", time.Hour, "koster@example.nl", "scriba@example.nl"),
 	}}
@@ -193,7 +193,7 @@ func TestAddressesWithCounts(t *testing.T) {
 func TestCutoverState(t *testing.T) {
 	c := cut{ok: true, st: metrics.CutoverStatus{State: "switched", Up: false, LastRun: now.Add(-5 * time.Minute),
 		Checks: map[string]string{"spf": "warning", "mx": "ok"}}}
-	_, body := get(t, newHandler(addrs{}, spool{}, c), http.MethodGet, "/")
+	_, body := get(t, newHandler(addrs{}, fakeSpool{}, c), http.MethodGet, "/")
 	for _, want := range []string{
 		`<span class="badge s-switched">switched</span>`,
 		"last DNS check 2026-11-27 11:55 UTC (5 min ago)",
@@ -208,7 +208,7 @@ func TestCutoverState(t *testing.T) {
 	if strings.Index(body, ">mx<") > strings.Index(body, ">spf<") {
 		t.Error("checks not sorted by name")
 	}
-	_, body = get(t, newHandler(addrs{}, spool{}, cut{ok: true}), http.MethodGet, "/")
+	_, body = get(t, newHandler(addrs{}, fakeSpool{}, cut{ok: true}), http.MethodGet, "/")
 	if !strings.Contains(body, "not checked yet") {
 		t.Error("a watcher without a result yet is not shown as such")
 	}
@@ -217,7 +217,7 @@ func TestCutoverState(t *testing.T) {
 // TestPartialFailure: one source failing still shows the other, with the error.
 func TestPartialFailure(t *testing.T) {
 	a := addrs{err: errors.New("database is locked")}
-	s := spool{items: []queue.Item{item("20261127T110000.000000Z-00000003", "held", "c@example.org", time.Hour, "koster@example.nl")}}
+	s := fakeSpool{items: []spool.Item{item("20261127T110000.000000Z-00000003", "held", "c@example.org", time.Hour, "koster@example.nl")}}
 	resp, body := get(t, newHandler(a, s, nil), http.MethodGet, "/")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -225,7 +225,7 @@ func TestPartialFailure(t *testing.T) {
 	if !strings.Contains(body, "Could not read the state database: database is locked") || !strings.Contains(body, "c@example.org") {
 		t.Errorf("page does not show both the error and the queue:\n%s", body)
 	}
-	_, body = get(t, newHandler(addrs{}, spool{err: errors.New("permission denied")}, nil), http.MethodGet, "/")
+	_, body = get(t, newHandler(addrs{}, fakeSpool{err: errors.New("permission denied")}, nil), http.MethodGet, "/")
 	if !strings.Contains(body, "Could not read the spool: permission denied") || strings.Contains(body, "The queue is empty") {
 		t.Errorf("spool error not shown, or shown as an empty queue:\n%s", body)
 	}
@@ -233,7 +233,7 @@ func TestPartialFailure(t *testing.T) {
 
 // TestReadOnly: only GET and HEAD; the page has no forms.
 func TestReadOnly(t *testing.T) {
-	h := newHandler(addrs{}, spool{}, nil)
+	h := newHandler(addrs{}, fakeSpool{}, nil)
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
 		resp, _ := get(t, h, m, "/")
 		if resp.StatusCode != http.StatusMethodNotAllowed {
@@ -255,12 +255,12 @@ func TestReadOnly(t *testing.T) {
 
 // TestQueueBounded: a huge queue shows MaxQueueRows rows, held first, and says how many more.
 func TestQueueBounded(t *testing.T) {
-	var items []queue.Item
+	var items []spool.Item
 	for i := range 10 {
 		items = append(items, item("20261127T100000.000000Z-0000000"+string(rune('0'+i)), "deferred", "a@example.org", time.Hour, "x@example.nl"))
 	}
 	items = append(items, item("20261127T110000.000000Z-0000000a", "held", "a@example.org", time.Minute, "x@example.nl"))
-	h := New(Options{Addresses: addrs{}, Spool: spool{items: items}, MaxQueueRows: 3, Now: func() time.Time { return now }})
+	h := New(Options{Addresses: addrs{}, Spool: fakeSpool{items: items}, MaxQueueRows: 3, Now: func() time.Time { return now }})
 	_, body := get(t, h, http.MethodGet, "/")
 	ids := rowID.FindAllStringSubmatch(body, -1)
 	if len(ids) != 3 || !strings.HasSuffix(ids[0][1], "a") {
@@ -295,7 +295,7 @@ func TestChecklistColumn(t *testing.T) {
 		{Address: "koster@example.nl", Alias: "koster@fwd.example.nl", State: router.Forwarding},
 		{Address: "scriba@example.nl", Alias: "scriba@fwd.example.nl", State: router.Confirmed},
 	}}
-	h := New(Options{Addresses: a, Spool: spool{}, Now: func() time.Time { return now }, Location: time.UTC,
+	h := New(Options{Addresses: a, Spool: fakeSpool{}, Now: func() time.Time { return now }, Location: time.UTC,
 		Checklist: func(_ context.Context, addr string) (Progress, error) {
 			if addr == "koster@example.nl" {
 				return Progress{}, errors.New("database busy")

@@ -18,7 +18,7 @@ import (
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // Voucher turns a spooled message into the fields to prepend.
@@ -34,7 +34,7 @@ type Voucher struct {
 // Prepare is a queue.Options.Prepare: body is the spooled message (dualmx's
 // Received field and the original bytes) and must also be an io.ReaderAt, so
 // the checks can read it in parallel passes without holding it in memory.
-func (v *Voucher) Prepare(ctx context.Context, it *queue.Item, body io.ReadSeeker) ([]byte, error) {
+func (v *Voucher) Prepare(ctx context.Context, it *spool.Item, body io.ReadSeeker) ([]byte, error) {
 	ra, ok := body.(io.ReaderAt)
 	if !ok {
 		return nil, errors.New("vouch: spooled body does not support ReadAt")

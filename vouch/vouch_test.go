@@ -15,7 +15,7 @@ import (
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/queue"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // txt renders a TXT value as zone-file strings of at most 255 bytes.
@@ -93,7 +93,7 @@ func TestPrepareSealsAndKeepsAuthorDKIM(t *testing.T) {
 	m := metrics.New()
 	v := &Voucher{Check: authcheck.Checker{AuthServID: "relay.test", Resolver: w.dns.Resolver(), Metrics: m}, Sealer: w.sealer, Metrics: m}
 	f := spoolBody(t, w.signed(t))
-	it := &queue.Item{ID: "x", ClientIP: "192.0.2.1", Helo: "oldhost.test", From: "a@author.test"}
+	it := &spool.Item{ID: "x", ClientIP: "192.0.2.1", Helo: "oldhost.test", From: "a@author.test"}
 	prefix, err := v.Prepare(context.Background(), it, f)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestPrepareWithoutSealer(t *testing.T) {
 	w := newWorld(t)
 	v := &Voucher{Check: authcheck.Checker{AuthServID: "relay.test", Resolver: w.dns.Resolver()}}
 	f := spoolBody(t, original)
-	prefix, err := v.Prepare(context.Background(), &queue.Item{ClientIP: "192.0.2.1", From: "a@author.test"}, f)
+	prefix, err := v.Prepare(context.Background(), &spool.Item{ClientIP: "192.0.2.1", From: "a@author.test"}, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,15 +13,15 @@ import (
 	"github.com/dualmx/dualmx/checklist"
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/internal/visible"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // admin is what an admin subcommand works on: the state database and the spool.
 type admin struct {
 	cfg   *config.Config
 	store *router.Store
-	spool *queue.Spool
+	spool *spool.Spool
 	// actor names who runs the command, for the audit log.
 	actor string
 }
@@ -49,7 +49,7 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 			st.Close()
 			return nil, fmt.Errorf("spool dir: %w", err)
 		}
-		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil, queue.WithHostname(cfg.Hostname))
+		sp, err := spool.OpenAdmin(cfg.SpoolDir(), nil, spool.WithHostname(cfg.Hostname))
 		if err != nil {
 			st.Close()
 			return nil, err

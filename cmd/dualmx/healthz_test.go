@@ -25,7 +25,7 @@ func TestHealthzReportsBrokenSpool(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := metrics.New()
-			h := healthzHandler(m, t.TempDir(), func() error { return tc.broken })
+			h := healthzHandler(m, func() error { return tc.broken })
 			rec := httptest.NewRecorder()
 			h(rec, httptest.NewRequest("GET", "/healthz", nil))
 			if rec.Code != tc.code {

@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/internal/visible"
-	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 func newQueueCmd(g *globalFlags) *cobra.Command {
@@ -43,7 +43,7 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 			}
 			// Held mail waits for a person, so it comes first; the rest stays in arrival order.
 			sort.SliceStable(items, func(i, j int) bool {
-				return items[i].State == queue.StateHeld && items[j].State != queue.StateHeld
+				return items[i].State == spool.StateHeld && items[j].State != spool.StateHeld
 			})
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), items)
@@ -120,7 +120,7 @@ func newQueueRetryCmd(g *globalFlags) *cobra.Command {
 // auditedQueueCmd builds release/bounce/drop: each changes the spool and
 // writes who did it into the audit log.
 func auditedQueueCmd(g *globalFlags, use, short, example, action string, needReason bool,
-	do func(sp *queue.Spool, id, actor, reason string) (queue.Item, error)) *cobra.Command {
+	do func(sp *spool.Spool, id, actor, reason string) (spool.Item, error)) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use: use, Short: short, Example: example, Args: cobra.ExactArgs(1),
@@ -155,7 +155,7 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 func newQueueReleaseCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "release ID", "Send a held message back to delivery",
 		"  dualmx queue release 20261127T101500-3f2a9c", "release", false,
-		func(sp *queue.Spool, id, _, _ string) (queue.Item, error) {
+		func(sp *spool.Spool, id, _, _ string) (spool.Item, error) {
 			it, err := sp.Get(id)
 			if err != nil {
 				return it, err
@@ -167,7 +167,7 @@ func newQueueReleaseCmd(g *globalFlags) *cobra.Command {
 func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "bounce ID", "Return a message to its sender with a delivery status notification",
 		"  dualmx queue bounce 20261127T101500-3f2a9c --reason \"mailbox does not exist yet\"", "bounce", false,
-		func(sp *queue.Spool, id, who, _ string) (queue.Item, error) {
+		func(sp *spool.Spool, id, who, _ string) (spool.Item, error) {
 			it, err := sp.Get(id)
 			if err != nil {
 				return it, err
@@ -183,11 +183,11 @@ func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 func newQueueDropCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "drop ID --reason TEXT", "Remove a message without delivery or DSN (audited)",
 		"  dualmx queue drop 20261127T101500-3f2a9c --reason \"spam that slipped through the old host\"", "drop", true,
-		func(sp *queue.Spool, id, who, reason string) (queue.Item, error) { return sp.Drop(id, who, reason) })
+		func(sp *spool.Spool, id, who, reason string) (spool.Item, error) { return sp.Drop(id, who, reason) })
 }
 
 // targets lists an item's recipients at the target, for one table cell.
-func targets(it queue.Item) string {
+func targets(it spool.Item) string {
 	var b strings.Builder
 	for i, r := range it.Recipients {
 		if i > 0 {
@@ -200,7 +200,7 @@ func targets(it queue.Item) string {
 
 // addresses lists the distinct public addresses an item is for, so an admin
 // action on it shows up in each address's audit trail.
-func addresses(it queue.Item) []string {
+func addresses(it spool.Item) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, r := range it.Recipients {

@@ -30,6 +30,7 @@ import (
 	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/smtpd"
+	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/srs"
 	"github.com/dualmx/dualmx/vouch"
 )
@@ -120,7 +121,7 @@ type daemon struct {
 	log      *slog.Logger
 	cfg      *config.Config
 	store    *router.Store
-	spool    *queue.Spool
+	spool    *spool.Spool
 	runner   *queue.Runner
 	smtp     *smtpd.Server
 	smtpAddr net.Addr
@@ -175,11 +176,11 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	}
 	m.WatchAddresses(table.Snapshot)
 
-	spool, err := queue.OpenSpool(cfg.SpoolDir(), m, log, queue.WithHostname(cfg.Hostname))
+	sp, err := spool.Open(cfg.SpoolDir(), m, log, spool.WithHostname(cfg.Hostname))
 	if err != nil {
 		return nil, err
 	}
-	d.spool = spool
+	d.spool = sp
 	watchOperations(m, store, cfg.SpoolDir())
 
 	var roots *x509.CertPool
@@ -229,7 +230,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
 			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour}
 	}
-	d.runner = queue.NewRunner(spool, qopts, m, log)
+	d.runner = queue.NewRunner(sp, qopts, m, log)
 	m.WatchQueue(d.runner.Stats)
 
 	maxSize := cfg.Inbound.MaxMessageBytes
@@ -273,8 +274,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		ARCDomain:           cfg.ARC.Domain,
 		Returns:             returns,
 		Router:              table,
-		Spool:               spool,
-		Committed:           d.runner.Notify,
+		Spool:               sp,
 		MarkerField:         probe.Field,
 		Marked:              marked,
 		Metrics:             m,
@@ -302,7 +302,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 			log.Error("cutover checks off: no source of expected DNS values", "err", err)
 		} else {
 			w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: resolver},
-				Expectations: src, Addresses: store, Spool: spool, StateDir: cfg.StateDir,
+				Expectations: src, Addresses: store, Spool: sp, StateDir: cfg.StateDir,
 				QuietPeriod: cfg.Cutover.QuietPeriod, Log: log}
 			go cutover.Watch(d.ctx, w, 5*time.Minute, m)
 		}
@@ -413,55 +413,23 @@ func (d *daemon) wait() error {
 	return first
 }
 
-// healthz answers 200 while the spool directory accepts a synced write and
-// no directory fsync of the spool has failed (after one, the spool takes no
-// mail until a restart).
+// healthz answers 200 while the spool takes mail (see spool.Health).
 func (d *daemon) healthz(m *metrics.Metrics) http.HandlerFunc {
-	return healthzHandler(m, d.cfg.SpoolDir(), d.spool.Broken)
+	return healthzHandler(m, d.spool.Health)
 }
 
-func healthzHandler(m *metrics.Metrics, dir string, broken func() error) http.HandlerFunc {
-	var mu sync.Mutex
-	var last time.Time
-	var lastErr error
+func healthzHandler(m *metrics.Metrics, health func() error) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		if time.Since(last) > time.Second {
-			lastErr = broken()
-			if lastErr == nil {
-				lastErr = probeWritable(dir)
-			}
-			last = time.Now()
-			if lastErr == nil {
-				m.SpoolWritable.Set(1)
-			} else {
-				m.SpoolWritable.Set(0)
-			}
+		err := health()
+		if err == nil {
+			m.SpoolWritable.Set(1)
+		} else {
+			m.SpoolWritable.Set(0)
 		}
-		err := lastErr
-		mu.Unlock()
 		if err != nil {
 			http.Error(w, "spool not writable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	}
-}
-
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".healthz-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	defer os.Remove(name)
-	if _, err := f.Write([]byte("ok")); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

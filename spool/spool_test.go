@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"encoding/json"
@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +112,7 @@ func TestWriterAbortAndRejects(t *testing.T) {
 
 // fullFS fails writes with ENOSPC once budget bytes of files matching match were written.
 type fullFS struct {
+	OSFS
 	budget int
 	match  string
 }
@@ -173,7 +173,7 @@ func TestDiskFull(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			sp, err := OpenSpool(dir, nil, nil, WithFS(tc.fs))
+			sp, err := Open(dir, nil, nil, WithFS(tc.fs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +203,7 @@ func TestDiskFull(t *testing.T) {
 func TestRecovery(t *testing.T) {
 	dir := t.TempDir()
 	// A valid item, written by a previous daemon.
-	sp, err := OpenSpool(dir, nil, nil)
+	sp, err := Open(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,24 +265,18 @@ func TestRecovery(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "quarantined") {
 		t.Error("quarantine not logged")
 	}
-	// The recovered item is resumed by the runner.
-	s := f.target(standinOpts())
-	f.run(f.opts(s))
-	waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "delivered item removed", f.gone(good))
+	// The recovered item can be claimed for delivery, its message intact.
+	c, body := claimed(t, f.sp, good)
+	defer c.Close()
+	if body != testBody || c.Item().State != StateDeferred {
+		t.Errorf("recovered item: %q, %+v", body, c.Item())
+	}
 }
 
 func TestDaemonLockAndAdminOpen(t *testing.T) {
 	f := newFixture(t)
-	if _, err := OpenSpool(f.dir, nil, nil); !errors.Is(err, ErrDaemonRunning) {
+	if _, err := Open(f.dir, nil, nil); !errors.Is(err, ErrDaemonRunning) {
 		t.Fatalf("second daemon: %v", err)
-	}
-	adm, err := OpenAdmin(f.dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !adm.DaemonRunning() {
-		t.Error("admin does not see the daemon")
 	}
 	// A temp file of a transaction in progress survives an admin open.
 	w, _ := f.sp.NewWriter(defaultEnv())
@@ -292,10 +286,6 @@ func TestDaemonLockAndAdminOpen(t *testing.T) {
 	}
 	if id, err := w.Commit(); err != nil || id == "" {
 		t.Fatalf("commit after admin open: %v", err)
-	}
-	f.sp.Close()
-	if adm.DaemonRunning() {
-		t.Error("daemon still reported after close")
 	}
 	if _, err := OpenAdmin(filepath.Join(f.dir, "nope"), nil); err == nil {
 		t.Error("admin open of a missing spool succeeded")
@@ -329,7 +319,7 @@ func TestPending(t *testing.T) {
 // TestGroupSyncCoversEveryCaller: concurrent callers all return only after a
 // directory fsync that began after their call, and share fsyncs.
 func TestGroupSyncCoversEveryCaller(t *testing.T) {
-	g := newGroupSync(t.TempDir())
+	g := newGroupSync(t.TempDir(), OSFS{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for i := 0; i < 50; i++ {
@@ -349,60 +339,8 @@ func TestGroupSyncCoversEveryCaller(t *testing.T) {
 	if g.completed != 50 || g.requested != 50 {
 		t.Fatalf("requested %d, completed %d", g.requested, g.completed)
 	}
-	bad := newGroupSync(filepath.Join(t.TempDir(), "missing"))
+	bad := newGroupSync(filepath.Join(t.TempDir(), "missing"), OSFS{})
 	if err := bad.Sync(); err == nil {
 		t.Fatal("a failing fsync must be reported")
-	}
-}
-
-// TestDeliveredRemovalSyncedLater: removing a delivered item does not wait
-// for a directory fsync of its own; the runner's poll makes the removals
-// durable, one fsync for all of them, and a stop makes them durable too.
-func TestDeliveredRemovalSyncedLater(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		poll time.Duration
-	}{
-		{"made durable at the poll", 100 * time.Millisecond},
-		{"made durable at stop", time.Hour},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t)
-			s := f.target(standinOpts())
-			var ids []string
-			for range 5 {
-				ids = append(ids, f.spool(testBody, defaultEnv()))
-			}
-			var syncs atomic.Int32
-			syncHook = func(dir string) error {
-				if dir == f.dir {
-					syncs.Add(1)
-				}
-				return nil
-			}
-			defer func() { syncHook = nil }()
-			opts := f.opts(s)
-			opts.PollInterval = tc.poll
-			_, stop := f.run(opts)
-			waitMsgs(t, s, len(ids))
-			for _, id := range ids {
-				waitFor(t, 5*time.Second, "delivered item removed", f.gone(id))
-			}
-			if tc.poll == time.Hour {
-				if n := syncs.Load(); n != 0 {
-					t.Errorf("%d directory fsyncs while removing delivered items, want none", n)
-				}
-				stop()
-				if n := syncs.Load(); n != 1 {
-					t.Errorf("%d directory fsyncs at stop, want 1", n)
-				}
-				return
-			}
-			waitFor(t, 2*time.Second, "removals made durable", func() bool { return syncs.Load() >= 1 })
-			time.Sleep(300 * time.Millisecond) // more polls, nothing new to sync
-			if n := syncs.Load(); n > 2 {
-				t.Errorf("%d directory fsyncs for 5 removals, want them shared", n)
-			}
-		})
 	}
 }

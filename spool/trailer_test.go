@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"encoding/json"
@@ -9,14 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
-
-	"github.com/dualmx/dualmx/standin"
 )
 
 // TestTrailerDamage: every way a committed body file can be cut, extended or
@@ -56,8 +50,8 @@ func TestTrailerDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer fh.Close()
-			if it, n, err := readTrailer(fh); !errors.Is(err, errCorrupt) {
-				t.Errorf("readTrailer = %+v, %d, %v; want errCorrupt", it, n, err)
+			if it, n, err := readTrailer(fh); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("readTrailer = %+v, %d, %v; want ErrCorrupt", it, n, err)
 			}
 		})
 	}
@@ -82,38 +76,37 @@ func TestTrailerDamage(t *testing.T) {
 // a deferral writes <id>.json, which from then on is the item's record, and
 // delivery removes both files.
 func TestStateChangeWritesMetadataBeside(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	var fail atomic.Bool
-	fail.Store(true)
-	s := f.target(standin.Options{Hook: func(e standin.Event) error {
-		if fail.Load() && e.Stage == standin.StageMail {
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
-		}
-		return nil
-	}})
 	id := f.spool(testBody, defaultEnv())
 	before, _ := os.ReadFile(f.sp.BodyPath(id))
-	opts := f.opts(s)
-	opts.RetryInitial, opts.RetryMax = 300*time.Millisecond, 300*time.Millisecond
-	_, stop := f.run(opts)
-	defer stop()
-	waitFor(t, 5*time.Second, "deferred", f.state(id, StateDeferred))
+	// An attempt that ends in a deferral records it.
+	c, _ := claimed(t, f.sp, id)
+	c.Item().State = StateDeferred
+	c.Item().Attempts++
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".json", id + ".msg"}) {
 		t.Errorf("spool after a deferral holds %v", got)
 	}
 	if after, _ := os.ReadFile(f.sp.BodyPath(id)); string(after) != string(before) {
 		t.Error("the body file changed")
 	}
-	fail.Store(false)
-	msgs := waitMsgs(t, s, 1)
-	if !strings.HasSuffix(string(msgs[0].Data), testBody) || strings.Contains(string(msgs[0].Data), "DUALMX-ENVELOPE") {
-		t.Errorf("delivered %q", msgs[0].Data)
+	f.sp.forget(id) // the record on disk alone
+	c, msg := claimed(t, f.sp, id)
+	if msg != testBody || c.Item().State != StateDeferred || c.Item().Attempts != 1 {
+		t.Errorf("the next attempt reads %q, %+v", msg, c.Item())
 	}
-	waitFor(t, 5*time.Second, "removed", f.gone(id))
-	// The body file joins the pool once the worker lets go of it.
-	waitFor(t, 5*time.Second, "nothing left but the pool", func() bool {
-		return len(f.beyondPool(spoolFiles(t, f.dir))) == 0
-	})
+	if err := c.Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// The body file joins the pool once the claim ends.
+	if got := f.beyondPool(spoolFiles(t, f.dir)); len(got) != 0 {
+		t.Errorf("left after delivery: %v", got)
+	}
 }
 
 // TestVersion1ItemsStillDelivered: items left by a dualmx that wrote two
@@ -147,15 +140,18 @@ func TestVersion1ItemsStillDelivered(t *testing.T) {
 	if got, _ := f.sp.Get(id); got.Version != 1 {
 		t.Errorf("version after an update = %d, want 1", got.Version)
 	}
-	s := f.target(standinOpts())
-	f.run(f.opts(s))
-	msgs := waitMsgs(t, s, 1)
-	if !strings.HasSuffix(string(msgs[0].Data), testBody) {
-		t.Errorf("delivered %q", msgs[0].Data)
+	c, msg := claimed(t, f.sp, id)
+	if msg != testBody {
+		t.Errorf("an attempt reads %q", msg)
 	}
-	waitFor(t, 5*time.Second, "removed", f.gone(id))
+	if err := c.Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := f.sp.Get(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delivered item still there: %v", err)
+	}
 	// Its record checks the body by length alone: its file is not reused.
-	time.Sleep(100 * time.Millisecond)
 	if n := len(freeFiles(t, dir)); n != 0 || f.sp.freeCount() != 0 {
 		t.Errorf("a version 1 item's file was kept for reuse (%d on disk)", n)
 	}
@@ -165,8 +161,8 @@ func TestVersion1ItemsStillDelivered(t *testing.T) {
 // committed to skip reading it back, but a body damaged on disk is still
 // caught, and an admin's removal in another process still wins.
 func TestRememberedEnvelopeIsOnlyAShortcut(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	s := f.target(standinOpts())
 	damaged := f.spool(testBody, defaultEnv())
 	dropped := f.spool(testBody, defaultEnv())
 	good := f.spool(testBody, defaultEnv())
@@ -185,17 +181,23 @@ func TestRememberedEnvelopeIsOnlyAShortcut(t *testing.T) {
 	if _, err := admin.Drop(dropped, "test", "not wanted"); err != nil {
 		t.Fatal(err)
 	}
-	f.run(f.opts(s))
-	waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "good item removed", f.gone(good))
-	waitFor(t, 5*time.Second, "damaged item quarantined", func() bool {
-		_, err := os.Stat(filepath.Join(f.dir, quarantineDir, damaged+msgExt))
-		return err == nil
-	})
-	time.Sleep(300 * time.Millisecond)
-	if n := s.Count(); n != 1 {
-		t.Errorf("tenant got %d messages, want only the good one", n)
+	if _, err := f.sp.Claim(damaged); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("claim of a damaged item: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(f.dir, quarantineDir, damaged+msgExt)); err != nil {
+		t.Errorf("damaged item not quarantined: %v", err)
+	}
+	if _, err := f.sp.Claim(dropped); !errors.Is(err, ErrNotFound) {
+		t.Errorf("claim of a dropped item: %v", err)
+	}
+	c, msg := claimed(t, f.sp, good)
+	if msg != testBody {
+		t.Errorf("good item reads %q", msg)
+	}
+	if err := c.Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 	for _, id := range []string{damaged, dropped, good} {
 		if _, ok := f.sp.recall(id); ok {
 			t.Errorf("%s: still remembered after it left the spool", id)

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: MIT
 
-// Package queue is the spool and the delivery to the next hop. A message is
+// Package spool is the durable store of accepted mail. A message is
 // <id>.msg in the spool directory: the bytes exactly as they will be sent,
 // followed by the envelope as committed (see trailer.go). Once its delivery
 // state changes (a deferral, a hold, an admin's action) the versioned
 // envelope and state are kept beside it in <id>.json. Both are readable with
 // cat; the JSON is what an admin reads to see why mail waits.
-package queue
+//
+// The spool knows where each message stands, not how it is delivered: the
+// queue claims an item for an attempt (Claim), records the outcome through
+// the claim, and an admin command in another process changes or removes an
+// item under the same lock.
+package spool
 
 import (
 	"crypto/rand"
@@ -108,8 +113,8 @@ func (it *Item) Envelope() Envelope {
 		ClientIP: it.ClientIP, Helo: it.Helo, EightBit: it.EightBit, SMTPUTF8: it.SMTPUTF8}
 }
 
-// count returns how many recipients are in state st.
-func (it *Item) count(st RcptState) int {
+// Count returns how many recipients are in state st.
+func (it *Item) Count(st RcptState) int {
 	n := 0
 	for _, r := range it.Recipients {
 		if r.State == st {
@@ -118,6 +123,12 @@ func (it *Item) count(st RcptState) int {
 	}
 	return n
 }
+
+// Bounceable reports whether a DSN may be sent for the item: never to the
+// null sender, never about our own DSN, and never about a message that is a
+// delivery report itself (RFC 5321 6.1; such loops are how backscatter
+// starts). Those are held instead.
+func (it *Item) Bounceable() bool { return it.From != "" && !it.DSN && !it.Report }
 
 func (it *Item) validate() error {
 	switch {

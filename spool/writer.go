@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/dualmx/dualmx/internal/copybuf"
 )
 
 const writeBuffer = 64 << 10
@@ -124,33 +125,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // ReadFrom copies r into the message until EOF, so io.Copy into a Writer
 // (the SMTP session's DATA) costs no allocation.
-func (w *Writer) ReadFrom(r io.Reader) (int64, error) { return copyPooled(w, r) }
-
-// copier is a pooled copy buffer for message bodies, both ways: io.Copy
-// would allocate 32 KiB for every message. It stands in for both ends, so
-// that neither the source's WriterTo (os.File's bypasses the buffer) nor the
-// destination's ReaderFrom (Writer's is this copy) is used, and it is
-// already a pointer, so passing it as io.Reader and io.Writer allocates
-// nothing.
-type copier struct {
-	r   io.Reader
-	w   io.Writer
-	buf [32 << 10]byte
-}
-
-func (c *copier) Read(p []byte) (int, error)  { return c.r.Read(p) }
-func (c *copier) Write(p []byte) (int, error) { return c.w.Write(p) }
-
-var copiers = sync.Pool{New: func() any { return new(copier) }}
-
-func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
-	c := copiers.Get().(*copier)
-	c.r, c.w = src, dst
-	n, err := io.CopyBuffer(c, c, c.buf[:])
-	c.r, c.w = nil, nil
-	copiers.Put(c)
-	return n, err
-}
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) { return copybuf.Copy(w, r) }
 
 // Commit makes the message durable: the envelope trailer is appended to the
 // body's temporary file, the file is fsynced, renamed into place (its
@@ -193,14 +168,14 @@ func (w *Writer) Commit() (string, error) {
 		err = fmt.Errorf("spool %s: close: %w", id, cerr)
 	}
 	if err != nil {
-		os.Remove(w.tmp)
+		w.s.fs.Remove(w.tmp)
 		w.s.noSpace(err)
 		return "", err
 	}
 	if err := w.s.dsync.broken(); err != nil {
 		// Broken since the message began: nothing may be renamed into a
 		// directory whose fsyncs prove nothing.
-		os.Remove(w.tmp)
+		w.s.fs.Remove(w.tmp)
 		return "", fmt.Errorf("spool %s: %w", id, err)
 	}
 	// Remembered before the rename: from the rename on, the runner may find
@@ -208,32 +183,26 @@ func (w *Writer) Commit() (string, error) {
 	// bring it back into the queue gauges.
 	w.s.remember(&w.it, fileSize)
 	msg := w.s.path(id, msgExt)
-	if err := rename(w.tmp, msg); err != nil {
-		os.Remove(w.tmp)
+	if err := w.s.fs.Rename(w.tmp, msg); err != nil {
+		w.s.fs.Remove(w.tmp)
 		w.s.viewGone(id)
 		return "", fmt.Errorf("spool %s: %w", id, err)
-	}
-	if afterRename != nil {
-		afterRename(w.s, id)
 	}
 	if err := w.s.dsync.Sync(); err != nil {
 		// The sender will be told to retry, so the item must not survive
 		// to be delivered as well.
-		os.Remove(msg)
+		w.s.fs.Remove(msg)
 		w.s.viewGone(id)
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
+	w.s.announce(id)
 	// The SMTP session logs the accepted message with the same id; this line
 	// is for debugging the spool alone, so it stays off the per-message log.
 	w.s.log.Debug("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
 		"size", w.it.Size, "eight_bit", w.it.EightBit)
 	return id, nil
 }
-
-// afterRename, when set (tests), runs in Commit once the item is visible
-// in the spool, where the runner's scan may already find it.
-var afterRename func(s *Spool, id string)
 
 // Abort discards the message; safe to call after Commit (it does nothing then).
 func (w *Writer) Abort() {
@@ -243,5 +212,5 @@ func (w *Writer) Abort() {
 	w.done = true
 	w.release()
 	w.f.Close()
-	os.Remove(w.tmp)
+	w.s.fs.Remove(w.tmp)
 }

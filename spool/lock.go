@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"errors"
@@ -25,10 +25,6 @@ type itemLock struct {
 	retired *freeFile
 }
 
-// lockOpened, when set (tests), runs between opening an item's file and
-// locking it: the window in which another process may remove the item.
-var lockOpened func(id string)
-
 // lockItem locks id, waiting up to wait for a holder to finish.
 func (s *Spool) lockItem(id string, wait time.Duration) (*itemLock, error) {
 	f, size, err := s.openLocked(id, syscall.LOCK_EX, wait)
@@ -48,15 +44,14 @@ func (s *Spool) openLocked(id string, how int, wait time.Duration) (*os.File, in
 	if !validID(id) {
 		return nil, 0, fmt.Errorf("spool %q: %w", id, ErrNotFound)
 	}
-	f, err := openFile(s.path(id, msgExt), os.O_RDONLY, 0)
+	// Between this open and the lock, another process may remove the
+	// item; lockFile looks at the name again once the lock is held.
+	f, err := s.fs.Open(s.path(id, msgExt))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
-	}
-	if lockOpened != nil {
-		lockOpened(id)
 	}
 	size, err := s.lockFile(id, f, how, wait)
 	if err != nil {

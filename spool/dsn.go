@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ const maxHeaderBytes = 64 << 10
 // envelope sender, spools the DSN, and only then removes it: at every moment
 // either the message or its DSN is durable. The caller holds the item's lock.
 func (s *Spool) bounceLocked(it *Item, lk *itemLock, reportingMTA string, now time.Time) (string, error) {
-	if !bounceable(it) {
+	if !it.Bounceable() {
 		return "", fmt.Errorf("spool %s: no DSN for a null-sender message or a DSN", it.ID)
 	}
 	// Only the message: a version 2 body file continues with its trailer.

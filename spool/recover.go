@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"errors"
@@ -27,7 +27,7 @@ func (s *Spool) recover() error {
 		switch {
 		case e.IsDir() || name == daemonLock || name == kickFile:
 		case strings.HasPrefix(name, tmpPrefix):
-			if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := s.fs.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("spool %s: recovery: %w", s.dir, err)
 			}
 			s.log.Info("spool: removed stale temp file", "file", name)
@@ -73,7 +73,7 @@ func (s *Spool) recover() error {
 		}
 		quarantined++
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := syncDir(s.fs, s.dir); err != nil {
 		return fmt.Errorf("spool %s: recovery: sync directory: %w", s.dir, err)
 	}
 	s.log.Info("spool: recovered", "dir", s.dir, "items", loaded, "quarantined", quarantined)
@@ -92,14 +92,14 @@ func (s *Spool) quarantine(id, reason string) error {
 		if _, err := os.Stat(dst); err == nil {
 			dst += "." + randHex()
 		}
-		if err := os.Rename(src, dst); err != nil {
+		if err := s.fs.Rename(src, dst); err != nil {
 			return fmt.Errorf("spool %s: quarantine: %w", id, err)
 		}
 		if ext == msgExt {
 			s.viewGone(id) // the body is what makes an item exist
 		}
 	}
-	if err := syncDir(qdir); err != nil {
+	if err := syncDir(s.fs, qdir); err != nil {
 		return fmt.Errorf("spool %s: quarantine: sync: %w", id, err)
 	}
 	s.log.Error("spool: quarantined unreadable item", "id", id, "reason", reason, "dir", qdir)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"math"
@@ -90,7 +90,7 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 	// directory, a restart while old files are still named).
 	name := filepath.Join(s.dir, recyclePrefix+strconv.FormatUint(r.seq, 10)+"-"+randHex())
 	r.mu.Unlock()
-	if err := renameFile(s.path(id, msgExt), name); err != nil {
+	if err := s.fs.Rename(s.path(id, msgExt), name); err != nil {
 		r.mu.Lock()
 		r.held--
 		r.mu.Unlock()
@@ -101,9 +101,6 @@ func (s *Spool) retire(id string, version int, lk *itemLock) bool {
 	return true
 }
 
-// renameFile is rename; tests replace it to make retiring fail.
-var renameFile = rename
-
 // release puts a retired file into the pool.
 func (s *Spool) release(ff freeFile) {
 	r := &s.rec
@@ -111,7 +108,7 @@ func (s *Spool) release(ff freeFile) {
 	r.held--
 	if !r.open {
 		r.mu.Unlock()
-		os.Remove(ff.name)
+		s.fs.Remove(ff.name)
 		return
 	}
 	ff.at = time.Now()
@@ -155,7 +152,7 @@ func (s *Spool) reuse() (File, string, int64) {
 	r.mu.Unlock()
 	f, err := s.fs.Reuse(ff.name)
 	if err != nil {
-		os.Remove(ff.name) // a failure here leaves a temp file for recovery
+		s.fs.Remove(ff.name) // a failure here leaves a temp file for recovery
 		return nil, "", 0
 	}
 	r.reused.Add(1)
@@ -176,7 +173,7 @@ func (s *Spool) trimFree(idle time.Duration) {
 	r.free = append(r.free[:0], r.free[n:]...)
 	r.mu.Unlock()
 	for _, ff := range old {
-		os.Remove(ff.name)
+		s.fs.Remove(ff.name)
 	}
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"encoding/json"
@@ -53,7 +53,7 @@ func appendPadded(b []byte, v int64, width int) []byte {
 }
 
 // readTrailer returns the envelope committed with a version 2 body file and
-// the body's length. Anything that does not add up is errCorrupt: a file cut
+// the body's length. Anything that does not add up is ErrCorrupt: a file cut
 // short, a file that never had a trailer, or one that was written over.
 func readTrailer(f *os.File) (*Item, int64, error) {
 	fi, err := f.Stat()
@@ -66,7 +66,7 @@ func readTrailer(f *os.File) (*Item, int64, error) {
 // readTrailerAt is readTrailer for size bytes readable from r.
 func readTrailerAt(r io.ReaderAt, size int64) (*Item, int64, error) {
 	if size < int64(footerLen) {
-		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", errCorrupt, size)
+		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", ErrCorrupt, size)
 	}
 	var foot [footerLen]byte
 	if _, err := r.ReadAt(foot[:], size-int64(footerLen)); err != nil {
@@ -74,10 +74,10 @@ func readTrailerAt(r io.ReaderAt, size int64) (*Item, int64, error) {
 	}
 	jsLen, bodyLen, ok := parseFooter(foot[:])
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", errCorrupt, size)
+		return nil, 0, fmt.Errorf("%w: body file of %d bytes has no envelope trailer", ErrCorrupt, size)
 	}
 	if jsLen > maxTrailerJSON || bodyLen > size || bodyLen+jsLen+int64(footerLen) != size {
-		return nil, 0, fmt.Errorf("%w: body file is %d bytes, its trailer says %d+%d", errCorrupt, size, bodyLen, jsLen)
+		return nil, 0, fmt.Errorf("%w: body file is %d bytes, its trailer says %d+%d", ErrCorrupt, size, bodyLen, jsLen)
 	}
 	js := make([]byte, jsLen)
 	if _, err := r.ReadAt(js, bodyLen); err != nil && err != io.EOF {
@@ -88,7 +88,7 @@ func readTrailerAt(r io.ReaderAt, size int64) (*Item, int64, error) {
 		return nil, 0, err
 	}
 	if it.Version < 2 || it.Size != bodyLen {
-		return nil, 0, fmt.Errorf("%w: trailer of version %d says %d bytes, footer %d", errCorrupt, it.Version, it.Size, bodyLen)
+		return nil, 0, fmt.Errorf("%w: trailer of version %d says %d bytes, footer %d", ErrCorrupt, it.Version, it.Size, bodyLen)
 	}
 	return it, bodyLen, nil
 }
@@ -123,7 +123,7 @@ func bodyLength(f *os.File, it *Item) (int64, error) {
 			return 0, err
 		}
 		if fi.Size() != it.Size {
-			return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d", errCorrupt, fi.Size(), it.Size)
+			return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d", ErrCorrupt, fi.Size(), it.Size)
 		}
 		return it.Size, nil
 	}
@@ -131,17 +131,17 @@ func bodyLength(f *os.File, it *Item) (int64, error) {
 	if err == nil && tr.ID != it.ID {
 		// The file is another message's: after a crash an old name could
 		// lead to a file since reused (recycle.go).
-		return 0, fmt.Errorf("%w: body file's trailer names id %q", errCorrupt, tr.ID)
+		return 0, fmt.Errorf("%w: body file's trailer names id %q", ErrCorrupt, tr.ID)
 	}
 	if err != nil {
 		fi, serr := f.Stat()
 		if serr != nil {
 			return 0, err
 		}
-		return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d and a trailer (%v)", errCorrupt, fi.Size(), it.Size, err)
+		return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d and a trailer (%v)", ErrCorrupt, fi.Size(), it.Size, err)
 	}
 	if n != it.Size {
-		return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d", errCorrupt, n, it.Size)
+		return 0, fmt.Errorf("%w: body is %d bytes, metadata says %d", ErrCorrupt, n, it.Size)
 	}
 	return n, nil
 }

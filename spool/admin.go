@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"errors"
@@ -104,7 +104,7 @@ func (s *Spool) Bounce(id, actor string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !bounceable(it) {
+	if !it.Bounceable() {
 		return "", fmt.Errorf("spool %s: null sender or a DSN itself, drop it instead: %w", id, ErrState)
 	}
 	for i := range it.Recipients {
@@ -124,7 +124,7 @@ func (s *Spool) Bounce(id, actor string) (string, error) {
 	}
 	s.log.Info("spool: bounced by admin", "id", id, "actor", actor, "dsn_id", dsnID)
 	if s.m != nil {
-		s.m.Deliveries.WithLabelValues("bounced").Add(float64(it.count(RcptFailed)))
+		s.m.Deliveries.WithLabelValues("bounced").Add(float64(it.Count(RcptFailed)))
 		s.m.DSNsGenerated.Inc()
 	}
 	s.kick()
@@ -146,7 +146,7 @@ func (s *Spool) Drop(id, actor, reason string) (Item, error) {
 	if err := s.remove(it); err != nil {
 		return Item{}, err
 	}
-	undelivered := len(it.Recipients) - it.count(RcptDelivered)
+	undelivered := len(it.Recipients) - it.Count(RcptDelivered)
 	s.log.Warn("spool: dropped by admin", "id", id, "actor", actor, "reason", reason, "from", it.From, "undelivered", undelivered)
 	if s.m != nil {
 		s.m.Deliveries.WithLabelValues("dropped").Add(float64(undelivered))

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"errors"
@@ -12,34 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// deliverByHand retires id as the runner does once every recipient has its
-// 250 (under the item's lock, the file joining the pool when it is
-// released), and makes the removal durable, as the next commit would.
-func (f *fixture) deliverByHand(id string) {
-	f.t.Helper()
-	f.retireByHand(id)
-	if err := f.sp.FlushRemovals(); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-// retireByHand is deliverByHand without the directory fsync.
-func (f *fixture) retireByHand(id string) {
-	f.t.Helper()
-	lk, err := f.sp.lockItem(id, time.Second)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	it, _, err := f.sp.readItem(id, lk.f, lk.size, true)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if err := f.sp.removeDelivered(it, lk); err != nil {
-		f.t.Fatal(err)
-	}
-	lk.unlock()
-}
 
 // beyondPool drops from names the files in the spool's pool, and only those.
 func (f *fixture) beyondPool(names []string) []string {
@@ -136,18 +108,18 @@ func TestRecycledFileHoldsOnlyTheNewMessage(t *testing.T) {
 	if body, err := readBody(t, f.sp, b); err != nil || body != testBody {
 		t.Errorf("body = %q, %v", body, err)
 	}
-	// A daemon started afresh reads the item back from disk alone.
+	// A daemon started afresh reads the item back from disk alone, and a
+	// delivery attempt reads exactly the new message.
 	f.sp.Close()
 	g := newFixtureAt(t, f.dir)
 	it, err := g.sp.Get(b)
 	if err != nil || it.Size != int64(len(testBody)) {
 		t.Fatalf("item after restart: %+v, %v", it, err)
 	}
-	s := g.target(standinOpts())
-	g.run(g.opts(s))
-	msgs := waitMsgs(t, s, 1)
-	if !strings.HasSuffix(string(msgs[0].Data), testBody) || strings.Contains(string(msgs[0].Data), "OLD MESSAGE") {
-		t.Errorf("delivered %q", msgs[0].Data)
+	c, msg := claimed(t, g.sp, b)
+	c.Close()
+	if msg != testBody {
+		t.Errorf("an attempt reads %q", msg)
 	}
 }
 
@@ -176,38 +148,6 @@ func (f *fixture) wantReuseAfterNextCommit(ino uint64) {
 	c := f.spool(testBody, defaultEnv())
 	if inode(f.t, f.sp.BodyPath(c)) != ino {
 		f.t.Error("file not reused after a later directory fsync")
-	}
-}
-
-// TestRunnerRecyclesDeliveredFiles: under the runner, a stream of messages
-// of alternating sizes goes through reused files, and every message arrives
-// byte for byte: a short one after a long one carries nothing of it.
-func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
-	f := newFixture(t)
-	s := f.target(standinOpts())
-	r, _ := f.run(f.opts(s))
-	const n = 30
-	for i := range n {
-		lines := 3
-		if i%2 == 0 {
-			lines = 300
-		}
-		body := testBody + strings.Repeat(strings.Repeat(string(rune('a'+i%26)), 61)+"\r\n", lines)
-		id := f.spool(body, defaultEnv())
-		r.Notify(id)
-		waitFor(t, 5*time.Second, "delivered", f.gone(id))
-		msgs := waitMsgs(t, s, i+1)
-		// The fixture's runner adds no fields: the message is the body.
-		if got := string(msgs[i].Data); got != body {
-			t.Fatalf("message %d delivered as %d bytes, want its %d", i, len(got), len(body))
-		}
-		// The pool takes the file once the worker lets go of it, and the
-		// runner's flush of removals at its poll makes it reusable.
-		waitFor(t, 5*time.Second, "file reusable", func() bool { return f.reusable() == 1 })
-	}
-	// Each message but the first took its predecessor's file.
-	if got := f.reusedCount(); got != n-1 {
-		t.Errorf("%d of %d messages written over a delivered one's file", got, n)
 	}
 }
 
@@ -311,7 +251,8 @@ func TestRecycleSkipsFileSomebodyHolds(t *testing.T) {
 // item's file by name before it was recycled gets "not found", never the
 // new message's bytes under the old id.
 func TestReadersNeverSeeAnotherMessage(t *testing.T) {
-	f := newFixture(t)
+	h := &hookFS{}
+	f := newFixture(t, WithFS(h))
 	other := "Subject: new\r\n\r\n" + strings.Repeat("NEW\r\n", 40)
 	recycleNow := func(id string) {
 		f.deliverByHand(id)
@@ -324,26 +265,26 @@ func TestReadersNeverSeeAnotherMessage(t *testing.T) {
 	t.Run("metadata", func(t *testing.T) {
 		a := f.spool(testBody, defaultEnv())
 		f.sp.forget(a) // as a CLI process would, without the daemon's memory
-		readOpened = func(id string) {
-			if id == a {
-				readOpened = nil
+		h.opened = func(name string) {
+			if name == f.sp.BodyPath(a) {
+				h.opened = nil
 				recycleNow(a)
 			}
 		}
-		defer func() { readOpened = nil }()
+		defer func() { h.opened = nil }()
 		if it, err := f.sp.Get(a); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get of a recycled item = %+v, %v", it, err)
 		}
 	})
 	t.Run("body opened before and locked after", func(t *testing.T) {
 		a := f.spool(testBody, defaultEnv())
-		lockOpened = func(id string) {
-			if id == a {
-				lockOpened = nil
+		h.opened = func(name string) {
+			if name == f.sp.BodyPath(a) {
+				h.opened = nil
 				recycleNow(a)
 			}
 		}
-		defer func() { lockOpened = nil }()
+		defer func() { h.opened = nil }()
 		if rc, err := f.sp.Body(a); !errors.Is(err, ErrNotFound) {
 			if err == nil {
 				b, _ := io.ReadAll(rc)
@@ -387,7 +328,7 @@ func TestRecycledFileFailures(t *testing.T) {
 	}{{"disk full", false}, {"abort", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			sp, err := OpenSpool(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
+			sp, err := Open(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,19 +365,20 @@ func TestRecycledFileFailures(t *testing.T) {
 // running when a file is retired does not make the file reusable; only one
 // that starts after the rename does.
 func TestRecycleWaitsForAnFsyncAfterTheRename(t *testing.T) {
-	f := newFixture(t)
+	t.Parallel()
+	h := &hookFS{}
+	f := newFixture(t, WithFS(h))
 	a := f.spool(testBody, defaultEnv())
 	var once bool
-	syncHook = func(dir string) error {
+	h.syncDir = func(dir string) error {
 		if dir == f.dir && !once {
 			once = true
 			f.retireByHand(a) // while the fsync of c's commit is under way
 		}
 		return nil
 	}
-	defer func() { syncHook = nil }()
 	f.spool(testBody, defaultEnv()) // c
-	syncHook = nil
+	h.syncDir = nil
 	if !once || f.sp.freeCount() != 1 {
 		t.Fatalf("retire during the fsync: ran %v, pool %d", once, f.sp.freeCount())
 	}
@@ -447,7 +389,9 @@ func TestRecycleWaitsForAnFsyncAfterTheRename(t *testing.T) {
 // takes nothing more until a restart, even if a later fsync would succeed:
 // the kernel reports a lost write once, and renames before it may be gone.
 func TestDirectoryFsyncFailureSticks(t *testing.T) {
-	f := newFixture(t)
+	t.Parallel()
+	h := &hookFS{}
+	f := newFixture(t, WithFS(h))
 	f.deliverByHand(f.spool(testBody, defaultEnv()))
 	early, err := f.sp.NewWriter(defaultEnv()) // begun before the failure
 	if err != nil {
@@ -455,14 +399,13 @@ func TestDirectoryFsyncFailureSticks(t *testing.T) {
 	}
 	early.Write([]byte(testBody))
 	fail := true
-	syncHook = func(dir string) error {
+	h.syncDir = func(dir string) error {
 		if dir == f.dir && fail {
 			fail = false
 			return &os.PathError{Op: "sync", Path: dir, Err: syscall.EIO}
 		}
 		return nil
 	}
-	defer func() { syncHook = nil }()
 	w, err := f.sp.NewWriter(defaultEnv())
 	if err != nil {
 		t.Fatal(err)
@@ -525,38 +468,9 @@ func TestForeignBodyUnderOldName(t *testing.T) {
 		}
 		_, _, err = f.sp.readItem(a, lk.f, lk.size, true)
 		lk.unlock()
-		if !errors.Is(err, errCorrupt) {
+		if !errors.Is(err, ErrCorrupt) {
 			t.Errorf("with <id>.json %v: a foreign body read as %v", withMeta, err)
 		}
-	}
-}
-
-// TestBrokenSpoolLoggedOnce: the runner's periodic flush of removals fails
-// on a broken spool until restart; the log says so once, not at every poll.
-func TestBrokenSpoolLoggedOnce(t *testing.T) {
-	f := newFixture(t)
-	s := f.target(standinOpts())
-	opts := f.opts(s)
-	opts.PollInterval = 10 * time.Millisecond
-	f.run(opts)
-	syncHook = func(dir string) error {
-		if dir == f.dir {
-			return &os.PathError{Op: "sync", Path: dir, Err: syscall.EIO}
-		}
-		return nil
-	}
-	defer func() { syncHook = nil }()
-	w, err := f.sp.NewWriter(defaultEnv())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte(testBody))
-	if _, err := w.Commit(); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("commit: %v", err)
-	}
-	time.Sleep(300 * time.Millisecond) // some 30 polls
-	if n := strings.Count(f.logs.String(), "make removals durable"); n != 1 {
-		t.Errorf("%d log lines for one failure", n)
 	}
 }
 
@@ -564,7 +478,7 @@ func TestBrokenSpoolLoggedOnce(t *testing.T) {
 // kept for reuse are the space the next message needs: they go.
 func TestFullDiskEmptiesPool(t *testing.T) {
 	dir := t.TempDir()
-	sp, err := OpenSpool(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
+	sp, err := Open(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package queue
+package spool
 
 import (
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // the tenant: each has its <id>.json.
 func backlog(tb testing.TB, dir string, n int) *Spool {
 	tb.Helper()
-	sp, err := OpenSpool(dir, nil, slog.New(slog.DiscardHandler))
+	sp, err := Open(dir, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -39,18 +40,7 @@ func backlog(tb testing.TB, dir string, n int) *Spool {
 
 func commitTo(tb testing.TB, sp *Spool) string {
 	tb.Helper()
-	w, err := sp.NewWriter(defaultEnv())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := w.Write([]byte(testBody)); err != nil {
-		tb.Fatal(err)
-	}
-	id, err := w.Commit()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return id
+	return commitBody(tb, sp, testBody, defaultEnv())
 }
 
 // listContinuously runs Lists back to back, as a busy runner's scans
@@ -262,28 +252,48 @@ func TestViewMergesChangesDuringList(t *testing.T) {
 // leave nothing in the gauges: a List may see an item the moment it is
 // renamed into the spool, before its commit has finished.
 func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	s := f.target(standinOpts())
-	opts := f.opts(s)
-	opts.Concurrency = 4
-	opts.RescanInterval = time.Hour // only the Lists below
-	r, _ := f.run(opts)
+	// Deliverers take each item as it arrives, as the queue's workers do.
+	var delivered sync.WaitGroup
+	stopDelivering := make(chan struct{})
+	for range 4 {
+		delivered.Go(func() {
+			for {
+				select {
+				case id := <-f.sp.Arrivals():
+					c, err := f.sp.Claim(id)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					if err := c.Delivered(); err != nil {
+						t.Error(err)
+					}
+					c.Close()
+				case <-stopDelivering:
+					return
+				}
+			}
+		})
+	}
 	stopListing := f.listContinuously(t)
 	const senders, each = 4, 40
 	var wg sync.WaitGroup
 	for range senders {
 		wg.Go(func() {
 			for range each {
-				r.Notify(commitTo(t, f.sp))
+				commitTo(t, f.sp)
 			}
 		})
 	}
 	wg.Wait()
-	waitMsgs(t, s, senders*each)
 	waitFor(t, 10*time.Second, "empty spool", func() bool {
 		ids, err := f.sp.ids()
 		return err == nil && len(ids) == 0
 	})
+	close(stopDelivering)
+	delivered.Wait()
 	stopListing()
 	got := f.sp.Stats(time.Now())
 	for st, n := range got.ByState {
@@ -296,11 +306,18 @@ func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
 // The runner may find, deliver and remove an item between its rename into
 // the spool and the end of its Commit; the gauges must not count it after.
 func TestStatsItemRemovedBeforeCommitReturns(t *testing.T) {
-	f := newFixture(t)
+	t.Parallel()
+	h := &hookFS{}
+	f := newFixture(t, WithFS(h))
 	if _, err := f.sp.List(); err != nil { // the runner's first scan
 		t.Fatal(err)
 	}
-	afterRename = func(sp *Spool, id string) {
+	sp := f.sp
+	h.renamed = func(_, to string) {
+		id, ok := strings.CutSuffix(filepath.Base(to), msgExt)
+		if !ok {
+			return
+		}
 		if _, err := sp.List(); err != nil { // a scan finds it...
 			t.Error(err)
 		}
@@ -313,9 +330,8 @@ func TestStatsItemRemovedBeforeCommitReturns(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	t.Cleanup(func() { afterRename = nil })
 	commitTo(t, f.sp)
-	afterRename = nil
+	h.renamed = nil
 	if got := f.sp.Stats(time.Now()).ByState; got["pending"] != 0 {
 		t.Errorf("gauges %v after the only item was delivered", got)
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"errors"
@@ -11,15 +11,28 @@ import (
 	"syscall"
 )
 
-// FS creates the files the spool writes. It exists so a test can fail writes
-// (a full disk) at a chosen byte and check that nothing half-written remains;
-// renames, removals and reads always go to the real file system.
+// FS is the spool's seam to the file system: the files it creates and
+// reuses, opens by name, renames and removes, and the fsyncs of its
+// directory all go through it (reads of a file already open, and directory
+// listings, do not). A test wraps OSFS to fail a write at a chosen byte (a
+// full disk), a rename, a removal or a directory fsync, or to act in the
+// moment after a file was opened by name, and checks that nothing
+// half-written remains and nothing is sent twice.
 type FS interface {
 	// Create creates name for writing and fails if it exists.
 	Create(name string) (File, error)
 	// Reuse opens the existing file name for writing over it from its
 	// start, and fails if anybody holds a flock on it (see reuseFile).
 	Reuse(name string) (File, error)
+	// Open opens name for reading (and locking).
+	Open(name string) (*os.File, error)
+	// Rename renames from to to, replacing to.
+	Rename(from, to string) error
+	// Remove removes name.
+	Remove(name string) error
+	// SyncDir fsyncs the directory d, which makes the renames and
+	// removals in it durable.
+	SyncDir(d *os.File) error
 }
 
 // File is a spool file being written.
@@ -30,13 +43,22 @@ type File interface {
 	Close() error
 }
 
-type osFS struct{}
+// OSFS is the real file system.
+type OSFS struct{}
 
-func (osFS) Create(name string) (File, error) {
+func (OSFS) Create(name string) (File, error) {
 	return openFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 }
 
-func (osFS) Reuse(name string) (File, error) { return reuseFile(name) }
+func (OSFS) Reuse(name string) (File, error) { return reuseFile(name) }
+
+func (OSFS) Open(name string) (*os.File, error) { return openFile(name, os.O_RDONLY, 0) }
+
+func (OSFS) Rename(from, to string) error { return rename(from, to) }
+
+func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+func (OSFS) SyncDir(d *os.File) error { return d.Sync() }
 
 // openFile is os.OpenFile without the attempt to register a regular file
 // with the network poller, which on Linux costs three failed or undone
@@ -79,12 +101,12 @@ func IsNoSpace(err error) bool {
 
 // syncDir makes renames and removals in dir durable; without it a crash can
 // bring back a deleted item or lose a renamed one.
-func syncDir(dir string) error {
+func syncDir(fsys FS, dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = fsys.SyncDir(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
@@ -97,6 +119,7 @@ func syncDir(dir string) error {
 // cost a few directory syncs, not twenty, with the same guarantee each.
 type groupSync struct {
 	dir       string
+	fs        FS
 	d         *os.File // kept open: opening the directory per sync costs as much as the sync
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -116,14 +139,11 @@ func (g *groupSync) broken() error {
 	return g.failed
 }
 
-func newGroupSync(dir string) *groupSync {
-	g := &groupSync{dir: dir}
+func newGroupSync(dir string, fsys FS) *groupSync {
+	g := &groupSync{dir: dir, fs: fsys}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
-
-// syncHook, when set (tests), runs before each directory fsync.
-var syncHook func(dir string) error
 
 // Note registers a change in the directory that must become durable but
 // that nobody waits for: the next Sync by anyone covers it, and Flush
@@ -186,12 +206,7 @@ func (g *groupSync) Sync() error {
 		}
 		if err == nil {
 			synced = true
-			if syncHook != nil {
-				err = syncHook(g.dir)
-			}
-			if err == nil {
-				err = d.Sync()
-			}
+			err = g.fs.SyncDir(d)
 		}
 		g.mu.Lock()
 		if err != nil && synced {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func FuzzParseMeta(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		it, err := parseMeta(in)
 		if err != nil {
-			if !errors.Is(err, errCorrupt) {
+			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v is not marked corrupt", err)
 			}
 			return
@@ -90,7 +90,7 @@ func FuzzReadTrailer(f *testing.F) {
 		// In memory: a file per input makes the fuzzer crawl.
 		it, n, err := readTrailerAt(bytes.NewReader(in), int64(len(in)))
 		if err != nil {
-			if !errors.Is(err, errCorrupt) {
+			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v is not marked corrupt", err)
 			}
 			return

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package spool
 
 import (
 	"crypto/rand"
@@ -30,6 +30,10 @@ var (
 	ErrBusy = errors.New("message is being delivered, try again")
 	// ErrDaemonRunning means another process already owns the spool as a daemon.
 	ErrDaemonRunning = errors.New("spool is in use by another dualmx daemon")
+	// ErrCorrupt marks an item whose record was read but makes no sense, or
+	// whose body does not match it: it is quarantined, never guessed at.
+	// I/O errors do not carry it.
+	ErrCorrupt = errors.New("corrupt item")
 )
 
 const (
@@ -42,7 +46,7 @@ const (
 )
 
 // Spool is the on-disk queue. Several processes may open the same spool: one
-// daemon (OpenSpool) and any number of admin commands (OpenAdmin); they
+// daemon (Open) and any number of admin commands (OpenAdmin); they
 // coordinate through flock(2) on each item's body file, never through memory.
 type Spool struct {
 	dir    string
@@ -57,6 +61,10 @@ type Spool struct {
 	adminWait time.Duration
 	dsync     *groupSync
 	rec       recycler // files of delivered messages, for new ones
+	// arrivals carries the id of each item this daemon commits, so that
+	// delivery starts at once; see Arrivals.
+	arrivals chan string
+	health   healthCheck
 
 	// committed holds, in the daemon, the envelope of each item committed by
 	// this process that has no <id>.json yet, with its file's size, so the
@@ -141,10 +149,10 @@ func WithHostname(name string) Option { return func(s *Spool) { s.hostname = nam
 // progress; default DefaultAdminWait.
 func WithAdminWait(d time.Duration) Option { return func(s *Spool) { s.adminWait = d } }
 
-// OpenSpool opens dir for the daemon: it creates the directory, takes the
+// Open opens dir for the daemon: it creates the directory, takes the
 // daemon lock so that two daemons never share a spool, and runs recovery. m
 // and log may be nil.
-func OpenSpool(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Spool, error) {
+func Open(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Spool, error) {
 	s, err := open(dir, m, log, opts)
 	if err != nil {
 		return nil, err
@@ -161,6 +169,7 @@ func OpenSpool(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option)
 		return nil, fmt.Errorf("spool %s: lock: %w", dir, err)
 	}
 	s.daemon = lf
+	s.arrivals = make(chan string, arrivalsBuffer)
 	if err := s.recover(); err != nil {
 		s.Close()
 		return nil, err
@@ -183,10 +192,11 @@ func open(dir string, m *metrics.Metrics, log *slog.Logger, opts []Option) (*Spo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: dir, fs: osFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, dsync: newGroupSync(dir), committed: map[string]committedItem{}, view: map[string]viewEntry{}}
+	s := &Spool{dir: dir, fs: OSFS{}, m: m, log: log, now: time.Now, adminWait: DefaultAdminWait, committed: map[string]committedItem{}, view: map[string]viewEntry{}}
 	for _, o := range opts {
 		o(s)
 	}
+	s.dsync = newGroupSync(dir, s.fs)
 	if s.hostname == "" {
 		s.hostname, _ = os.Hostname()
 		if s.hostname == "" {
@@ -210,6 +220,25 @@ func (s *Spool) Close() error {
 	}
 	s.stopRecycling()
 	return d.Close()
+}
+
+// arrivalsBuffer bounds the ids waiting in Arrivals; beyond it an id is
+// dropped and found by the next rescan instead.
+const arrivalsBuffer = 1024
+
+// Arrivals delivers the id of every item the daemon's spool commits (new
+// messages and DSNs), as soon as it is durable, so delivery can start at
+// once. A commit never waits for the reader: when the reader falls behind,
+// ids are dropped, and the reader's periodic Scan finds those items. An
+// admin spool's channel is nil.
+func (s *Spool) Arrivals() <-chan string { return s.arrivals }
+
+// announce hands a committed id to the reader of Arrivals, if it keeps up.
+func (s *Spool) announce(id string) {
+	select {
+	case s.arrivals <- id:
+	default:
+	}
 }
 
 // Dir returns the spool directory.
@@ -240,27 +269,6 @@ func (s *Spool) Body(id string) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, 0, n), f}, nil
 }
 
-// DaemonRunning reports whether a daemon holds the spool, so the CLI can say
-// whether its change will be picked up now or at the next start.
-func (s *Spool) DaemonRunning() bool {
-	s.mu.Lock()
-	own := s.daemon != nil
-	s.mu.Unlock()
-	if own {
-		return true
-	}
-	f, err := os.Open(filepath.Join(s.dir, daemonLock))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
-}
-
 func (s *Spool) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }
 
 // Get reads one item's metadata.
@@ -282,7 +290,7 @@ func (s *Spool) readMeta(id string) (*Item, error) {
 // body file. f, when not nil, is the body file already open (and locked),
 // and size its size when known (-1 otherwise).
 // With check, the body's length is verified against the record and
-// returned; a mismatch is errCorrupt, since sending it would deliver damaged
+// returned; a mismatch is ErrCorrupt, since sending it would deliver damaged
 // mail.
 func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *Item, rn int64, rerr error) {
 	if !validID(id) {
@@ -293,10 +301,10 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *It
 		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
 	}
 	if f == nil && (err != nil || check) {
-		bf, oerr := os.Open(s.path(id, msgExt))
+		bf, oerr := s.fs.Open(s.path(id, msgExt))
 		if errors.Is(oerr, fs.ErrNotExist) {
 			if err == nil {
-				return nil, 0, fmt.Errorf("spool %s: %w: metadata without body", id, errCorrupt)
+				return nil, 0, fmt.Errorf("spool %s: %w: metadata without body", id, ErrCorrupt)
 			}
 			return nil, 0, fmt.Errorf("spool %s: %w", id, ErrNotFound)
 		}
@@ -305,9 +313,6 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *It
 		}
 		defer bf.Close()
 		f = bf
-		if readOpened != nil {
-			readOpened(id)
-		}
 		// Read without the item's lock: a delivered item's file may be
 		// recycled for a new message while we read it (recycle.go), and
 		// what was read then belongs to neither.
@@ -346,40 +351,41 @@ func (s *Spool) readItem(id string, f *os.File, size int64, check bool) (rit *It
 		return nil, 0, fmt.Errorf("spool %s: %w", id, err)
 	}
 	if it.ID != id {
-		return nil, 0, fmt.Errorf("spool %s: %w: metadata names id %q", id, errCorrupt, it.ID)
+		return nil, 0, fmt.Errorf("spool %s: %w: metadata names id %q", id, ErrCorrupt, it.ID)
 	}
 	return it, n, nil
 }
-
-// readOpened, when set (tests), runs in readItem between opening a body
-// file by name and reading it.
-var readOpened func(id string)
-
-// errCorrupt marks metadata that was read but makes no sense: it is
-// quarantined, never guessed at. I/O errors do not carry it.
-var errCorrupt = errors.New("corrupt item")
 
 // parseMeta decodes and checks the contents of an <id>.json file.
 func parseMeta(b []byte) (*Item, error) {
 	var it Item
 	if err := json.Unmarshal(b, &it); err != nil {
-		return nil, fmt.Errorf("%w: parse metadata: %w", errCorrupt, err)
+		return nil, fmt.Errorf("%w: parse metadata: %w", ErrCorrupt, err)
 	}
 	if err := it.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return &it, nil
 }
 
 // List returns every item, oldest first. Items that cannot be read are
 // skipped: recovery quarantines them at the next start.
-func (s *Spool) List() (items []Item, err error) {
+func (s *Spool) List() ([]Item, error) {
+	items, _, err := s.Scan()
+	return items, err
+}
+
+// Scan is List, and also returns the ids of items that are there but could
+// not be read: an attempt on one quarantines it if it is damaged, rather than
+// leaving it unseen until a restart. The daemon's Scan also tidies: files
+// kept for reuse that have not been used for a while are removed.
+func (s *Spool) Scan() (items []Item, unreadable []string, err error) {
+	s.trimFree(freeMaxIdle)
 	start := s.listStart()
-	var unreadable []string
 	defer func() { s.listEnd(start, items, unreadable) }()
 	ids, err := s.ids()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.pruneCommitted(ids)
 	out := make([]Item, 0, len(ids))
@@ -394,7 +400,7 @@ func (s *Spool) List() (items []Item, err error) {
 		}
 		out = append(out, *it)
 	}
-	return out, nil
+	return out, unreadable, nil
 }
 
 // ids lists the ids that have a body file, sorted (ids sort by creation
@@ -458,8 +464,8 @@ func (s *Spool) writeMeta(it *Item) error {
 	if err := s.writeFile(tmp, b); err != nil {
 		return fmt.Errorf("spool %s: write metadata: %w", it.ID, err)
 	}
-	if err := os.Rename(tmp, s.path(it.ID, metaExt)); err != nil {
-		os.Remove(tmp)
+	if err := s.fs.Rename(tmp, s.path(it.ID, metaExt)); err != nil {
+		s.fs.Remove(tmp)
 		return fmt.Errorf("spool %s: %w", it.ID, err)
 	}
 	it.hasMeta = true
@@ -485,7 +491,7 @@ func (s *Spool) writeFile(name string, b []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(name)
+		s.fs.Remove(name)
 		s.noSpace(err)
 	}
 	return err
@@ -534,13 +540,13 @@ func (s *Spool) removeDelivered(it *Item, lk *itemLock) error {
 func (s *Spool) unlink(it *Item, lk *itemLock) error {
 	id := it.ID
 	if !s.retire(id, it.Version, lk) {
-		if err := removeFile(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Remove(s.path(id, msgExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool %s: %w", id, err)
 		}
 	}
 	s.viewGone(id) // the body is what makes an item exist
 	if it.hasMeta {
-		if err := removeFile(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Remove(s.path(id, metaExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("spool %s: %w", id, err)
 		}
 	}
@@ -554,9 +560,6 @@ func (s *Spool) exists(id string) bool {
 	return !errors.Is(err, fs.ErrNotExist)
 }
 
-// removeFile is os.Remove; tests replace it to make removals fail.
-var removeFile = os.Remove
-
 // Broken returns, once a directory fsync of the spool has failed, why the
 // spool takes nothing more until a restart; nil while it is sound.
 func (s *Spool) Broken() error { return s.dsync.broken() }
@@ -567,6 +570,14 @@ func (s *Spool) FlushRemovals() error {
 		return fmt.Errorf("spool %s: sync directory: %w", s.dir, err)
 	}
 	return nil
+}
+
+// ChangeMark returns what the last admin command that changed the spool
+// left in its kick file. A daemon polls it: when it changes, another process
+// changed the spool, and a Scan shows how.
+func (s *Spool) ChangeMark() []byte {
+	b, _ := os.ReadFile(filepath.Join(s.dir, kickFile))
+	return b
 }
 
 // kick tells a running daemon to rescan the spool; it polls this file.
