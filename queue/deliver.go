@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/spool"
 )
 
@@ -47,44 +49,26 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	if it.State == spool.StateHeld {
 		return done{id: id}
 	}
-	size := c.Size()
-	body := func() io.ReadSeeker { return io.NewSectionReader(c, 0, size) }
-	if size <= smallBody {
-		// Read once: the arrival checks (DKIM, ARC, the header passes)
-		// and the transaction each read the message again, a system call
-		// and a copy from the page cache every time. Not pooled: a check
-		// given up at its deadline may still be reading.
-		buf := make([]byte, size)
-		if _, err := c.ReadAt(buf, 0); err == nil || (err == io.EOF && size == 0) {
-			body = func() io.ReadSeeker { return bytes.NewReader(buf) }
-		}
-	}
 	if it.NextAttempt.After(now.Add(time.Second)) {
 		return done{id: id, keep: true, next: it.NextAttempt}
 	}
-
 	var targets []string
-	seen := map[string]bool{}
 	for _, rc := range it.Recipients {
-		k := strings.ToLower(rc.Target)
-		if rc.State == spool.RcptPending && !seen[k] {
-			seen[k] = true
+		if rc.State == spool.RcptPending && !slices.ContainsFunc(targets, func(t string) bool { return strings.EqualFold(t, rc.Target) }) {
 			targets = append(targets, rc.Target)
 		}
 	}
-	var res map[string]outcome
-	var attemptErr error
+	var res courier.Result
 	if len(targets) > 0 {
-		via := r.tenant
+		via := r.opts.Tenant
 		if it.DSN {
-			via = r.dsn
+			via = r.opts.Sender
 		}
-		prefix := r.prefixFor(ctx, it, body(), log)
 		// Each recipient's outcome line below carries the attempt number: one
 		// line per recipient and attempt, as mail admins read a log.
 		log.Debug("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
-		res, attemptErr = via.deliver(ctx, it, prefix, body(), targets)
+		res = r.attempt(ctx, via, it, body(c), targets)
 		if r.m != nil {
 			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
 		}
@@ -92,8 +76,57 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		it.LastAttempt = now.UTC()
 		now = r.opts.Now()
 	}
-	r.apply(it, res, attemptErr, now, log)
-	return r.decide(c, now, log)
+	r.apply(it, res.Rcpts, now, log)
+	return r.decide(c, res.Header, now, log)
+}
+
+// body is the claimed message as the attempt reads it. A message up to
+// smallBody is read once: the stages' checks (DKIM, ARC, the header passes)
+// and the transaction each read it again, a system call and a copy from the
+// page cache every time. Not pooled: a check given up at its deadline may
+// still be reading.
+func body(c *spool.Claim) courier.Body {
+	size := c.Size()
+	if size <= smallBody {
+		buf := make([]byte, size)
+		if n, err := c.ReadAt(buf, 0); int64(n) == size && (err == nil || err == io.EOF) {
+			return bytes.NewReader(buf)
+		}
+	}
+	return io.NewSectionReader(c, 0, size)
+}
+
+// attempt runs one transaction for it's pending recipients rcpts through
+// via. The header fields stored with the item by an earlier attempt go
+// first; without them, a stage of via may add its own (the verdict of the
+// arrival checks), which the result reports.
+func (r *Runner) attempt(ctx context.Context, via courier.Target, it *spool.Item, body courier.Body, rcpts []string) courier.Result {
+	msg := courier.Message{ID: it.ID, From: it.From, EightBit: it.EightBit, SMTPUTF8: it.SMTPUTF8, ClientIP: it.ClientIP, Helo: it.Helo}
+	d, err := via.Start(ctx, msg)
+	if err != nil {
+		return courier.Failed(rcpts, err)
+	}
+	var refused []courier.Outcome
+	for _, rc := range rcpts {
+		if err := d.AddRcpt(ctx, rc); err != nil {
+			refused = append(refused, courier.Outcome{Rcpt: rc, Err: courier.Classify(err)})
+		}
+	}
+	if len(refused) == len(rcpts) {
+		d.Abort(ctx)
+		return courier.Result{Rcpts: refused}
+	}
+	var header []byte
+	if it.Prepend != "" {
+		header = []byte(it.Prepend)
+	}
+	if err := d.Body(ctx, header, body); err != nil {
+		d.Abort(ctx)
+		return courier.Failed(rcpts, err)
+	}
+	res := d.Commit(ctx)
+	res.Rcpts = append(res.Rcpts, refused...)
+	return res
 }
 
 // retryRemoval removes an item that was delivered to every recipient but
@@ -119,11 +152,7 @@ func (r *Runner) retryRemoval(id string, log *slog.Logger) done {
 const smallBody = 64 << 10
 
 // apply records per-recipient outcomes; recipients sharing a target share its outcome.
-func (r *Runner) apply(it *spool.Item, res map[string]outcome, attemptErr error, now time.Time, log *slog.Logger) {
-	byTarget := map[string]outcome{}
-	for t, o := range res {
-		byTarget[strings.ToLower(t)] = o
-	}
+func (r *Runner) apply(it *spool.Item, res []courier.Outcome, now time.Time, log *slog.Logger) {
 	delivered := map[string]int{}
 	it.LastError = ""
 	for i := range it.Recipients {
@@ -131,19 +160,18 @@ func (r *Runner) apply(it *spool.Item, res map[string]outcome, attemptErr error,
 		if rc.State != spool.RcptPending {
 			continue
 		}
-		o, ok := byTarget[strings.ToLower(rc.Target)]
-		if !ok {
-			o = outcome{err: classify(attemptErr)}
-			if o.err == nil {
-				o.err = tempErr("4.4.0", "no outcome recorded")
-			}
+		var o courier.Outcome
+		if j := slices.IndexFunc(res, func(o courier.Outcome) bool { return strings.EqualFold(o.Rcpt, rc.Target) }); j >= 0 {
+			o = res[j]
+		} else {
+			o.Err = courier.TempError("4.4.0", "no outcome recorded")
 		}
 		rc.Attempts++
-		if o.err == nil {
+		if o.Err == nil {
 			rc.State = spool.RcptDelivered
 			rc.DeliveredAt = now.UTC()
-			rc.LastReply, rc.LastCode, rc.LastStatus = o.reply, 250, ""
-			log.Info("queue: delivered", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.reply)
+			rc.LastReply, rc.LastCode, rc.LastStatus = o.Reply, 250, ""
+			log.Info("queue: delivered", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.Reply)
 			if r.m != nil {
 				r.m.Deliveries.WithLabelValues("delivered").Inc()
 				r.m.DeliveryLatency.Observe(now.Sub(it.ReceivedAt).Seconds())
@@ -156,13 +184,13 @@ func (r *Runner) apply(it *spool.Item, res map[string]outcome, attemptErr error,
 			}
 			continue
 		}
-		rc.LastReply, rc.LastCode, rc.LastStatus = o.err.Reply(), o.err.Code, o.err.Status
-		it.LastError = o.err.Reply()
-		if o.err.Temporary {
-			log.Warn("queue: temporary failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+		rc.LastReply, rc.LastCode, rc.LastStatus = o.Err.Reply(), o.Err.Code, o.Err.Status
+		it.LastError = o.Err.Reply()
+		if o.Err.Temporary {
+			log.Warn("queue: temporary failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.Err.Reply())
 		} else {
 			rc.State = spool.RcptFailed
-			log.Warn("queue: permanent failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.err.Reply())
+			log.Warn("queue: permanent failure", "attempt", it.Attempts, "rcpt", rc.Rcpt, "target", rc.Target, "reply", o.Err.Reply())
 		}
 	}
 	for addr, n := range delivered {
@@ -171,8 +199,10 @@ func (r *Runner) apply(it *spool.Item, res map[string]outcome, attemptErr error,
 }
 
 // decide turns recipient states into the item's fate: retry later, give up,
-// or (nothing left to try) remove, hold or bounce.
-func (r *Runner) decide(c *spool.Claim, now time.Time, log *slog.Logger) done {
+// or (nothing left to try) remove, hold or bounce. header is what went before
+// the message at this attempt: an item that stays keeps it, so that every
+// later attempt, also after a restart, sends the same verdict.
+func (r *Runner) decide(c *spool.Claim, header []byte, now time.Time, log *slog.Logger) done {
 	it := c.Item()
 	id := it.ID
 	if pending := it.Count(spool.RcptPending); pending > 0 {
@@ -184,6 +214,7 @@ func (r *Runner) decide(c *spool.Claim, now time.Time, log *slog.Logger) done {
 			delay := Backoff(it.Attempts, r.opts.RetryInitial, r.opts.RetryMax, r.opts.Rand)
 			it.State = spool.StateDeferred
 			it.NextAttempt = now.Add(delay).UTC()
+			keepHeader(it, header)
 			if err := c.Save(); err != nil {
 				log.Error("queue: record deferral", "err", err)
 			}
@@ -246,6 +277,7 @@ func (r *Runner) decide(c *spool.Claim, now time.Time, log *slog.Logger) done {
 	}
 	it.State = spool.StateHeld
 	it.NextAttempt = time.Time{}
+	keepHeader(it, header)
 	if err := c.Save(); err != nil {
 		log.Error("queue: record hold", "err", err)
 	}
@@ -260,28 +292,11 @@ func (r *Runner) count(result string, n int) {
 	}
 }
 
-// prefixFor returns the fields prepended to it at the tenant, computing them
-// once per message and process. They are not stored: a message retried after
-// a restart is simply vouched for again, which costs less than an fsync on
-// every first attempt. A failure is logged and the message goes out without
-// the fields: authentication results and the seal help the tenant trust the
-// message, but never decide whether it is delivered.
-func (r *Runner) prefixFor(ctx context.Context, it *spool.Item, body io.ReadSeeker, log *slog.Logger) []byte {
-	if r.opts.Prepare == nil || it.DSN {
-		return nil
+// keepHeader records, in an item about to be written, the header fields its
+// attempt sent first. Converted only here: most messages leave at their
+// first attempt and are never written again.
+func keepHeader(it *spool.Item, header []byte) {
+	if it.Prepend == "" && len(header) > 0 {
+		it.Prepend = string(header)
 	}
-	r.mu.Lock()
-	p, ok := r.prefixes[it.ID]
-	r.mu.Unlock()
-	if ok {
-		return p
-	}
-	p, err := r.opts.Prepare(ctx, it, body)
-	if err != nil {
-		log.Warn("queue: prepare failed; delivering without added authentication fields", "err", err)
-	}
-	r.mu.Lock()
-	r.prefixes[it.ID] = p
-	r.mu.Unlock()
-	return p
 }

@@ -4,15 +4,12 @@ package queue
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/mail"
 	"os"
 	"regexp"
@@ -27,7 +24,6 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/dualmx/dualmx/internal/testnet"
 	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
@@ -116,119 +112,6 @@ func checkLogsHaveID(t *testing.T, logs string) {
 	}
 }
 
-func TestTLSPolicy(t *testing.T) {
-	f := newFixture(t)
-	other := newFixture(t)
-	now := time.Now()
-	expired, err := f.ca.LeafWith(now.Add(-48*time.Hour), now.Add(-time.Hour), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain := &tls.Config{} // marker: no STARTTLS
-	for _, tc := range []struct {
-		name    string
-		srvTLS  *tls.Config
-		policy  string
-		deliver bool
-		wantTLS bool
-		reason  string
-	}{
-		{"require verified", nil, TLSRequire, true, true, ""},
-		{"require without STARTTLS", plain, TLSRequire, false, false, "does not offer STARTTLS"},
-		{"require foreign CA", other.tlsFor("127.0.0.1"), TLSRequire, false, false, "certificate"},
-		{"require wrong name", f.tlsFor("mx.other.test"), TLSRequire, false, false, "certificate"},
-		{"require expired", &tls.Config{Certificates: []tls.Certificate{expired}}, TLSRequire, false, false, "certificate"},
-		{"opportunistic foreign CA", other.tlsFor("127.0.0.1"), TLSOpportunistic, true, true, ""},
-		{"opportunistic without STARTTLS", plain, TLSOpportunistic, true, false, ""},
-		{"none", nil, TLSNone, true, false, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			so := standin.Options{TLS: tc.srvTLS}
-			var s *standin.Server
-			if tc.srvTLS == plain {
-				var err error
-				if s, err = standin.Start(standin.Options{}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-			} else {
-				s = f.target(so)
-			}
-			opts := f.opts(s)
-			opts.TLS = tc.policy
-			id := f.spool(testBody, defaultEnv())
-			_, stop := f.run(opts)
-			defer stop()
-			if tc.deliver {
-				m := waitMsgs(t, s, 1)[0]
-				if m.TLS != tc.wantTLS {
-					t.Errorf("TLS = %v", m.TLS)
-				}
-				waitFor(t, 5*time.Second, "removed", f.gone(id))
-				return
-			}
-			waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
-			stop()
-			it, _ := f.sp.Get(id)
-			if !strings.Contains(it.LastError, tc.reason) || it.Recipients[0].State != spool.RcptPending {
-				t.Errorf("last error %q, want %q; %+v", it.LastError, tc.reason, it.Recipients)
-			}
-			if s.Count() != 0 {
-				t.Error("message reached an unverified target")
-			}
-			f.sp.Drop(id, "test", "cleanup")
-		})
-	}
-}
-
-func TestConnectionReuse(t *testing.T) {
-	f := newFixture(t)
-	s := f.target(standin.Options{})
-	opts := f.opts(s)
-	opts.Concurrency = 1
-	var ids []string
-	for i := 0; i < 5; i++ {
-		ids = append(ids, f.spool(testBody, defaultEnv()))
-	}
-	f.run(opts)
-	waitMsgs(t, s, 5)
-	// One more after a pause: the idle connection is taken from the pool.
-	id := f.spool(testBody, defaultEnv())
-	waitMsgs(t, s, 6)
-	for _, id := range append(ids, id) {
-		waitFor(t, 5*time.Second, "removed", f.gone(id))
-	}
-	if c := s.Connections(); c != 1 {
-		t.Errorf("%d connections for 6 messages, want 1", c)
-	}
-}
-
-func TestStaleIdleConnectionIsReplaced(t *testing.T) {
-	f := newFixture(t)
-	port := testnet.HoldTCP(t, "127.0.0.1") // the target comes back on the same port
-	ln, err := port.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := f.target(standin.Options{Listener: ln})
-	opts := f.opts(s)
-	opts.Concurrency = 1
-	opts.RetryInitial = time.Hour // a deferral would make the wait below time out
-	f.run(opts)
-	a := f.spool(testBody, defaultEnv())
-	waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "removed", f.gone(a))
-	// The target restarts: pooled connections are dead.
-	s.Close()
-	if ln, err = port.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	s2 := f.target(standin.Options{Listener: ln})
-	b := f.spool(testBody, defaultEnv())
-	waitMsgs(t, s2, 1)
-	waitFor(t, 5*time.Second, "removed", f.gone(b))
-}
-
 func TestTemporaryFailuresRetry(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -273,8 +156,9 @@ func TestTemporaryFailuresRetry(t *testing.T) {
 				}
 				return nil
 			}})
-			opts := f.opts(s)
-			opts.DataTimeout = 500 * time.Millisecond
+			cfg := f.tenantConfig(s)
+			cfg.DataTimeout = 500 * time.Millisecond
+			opts := f.optsWith(cfg)
 			opts.RetryInitial = 300 * time.Millisecond
 			id := f.spool(testBody, defaultEnv())
 			_, stop := f.run(opts)
@@ -308,7 +192,10 @@ func TestGiveUpAppliesPolicy(t *testing.T) {
 		return nil
 	}})
 	opts := f.opts(s)
-	opts.GiveUpAfter = 300 * time.Millisecond
+	// Attempts every 50ms; a second comes long before the give-up time
+	// even on a loaded machine.
+	opts.RetryMax = 50 * time.Millisecond
+	opts.GiveUpAfter = 2 * time.Second
 	id := f.spool(testBody, defaultEnv())
 	f.run(opts)
 	waitFor(t, 10*time.Second, "held", f.state(id, spool.StateHeld))
@@ -368,53 +255,6 @@ func TestPerRecipientOutcomes(t *testing.T) {
 	}
 }
 
-func TestEightBitAndUTF8(t *testing.T) {
-	f := newFixture(t)
-	seven := f.target(standin.Options{No8BitMIME: true})
-	eight := f.target(standin.Options{})
-	body8 := "Subject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n"
-	for _, tc := range []struct {
-		name    string
-		target  *standin.Server
-		body    string
-		env     spool.Envelope
-		deliver bool
-		reason  string
-	}{
-		{"8-bit to 7-bit target", seven, body8, defaultEnv(), false, "8BITMIME"},
-		{"7-bit to 7-bit target", seven, testBody, defaultEnv(), true, ""},
-		{"8-bit to 8-bit target", eight, body8, defaultEnv(), true, ""},
-		{"UTF8 envelope", eight, testBody, spool.Envelope{From: "jos\xc3\xa9@sender.test", SMTPUTF8: true, Recipients: defaultEnv().Recipients}, true, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := tc.target.Count()
-			id := f.spool(tc.body, tc.env)
-			_, stop := f.run(f.opts(tc.target))
-			defer stop()
-			if !tc.deliver {
-				waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
-				stop()
-				if it, _ := f.sp.Get(id); !strings.Contains(it.LastError, tc.reason) {
-					t.Errorf("last error %q", it.LastError)
-				}
-				f.sp.Drop(id, "test", "cleanup")
-				return
-			}
-			m := waitMsgs(t, tc.target, before+1)[before]
-			waitFor(t, 5*time.Second, "removed", f.gone(id))
-			if string(m.Data) != tc.body {
-				t.Errorf("bytes changed: %q", m.Data)
-			}
-			if strings.ContainsAny(tc.body, "\xc3") && m.MailOpts.Body != smtp.Body8BitMIME {
-				t.Errorf("BODY = %q", m.MailOpts.Body)
-			}
-			if m.MailOpts.UTF8 != tc.env.SMTPUTF8 {
-				t.Errorf("SMTPUTF8 = %v", m.MailOpts.UTF8)
-			}
-		})
-	}
-}
-
 func TestPermanentFailurePolicy(t *testing.T) {
 	reject := func(e standin.Event) error {
 		if e.Stage == standin.StageRcpt {
@@ -447,14 +287,7 @@ func TestPermanentFailurePolicy(t *testing.T) {
 			opts := f.opts(s)
 			opts.OnPermanentFailure = PolicyBounce
 			var lookups []string
-			var mu sync.Mutex
-			opts.LookupMX = func(_ context.Context, domain string) ([]*net.MX, error) {
-				mu.Lock()
-				lookups = append(lookups, domain)
-				mu.Unlock()
-				return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
-			}
-			opts.DSNPort = mx.Port()
+			opts.Sender = f.mxAt(mx, &lookups)
 			id := f.spool(testBody, tc.env)
 			_, stop := f.run(opts)
 			if !tc.dsn {
@@ -472,11 +305,9 @@ func TestPermanentFailurePolicy(t *testing.T) {
 			if dsn.From != "" || !slices.Equal(dsn.To, []string{"alice@sender.test"}) || !dsn.TLS {
 				t.Errorf("DSN envelope: from %q to %v tls %v", dsn.From, dsn.To, dsn.TLS)
 			}
-			mu.Lock()
 			if !slices.Equal(lookups, []string{"sender.test"}) {
 				t.Errorf("MX lookups = %v", lookups)
 			}
-			mu.Unlock()
 			checkDSN(t, dsn.Data, id)
 			if testutil.ToFloat64(f.m.DSNsGenerated) != 1 || testutil.ToFloat64(f.m.Deliveries.WithLabelValues("bounced")) != 1 {
 				t.Error("DSN metrics not counted")
@@ -545,10 +376,11 @@ func TestGracefulStopWithStalledDelivery(t *testing.T) {
 		}
 		return nil
 	}})
-	opts := f.opts(s)
+	cfg := f.tenantConfig(s)
+	cfg.CommandTimeout = time.Minute
+	cfg.DataTimeout = time.Minute
+	opts := f.optsWith(cfg)
 	opts.StopTimeout = 300 * time.Millisecond
-	opts.CommandTimeout = time.Minute
-	opts.DataTimeout = time.Minute
 	id := f.spool(testBody, defaultEnv())
 	_, stop := f.run(opts)
 	select {
@@ -565,31 +397,6 @@ func TestGracefulStopWithStalledDelivery(t *testing.T) {
 	}
 	if it.Recipients[0].State != spool.RcptPending {
 		t.Errorf("item = %+v", it)
-	}
-}
-
-func TestProbeTarget(t *testing.T) {
-	f := newFixture(t)
-	for _, tc := range []struct {
-		name  string
-		opts  standin.Options
-		size  int64
-		eight bool
-	}{
-		{"size and 8bit", standin.Options{MaxSize: 35 << 20}, 35 << 20, true},
-		{"7-bit, no size", standin.Options{No8BitMIME: true}, 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := f.target(tc.opts)
-			size, eight, err := ProbeTarget(context.Background(), f.opts(s))
-			if err != nil || size != tc.size || eight != tc.eight {
-				t.Errorf("ProbeTarget = %d, %v, %v", size, eight, err)
-			}
-		})
-	}
-	s := f.target(standin.Options{TLS: newFixture(t).tlsFor("127.0.0.1")})
-	if _, _, err := ProbeTarget(context.Background(), f.opts(s)); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Errorf("probe of an unverifiable target: %v", err)
 	}
 }
 
@@ -670,10 +477,7 @@ func TestBounceLeavesMetadataBehind(t *testing.T) {
 	mx := f.target(standin.Options{TLS: newFixture(t).tlsFor("mx.sender.test")})
 	opts := f.opts(s)
 	opts.OnPermanentFailure = PolicyBounce
-	opts.LookupMX = func(context.Context, string) ([]*net.MX, error) {
-		return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
-	}
-	opts.DSNPort = mx.Port()
+	opts.Sender = f.mxAt(mx, nil)
 	id := f.spool(testBody, defaultEnv())
 	f.setState(id, spool.StateDeferred) // now it has <id>.json
 	h.remove = func(name string) error {

@@ -6,12 +6,15 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/metrics"
@@ -58,14 +61,49 @@ func (f *fixture) target(opts standin.Options) *standin.Server {
 	return s
 }
 
-func (f *fixture) opts(s *standin.Server) Options {
+// tenantConfig is the courier's tenant at the stand-in s.
+func (f *fixture) tenantConfig(s *standin.Server) courier.TenantConfig {
+	return courier.TenantConfig{
+		Client: courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
+		Host:   s.Host(), Port: s.Port(), TLS: courier.TLSRequire, RootCAs: f.ca.Pool(), MaxIdle: 2, IdleTimeout: 5 * time.Second,
+	}
+}
+
+// opts delivers to the stand-in s as the tenant.
+func (f *fixture) opts(s *standin.Server) Options { return f.optsWith(f.tenantConfig(s)) }
+
+// optsWith delivers to the tenant cfg describes. DSNs go nowhere (every
+// domain is unknown) unless a test sets Sender (mxAt).
+func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
+	tenant := courier.NewTenant(cfg)
+	f.t.Cleanup(tenant.Close)
+	nowhere := courier.NewMX(courier.MXConfig{LookupMX: func(_ context.Context, domain string) ([]*net.MX, error) {
+		return nil, &net.DNSError{Err: "no such domain in tests", Name: domain, IsNotFound: true}
+	}})
 	return Options{
-		Host: s.Host(), Port: s.Port(), TLS: TLSRequire, RootCAs: f.ca.Pool(), HelloName: "relay.test",
+		Tenant: tenant, Sender: nowhere, HelloName: "relay.test",
 		RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, GiveUpAfter: time.Hour,
-		Concurrency: 2, DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second,
-		IdleTimeout: 5 * time.Second, StopTimeout: time.Second, PollInterval: 20 * time.Millisecond,
+		Concurrency: 2, StopTimeout: time.Second, PollInterval: 20 * time.Millisecond,
 		Rand: func() float64 { return 0 },
 	}
+}
+
+// mxAt is a sender's MX target that finds every domain's MX at the stand-in
+// mx, and notes the domains it looked up.
+func (f *fixture) mxAt(mx *standin.Server, lookups *[]string) courier.Target {
+	var mu sync.Mutex
+	return courier.NewMX(courier.MXConfig{
+		Client: courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
+		Port:   mx.Port(),
+		LookupMX: func(_ context.Context, domain string) ([]*net.MX, error) {
+			if lookups != nil {
+				mu.Lock()
+				*lookups = append(*lookups, domain)
+				mu.Unlock()
+			}
+			return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
+		},
+	})
 }
 
 const testBody = "Received: from old.example.test\r\nFrom: Alice <alice@sender.test>\r\nTo: scriba@domain.test\r\nSubject: test\r\n\r\nHello.\r\n.leading dot\r\n"

@@ -3,8 +3,6 @@
 package queue
 
 import (
-	"bufio"
-	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -120,63 +118,5 @@ func TestRuntimeQuarantineUnscheduled(t *testing.T) {
 	waitFor(t, 5*time.Second, "quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 1 })
 	if _, err := os.Stat(f.quarantined(id + ".msg")); err != nil {
 		t.Error(err)
-	}
-}
-
-// TestTLSRequireSTARTTLSRefused: a target that offers STARTTLS and then
-// refuses it is a downgrade under require: deferred, never sent in plain text.
-func TestTLSRequireSTARTTLSRefused(t *testing.T) {
-	f := newFixture(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var sawMail atomic.Bool
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				c.Write([]byte("220 fake ESMTP\r\n"))
-				r := bufio.NewReader(c)
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
-					case strings.HasPrefix(cmd, "EHLO"):
-						c.Write([]byte("250-fake\r\n250-8BITMIME\r\n250 STARTTLS\r\n"))
-					case cmd == "STARTTLS":
-						c.Write([]byte("454 4.7.0 TLS not available due to local problem\r\n"))
-					case strings.HasPrefix(cmd, "MAIL"):
-						sawMail.Store(true)
-						c.Write([]byte("250 ok\r\n"))
-					case cmd == "QUIT":
-						c.Write([]byte("221 bye\r\n"))
-						return
-					default:
-						c.Write([]byte("250 ok\r\n"))
-					}
-				}
-			}(c)
-		}
-	}()
-	opts := f.opts(f.target(standinOpts())) // then pointed at the fake
-	opts.Host, opts.Port = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
-	id := f.spool(testBody, defaultEnv())
-	_, stop := f.run(opts)
-	waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
-	stop()
-	it, _ := f.sp.Get(id)
-	if !strings.Contains(it.LastError, "454 4.7.0 TLS not available") || it.Recipients[0].State != spool.RcptPending {
-		t.Errorf("last error %q, recipients %+v", it.LastError, it.Recipients)
-	}
-	if sawMail.Load() {
-		t.Error("MAIL sent in plain text after STARTTLS failed under require")
 	}
 }

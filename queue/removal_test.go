@@ -66,13 +66,14 @@ func TestDeliveredRemovalSyncedLater(t *testing.T) {
 	}
 }
 
-// reuseCounter counts the spool files written over for a new message, and
-// the directory fsyncs that began after a file was set aside for reuse.
+// reuseCounter counts the spool files written over for a new message and
+// the files set aside for reuse, and knows how many of those renames a
+// directory fsync has made durable.
 type reuseCounter struct {
 	hookFS
-	reused   atomic.Int32
-	retired  atomic.Bool  // a file was renamed aside since the last fsync
-	durables atomic.Int32 // fsyncs that made such a rename durable
+	reused  atomic.Int32
+	retired atomic.Int32 // files renamed aside for reuse
+	durable atomic.Int32 // of those, how many an fsync has covered
 }
 
 func (c *reuseCounter) Reuse(name string) (spool.File, error) {
@@ -86,16 +87,21 @@ func (c *reuseCounter) Reuse(name string) (spool.File, error) {
 func (c *reuseCounter) Rename(from, to string) error {
 	err := c.hookFS.Rename(from, to)
 	if err == nil && strings.Contains(to, ".tmp-free-") {
-		c.retired.Store(true)
+		c.retired.Add(1)
 	}
 	return err
 }
 
 func (c *reuseCounter) SyncDir(d *os.File) error {
-	retired := c.retired.Swap(false)
+	n := c.retired.Load() // renamed before the fsync began
 	err := c.hookFS.SyncDir(d)
-	if err == nil && retired {
-		c.durables.Add(1)
+	if err == nil {
+		for {
+			old := c.durable.Load()
+			if old >= n || c.durable.CompareAndSwap(old, n) {
+				break
+			}
+		}
 	}
 	return err
 }
@@ -116,7 +122,6 @@ func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
 			lines = 300
 		}
 		body := testBody + strings.Repeat(strings.Repeat(string(rune('a'+i%26)), 61)+"\r\n", lines)
-		durable := fsys.durables.Load()
 		id := f.spool(body, defaultEnv())
 		waitFor(t, 5*time.Second, "delivered", f.gone(id))
 		msgs := waitMsgs(t, s, i+1)
@@ -127,13 +132,30 @@ func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
 		// The pool takes the file once the worker lets go of it, and the
 		// runner's flush of removals at its poll makes it reusable.
 		waitFor(t, 5*time.Second, "file reusable", func() bool {
-			return len(f.pooled()) == 1 && fsys.durables.Load() > durable
+			free := f.pooled()
+			return len(free) == 1 && fsys.durable.Load() >= int32(i+1) && !locked(t, free[0])
 		})
 	}
 	// Each message but the first took its predecessor's file.
 	if got := fsys.reused.Load(); got != n-1 {
 		t.Errorf("%d of %d messages written over a delivered one's file", got, n)
 	}
+}
+
+// locked reports whether somebody holds a flock on name: the worker's
+// claim, until it ends and the file joins the pool.
+func locked(t *testing.T, name string) bool {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
 }
 
 // TestBrokenSpoolLoggedOnce: the runner's periodic flush of removals fails

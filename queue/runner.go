@@ -1,20 +1,22 @@
 // SPDX-License-Identifier: MIT
 
+// Package queue drives delivery: it decides which spooled message is due,
+// claims it from the spool for an attempt, hands it to a courier target
+// (the tenant, through the stages before it, or for a DSN the sender's MX),
+// and records each recipient's outcome: delivered and removed, retried
+// later with backoff, held for an admin, or bounced.
 package queue
 
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/spool"
 )
@@ -33,43 +35,27 @@ const (
 
 // Options configure delivery. Zero fields take the defaults noted.
 type Options struct {
-	Host      string
-	Port      int    // default 25
-	TLS       string // TLSRequire (default), TLSOpportunistic or TLSNone
-	RootCAs   *x509.CertPool
-	HelloName string // default the host name
+	// Tenant is where mail for the tenant goes: the courier's Tenant,
+	// wrapped in the stages that change what it sees (the arrival verdict
+	// and ARC seal, SRS).
+	Tenant courier.Target
+	// Sender is where DSNs and returned bounces go: the sender's MX.
+	Sender courier.Target
+	// HelloName names the reporting MTA in DSNs; default the host name.
+	HelloName string
 
 	RetryInitial time.Duration // default 1m
 	RetryMax     time.Duration // default 1h
 	GiveUpAfter  time.Duration // since receipt (or release); default 5 days (RFC 5321 4.5.4.1)
 
 	OnPermanentFailure string // PolicyHold (default) or PolicyBounce
-	Concurrency        int    // parallel deliveries (and connections); default 4
+	Concurrency        int    // parallel deliveries; default 4
 
-	DialTimeout    time.Duration // default 30s
-	CommandTimeout time.Duration // default 5m
-	DataTimeout    time.Duration // sending the body and waiting for the final reply; default 10m
-	IdleTimeout    time.Duration // pooled connections older than this are closed; default 30s
 	StopTimeout    time.Duration // how long Run waits for in-flight deliveries after cancel; default 10s
 	PollInterval   time.Duration // how often the admin kick file is checked; default 500ms
 	RescanInterval time.Duration // full rescan of the spool as a safety net; default 1m
 
 	Recorder Recorder
-
-	// Prepare computes, once per message, the header fields prepended at
-	// delivery to the tenant (Authentication-Results and the ARC set). Its
-	// result is stored in the item before the first attempt, so every retry
-	// sends the same bytes. nil prepends nothing. DSNs are never prepared.
-	Prepare func(ctx context.Context, it *spool.Item, body io.ReadSeeker) ([]byte, error)
-	// RewriteFrom maps the envelope sender for delivery to the tenant (SRS);
-	// nil keeps it. It is not applied to DSNs, whose sender is null.
-	RewriteFrom func(from string) (string, error)
-
-	// Resolver answers every lookup delivery makes: the target's and MX
-	// hosts' addresses, and MX records. nil means net.DefaultResolver.
-	Resolver *net.Resolver
-	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error) // default Resolver.LookupMX
-	DSNPort  int                                                         // default 25
 
 	Now  func() time.Time // default time.Now
 	Rand func() float64   // jitter source in [0,1); default math/rand/v2
@@ -80,12 +66,6 @@ func (o *Options) setDefaults() {
 		if *d <= 0 {
 			*d = v
 		}
-	}
-	if o.Port == 0 {
-		o.Port = 25
-	}
-	if o.TLS == "" {
-		o.TLS = TLSRequire
 	}
 	if o.HelloName == "" {
 		o.HelloName, _ = os.Hostname()
@@ -102,22 +82,9 @@ func (o *Options) setDefaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	def(&o.DialTimeout, 30*time.Second)
-	def(&o.CommandTimeout, 5*time.Minute)
-	def(&o.DataTimeout, 10*time.Minute)
-	def(&o.IdleTimeout, 30*time.Second)
 	def(&o.StopTimeout, 10*time.Second)
 	def(&o.PollInterval, 500*time.Millisecond)
 	def(&o.RescanInterval, time.Minute)
-	if o.Resolver == nil {
-		o.Resolver = net.DefaultResolver
-	}
-	if o.LookupMX == nil {
-		o.LookupMX = o.Resolver.LookupMX
-	}
-	if o.DSNPort == 0 {
-		o.DSNPort = 25
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -126,28 +93,16 @@ func (o *Options) setDefaults() {
 	}
 }
 
-func (o *Options) dialer() dialer {
-	return dialer{
-		addr: net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), serverName: o.Host, policy: o.TLS, roots: o.RootCAs,
-		helo: o.HelloName, dial: o.DialTimeout, command: o.CommandTimeout, data: o.DataTimeout, resolver: o.Resolver,
-	}
-}
-
 // Runner delivers what is in the spool. One scheduler goroutine decides what
 // is due; at most Concurrency workers deliver; nothing sleeps per item.
 type Runner struct {
-	sp     *spool.Spool
-	opts   Options
-	m      *metrics.Metrics
-	log    *slog.Logger
-	pool   *pool
-	tenant deliveryTarget
-	dsn    deliveryTarget
+	sp   *spool.Spool
+	opts Options
+	m    *metrics.Metrics
+	log  *slog.Logger
 
 	mu    sync.Mutex
 	sched *schedule
-	// prefixes holds the prepended fields of items still in the spool.
-	prefixes map[string][]byte
 	// removing holds items delivered to every recipient whose removal
 	// failed: only the removal is retried, the message is not sent again.
 	removing map[string]bool
@@ -179,13 +134,8 @@ func NewRunner(sp *spool.Spool, opts Options, m *metrics.Metrics, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{sp: sp, opts: opts, m: m, log: log, sched: newSchedule(),
-		prefixes: map[string][]byte{}, removing: map[string]bool{}, delivered: map[string]record{}}
-	r.pool = newPool(opts.Concurrency, opts.IdleTimeout, opts.Now)
-	r.tenant = &tenantTarget{d: opts.dialer(), pool: r.pool, rewriteFrom: opts.RewriteFrom}
-	tmpl := opts.dialer()
-	r.dsn = &mxTarget{lookup: opts.LookupMX, port: opts.DSNPort, tmpl: tmpl}
-	return r
+	return &Runner{sp: sp, opts: opts, m: m, log: log, sched: newSchedule(),
+		removing: map[string]bool{}, delivered: map[string]record{}}
 }
 
 // Run delivers until ctx is cancelled, then stops taking work and waits up to
@@ -243,7 +193,6 @@ func (r *Runner) Run(ctx context.Context) error {
 			busy--
 			r.finish(d)
 		case <-poll.C:
-			r.pool.reap()
 			// A broken spool (a failed directory fsync) fails every flush
 			// until restart; it is said once, and /healthz keeps saying it.
 			if err := r.sp.FlushRemovals(); err != nil && !broken {
@@ -316,7 +265,6 @@ func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results
 		case <-time.After(2 * time.Second):
 		}
 	}
-	r.pool.closeAll()
 	if err := r.sp.FlushRemovals(); err != nil {
 		r.log.Error("queue: make removals durable", "err", err)
 	}
@@ -362,7 +310,6 @@ func (r *Runner) scan() {
 	}
 	for _, id := range gone {
 		r.sched.remove(id)
-		delete(r.prefixes, id)
 	}
 }
 
@@ -375,9 +322,6 @@ func (r *Runner) schedule(id string, at time.Time) {
 func (r *Runner) finish(d done) {
 	r.mu.Lock()
 	r.sched.done(d.id, d.keep, d.next)
-	if !d.keep {
-		delete(r.prefixes, d.id)
-	}
 	r.mu.Unlock()
 	for _, id := range d.also {
 		r.schedule(id, r.opts.Now())

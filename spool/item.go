@@ -101,6 +101,12 @@ type Item struct {
 	LastError   string      `json:"last_error,omitempty"`
 	// ReleasedAt restarts the give-up clock when an admin releases a held message.
 	ReleasedAt time.Time `json:"released_at,omitzero"`
+	// Prepend holds the header fields that go before the message at the
+	// tenant (Authentication-Results and the ARC set): the verdict of the
+	// arrival checks, taken at the first attempt and kept from the first
+	// attempt that did not deliver, so that every later attempt, also after
+	// a restart, sends the same verdict.
+	Prepend string `json:"prepend,omitempty"`
 
 	// hasMeta says whether <id>.json exists, as far as the holder of the
 	// item's lock knows: removal then skips a pointless unlink.

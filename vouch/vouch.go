@@ -2,13 +2,16 @@
 // delivery: an Authentication-Results field recording what it saw on arrival
 // and, when sealing is configured, an ARC set vouching for it (RFC 8617).
 // It never changes the message itself, so the author's DKIM signature keeps
-// verifying; it only returns header fields to put in front.
+// verifying; it only puts header fields in front.
+//
+// A Voucher is a stage of the tenant's delivery: Target wraps the courier's
+// target, and each transaction's body gets the fields before it, unless it
+// comes with fields already (the verdict an earlier attempt stored with the
+// message, which stands).
 package vouch
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,8 +20,8 @@ import (
 
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/spool"
 )
 
 // Voucher turns a spooled message into the fields to prepend.
@@ -31,18 +34,50 @@ type Voucher struct {
 	Logger  *slog.Logger
 }
 
-// Prepare is a queue.Options.Prepare: body is the spooled message (dualmx's
-// Received field and the original bytes) and must also be an io.ReaderAt, so
-// the checks can read it in parallel passes without holding it in memory.
-func (v *Voucher) Prepare(ctx context.Context, it *spool.Item, body io.ReadSeeker) ([]byte, error) {
-	ra, ok := body.(io.ReaderAt)
-	if !ok {
-		return nil, errors.New("vouch: spooled body does not support ReadAt")
-	}
-	size, err := body.Seek(0, io.SeekEnd)
+// Target returns next with the voucher's fields put before every message:
+// the stage between the queue and the courier.
+func (v *Voucher) Target(next courier.Target) courier.Target { return &stage{v: v, next: next} }
+
+type stage struct {
+	v    *Voucher
+	next courier.Target
+}
+
+func (s *stage) Start(ctx context.Context, msg courier.Message) (courier.Delivery, error) {
+	d, err := s.next.Start(ctx, msg)
 	if err != nil {
-		return nil, fmt.Errorf("vouch: %w", err)
+		return nil, err
 	}
+	return &vouched{Delivery: d, v: s.v, msg: msg}, nil
+}
+
+// vouched is a transaction whose body gets the voucher's fields.
+type vouched struct {
+	courier.Delivery
+	v   *Voucher
+	msg courier.Message
+}
+
+// Body judges the message, unless header says it was judged before. A
+// failure is logged and the message goes on without the fields:
+// authentication results and the seal help the tenant trust the message,
+// but never decide whether it is delivered.
+func (d *vouched) Body(ctx context.Context, header []byte, body courier.Body) error {
+	if len(header) == 0 {
+		var err error
+		if header, err = d.v.Fields(ctx, &d.msg, body); err != nil {
+			d.v.log().Warn("vouch: delivering without added authentication fields", "id", d.msg.ID, "err", err)
+		}
+	}
+	return d.Delivery.Body(ctx, header, body)
+}
+
+// Fields runs the arrival checks on msg, whose body is the spooled message
+// (dualmx's Received field and the original bytes), and returns the
+// Authentication-Results field with, when sealing is on, the ARC set before
+// it. The checks read body in parallel passes, never holding it in memory.
+func (v *Voucher) Fields(ctx context.Context, msg *courier.Message, body courier.Body) ([]byte, error) {
+	ra, size := body, body.Size()
 	open := func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(ra, 0, size)), nil }
 
 	// The ARC verdict is taken inside the checks, once; the seal needs the
@@ -61,11 +96,11 @@ func (v *Voucher) Prepare(ctx context.Context, it *spool.Item, body io.ReadSeeke
 		mu.Unlock()
 		return string(r.CV), r.Instance, r.Reason
 	}
-	res := ck.Check(ctx, authcheck.Input{ClientIP: net.ParseIP(it.ClientIP), Helo: it.Helo, MailFrom: it.From, Message: open})
+	res := ck.Check(ctx, authcheck.Input{ClientIP: net.ParseIP(msg.ClientIP), Helo: msg.Helo, MailFrom: msg.From, Message: open})
 	mu.Lock()
 	prior, done := prior, verified
 	mu.Unlock()
-	log := v.log().With("id", it.ID)
+	log := v.log().With("id", msg.ID)
 	log.Info("vouch: arrival checks", "dkim_author", res.AuthorDKIM, "spf", res.SPF, "dmarc", res.DMARC, "arc", res.ARC, "arc_instance", res.ARCInstance)
 
 	fields := []byte(res.Field)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +14,9 @@ import (
 
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/metrics"
-	"github.com/dualmx/dualmx/spool"
 )
 
 // txt renders a TXT value as zone-file strings of at most 255 bytes.
@@ -72,8 +73,8 @@ func (w *world) signed(t *testing.T) string {
 }
 
 // spoolBody writes what the spool holds (our Received line and the original
-// bytes) to a file, as the queue hands it to Prepare.
-func spoolBody(t *testing.T, msg string) *os.File {
+// bytes) to a file, and returns it as the queue hands it to a transaction.
+func spoolBody(t *testing.T, msg string) *io.SectionReader {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "m.msg")
 	body := "Received: from oldhost.test ([192.0.2.1])\r\n\tby relay.test (dualmx) with ESMTP id X;\r\n\tFri, 27 Nov 2026 10:00:01 +0100\r\n" + msg
@@ -85,21 +86,29 @@ func spoolBody(t *testing.T, msg string) *os.File {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return f
+	return io.NewSectionReader(f, 0, int64(len(body)))
 }
 
-func TestPrepareSealsAndKeepsAuthorDKIM(t *testing.T) {
+func spooled(t *testing.T, body *io.SectionReader) []byte {
+	t.Helper()
+	b, err := io.ReadAll(io.NewSectionReader(body, 0, body.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFieldsSealAndKeepAuthorDKIM(t *testing.T) {
 	w := newWorld(t)
 	m := metrics.New()
 	v := &Voucher{Check: authcheck.Checker{AuthServID: "relay.test", Resolver: w.dns.Resolver(), Metrics: m}, Sealer: w.sealer, Metrics: m}
 	f := spoolBody(t, w.signed(t))
-	it := &spool.Item{ID: "x", ClientIP: "192.0.2.1", Helo: "oldhost.test", From: "a@author.test"}
-	prefix, err := v.Prepare(context.Background(), it, f)
+	msg := &courier.Message{ID: "x", ClientIP: "192.0.2.1", Helo: "oldhost.test", From: "a@author.test"}
+	prefix, err := v.Fields(context.Background(), msg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spooled, _ := os.ReadFile(f.Name())
-	wire := append(append([]byte{}, prefix...), spooled...)
+	wire := append(append([]byte{}, prefix...), spooled(t, f)...)
 
 	for i, name := range []string{"ARC-Seal:", "ARC-Message-Signature:", "ARC-Authentication-Results: i=1; relay.test;", "Authentication-Results: relay.test;"} {
 		lines := strings.Split(string(prefix), "\r\n")
@@ -136,26 +145,87 @@ func TestPrepareSealsAndKeepsAuthorDKIM(t *testing.T) {
 
 	// Relayed again (another relay in the path): the next seal is i=2 over a passing chain.
 	f2 := spoolBody(t, string(wire))
-	prefix2, err := v.Prepare(context.Background(), it, f2)
+	prefix2, err := v.Fields(context.Background(), msg, f2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spooled2, _ := os.ReadFile(f2.Name())
-	res2 := arc.Verify(context.Background(), bytes.NewReader(append(prefix2, spooled2...)), w.dns.Resolver().LookupTXT)
+	res2 := arc.Verify(context.Background(), bytes.NewReader(append(prefix2, spooled(t, f2)...)), w.dns.Resolver().LookupTXT)
 	if res2.CV != arc.CVPass || res2.Instance != 2 {
 		t.Errorf("second seal: %+v", res2)
 	}
 }
 
-func TestPrepareWithoutSealer(t *testing.T) {
+func TestFieldsWithoutSealer(t *testing.T) {
 	w := newWorld(t)
 	v := &Voucher{Check: authcheck.Checker{AuthServID: "relay.test", Resolver: w.dns.Resolver()}}
 	f := spoolBody(t, original)
-	prefix, err := v.Prepare(context.Background(), &spool.Item{ClientIP: "192.0.2.1", From: "a@author.test"}, f)
+	prefix, err := v.Fields(context.Background(), &courier.Message{ClientIP: "192.0.2.1", From: "a@author.test"}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(string(prefix), "ARC-") || !strings.HasPrefix(string(prefix), "Authentication-Results: relay.test;") {
 		t.Fatalf("without arc: section only Authentication-Results is added:\n%s", prefix)
+	}
+}
+
+// recordingTarget is a next hop that keeps what each transaction was given.
+type recordingTarget struct{ headers []string }
+
+type recordingDelivery struct {
+	t      *recordingTarget
+	header []byte
+}
+
+func (r *recordingTarget) Start(context.Context, courier.Message) (courier.Delivery, error) {
+	return &recordingDelivery{t: r}, nil
+}
+func (d *recordingDelivery) AddRcpt(context.Context, string) error { return nil }
+func (d *recordingDelivery) Body(_ context.Context, header []byte, _ courier.Body) error {
+	d.header = header
+	return nil
+}
+func (d *recordingDelivery) Commit(context.Context) courier.Result {
+	d.t.headers = append(d.t.headers, string(d.header))
+	return courier.Result{Header: d.header}
+}
+func (d *recordingDelivery) Abort(context.Context) {}
+
+// TestStageVouchesOnlyUnjudgedMessages: as a stage before the courier, the
+// voucher puts its fields before a message that comes without any, and
+// passes fields an earlier attempt stored on unchanged, without judging the
+// message again.
+func TestStageVouchesOnlyUnjudgedMessages(t *testing.T) {
+	w := newWorld(t)
+	m := metrics.New()
+	v := &Voucher{Check: authcheck.Checker{AuthServID: "relay.test", Resolver: w.dns.Resolver(), Metrics: m}, Sealer: w.sealer, Metrics: m}
+	next := &recordingTarget{}
+	target := v.Target(next)
+	send := func(header string) courier.Result {
+		t.Helper()
+		msg := courier.Message{ID: "x", ClientIP: "192.0.2.1", Helo: "oldhost.test", From: "a@author.test"}
+		d, err := target.Start(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.AddRcpt(context.Background(), "scriba@example.nl")
+		var h []byte
+		if header != "" {
+			h = []byte(header)
+		}
+		if err := d.Body(context.Background(), h, spoolBody(t, w.signed(t))); err != nil {
+			t.Fatal(err)
+		}
+		return d.Commit(context.Background())
+	}
+	first := send("")
+	if !strings.HasPrefix(string(first.Header), "ARC-Seal:") || !strings.Contains(string(first.Header), "dkim=pass") {
+		t.Fatalf("first attempt sent %q", first.Header)
+	}
+	stored := "Authentication-Results: relay.test; dkim=fail; spf=fail; dmarc=fail\r\n"
+	if got := send(stored); string(got.Header) != stored || next.headers[1] != stored {
+		t.Errorf("a stored verdict was replaced: %q", got.Header)
+	}
+	if got := testutilCount(m, "sealed"); got != 1 {
+		t.Errorf("%v seals for one message judged once", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/cutover"
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
@@ -122,6 +123,7 @@ type daemon struct {
 	cfg      *config.Config
 	store    *router.Store
 	spool    *spool.Spool
+	tenant   *courier.Tenant
 	runner   *queue.Runner
 	smtp     *smtpd.Server
 	smtpAddr net.Addr
@@ -198,51 +200,51 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		}
 	}
 	resolver := authcheck.NewResolver(cfg.Resolver)
-	qopts := queue.Options{
-		Host:               cfg.Target.Host,
-		Port:               cfg.Target.Port,
-		TLS:                cfg.Target.TLS,
-		RootCAs:            roots,
-		HelloName:          cfg.Hostname,
-		RetryInitial:       cfg.Delivery.RetryInitial,
-		RetryMax:           cfg.Delivery.RetryMax,
-		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
-		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
-		Concurrency:        cfg.Delivery.Concurrency,
-		CommandTimeout:     cfg.Delivery.CommandTimeout,
-		DataTimeout:        cfg.Delivery.DataTimeout,
-		Recorder:           store,
-		Resolver:           resolver,
-		DSNPort:            cfg.Delivery.MXPort,
-	}
+	client := courier.Client{HelloName: cfg.Hostname, CommandTimeout: cfg.Delivery.CommandTimeout,
+		DataTimeout: cfg.Delivery.DataTimeout, Resolver: resolver}
+	d.tenant = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port,
+		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency})
 	v, err := newVoucher(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
-	qopts.Prepare = v.Prepare
+	// The message's way to the tenant: the arrival verdict and ARC seal
+	// (vouch), the sender rewritten (SRS), then the courier.
+	var toTenant courier.Target = d.tenant
 	var returns *smtpd.Returns
 	if cfg.SRS.Enabled {
 		rw, err := newSRS(cfg)
 		if err != nil {
 			return nil, err
 		}
-		qopts.RewriteFrom = rw.Forward
+		toTenant = srsStage{rw: rw, next: toTenant}
 		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
 			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour}
 	}
-	d.runner = queue.NewRunner(sp, qopts, m, log)
+	toTenant = v.Target(toTenant)
+	d.runner = queue.NewRunner(sp, queue.Options{
+		Tenant:             toTenant,
+		Sender:             courier.NewMX(courier.MXConfig{Client: client, Port: cfg.Delivery.MXPort}),
+		HelloName:          cfg.Hostname,
+		RetryInitial:       cfg.Delivery.RetryInitial,
+		RetryMax:           cfg.Delivery.RetryMax,
+		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
+		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
+		Concurrency:        cfg.Delivery.Concurrency,
+		Recorder:           store,
+	}, m, log)
 	m.WatchQueue(d.runner.Stats)
 
 	maxSize := cfg.Inbound.MaxMessageBytes
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	tsize, _, perr := queue.ProbeTarget(pctx, qopts)
+	caps, perr := d.tenant.Capabilities(pctx)
 	pcancel()
 	switch {
 	case perr != nil:
 		log.Warn("could not ask the target for its size limit; assuming Microsoft 365's default", "target", cfg.Target.Host, "err", perr, "assumed_bytes", m365DefaultSize)
 		maxSize = min(maxSize, m365DefaultSize)
-	case tsize > 0:
-		maxSize = min(maxSize, tsize)
+	case caps.MaxSize > 0:
+		maxSize = min(maxSize, caps.MaxSize)
 	}
 	m.TargetSizeLimitByte.Set(float64(maxSize))
 
@@ -387,8 +389,10 @@ func (d *daemon) stop() {
 			if err != nil && !errors.Is(err, context.Canceled) {
 				d.log.Warn("delivery stopped with error", "err", err)
 			}
-			// Delivery is over: the spool's files kept for reuse go. (If
-			// it did not stop in time, the next start removes them.)
+			// Delivery is over: idle connections to the tenant say QUIT,
+			// and the spool's files kept for reuse go. (If it did not
+			// stop in time, the next start removes them.)
+			d.tenant.Close()
 			if err := d.spool.Close(); err != nil {
 				d.log.Warn("closing the spool", "err", err)
 			}

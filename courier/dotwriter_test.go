@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"bufio"
@@ -92,7 +92,7 @@ func BenchmarkDotWriter(b *testing.B) {
 		} {
 			return textproto.NewWriter(bw).DotWriter()
 		}},
-		{"queue", func(bw *bufio.Writer) interface {
+		{"courier", func(bw *bufio.Writer) interface {
 			Write([]byte) (int, error)
 			Close() error
 		} {

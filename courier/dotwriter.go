@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"bufio"

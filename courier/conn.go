@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"bufio"
@@ -148,7 +148,7 @@ func (d *dialer) connect(ctx context.Context) (*client, error) {
 	nd := net.Dialer{Timeout: d.dial, Resolver: d.resolver}
 	raw, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
-		return nil, &DeliveryError{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}
+		return nil, &Error{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
@@ -205,7 +205,7 @@ func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, er
 	if !hasExt(msg, "STARTTLS") {
 		if d.policy == TLSRequire {
 			tp.PrintfLine("QUIT")
-			return nil, false, tempErr("4.7.10", "%s does not offer STARTTLS and the TLS policy is require", d.addr)
+			return nil, false, TempError("4.7.10", "%s does not offer STARTTLS and the TLS policy is require", d.addr)
 		}
 		return raw, false, nil
 	}
@@ -237,7 +237,7 @@ func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, er
 		if errors.As(err, &verr) {
 			reason = "certificate verification"
 		}
-		return nil, false, &DeliveryError{Status: "4.7.5", Message: fmt.Sprintf("%s with %s failed: %v", reason, d.addr, err), Temporary: true, Err: err}
+		return nil, false, &Error{Status: "4.7.5", Message: fmt.Sprintf("%s with %s failed: %v", reason, d.addr, err), Temporary: true, Err: err}
 	}
 	return tc, true, nil
 }

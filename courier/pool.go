@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"sync"
@@ -8,7 +8,8 @@ import (
 )
 
 // pool keeps idle connections per next hop, so a burst of messages costs one
-// TLS handshake instead of one per message.
+// TLS handshake instead of one per message. A timer closes connections idle
+// for longer than the timeout; it runs only while some are idle.
 type pool struct {
 	mu      sync.Mutex
 	idle    map[string][]*client
@@ -16,6 +17,7 @@ type pool struct {
 	timeout time.Duration
 	now     func() time.Time
 	closed  bool
+	reaper  *time.Timer // nil while nothing is idle
 }
 
 func newPool(max int, timeout time.Duration, now func() time.Time) *pool {
@@ -50,20 +52,28 @@ func (p *pool) put(c *client) {
 	}
 	c.lastUsed = p.now()
 	p.idle[c.key] = append(p.idle[c.key], c)
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(p.timeout, p.reap)
+	}
 }
 
 // reap closes connections idle for longer than the timeout, before the
-// target closes them on its side.
+// target closes them on its side, and sets the timer for the next to expire.
 func (p *pool) reap() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
+	var next time.Duration
 	for key, list := range p.idle {
 		keep := list[:0]
 		for _, c := range list {
-			if p.now().Sub(c.lastUsed) >= p.timeout {
+			if left := p.timeout - now.Sub(c.lastUsed); left <= 0 {
 				go c.quit()
 			} else {
 				keep = append(keep, c)
+				if next == 0 || left < next {
+					next = left
+				}
 			}
 		}
 		if len(keep) == 0 {
@@ -72,12 +82,23 @@ func (p *pool) reap() {
 			p.idle[key] = keep
 		}
 	}
+	switch {
+	case p.reaper == nil:
+	case next > 0 && !p.closed:
+		p.reaper.Reset(next)
+	default:
+		p.reaper = nil
+	}
 }
 
 // closeAll says QUIT to every idle connection and waits for them, bounded by quit's deadline.
 func (p *pool) closeAll() {
 	p.mu.Lock()
 	p.closed = true
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
 	var all []*client
 	for _, list := range p.idle {
 		all = append(all, list...)

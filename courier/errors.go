@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"errors"
@@ -11,11 +11,11 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// DeliveryError is a failure classified once: the SMTP reply (or a local
+// Error is a delivery failure classified once: the SMTP reply (or a local
 // reason) and whether trying again may help. Errors that were never
 // classified count as temporary: losing mail to an unknown error is worse
 // than retrying it.
-type DeliveryError struct {
+type Error struct {
 	Code      int    // SMTP reply code, 0 for a local or network failure
 	Status    string // enhanced status code, e.g. "5.1.1"
 	Message   string
@@ -23,12 +23,12 @@ type DeliveryError struct {
 	Err       error // the underlying error, if any
 }
 
-func (e *DeliveryError) Error() string { return e.Reply() }
-func (e *DeliveryError) Unwrap() error { return e.Err }
+func (e *Error) Error() string { return e.Reply() }
+func (e *Error) Unwrap() error { return e.Err }
 
-// Reply renders the failure the way it is stored in the item and shown to
-// admins: "550 5.1.1 text", or the status and a local reason.
-func (e *DeliveryError) Reply() string {
+// Reply renders the failure the way the queue stores it and admins read
+// it: "550 5.1.1 text", or the status and a local reason.
+func (e *Error) Reply() string {
 	switch {
 	case e.Code != 0 && e.Status != "":
 		return fmt.Sprintf("%d %s %s", e.Code, e.Status, e.Message)
@@ -40,21 +40,24 @@ func (e *DeliveryError) Reply() string {
 	return e.Message
 }
 
-// tempErr and permErr build local decisions (policy, capability checks).
-func tempErr(status, format string, args ...any) *DeliveryError {
-	return &DeliveryError{Status: status, Message: fmt.Sprintf(format, args...), Temporary: true}
+// TempError builds a local decision that trying later may change (a
+// capability the next hop lacks, a policy).
+func TempError(status, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...), Temporary: true}
 }
 
-func permErr(status, format string, args ...any) *DeliveryError {
-	return &DeliveryError{Status: status, Message: fmt.Sprintf(format, args...)}
+// PermError builds a local decision that trying again will not change.
+func PermError(status, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
 }
 
-// classify turns anything an SMTP exchange can return into a DeliveryError.
-func classify(err error) *DeliveryError {
+// Classify turns anything an SMTP exchange can return into an Error; an
+// error it cannot place counts as temporary.
+func Classify(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	var de *DeliveryError
+	var de *Error
 	if errors.As(err, &de) {
 		return de
 	}
@@ -66,7 +69,7 @@ func classify(err error) *DeliveryError {
 	if errors.As(err, &te) {
 		return fromReply(te.Code, "", te.Msg, err)
 	}
-	return &DeliveryError{Status: "4.4.2", Message: err.Error(), Temporary: true, Err: err}
+	return &Error{Status: "4.4.2", Message: err.Error(), Temporary: true, Err: err}
 }
 
 // isReply reports whether err is an answer from the server, after which the
@@ -77,9 +80,9 @@ func isReply(err error) bool {
 	return errors.As(err, &se) || errors.As(err, &te)
 }
 
-func fromReply(code int, status, msg string, err error) *DeliveryError {
+func fromReply(code int, status, msg string, err error) *Error {
 	// Only 5xx is permanent; a 421 or any unexpected code is worth a retry.
-	return &DeliveryError{Code: code, Status: status, Message: msg, Temporary: code/100 != 5, Err: err}
+	return &Error{Code: code, Status: status, Message: msg, Temporary: code/100 != 5, Err: err}
 }
 
 func enhanced(c smtp.EnhancedCode) string {

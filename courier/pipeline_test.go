@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package queue
+package courier
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -227,9 +225,9 @@ func pipelineBody() string {
 
 // summarize renders a transaction's result so the two paths can be compared:
 // replies in full, local failures by class (their text names sockets).
-func summarize(res map[string]outcome, reusable bool, err error) string {
+func summarize(res []Outcome, reusable bool, err error) string {
 	describe := func(err error) string {
-		de := classify(err)
+		de := Classify(err)
 		if isReply(err) {
 			return fmt.Sprintf("%q temp=%v", de.Reply(), de.Temporary)
 		}
@@ -239,16 +237,13 @@ func summarize(res map[string]outcome, reusable bool, err error) string {
 	if err != nil {
 		parts = append(parts, "err: "+describe(err))
 	}
-	keys := make([]string, 0, len(res))
-	for k := range res {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if o := res[k]; o.err != nil {
-			parts = append(parts, k+": "+describe(o.err))
+	res = slices.Clone(res)
+	slices.SortFunc(res, func(a, b Outcome) int { return strings.Compare(a.Rcpt, b.Rcpt) })
+	for _, o := range res {
+		if o.Err != nil {
+			parts = append(parts, o.Rcpt+": "+describe(o.Err))
 		} else {
-			parts = append(parts, fmt.Sprintf("%s: %q", k, o.reply))
+			parts = append(parts, fmt.Sprintf("%s: %q", o.Rcpt, o.Reply))
 		}
 	}
 	return strings.Join(parts, "; ")
@@ -334,7 +329,10 @@ func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := pipelineBody()
 			prefix := "X-Relayed: pipelined\r\n"
-			it := &spool.Item{From: "jos\u00e9@sender.test", Size: int64(len(body)), EightBit: true, SMTPUTF8: true}
+			msg := Message{From: "jos\u00e9@sender.test", EightBit: true, SMTPUTF8: true}
+			x := func(rcpts []string) *txn {
+				return &txn{msg: msg, rcpts: rcpts, header: []byte(prefix), body: strings.NewReader(body)}
+			}
 			var mails, bodies []string
 			for _, pipelining := range []bool{true, false} {
 				s := startScript(t, pipelining, tc.answer)
@@ -348,7 +346,7 @@ func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
 				if (c.tp != nil) != pipelining {
 					t.Fatalf("pipelining = %v, want %v", c.tp != nil, pipelining)
 				}
-				res, reusable, err := transact(ctx, c, it, it.From, []byte(prefix), strings.NewReader(body), rcpts, d.data)
+				res, reusable, err := transact(ctx, c, x(rcpts), msg.From, d.data)
 				if got := summarize(res, reusable, err); got != tc.want {
 					t.Errorf("pipelining=%v:\n got %s\nwant %s", pipelining, got, tc.want)
 				}
@@ -396,12 +394,12 @@ func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
 				}
 				// A reusable connection is in step for the next message.
 				s.quiet.Store(true)
-				res, reusable, err = transact(ctx, c, it, it.From, []byte(prefix), strings.NewReader(body), rcpts[:1], d.data)
+				res, reusable, err = transact(ctx, c, x(rcpts[:1]), msg.From, d.data)
 				if got, want := summarize(res, reusable, err), "reusable=true; a@domain.test: "+ok; got != want {
 					t.Errorf("pipelining=%v: next transaction: %s", pipelining, got)
 				}
 			}
-			if len(mails) > 0 && mails[0] != fmt.Sprintf("MAIL FROM:<%s> BODY=8BITMIME SIZE=%d SMTPUTF8", it.From, len(prefix)+len(body)) {
+			if len(mails) > 0 && mails[0] != fmt.Sprintf("MAIL FROM:<%s> BODY=8BITMIME SIZE=%d SMTPUTF8", msg.From, len(prefix)+len(body)) {
 				t.Errorf("MAIL = %q", mails[0])
 			}
 			for _, m := range mails[1:] {
@@ -434,8 +432,7 @@ func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
 		}
 		return nil
 	}})
-	opts := f.opts(s)
-	d := opts.dialer()
+	d := f.tenant(f.config(s)).d
 	ctx := context.Background()
 	c, err := d.connect(ctx)
 	if err != nil {
@@ -456,13 +453,13 @@ func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
 	}
 	defer file.Close()
 	prefix := "X-Relayed: yes\r\n"
-	section := func() io.ReadSeeker { return io.NewSectionReader(file, 0, int64(len(body))) }
-	whole := func() io.ReadSeeker { return file }
+	section := func() Body { return io.NewSectionReader(file, 0, int64(len(body))) }
+	whole := func() Body { return fileBody{file, int64(len(body))} }
 	for _, tc := range []struct {
 		name  string
 		from  string
 		rcpts []string
-		body  func() io.ReadSeeker
+		body  func() Body
 		want  string
 		to    []string // recipients of the message the server took; nil for none
 	}{
@@ -481,8 +478,8 @@ func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.Count()
-			it := &spool.Item{From: tc.from, Size: int64(len(body))}
-			res, reusable, err := transact(ctx, c, it, tc.from, []byte(prefix), tc.body(), tc.rcpts, d.data)
+			x := &txn{msg: Message{From: tc.from}, rcpts: tc.rcpts, header: []byte(prefix), body: tc.body()}
+			res, reusable, err := transact(ctx, c, x, tc.from, d.data)
 			if got := summarize(res, reusable, err); got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
 			}
@@ -519,12 +516,11 @@ func TestPipelinedStalePooledConnection(t *testing.T) {
 	})
 	p := newPool(2, time.Minute, time.Now)
 	defer p.closeAll()
-	tt := &tenantTarget{d: s.dialer(), pool: p}
+	tt := &Tenant{d: s.dialer(), pool: p}
 	body := "Subject: stale\r\n\r\nHello.\r\n"
-	it := &spool.Item{From: "alice@sender.test", Size: int64(len(body))}
 	for i := range 2 {
-		res, err := tt.deliver(context.Background(), it, nil, strings.NewReader(body), []string{"a@domain.test"})
-		if got := summarize(res, true, err); got != `reusable=true; a@domain.test: "250 2.0.0 Queued as 42"` {
+		res := send(t, tt, Message{From: "alice@sender.test"}, "", body, "a@domain.test")
+		if got := summarize(res.Rcpts, true, nil); got != `reusable=true; a@domain.test: "250 2.0.0 Queued as 42"` {
 			t.Errorf("message %d: %s", i+1, got)
 		}
 	}
@@ -534,6 +530,14 @@ func TestPipelinedStalePooledConnection(t *testing.T) {
 		t.Errorf("%d connections, %d messages", s.conns, len(s.data))
 	}
 }
+
+// fileBody is a whole file as a Body.
+type fileBody struct {
+	*os.File
+	size int64
+}
+
+func (b fileBody) Size() int64 { return b.size }
 
 // plainWriter has no ReadFrom, like the DATA writers.
 type plainWriter struct{ n int }
@@ -606,9 +610,9 @@ func TestPipelinedMessageLeavesInOneWrite(t *testing.T) {
 	rec := &writeRecorder{w: c.conn}
 	c.tp.W.Reset(rec)
 	body := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("b", 70)+"\r\n", 200) // 14.4 KiB
-	res, reusable, err := transactPipelined(c, "MAIL FROM:<a@sender.test>", []byte("X-Relayed: yes\r\n"),
-		strings.NewReader(body), []string{"r@domain.test"}, 5*time.Second)
-	if err != nil || !reusable || res["r@domain.test"].err != nil {
+	x := &txn{msg: Message{From: "a@sender.test"}, rcpts: []string{"r@domain.test"}, header: []byte("X-Relayed: yes\r\n"), body: strings.NewReader(body)}
+	res, reusable, err := transactPipelined(c, "MAIL FROM:<a@sender.test>", x, 5*time.Second)
+	if err != nil || !reusable || res[0].Err != nil {
 		t.Fatalf("transact: %v, %v, %v", res, reusable, err)
 	}
 	if len(rec.writes) != 2 {

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+
+package courier
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Client configures the SMTP client side both targets share. Zero fields
+// take the defaults noted.
+type Client struct {
+	HelloName      string        // EHLO name; default the host name
+	DialTimeout    time.Duration // default 30s
+	CommandTimeout time.Duration // default 5m
+	DataTimeout    time.Duration // sending the body and waiting for the final reply; default 10m
+	// Resolver answers the lookups of the next hop's addresses (and MX
+	// records); nil means net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+func (c *Client) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.HelloName == "" {
+		c.HelloName, _ = os.Hostname()
+		if c.HelloName == "" {
+			c.HelloName = "localhost"
+		}
+	}
+	def(&c.DialTimeout, 30*time.Second)
+	def(&c.CommandTimeout, 5*time.Minute)
+	def(&c.DataTimeout, 10*time.Minute)
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+}
+
+// dialer is what a connection to next hops under c needs; the caller adds
+// the address, the name the certificate must carry and the TLS policy.
+func (c *Client) dialer() dialer {
+	return dialer{helo: c.HelloName, dial: c.DialTimeout, command: c.CommandTimeout, data: c.DataTimeout, resolver: c.Resolver}
+}
+
+// TenantConfig configures the Tenant target. Zero fields take the defaults
+// noted.
+type TenantConfig struct {
+	Client
+	Host    string
+	Port    int    // default 25
+	TLS     string // TLSRequire (default), TLSOpportunistic or TLSNone
+	RootCAs *x509.CertPool
+	// MaxIdle bounds the idle connections kept for reuse; set it to the
+	// number of parallel deliveries. Default 4.
+	MaxIdle int
+	// IdleTimeout closes a pooled connection idle for longer, before the
+	// endpoint closes it on its side; default 30s.
+	IdleTimeout time.Duration
+	Now         func() time.Time // default time.Now
+}
+
+// Tenant delivers to the one configured endpoint, the tenant's inbound
+// mail server, with STARTTLS under the configured policy, reusing
+// connections. Every connection to the endpoint is taken in send: the place
+// for anything that must see them all.
+type Tenant struct {
+	d    dialer
+	pool *pool
+}
+
+// NewTenant prepares delivery to the endpoint cfg names; nothing is dialled
+// before the first transaction.
+func NewTenant(cfg TenantConfig) *Tenant {
+	cfg.setDefaults()
+	if cfg.Port == 0 {
+		cfg.Port = 25
+	}
+	if cfg.TLS == "" {
+		cfg.TLS = TLSRequire
+	}
+	if cfg.MaxIdle <= 0 {
+		cfg.MaxIdle = 4
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := cfg.dialer()
+	d.addr = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	d.serverName, d.policy, d.roots = cfg.Host, cfg.TLS, cfg.RootCAs
+	return &Tenant{d: d, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now)}
+}
+
+// Start begins a transaction to the tenant.
+func (t *Tenant) Start(_ context.Context, msg Message) (Delivery, error) {
+	if err := checkPath(msg.From); err != nil {
+		return nil, err
+	}
+	return &tenantDelivery{txn: txn{msg: msg}, t: t}, nil
+}
+
+type tenantDelivery struct {
+	txn
+	t *Tenant
+}
+
+func (d *tenantDelivery) Commit(ctx context.Context) Result {
+	out, err := d.t.send(ctx, &d.txn)
+	return d.result(out, err)
+}
+
+// send runs x on a pooled connection, or a new one. A pooled connection
+// the endpoint has closed meanwhile fails before anything of the message
+// was sent; the message then goes out on a fresh one.
+func (t *Tenant) send(ctx context.Context, x *txn) ([]Outcome, error) {
+	for try := 0; ; try++ {
+		c := t.pool.get(t.d.addr)
+		reused := c != nil
+		if c == nil {
+			var err error
+			if c, err = t.d.connect(ctx); err != nil {
+				return nil, Classify(err)
+			}
+		}
+		out, reusable, err := transact(ctx, c, x, x.msg.From, t.d.data)
+		if reusable && ctx.Err() == nil {
+			t.pool.put(c)
+		} else {
+			c.close()
+		}
+		if errors.Is(err, errStale) && reused && try == 0 && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return out, Classify(err)
+		}
+		return out, nil
+	}
+}
+
+// Capabilities is what the tenant's endpoint offers a sender.
+type Capabilities struct {
+	MaxSize      int64 // its SIZE limit; 0 when it names none
+	EightBitMIME bool
+}
+
+// Capabilities connects to the endpoint as delivery would (the same TLS
+// policy and certificate checks) and reports what it offers. smtpd caps its
+// own SIZE to the endpoint's, so that a message it accepts is not refused
+// for its size downstream.
+func (t *Tenant) Capabilities(ctx context.Context) (Capabilities, error) {
+	c, err := t.d.connect(ctx)
+	if err != nil {
+		return Capabilities{}, Classify(err)
+	}
+	defer c.quit()
+	var caps Capabilities
+	if ok, v := c.ext("SIZE"); ok && v != "" {
+		caps.MaxSize, _ = strconv.ParseInt(v, 10, 64)
+	}
+	caps.EightBitMIME, _ = c.ext("8BITMIME")
+	return caps, nil
+}
+
+// Close says QUIT on every idle connection; a transaction after Close
+// still works, on a connection of its own.
+func (t *Tenant) Close() { t.pool.closeAll() }
