@@ -40,6 +40,7 @@ func writeChunked(write func([]byte) (int, error), in []byte, chunks []int) {
 }
 
 func TestDotWriterMatchesTextproto(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{
 		"",
 		"Subject: x\r\n\r\nbody\r\n",

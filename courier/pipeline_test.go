@@ -253,6 +253,7 @@ func summarize(res []Outcome, reusable bool, err error) string {
 // with and without PIPELINING: the results must be the same, and only the
 // way the commands travel may differ.
 func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
+	t.Parallel()
 	rcpts := []string{"a@domain.test", "b@domain.test", "c@domain.test"}
 	const ok = `"250 2.0.0 Queued as 42"`
 	on := func(verb, reply string) func(int, string) string {
@@ -420,6 +421,7 @@ func TestPipelinedTransactMatchesRoundTrips(t *testing.T) {
 // (which offers PIPELINING), one case after another on one connection, with
 // the body as the spool hands it over: a file or a section of one.
 func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := f.target(standin.Options{MaxSize: 10 << 20, Hook: func(e standin.Event) error {
 		switch {
@@ -507,6 +509,7 @@ func TestPipelinedDeliveryToGoSMTP(t *testing.T) {
 // dropped fails before anything was accepted, and the message goes out on a
 // fresh one.
 func TestPipelinedStalePooledConnection(t *testing.T) {
+	t.Parallel()
 	var mails atomic.Int32
 	s := startScript(t, true, func(conn int, cmd string) string {
 		if strings.HasPrefix(cmd, "MAIL") && mails.Add(1) == 2 {
@@ -597,6 +600,7 @@ func (r *writeRecorder) Write(p []byte) (int, error) {
 // one write and a message of a typical size, final dot included, in one more:
 // each extra write is a system call here and a wake-up at the server.
 func TestPipelinedMessageLeavesInOneWrite(t *testing.T) {
+	t.Parallel()
 	s := startScript(t, true, nil)
 	d := s.dialer()
 	c, err := d.connect(context.Background())

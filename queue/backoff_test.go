@@ -8,6 +8,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	zero := func() float64 { return 0 }
 	most := func() float64 { return 0.999 }
 	for _, tc := range []struct {
@@ -36,6 +37,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestBackoffJitterSpreads(t *testing.T) {
+	t.Parallel()
 	seen := map[time.Duration]bool{}
 	for i := 0; i < 10; i++ {
 		f := float64(i) / 10

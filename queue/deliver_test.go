@@ -44,6 +44,7 @@ func (r *recorder) RecordDelivery(address string, _ time.Time, n int) error {
 }
 
 func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := f.target(standin.Options{MaxSize: 10 << 20})
 	rec := &recorder{}
@@ -113,6 +114,7 @@ func checkLogsHaveID(t *testing.T, logs string) {
 }
 
 func TestTemporaryFailuresRetry(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		fail   func(e standin.Event) error
@@ -184,6 +186,7 @@ func TestTemporaryFailuresRetry(t *testing.T) {
 }
 
 func TestGiveUpAppliesPolicy(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := f.target(standin.Options{Hook: func(e standin.Event) error {
 		if e.Stage == standin.StageRcpt {
@@ -206,6 +209,7 @@ func TestGiveUpAppliesPolicy(t *testing.T) {
 }
 
 func TestPerRecipientOutcomes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var mu sync.Mutex
 	var rcpts [][]string
@@ -256,6 +260,7 @@ func TestPerRecipientOutcomes(t *testing.T) {
 }
 
 func TestPermanentFailurePolicy(t *testing.T) {
+	t.Parallel()
 	reject := func(e standin.Event) error {
 		if e.Stage == standin.StageRcpt {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown recipient"}
@@ -404,6 +409,7 @@ func TestGracefulStopWithStalledDelivery(t *testing.T) {
 // every recipient of which was delivered (a read-only or misowned spool),
 // the message is not sent again; only the removal is retried.
 func TestDeliveredButNotRemovable(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		body string

@@ -20,6 +20,7 @@ import (
 // deferred: each is quarantined at its next attempt with a log line and the
 // metric, nothing damaged is sent, and the healthy item is delivered.
 func TestRuntimeQuarantine(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var down atomic.Bool
 	down.Store(true)
@@ -101,6 +102,7 @@ func TestRuntimeQuarantine(t *testing.T) {
 // TestRuntimeQuarantineUnscheduled: an item damaged before the runner ever
 // saw it (List skips it) is still found by the rescan and quarantined.
 func TestRuntimeQuarantineUnscheduled(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := f.target(standinOpts())
 	opts := f.opts(s)

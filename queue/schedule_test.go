@@ -12,6 +12,7 @@ import (
 )
 
 func TestSchedule(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	type step struct {
@@ -112,6 +113,7 @@ func checkHeap(t *testing.T, s *schedule) {
 // TestScheduleRandomised drives the schedule and a plain map model with the
 // same random operations; both must hand out the same items.
 func TestScheduleRandomised(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s := newSchedule()

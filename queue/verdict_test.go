@@ -135,6 +135,7 @@ func TestVerdictSurvivesRestart(t *testing.T) {
 // TestReportIsNeverBounced: under the bounce policy, a message that is itself
 // a delivery report is held, like one from the null sender.
 func TestReportIsNeverBounced(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	s := f.target(standin.Options{Hook: func(e standin.Event) error {
 		if e.Stage == standin.StageRcpt {

@@ -78,6 +78,7 @@ func readBody(t *testing.T, sp *Spool, id string) (string, error) {
 // reused for the next message, which is committed at its own length: nothing
 // of the longer message before it survives, on disk or in delivery.
 func TestRecycledFileHoldsOnlyTheNewMessage(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	long := testBody + strings.Repeat("OLD MESSAGE LINE\r\n", 500)
 	a := f.spool(long, defaultEnv())
@@ -127,6 +128,7 @@ func TestRecycledFileHoldsOnlyTheNewMessage(t *testing.T) {
 // only once its rename out of the spool is durable; otherwise a crash could
 // bring back the delivered message with the new one's bytes in it.
 func TestRecycleWaitsForDurableRemoval(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.retireByHand(f.spool(testBody, defaultEnv()))
 	free := freeFiles(t, f.dir)
@@ -154,6 +156,7 @@ func (f *fixture) wantReuseAfterNextCommit(ino uint64) {
 // TestRecycleLimits: big files and files beyond the pool's bound are
 // removed; files unused for a while and, at Close, all the rest go too.
 func TestRecycleLimits(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	big := f.spool(testBody+strings.Repeat("y", maxRecycle), defaultEnv())
 	f.deliverByHand(big)
@@ -191,6 +194,7 @@ func TestRecycleLimits(t *testing.T) {
 // TestRecoveryRemovesRecycledFiles: after a crash the pool's files are
 // leftovers like any temp file, never taken for mail.
 func TestRecoveryRemovesRecycledFiles(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.deliverByHand(f.spool(testBody, defaultEnv()))
 	if n := len(freeFiles(t, f.dir)); n != 1 {
@@ -212,6 +216,7 @@ func TestRecoveryRemovesRecycledFiles(t *testing.T) {
 // before it was delivered and locked it after still has the file; it is
 // removed, not written over.
 func TestRecycleSkipsFileSomebodyHolds(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	a := f.spool(testBody, defaultEnv())
 	before, err := os.ReadFile(f.sp.BodyPath(a))
@@ -251,6 +256,7 @@ func TestRecycleSkipsFileSomebodyHolds(t *testing.T) {
 // item's file by name before it was recycled gets "not found", never the
 // new message's bytes under the old id.
 func TestReadersNeverSeeAnotherMessage(t *testing.T) {
+	t.Parallel()
 	h := &hookFS{}
 	f := newFixture(t, WithFS(h))
 	other := "Subject: new\r\n\r\n" + strings.Repeat("NEW\r\n", 40)
@@ -322,6 +328,7 @@ func TestReadersNeverSeeAnotherMessage(t *testing.T) {
 // TestRecycledFileFailures: a write or commit that fails in a recycled file
 // leaves nothing behind, neither a message nor the file in the pool.
 func TestRecycledFileFailures(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		abort bool
@@ -444,6 +451,7 @@ func TestDirectoryFsyncFailureSticks(t *testing.T) {
 // the item is quarantined as damaged, never delivered with those bytes,
 // whether its record is the file's own trailer or an <id>.json beside it.
 func TestForeignBodyUnderOldName(t *testing.T) {
+	t.Parallel()
 	for _, withMeta := range []bool{false, true} {
 		f := newFixture(t)
 		a := f.spool(testBody, defaultEnv())
@@ -477,6 +485,7 @@ func TestForeignBodyUnderOldName(t *testing.T) {
 // TestFullDiskEmptiesPool: when the spool's file system is full, the files
 // kept for reuse are the space the next message needs: they go.
 func TestFullDiskEmptiesPool(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	sp, err := Open(dir, nil, nil, WithFS(fullFS{budget: 8 << 10, match: recyclePrefix}))
 	if err != nil {
@@ -506,6 +515,7 @@ func TestFullDiskEmptiesPool(t *testing.T) {
 // TestReleasedAfterCloseRemoved: a file a worker still held when the spool
 // was closed is removed when the worker lets go, not kept.
 func TestReleasedAfterCloseRemoved(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.spool(testBody, defaultEnv())
 	lk, err := f.sp.lockItem(id, time.Second)

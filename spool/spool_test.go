@@ -35,6 +35,7 @@ func spoolFiles(t *testing.T, dir string) []string {
 }
 
 func TestWriterCommit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	env := defaultEnv(rcpt("a@fwd.test", "a@domain.test"), rcpt("b@fwd.test", "b@domain.test"))
 	env.EightBit, env.SMTPUTF8 = false, true
@@ -89,6 +90,7 @@ func TestWriterCommit(t *testing.T) {
 }
 
 func TestWriterAbortAndRejects(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	w, err := f.sp.NewWriter(defaultEnv())
 	if err != nil {
@@ -160,6 +162,7 @@ func (f *fullFile) Sync() error            { return f.f.Sync() }
 func (f *fullFile) Close() error           { return f.f.Close() }
 
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB, beyond the write buffer
 	for _, tc := range []struct {
 		name  string
@@ -201,6 +204,7 @@ func TestDiskFull(t *testing.T) {
 }
 
 func TestRecovery(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// A valid item, written by a previous daemon.
 	sp, err := Open(dir, nil, nil)
@@ -274,6 +278,7 @@ func TestRecovery(t *testing.T) {
 }
 
 func TestDaemonLockAndAdminOpen(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if _, err := Open(f.dir, nil, nil); !errors.Is(err, ErrDaemonRunning) {
 		t.Fatalf("second daemon: %v", err)
@@ -293,6 +298,7 @@ func TestDaemonLockAndAdminOpen(t *testing.T) {
 }
 
 func TestPending(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.spool(testBody, defaultEnv(rcpt("s@fwd.test", "scriba@domain.test")))
 	held := f.spool(testBody, defaultEnv(rcpt("s@fwd.test", "scriba@domain.test"), rcpt("k@fwd.test", "koster@domain.test")))
@@ -319,6 +325,7 @@ func TestPending(t *testing.T) {
 // TestGroupSyncCoversEveryCaller: concurrent callers all return only after a
 // directory fsync that began after their call, and share fsyncs.
 func TestGroupSyncCoversEveryCaller(t *testing.T) {
+	t.Parallel()
 	g := newGroupSync(t.TempDir(), OSFS{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)

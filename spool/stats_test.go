@@ -93,6 +93,7 @@ func setState(t *testing.T, sp *Spool, id string, st State) {
 // The daemon's queue gauges follow its own changes at once without reading
 // the spool, and another process's changes from the next List.
 func TestStatsFollowChanges(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var ids []string
 	for range 4 {
@@ -149,6 +150,7 @@ func TestStatsFollowChanges(t *testing.T) {
 // Commits, state changes and removals racing with Lists leave the view
 // equal to the spool once they stop, with no List after them.
 func TestStatsViewUnderConcurrentLists(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	stopListing := f.listContinuously(t)
 	var wg sync.WaitGroup
@@ -207,6 +209,7 @@ func BenchmarkStatsBacklog(b *testing.B) {
 // during the List stays removed, a commit or state change after the List
 // read stays, and a List that began before the installed one is dropped.
 func TestViewMergesChangesDuringList(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	read := func(ids ...string) []Item {
@@ -346,6 +349,7 @@ func TestStatsItemRemovedBeforeCommitReturns(t *testing.T) {
 // An item that quarantine could not move aside is still in the spool, and
 // in the gauges.
 func TestStatsKeepItemQuarantineCouldNotMove(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.spool(testBody, defaultEnv())
 	if _, err := f.sp.List(); err != nil {

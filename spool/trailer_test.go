@@ -16,6 +16,7 @@ import (
 // TestTrailerDamage: every way a committed body file can be cut, extended or
 // written over is caught as corrupt, never read as a shorter message.
 func TestTrailerDamage(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.spool(testBody, defaultEnv())
 	path := f.sp.BodyPath(id)
@@ -113,6 +114,7 @@ func TestStateChangeWritesMetadataBeside(t *testing.T) {
 // files at commit (version 1) are recovered, updated in place and delivered
 // byte for byte after an upgrade.
 func TestVersion1ItemsStillDelivered(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	id := "20250101T000000.000001Z-0000abcd"
 	now := time.Now().UTC()
