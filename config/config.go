@@ -187,10 +187,21 @@ type M365 struct {
 	ClientID         string
 	ClientSecretFile string
 	CertificateFile  string
-	// GraphURL and ExchangeURL override the service endpoints, for tests.
-	GraphURL    string
-	ExchangeURL string
+	// Cloud is the Microsoft cloud the tenant lives in (M365Clouds); it
+	// decides the sign-in, Graph and Exchange hosts and token scopes.
+	Cloud string
+	// AuthorityURL, GraphURL and ExchangeURL override the cloud's sign-in,
+	// Graph and Exchange endpoints, for tests; tokens are still asked for
+	// the cloud's real resources.
+	AuthorityURL string
+	GraphURL     string
+	ExchangeURL  string
 }
+
+// M365Clouds are the values of m365.cloud: Microsoft's global service, US
+// Government GCC (on the global endpoints), GCC High, DoD, and the cloud
+// operated by 21Vianet in China. m365.CloudNames is the same list.
+var M365Clouds = []string{"china", "dod", "global", "usgov", "usgovhigh"}
 
 // Cutover holds the expected DNS values used when the tenant cannot be asked.
 type Cutover struct {

@@ -89,6 +89,10 @@ type badCase struct {
 	want []string
 }
 
+func plantSecret(t testing.TB, dir string) {
+	writeFile(t, filepath.Join(dir, "m365.secret"), "s", 0o600)
+}
+
 var badCases = []badCase{
 	{
 		name: "unknown key near a known one",
@@ -154,6 +158,21 @@ var badCases = []badCase{
 		name: "bad enum",
 		yaml: withMinimal("  tls: required"),
 		want: []string{`bad.yaml:5: target.tls: "required" is not one of require, opportunistic, none`},
+	},
+	{
+		name:  "unknown Microsoft cloud",
+		yaml:  withMinimal("m365:", "  tenant_id: t", "  client_id: c", "  client_secret_file: m365.secret", "  cloud: germany"),
+		setup: plantSecret,
+		want:  []string{`bad.yaml:9: m365.cloud: "germany" is not one of china, dod, global, usgov, usgovhigh`},
+	},
+	{
+		name: "Microsoft 365 endpoints only over TLS, loopback too",
+		yaml: withMinimal("m365:", "  tenant_id: t", "  client_id: c", "  client_secret_file: m365.secret",
+			"  authority_url: http://127.0.0.1:8080/", "  graph_url: http://localhost:1/v1.0", "  exchange_url: outlook.office365.com"),
+		setup: plantSecret,
+		want: []string{`bad.yaml:9: m365.authority_url: "http://127.0.0.1:8080/" must be an https:// URL`,
+			`bad.yaml:10: m365.graph_url: "http://localhost:1/v1.0" must be an https:// URL`,
+			`bad.yaml:11: m365.exchange_url: "outlook.office365.com" must be an https:// URL`},
 	},
 	{
 		name: "bad enum for permanent failures",

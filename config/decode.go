@@ -82,6 +82,8 @@ var schema = []field{
 	{path: "m365.client_id", ptr: func(c *Config) any { return &c.M365.ClientID }},
 	{path: "m365.client_secret_file", ptr: func(c *Config) any { return &c.M365.ClientSecretFile }, file: true},
 	{path: "m365.certificate_file", ptr: func(c *Config) any { return &c.M365.CertificateFile }, file: true},
+	{path: "m365.cloud", ptr: func(c *Config) any { return &c.M365.Cloud }},
+	{path: "m365.authority_url", ptr: func(c *Config) any { return &c.M365.AuthorityURL }},
 	{path: "m365.graph_url", ptr: func(c *Config) any { return &c.M365.GraphURL }},
 	{path: "m365.exchange_url", ptr: func(c *Config) any { return &c.M365.ExchangeURL }},
 	{path: "cutover.domain", ptr: func(c *Config) any { return &c.Cutover.Domain }},

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -186,13 +187,16 @@ func (k *checker) values() {
 		if (c.M365.ClientSecretFile == "") == (c.M365.CertificateFile == "") {
 			k.fail(k.setOne("m365.client_secret_file", "m365.certificate_file"), "set exactly one of client_secret_file and certificate_file")
 		}
-		for _, key := range []string{"m365.graph_url", "m365.exchange_url"} {
-			v := c.M365.GraphURL
-			if key == "m365.exchange_url" {
-				v = c.M365.ExchangeURL
-			}
-			if v != "" && !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://127.0.0.1") && !strings.HasPrefix(v, "http://localhost") {
-				k.fail(key, "%q must be an https:// URL (plain http only on loopback, for tests)", clip(v))
+		if c.M365.Cloud != "" {
+			k.oneOf("m365.cloud", c.M365.Cloud, M365Clouds...)
+		}
+		// Every endpoint gets a client secret or a bearer token: TLS only,
+		// verified against the system's roots (tests add theirs through
+		// SSL_CERT_FILE).
+		for _, kv := range [][2]string{{"m365.authority_url", c.M365.AuthorityURL}, {"m365.graph_url", c.M365.GraphURL},
+			{"m365.exchange_url", c.M365.ExchangeURL}} {
+			if u, err := url.Parse(kv[1]); kv[1] != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+				k.fail(kv[0], "%q must be an https:// URL", clip(kv[1]))
 			}
 		}
 	}

@@ -622,7 +622,8 @@ func (e *eval) dkim() {
 				if want != "" {
 					f.Publish = fmt.Sprintf("%s 3600 IN CNAME %s.", name, want)
 				} else {
-					f.Message += "; take the value from Get-DkimSigningConfig (Selector" + sel[len(sel)-1:] + "CNAME) or the Defender portal"
+					f.Message += "; the tenant has no DKIM signing config for the domain yet: `dualmx m365 setup --apply` creates one and prints both records " +
+						"(Get-DkimSigningConfig's Selector" + sel[len(sel)-1:] + "CNAME)"
 				}
 				e.missing = append(e.missing, bare(name)+" CNAME")
 			case want != "" && got == want:

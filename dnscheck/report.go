@@ -148,6 +148,25 @@ func (r *Report) Worst() map[string]Level {
 	return m
 }
 
+// Passed reports whether a check found something and all of it OK; when
+// not, why names the first finding that was not.
+func (r *Report) Passed(check string) (ok bool, why string) {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Check != check {
+			continue
+		}
+		n++
+		if f.Level != OK {
+			return false, strings.TrimSpace(f.Name + " " + f.Type + ": " + f.Message)
+		}
+	}
+	if n == 0 {
+		return false, "no " + check + " findings"
+	}
+	return true, ""
+}
+
 // Errors returns the error findings.
 func (r *Report) Errors() []Finding {
 	var out []Finding

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
@@ -20,6 +21,13 @@ type App struct {
 	// Exactly one of these names a file: a client secret, or a PEM/PKCS#12
 	// certificate with its (unencrypted, RSA) private key.
 	ClientSecretFile, CertificateFile string
+	// Endpoints says where to sign in (the cloud's Entra host unless
+	// AuthorityURL replaces it).
+	Endpoints Endpoints
+	// Transport carries the sign-in requests; nil is the default HTTP
+	// client, which verifies TLS against the system's roots (and
+	// SSL_CERT_FILE).
+	Transport policy.Transporter
 }
 
 // Credential returns an app-only credential that reads its secret or
@@ -32,6 +40,12 @@ func Credential(app App) (azcore.TokenCredential, error) {
 	}
 	if (app.ClientSecretFile == "") == (app.CertificateFile == "") {
 		return nil, errors.New("m365: set exactly one of client_secret_file and certificate_file")
+	}
+	if app.Endpoints.Cloud.Authority == "" {
+		app.Endpoints.Cloud, _ = CloudByName("")
+	}
+	if _, err := checkHTTPS("authority url", app.Endpoints.Authority()); err != nil {
+		return nil, err
 	}
 	return &lazyCredential{app: app}, nil
 }
@@ -55,6 +69,8 @@ func (l *lazyCredential) GetToken(ctx context.Context, opts policy.TokenRequestO
 // must not end up in a log line.
 func (l *lazyCredential) build() (azcore.TokenCredential, error) {
 	a := l.app
+	co := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: a.Endpoints.Authority()}, Transport: a.Transport}
+	custom := a.Endpoints.CustomAuthority()
 	if a.ClientSecretFile != "" {
 		b, err := os.ReadFile(a.ClientSecretFile)
 		if err != nil {
@@ -64,7 +80,8 @@ func (l *lazyCredential) build() (azcore.TokenCredential, error) {
 		if secret == "" {
 			return nil, fmt.Errorf("m365: client secret file %s is empty", a.ClientSecretFile)
 		}
-		c, err := azidentity.NewClientSecretCredential(a.TenantID, a.ClientID, secret, nil)
+		c, err := azidentity.NewClientSecretCredential(a.TenantID, a.ClientID, secret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: custom})
 		if err != nil {
 			return nil, fmt.Errorf("m365: client secret credential: %w", err)
 		}
@@ -78,7 +95,8 @@ func (l *lazyCredential) build() (azcore.TokenCredential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("m365: certificate file %s: cannot load certificate and unencrypted RSA key (encrypted PEM keys are not supported)", a.CertificateFile)
 	}
-	c, err := azidentity.NewClientCertificateCredential(a.TenantID, a.ClientID, certs, key, nil)
+	c, err := azidentity.NewClientCertificateCredential(a.TenantID, a.ClientID, certs, key,
+		&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: custom})
 	if err != nil {
 		return nil, fmt.Errorf("m365: certificate credential: %w", err)
 	}

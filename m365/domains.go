@@ -4,7 +4,6 @@ package m365
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/domains"
@@ -55,32 +54,5 @@ func (g *Graph) DomainRecords(ctx context.Context, domain string) (DomainRecords
 		}
 		return nil
 	})
-	return out, err
-}
-
-// dkimConfig is the part of Get-DkimSigningConfig the DNS gate needs.
-type dkimConfig struct {
-	Selector1CNAME string `json:"Selector1CNAME"`
-	Selector2CNAME string `json:"Selector2CNAME"`
-}
-
-// DKIMSelectors reads the CNAME targets Microsoft 365 signs with for domain
-// (Get-DkimSigningConfig). A domain without a signing config yet answers
-// empty strings, not an error: the gate then reports the records as unknown.
-func (x *Exchange) DKIMSelectors(ctx context.Context, domain string) (string, string, error) {
-	raw, err := x.Cmd.Invoke(ctx, "Get-DkimSigningConfig", map[string]any{"Identity": domain})
-	if err != nil {
-		if IsNotFound(err) {
-			return "", "", nil
-		}
-		return "", "", err
-	}
-	cfgs, err := decodeAll[dkimConfig](raw)
-	if err != nil {
-		return "", "", fmt.Errorf("m365: Get-DkimSigningConfig %s: %w", domain, err)
-	}
-	if len(cfgs) == 0 {
-		return "", "", nil
-	}
-	return strings.TrimSuffix(cfgs[0].Selector1CNAME, "."), strings.TrimSuffix(cfgs[0].Selector2CNAME, "."), nil
+	return out, withNeed(err, NeedReadDomains)
 }

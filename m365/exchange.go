@@ -19,7 +19,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// ExchangeScope is the app-only scope for Exchange Online's admin API.
+// ExchangeScope is the app-only scope for Exchange Online's admin API in
+// the global cloud.
 const ExchangeScope = "https://outlook.office365.com/.default"
 
 // DefaultExchangeURL is Exchange Online's admin API host.
@@ -35,13 +36,20 @@ type Commander interface {
 
 // ExchangeOptions configures NewExchange.
 type ExchangeOptions struct {
-	BaseURL   string // "" is DefaultExchangeURL
+	BaseURL string // "" is DefaultExchangeURL; only https
+	// Scope is the token scope, the real resource's /.default whatever
+	// BaseURL says; "" is ExchangeScope.
+	Scope     string
 	TenantID  string // directory ID or the tenant's .onmicrosoft.com domain
 	Transport http.RoundTripper
 	Retry     Retry
 	// PageSize asks for this many objects per page (Prefer:
 	// odata.maxpagesize); 0 leaves it to the server.
 	PageSize int
+	// Warn receives each text of a reply's @adminapi.warnings: Exchange
+	// reports there what a cmdlet did not do ("no settings ... have been
+	// modified"), which an admin must see; nil drops them.
+	Warn func(cmdlet, text string)
 }
 
 // InvokeCommandClient runs cmdlets through
@@ -56,6 +64,8 @@ type InvokeCommandClient struct {
 	retry    Retry
 	pageSize int
 	session  string
+	scope    string
+	warn     func(cmdlet, text string)
 }
 
 // NewExchange returns the command client.
@@ -64,12 +74,9 @@ func NewExchange(cred azcore.TokenCredential, o ExchangeOptions) (*InvokeCommand
 	if base == "" {
 		base = DefaultExchangeURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("m365: exchange url %q: want https://host", base)
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("m365: exchange url %q: plain http only on loopback", base)
+	u, err := checkHTTPS("exchange url", base)
+	if err != nil {
+		return nil, err
 	}
 	if o.TenantID == "" {
 		return nil, errors.New("m365: exchange: tenant id is required")
@@ -79,16 +86,18 @@ func NewExchange(cred azcore.TokenCredential, o ExchangeOptions) (*InvokeCommand
 	if tr == nil {
 		tr = http.DefaultTransport
 	}
+	scope := o.Scope
+	if scope == "" {
+		scope = ExchangeScope
+	}
 	return &InvokeCommandClient{
 		endpoint: u, tenant: o.TenantID, cred: cred, retry: o.Retry.withDefaults(), pageSize: o.PageSize,
-		session: uuid.NewString(),
+		session: uuid.NewString(), scope: scope, warn: o.Warn,
 		hc: &http.Client{Transport: tr, Timeout: 120 * time.Second,
 			// The bearer token must not follow a redirect to another host.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}, nil
 }
-
-func isLoopback(h string) bool { return h == "127.0.0.1" || h == "localhost" || h == "::1" }
 
 type cmdletInput struct {
 	CmdletInput struct {
@@ -100,6 +109,7 @@ type cmdletInput struct {
 type commandPage struct {
 	Value    []json.RawMessage `json:"value"`
 	NextLink string            `json:"@odata.nextLink"`
+	Warnings []string          `json:"@adminapi.warnings"`
 }
 
 // Invoke runs cmdlet with params, following @odata.nextLink (the same body
@@ -131,6 +141,11 @@ func (c *InvokeCommandClient) Invoke(ctx context.Context, cmdlet string, params 
 			return nil, err
 		}
 		out = append(out, page.Value...)
+		if c.warn != nil {
+			for _, w := range page.Warnings {
+				c.warn(cmdlet, w)
+			}
+		}
 		next = page.NextLink
 		if next != "" {
 			// The next link comes from the response; our token goes only to
@@ -150,7 +165,7 @@ func (c *InvokeCommandClient) anchorMailbox() string {
 }
 
 func (c *InvokeCommandClient) post(ctx context.Context, target, cmdlet string, body []byte) (commandPage, error) {
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{ExchangeScope}})
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
 		// Not temporary: a wrong secret does not fix itself.
 		return commandPage{}, fmt.Errorf("m365: exchange token: %w", err)

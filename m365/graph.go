@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/uuid"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	absser "github.com/microsoft/kiota-abstractions-go/serialization"
@@ -29,11 +30,12 @@ import (
 	coreauth "github.com/microsoftgraph/msgraph-sdk-go-core/authentication"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+	"github.com/microsoftgraph/msgraph-sdk-go/rolemanagement"
 	"github.com/microsoftgraph/msgraph-sdk-go/subscribedskus"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 )
 
-// GraphScope is the app-only scope for Microsoft Graph.
+// GraphScope is the app-only scope for Microsoft Graph in the global cloud.
 const GraphScope = "https://graph.microsoft.com/.default"
 
 // DefaultGraphURL is Graph's v1.0 endpoint.
@@ -81,8 +83,11 @@ type Mail struct {
 // GraphOptions configures NewGraph.
 type GraphOptions struct {
 	// BaseURL is the Graph endpoint including the version path; "" is
-	// DefaultGraphURL. A URL without a path gets /v1.0.
+	// DefaultGraphURL. A URL without a path gets /v1.0. Only https.
 	BaseURL string
+	// Scope is the token scope, the real resource's /.default whatever
+	// BaseURL says; "" is GraphScope.
+	Scope string
 	// Transport carries the requests under the SDK's middleware; nil is
 	// http.DefaultTransport. Tests pass their TLS test server's transport.
 	Transport http.RoundTripper
@@ -107,10 +112,14 @@ func NewGraph(cred azcore.TokenCredential, o GraphOptions) (*Graph, error) {
 		return nil, err
 	}
 	u, _ := url.Parse(base)
+	scope := o.Scope
+	if scope == "" {
+		scope = GraphScope
+	}
 	// The SDK sends a token only to hosts on this list, and silently sends
 	// none elsewhere; naming exactly the configured host makes a test
 	// endpoint work and keeps the token from ever going anywhere else.
-	auth, err := coreauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{GraphScope}, []string{u.Hostname()})
+	auth, err := coreauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{scope}, []string{u.Hostname()})
 	if err != nil {
 		return nil, fmt.Errorf("m365: graph auth: %w", err)
 	}
@@ -165,9 +174,9 @@ func graphBase(s string) (string, error) {
 	if s == "" {
 		return DefaultGraphURL, nil
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return "", fmt.Errorf("m365: graph url %q: want https://host[/v1.0]", s)
+	u, err := checkHTTPS("graph url", s)
+	if err != nil {
+		return "", err
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/v1.0"
@@ -195,7 +204,7 @@ func (g *Graph) GetUser(ctx context.Context, upnOrID string) (User, error) {
 		out = userOf(u)
 		return nil
 	})
-	return out, err
+	return out, withNeed(err, NeedReadUsers)
 }
 
 // WaitUser reads a user that was just created, by the ID the create call
@@ -228,15 +237,29 @@ func (g *Graph) CreateUser(ctx context.Context, n NewUser) (User, error) {
 	pp.SetForceChangePasswordNextSignIn(ptr(true))
 	body.SetPasswordProfile(pp)
 	var out User
+	retried := false
 	err := g.retry.do(ctx, func() error {
 		u, err := g.users().Post(ctx, body, nil)
 		if err != nil {
-			return graphErr("create user "+n.UPN, err)
+			err = graphErr("create user "+n.UPN, err)
+			// A create that was retried after a 5xx or a lost reply may
+			// have been carried out the first time: Graph then answers
+			// ObjectConflict for the account this very call made. Look it
+			// up rather than fail (review finding 12).
+			if retried && errors.Is(err, ErrConflict) {
+				got, gerr := g.GetUser(ctx, n.UPN)
+				if gerr == nil {
+					out = got
+					return nil
+				}
+			}
+			retried = true
+			return err
 		}
 		out = userOf(u)
 		return nil
 	})
-	return out, err
+	return out, withNeed(err, NeedWriteUsers)
 }
 
 // ResetPassword gives the user a new temporary password that must be
@@ -247,14 +270,28 @@ func (g *Graph) ResetPassword(ctx context.Context, id, password string) error {
 	pp.SetPassword(ptr(password))
 	pp.SetForceChangePasswordNextSignIn(ptr(true))
 	body.SetPasswordProfile(pp)
-	return g.patch(ctx, id, "reset password", body)
+	// user-update, passwordProfile: app-only, User.ReadWrite.All is not
+	// enough; the app must hold the User Administrator role as well.
+	return withNeed(g.patch(ctx, id, "reset password", body), NeedWriteUsers, NeedUserAdministrator)
+}
+
+// BlockSignIn disables sign-in for a user, as Microsoft says to do for the
+// account behind a shared mailbox (create-a-shared-mailbox: "Block sign-in
+// for the shared mailbox account"): PATCH accountEnabled false. The user of
+// a mailbox just created may not be in Graph yet; not-found is retried for
+// Retry.NotFoundWait.
+func (g *Graph) BlockSignIn(ctx context.Context, id string) error {
+	body := models.NewUser()
+	body.SetAccountEnabled(ptr(false))
+	err := g.retry.waitFound(ctx, g.retry.NotFoundWait, func() error { return g.patch(ctx, id, "block sign-in", body) })
+	return withNeed(err, NeedWriteUsers)
 }
 
 // SetUsageLocation sets the ISO country code a licence needs.
 func (g *Graph) SetUsageLocation(ctx context.Context, id, country string) error {
 	body := models.NewUser()
 	body.SetUsageLocation(ptr(country))
-	return g.patch(ctx, id, "set usage location", body)
+	return withNeed(g.patch(ctx, id, "set usage location", body), NeedWriteUsers)
 }
 
 func (g *Graph) patch(ctx context.Context, id, what string, body models.Userable) error {
@@ -279,12 +316,12 @@ func (g *Graph) AssignLicense(ctx context.Context, id, skuID string) error {
 	body := users.NewItemAssignLicensePostRequestBody()
 	body.SetAddLicenses([]models.AssignedLicenseable{lic})
 	body.SetRemoveLicenses([]uuid.UUID{})
-	return g.retry.do(ctx, func() error {
+	return withNeed(g.retry.do(ctx, func() error {
 		if _, err := g.users().ByUserId(id).AssignLicense().Post(ctx, body, nil); err != nil {
 			return graphErr("assign licence to "+id, err)
 		}
 		return nil
-	})
+	}), NeedAssignLicence)
 }
 
 // SubscribedSKUs lists the tenant's licences. Graph cannot filter them, so
@@ -313,7 +350,7 @@ func (g *Graph) SubscribedSKUs(ctx context.Context) ([]SKU, error) {
 		}
 		return nil
 	})
-	return out, err
+	return out, withNeed(err, NeedReadSKUs)
 }
 
 // SendMail sends m from the mailbox from (UPN or ID) without keeping a copy
@@ -338,12 +375,12 @@ func (g *Graph) SendMail(ctx context.Context, from string, m Mail) error {
 	req := users.NewItemSendMailPostRequestBody()
 	req.SetMessage(msg)
 	req.SetSaveToSentItems(ptr(false))
-	return g.retry.do(ctx, func() error {
+	return withNeed(g.retry.do(ctx, func() error {
 		if err := g.users().ByUserId(from).SendMail().Post(ctx, req, nil); err != nil {
 			return graphErr("send mail from "+from+" to "+m.To, err)
 		}
 		return nil
-	})
+	}), NeedSendMail)
 }
 
 func userOf(u models.Userable) User {
@@ -385,9 +422,14 @@ func graphErr(op string, err error) error {
 		ge.Message = ae.Message
 	default:
 		// A cancelled run is the caller's decision, not a transport
-		// failure to retry.
+		// failure to retry; a refused sign-in (a wrong secret, an unknown
+		// app) does not fix itself either.
+		var af *azidentity.AuthenticationFailedError
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return err
+		}
+		if errors.As(err, &af) {
+			return fmt.Errorf("m365: sign-in for Microsoft Graph: %w", err)
 		}
 		ge.Err = err
 	}
@@ -416,37 +458,78 @@ func deref[T any](p *T) T {
 	return *p
 }
 
-// ErrSignInUnknown means the tenant cannot tell when a user last signed in:
-// Graph reports sign-in activity only with an Entra ID P1 licence and the
-// AuditLog.Read.All permission. [unverified: error code and licence rule are
-// from Microsoft's signInActivity page as remembered, not re-read]
-var ErrSignInUnknown = errors.New("sign-in activity not available for this tenant")
+// ErrSignInUnknown means the tenant cannot tell when a user last signed
+// in: Graph reports sign-in activity only for a tenant with Microsoft
+// Entra ID P1 (resources/signinactivity; Graph answers 403
+// Authentication_RequestFromNonPremiumTenantOrB2CTenant without it).
+var ErrSignInUnknown = errors.New("sign-in activity not available for this tenant (it needs Microsoft Entra ID P1)")
 
-// signInUnavailable are the Graph error codes that mean "not licensed or
-// not permitted", as opposed to a failure worth reporting.
-var signInUnavailable = map[string]bool{
-	"Authentication_RequestFromNonPremiumTenantOrB2CTenant": true,
-	"Authorization_RequestDenied":                           true,
-}
-
-// LastSignIn reports when a user last signed in interactively; zero time
-// means never. ErrSignInUnknown means the tenant cannot tell.
+// LastSignIn reports when a user last signed in successfully; zero time
+// means never. It reads lastSuccessfulSignInDateTime: lastSignInDateTime
+// counts failed attempts too ("Failed attempts are also logged, so this
+// value may not accurately reflect actual system usage", signInActivity).
+// ErrSignInUnknown means the tenant cannot tell; a missing AuditLog.Read.All
+// is ErrNotPermitted, naming the permission.
 func (g *Graph) LastSignIn(ctx context.Context, upnOrID string) (time.Time, error) {
 	var out time.Time
 	err := g.retry.do(ctx, func() error {
 		u, err := g.users().ByUserId(upnOrID).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
-			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"signInActivity"}},
+			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"id", "signInActivity"}},
 		})
 		if err != nil {
-			err = graphErr("get sign-in activity of "+upnOrID, err)
-			var ge *GraphError
-			if errors.As(err, &ge) && (ge.Status == 403 || signInUnavailable[ge.Code]) {
-				return ErrSignInUnknown
-			}
-			return err
+			return signInErr(graphErr("get sign-in activity of "+upnOrID, err))
 		}
-		if a := u.GetSignInActivity(); a != nil && a.GetLastSignInDateTime() != nil {
-			out = *a.GetLastSignInDateTime()
+		if a := u.GetSignInActivity(); a != nil && a.GetLastSuccessfulSignInDateTime() != nil {
+			out = *a.GetLastSuccessfulSignInDateTime()
+		}
+		return nil
+	})
+	return out, err
+}
+
+func signInErr(err error) error {
+	var ge *GraphError
+	if errors.As(err, &ge) && ge.Code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant" {
+		return ErrSignInUnknown
+	}
+	return withNeed(err, NeedReadUsers, NeedAuditLog)
+}
+
+// SignInReadable reads one user's sign-in activity, to learn whether the
+// tenant reports it (m365 check): nil, ErrSignInUnknown (no Entra ID P1) or
+// ErrNotPermitted (no AuditLog.Read.All).
+func (g *Graph) SignInReadable(ctx context.Context) error {
+	return g.retry.do(ctx, func() error {
+		top := int32(1)
+		_, err := g.users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+			QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Top: &top, Select: []string{"id", "signInActivity"}},
+		})
+		if err != nil {
+			return signInErr(graphErr("list sign-in activity", err))
+		}
+		return nil
+	})
+}
+
+// DirectoryRoles lists the Entra roles (role definition IDs) assigned to a
+// principal: GET /roleManagement/directory/roleAssignments with
+// $filter=principalId eq '…' (rbacapplication-list-roleassignments,
+// permission RoleManagement.Read.Directory). Only m365 check asks.
+func (g *Graph) DirectoryRoles(ctx context.Context, principalID string) ([]string, error) {
+	filter := "principalId eq " + odataQuote(principalID)
+	var out []string
+	err := g.retry.do(ctx, func() error {
+		b := rolemanagement.NewRoleManagementRequestBuilderInternal(map[string]string{"baseurl": g.adapter.GetBaseUrl()}, g.adapter)
+		res, err := b.Directory().RoleAssignments().Get(ctx, &rolemanagement.DirectoryRoleAssignmentsRequestBuilderGetRequestConfiguration{
+			QueryParameters: &rolemanagement.DirectoryRoleAssignmentsRequestBuilderGetQueryParameters{Filter: &filter}})
+		if err != nil {
+			return withNeed(graphErr("list role assignments of "+principalID, err), NeedReadRoles)
+		}
+		out = out[:0]
+		for _, a := range res.GetValue() {
+			if id := deref(a.GetRoleDefinitionId()); id != "" {
+				out = append(out, strings.ToLower(id))
+			}
 		}
 		return nil
 	})

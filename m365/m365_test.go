@@ -89,8 +89,8 @@ func TestCreateUserRequestShape(t *testing.T) {
 		t.Fatal("no id from create")
 	}
 	r := last(t, tn, "POST", "/v1.0/users")
-	if r.Auth != "Bearer "+m365test.GraphToken {
-		t.Errorf("auth %q", r.Auth)
+	if c, err := m365test.ParseClaims(r.Auth); err != nil || c.Aud != m365test.GraphAudience {
+		t.Errorf("auth %q: %+v %v", r.Auth, c, err)
 	}
 	b := body(t, r)
 	pp, _ := b["passwordProfile"].(map[string]any)
@@ -389,13 +389,13 @@ func TestGrantReadsBeforeWriteAndWaitsForMailbox(t *testing.T) {
 
 func TestNextLinkToOtherHostRefused(t *testing.T) {
 	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"value":[{"Identity":"a"}],"@odata.nextLink":"https://attacker.example/adminapi/beta/t/InvokeCommand?$skiptoken=1"}`)
 	}))
 	defer srv.Close()
-	c, err := m365.NewExchange(&m365test.Credential{}, m365.ExchangeOptions{BaseURL: srv.URL, TenantID: "t"})
+	c, err := m365.NewExchange(&m365test.Credential{}, m365.ExchangeOptions{BaseURL: srv.URL, TenantID: "t", Transport: srv.Client().Transport})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,8 +405,23 @@ func TestNextLinkToOtherHostRefused(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("%d calls", calls)
 	}
-	if _, err := m365.NewExchange(&m365test.Credential{}, m365.ExchangeOptions{BaseURL: "http://example.com", TenantID: "t"}); err == nil {
-		t.Error("plain http to a non-loopback host accepted")
+}
+
+// TestEndpointsOnlyOverTLS: every endpoint gets a secret or a bearer token,
+// so plain http is refused, loopback included.
+func TestEndpointsOnlyOverTLS(t *testing.T) {
+	for _, u := range []string{"http://example.com", "http://127.0.0.1:8080", "outlook.office365.com"} {
+		if _, err := m365.NewExchange(&m365test.Credential{}, m365.ExchangeOptions{BaseURL: u, TenantID: "t"}); err == nil {
+			t.Errorf("exchange url %s accepted", u)
+		}
+		if _, err := m365.NewGraph(&m365test.Credential{}, m365.GraphOptions{BaseURL: u}); err == nil {
+			t.Errorf("graph url %s accepted", u)
+		}
+		c, _ := m365.CloudByName("global")
+		if _, err := m365.Credential(m365.App{TenantID: "t", ClientID: "c", ClientSecretFile: "s",
+			Endpoints: m365.Endpoints{Cloud: c, AuthorityURL: u}}); err == nil {
+			t.Errorf("authority url %s accepted", u)
+		}
 	}
 }
 
@@ -416,20 +431,20 @@ func TestRelaySetup(t *testing.T) {
 	tn.SetArcSealers("forwarder.example,lists.example")
 	s := m365.RelaySetup{ConnectorName: "dualmx relay", RelayIPs: []string{"203.0.113.10"}, OldHostIPs: []string{"198.51.100.0/24", "2001:db8::25"},
 		ArcDomain: "relay.example.nl", PilotUsers: []string{"scriba@" + domain}}
-	changes, err := x.PlanRelaySetup(ctx, s)
+	p, err := x.PlanRelaySetup(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 2 || changes[0].Cmdlet != "New-InboundConnector" || changes[1].Cmdlet != "Set-ArcConfig" {
-		t.Fatalf("changes %+v", changes)
+	if len(p.Changes) != 2 || p.Changes[0].Cmdlet != "New-InboundConnector" || p.Changes[1].Cmdlet != "Set-ArcConfig" || p.DKIM != nil {
+		t.Fatalf("changes %+v", p.Changes)
 	}
-	if got := changes[1].Params["ArcTrustedSealers"]; got != "forwarder.example,lists.example,relay.example.nl" {
+	if got := fmt.Sprint(p.Changes[1].Params["ArcTrustedSealers"]); got != "[forwarder.example lists.example relay.example.nl]" {
 		t.Errorf("sealers %v: the existing ones must be kept", got)
 	}
 	if tn.Count("New-") != 0 || tn.Count("Set-") != 0 {
 		t.Error("plan changed the tenant")
 	}
-	if err := x.ApplyRelaySetup(ctx, changes); err != nil {
+	if _, err := x.ApplyRelaySetup(ctx, s, p); err != nil {
 		t.Fatal(err)
 	}
 	c := tn.Connector("dualmx relay")
@@ -446,23 +461,23 @@ func TestRelaySetup(t *testing.T) {
 			t.Errorf("read back %+v", ch)
 		}
 	}
-	if again, _ := x.PlanRelaySetup(ctx, s); len(again) != 0 {
-		t.Errorf("second plan %+v", again)
+	if again, _ := x.PlanRelaySetup(ctx, s); len(again.Changes) != 0 {
+		t.Errorf("second plan %+v", again.Changes)
 	}
 
 	// A connector someone set up skipping only the last hop is corrected.
 	tn2, _, x2, _ := setup(t)
 	tn2.SetArcSealers("relay.example.nl")
-	if err := x2.ApplyRelaySetup(ctx, []m365.SetupChange{{Cmdlet: "New-InboundConnector", Params: map[string]any{"Name": "dualmx relay",
+	if err := x2.ApplyChanges(ctx, []m365.SetupChange{{Cmdlet: "New-InboundConnector", Params: map[string]any{"Name": "dualmx relay",
 		"ConnectorType": "Partner", "SenderDomains": []string{"*"}, "SenderIPAddresses": []string{"203.0.113.10"}, "RequireTls": true,
 		"EFSkipLastIP": true}}}); err != nil {
 		t.Fatal(err)
 	}
 	s.PilotUsers = nil
-	changes, err = x2.PlanRelaySetup(ctx, s)
-	if err != nil || len(changes) != 1 || changes[0].Cmdlet != "Set-InboundConnector" || !strings.Contains(changes[0].What, "EFSkipIPs") ||
-		changes[0].Params["EFSkipLastIP"] != false {
-		t.Fatalf("changes %+v %v", changes, err)
+	p, err = x2.PlanRelaySetup(ctx, s)
+	if err != nil || len(p.Changes) != 1 || p.Changes[0].Cmdlet != "Set-InboundConnector" || !strings.Contains(p.Changes[0].What, "EFSkipIPs") ||
+		p.Changes[0].Params["EFSkipLastIP"] != false {
+		t.Fatalf("changes %+v %v", p, err)
 	}
 }
 

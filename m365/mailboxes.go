@@ -14,11 +14,15 @@ import (
 // Mailbox is the part of Get-Mailbox's output dualmx reads.
 type Mailbox struct {
 	Identity             string `json:"Identity"`
+	Name                 string `json:"Name"`
 	Alias                string `json:"Alias"`
 	DisplayName          string `json:"DisplayName"`
 	PrimarySmtpAddress   string `json:"PrimarySmtpAddress"`
 	UserPrincipalName    string `json:"UserPrincipalName"`
 	RecipientTypeDetails string `json:"RecipientTypeDetails"` // UserMailbox, SharedMailbox, ...
+	// ExternalDirectoryObjectID is the Entra object ID of the user behind
+	// the mailbox, the ID Graph knows it by.
+	ExternalDirectoryObjectID string `json:"ExternalDirectoryObjectId"`
 }
 
 // Grant is one access right of one user on one mailbox, as read back.
@@ -61,21 +65,15 @@ func decodeAll[T any](raw []json.RawMessage) ([]T, error) {
 	return out, nil
 }
 
-// GetMailbox reads one mailbox; a missing one is ErrNotFound.
+// GetMailbox reads one mailbox; a missing one is ErrNotFound. The reply is
+// filtered on the identity asked for: for an identity that does not exist
+// Get-Mailbox may answer every mailbox (identity.go).
 func (x *Exchange) GetMailbox(ctx context.Context, identity string) (Mailbox, error) {
 	raw, err := x.Cmd.Invoke(ctx, "Get-Mailbox", map[string]any{"Identity": identity})
 	if err != nil {
-		return Mailbox{}, err
+		return Mailbox{}, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 	}
-	mbs, err := decodeAll[Mailbox](raw)
-	if err != nil {
-		return Mailbox{}, fmt.Errorf("m365: Get-Mailbox %s: %w", identity, err)
-	}
-	if len(mbs) == 0 {
-		return Mailbox{}, &ExchangeError{Cmdlet: "Get-Mailbox", Status: 404, Exception: "ManagementObjectNotFoundException",
-			Text: "no mailbox " + identity}
-	}
-	return mbs[0], nil
+	return pick("Get-Mailbox", identity, raw, func(m Mailbox) bool { return m.Matches(identity) })
 }
 
 // WaitMailbox waits for a mailbox to exist: a newly licensed user's
@@ -95,25 +93,37 @@ func (x *Exchange) WaitMailbox(ctx context.Context, identity string) (Mailbox, e
 func (x *Exchange) SharedMailboxes(ctx context.Context) ([]Mailbox, error) {
 	raw, err := x.Cmd.Invoke(ctx, "Get-Mailbox", map[string]any{"RecipientTypeDetails": "SharedMailbox", "ResultSize": "Unlimited"})
 	if err != nil {
-		return nil, err
+		return nil, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 	}
 	return decodeAll[Mailbox](raw)
 }
 
-// NewSharedMailbox creates a shared mailbox.
+// NewSharedMailbox creates a shared mailbox. The display name is kept as
+// given; Name, which Exchange Online limits to 64 characters without
+// letters such as ö, is its ASCII fold (MailboxName).
+//
+// A create that Exchange carried out but whose reply was lost (a 5xx, a
+// timeout) is retried by the client and then meets its own mailbox as
+// "already exists"; a conflict is therefore looked up, and a shared mailbox
+// with this very address is what was asked for.
 func (x *Exchange) NewSharedMailbox(ctx context.Context, address, displayName string) (Mailbox, error) {
 	alias := strings.SplitN(address, "@", 2)[0]
 	raw, err := x.Cmd.Invoke(ctx, "New-Mailbox", map[string]any{
-		"Shared": true, "Name": displayName, "DisplayName": displayName, "Alias": alias, "PrimarySmtpAddress": address,
+		"Shared": true, "Name": MailboxName(displayName, alias), "DisplayName": displayName, "Alias": alias, "PrimarySmtpAddress": address,
 	})
+	if errors.Is(err, ErrConflict) {
+		if mb, gerr := x.GetMailbox(ctx, address); gerr == nil && strings.EqualFold(mb.RecipientTypeDetails, "SharedMailbox") &&
+			strings.EqualFold(mb.PrimarySmtpAddress, address) {
+			return mb, nil
+		}
+	}
 	if err != nil {
-		return Mailbox{}, err
+		return Mailbox{}, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 	}
-	mbs, err := decodeAll[Mailbox](raw)
-	if err != nil || len(mbs) == 0 {
-		return Mailbox{PrimarySmtpAddress: address, DisplayName: displayName, RecipientTypeDetails: "SharedMailbox"}, nil
+	if mb, err := pick("New-Mailbox", address, raw, func(m Mailbox) bool { return m.Matches(address) }); err == nil {
+		return mb, nil
 	}
-	return mbs[0], nil
+	return Mailbox{PrimarySmtpAddress: address, DisplayName: displayName, RecipientTypeDetails: "SharedMailbox"}, nil
 }
 
 // stringList reads a value Exchange serialises either as an array or as
@@ -177,15 +187,21 @@ func systemPrincipal(user string) bool {
 }
 
 // Grants reads who has FullAccess and SendAs on a mailbox: explicit,
-// allowing grants only, without inherited and system entries.
+// allowing grants only, without inherited and system entries. The mailbox
+// is read first, so that rows about other mailboxes (Get-*Permission answers
+// every mailbox's for an identity it does not find) are told apart.
 func (x *Exchange) Grants(ctx context.Context, mailbox string) ([]Grant, error) {
-	raw, err := x.Cmd.Invoke(ctx, "Get-MailboxPermission", map[string]any{"Identity": mailbox})
+	mb, err := x.GetMailbox(ctx, mailbox)
 	if err != nil {
 		return nil, err
 	}
-	mps, err := decodeAll[mailboxPermission](raw)
+	raw, err := x.Cmd.Invoke(ctx, "Get-MailboxPermission", map[string]any{"Identity": mailbox})
 	if err != nil {
-		return nil, fmt.Errorf("m365: Get-MailboxPermission %s: %w", mailbox, err)
+		return nil, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
+	}
+	mps, err := rowsFor[mailboxPermission]("Get-MailboxPermission", mb, raw, func(p mailboxPermission) string { return p.Identity })
+	if err != nil {
+		return nil, err
 	}
 	var out []Grant
 	for _, p := range mps {
@@ -196,11 +212,11 @@ func (x *Exchange) Grants(ctx context.Context, mailbox string) ([]Grant, error) 
 	}
 	raw, err = x.Cmd.Invoke(ctx, "Get-RecipientPermission", map[string]any{"Identity": mailbox})
 	if err != nil {
-		return nil, err
+		return nil, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 	}
-	rps, err := decodeAll[recipientPermission](raw)
+	rps, err := rowsFor[recipientPermission]("Get-RecipientPermission", mb, raw, func(p recipientPermission) string { return p.Identity })
 	if err != nil {
-		return nil, fmt.Errorf("m365: Get-RecipientPermission %s: %w", mailbox, err)
+		return nil, err
 	}
 	for _, p := range rps {
 		if p.IsInherited || strings.EqualFold(p.AccessControlType, "Deny") || systemPrincipal(p.Trustee) || !p.AccessRights.has(string(SendAs)) {
@@ -214,6 +230,28 @@ func (x *Exchange) Grants(ctx context.Context, mailbox string) ([]Grant, error) 
 		}
 		return strings.ToLower(out[i].User) < strings.ToLower(out[j].User)
 	})
+	return out, nil
+}
+
+// rowsFor keeps the permission rows about mb. Every mailbox lists at least
+// its own SELF row, so a reply with rows of which none is about mb means
+// dualmx does not recognise how the rows name their mailbox: that is an
+// error, not "no grants", or the next plan would grant everything again.
+func rowsFor[T any](cmdlet string, mb Mailbox, raw []json.RawMessage, identity func(T) string) ([]T, error) {
+	all, err := decodeAll[T](raw)
+	if err != nil {
+		return nil, fmt.Errorf("m365: %s %s: %w", cmdlet, mb.PrimarySmtpAddress, err)
+	}
+	var out []T
+	for _, r := range all {
+		if permissionRowFor(mb, identity(r)) {
+			out = append(out, r)
+		}
+	}
+	if len(all) > 0 && len(out) == 0 {
+		return nil, fmt.Errorf("m365: %s %s: none of the %d rows names the mailbox as Get-Mailbox does (%q); m365/identity.go must learn how they name it",
+			cmdlet, mb.PrimarySmtpAddress, len(all), identity(all[0]))
+	}
 	return out, nil
 }
 
@@ -265,7 +303,7 @@ func (x *Exchange) Grant(ctx context.Context, mailbox, user string, r Right) (bo
 	default:
 		return false, fmt.Errorf("m365: unknown right %q", r)
 	}
-	return err == nil, err
+	return err == nil, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 }
 
 // Revoke removes the right unless it is already gone; Remove-* cmdlets
@@ -294,7 +332,7 @@ func (x *Exchange) Revoke(ctx context.Context, mailbox, user string, r Right) (b
 	default:
 		return false, fmt.Errorf("m365: unknown right %q", r)
 	}
-	return err == nil, err
+	return err == nil, withNeed(err, NeedManageAsApp, NeedRecipientAdministrator)
 }
 
 // IsNotFound is errors.Is(err, ErrNotFound), for callers that read better so.

@@ -31,6 +31,13 @@ type RelaySetup struct {
 	PilotUsers []string
 	// ArcDomain is the d= of dualmx's ARC seal, to be a trusted sealer.
 	ArcDomain string
+	// DKIMDomain is the custom domain that should sign with DKIM; "" leaves
+	// DKIM alone.
+	DKIMDomain string
+	// DKIMPublished reports whether the domain's two DKIM CNAMEs resolve
+	// to the given targets (the DNS gate asks every authoritative server);
+	// signing is turned on only then. nil never turns it on.
+	DKIMPublished func(ctx context.Context, domain, sel1, sel2 string) (ok bool, why string, err error)
 }
 
 // SetupChange is one command the setup runs.
@@ -127,48 +134,76 @@ func union(lists ...[]string) []string {
 	return out
 }
 
-// norm renders a parameter value for comparison: lists sorted, lower case,
-// whether Exchange sent an array or a comma-separated string [unverified].
-func norm(v any) string {
+// normValue renders a parameter value for comparison, whatever form
+// Exchange gave it (an array or a comma-separated string [unverified]):
+// lists sorted and lower case, SenderDomains as bare domains
+// (addressSpaceDomain), addresses in one canonical form. Every reading of
+// Get-InboundConnector's output goes through here.
+func normValue(key string, v any) string {
+	var l []string
 	switch x := v.(type) {
 	case nil:
 		return ""
 	case bool:
 		return fmt.Sprint(x)
 	case string:
-		return strings.Join(union(strings.Split(x, ",")), ",")
+		l = strings.Split(x, ",")
 	case []string:
-		return strings.Join(union(x), ",")
+		l = x
 	case []any:
-		var l []string
 		for _, e := range x {
 			l = append(l, fmt.Sprint(e))
 		}
-		return strings.Join(union(l), ",")
+	default:
+		return strings.ToLower(fmt.Sprint(v))
 	}
-	return strings.ToLower(fmt.Sprint(v))
+	for i, e := range l {
+		switch key {
+		case "SenderDomains":
+			l[i] = addressSpaceDomain(e)
+		case "EFSkipIPs", "SenderIPAddresses":
+			l[i] = canonicalIP(e)
+		}
+	}
+	return strings.Join(union(l), ",")
 }
 
+// canonicalIP writes an address or range as Exchange's IPRange shows it:
+// a single address without its /32.
+func canonicalIP(s string) string {
+	p, err := parsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return strings.TrimSpace(s)
+	}
+	p = p.Masked()
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// connector reads dualmx's inbound connector, by name; the reply is
+// filtered on the name because Get-InboundConnector answers every
+// connector for a name it does not know (identity.go).
 func (x *Exchange) connector(ctx context.Context, name string) (map[string]any, error) {
 	raw, err := x.Cmd.Invoke(ctx, "Get-InboundConnector", map[string]any{"Identity": name})
 	if err != nil {
-		return nil, err
+		return nil, withNeed(err, NeedManageAsApp, NeedExchangeAdministrator)
 	}
-	if len(raw) == 0 {
-		return nil, &ExchangeError{Cmdlet: "Get-InboundConnector", Status: 404, Exception: "ManagementObjectNotFoundException", Text: name}
-	}
-	var c map[string]any
-	if err := json.Unmarshal(raw[0], &c); err != nil {
-		return nil, fmt.Errorf("m365: Get-InboundConnector: %w", err)
-	}
-	return c, nil
+	return pick("Get-InboundConnector", name, raw, func(c map[string]any) bool {
+		n, _ := c["Name"].(string)
+		id, _ := c["Identity"].(string)
+		return anyEqual(name, n, id)
+	})
 }
 
-// ArcTrustedSealers reads the tenant's trusted ARC sealers.
+// ArcTrustedSealers reads the tenant's trusted ARC sealers. Get-ArcConfig
+// shows them as one comma-separated string (Set-ArcConfig's examples split
+// it on commas); an array is read as well.
 func (x *Exchange) ArcTrustedSealers(ctx context.Context) ([]string, error) {
 	raw, err := x.Cmd.Invoke(ctx, "Get-ArcConfig", nil)
 	if err != nil {
-		return nil, err
+		return nil, withNeed(err, NeedManageAsApp, NeedExchangeAdministrator)
 	}
 	var out []string
 	for _, r := range raw {
@@ -183,56 +218,86 @@ func (x *Exchange) ArcTrustedSealers(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// setSealers is Set-ArcConfig with the whole list, as its page says:
+// ArcTrustedSealers is a String[] that replaces the list, and " " (one
+// space) empties it.
+func setSealers(what string, list []string) SetupChange {
+	if len(list) == 0 {
+		list = []string{" "}
+	}
+	return SetupChange{What: what, Cmdlet: "Set-ArcConfig", Params: map[string]any{"Identity": "Default", "ArcTrustedSealers": list}}
+}
+
+func hasDomain(list []string, d string) bool {
+	for _, v := range list {
+		if strings.EqualFold(strings.TrimSpace(v), d) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetupPlan is what setup would do: the commands, and where DKIM stands.
+type SetupPlan struct {
+	Changes []SetupChange `json:"changes"`
+	// DKIM is the custom domain's signing config before the changes; nil
+	// when no domain was given.
+	DKIM *DKIMState `json:"dkim,omitempty"`
+}
+
 // PlanRelaySetup reads the tenant and returns the commands that would
 // bring it to s; none when it is there already.
-func (x *Exchange) PlanRelaySetup(ctx context.Context, s RelaySetup) ([]SetupChange, error) {
+func (x *Exchange) PlanRelaySetup(ctx context.Context, s RelaySetup) (*SetupPlan, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	var out []SetupChange
+	p := &SetupPlan{}
 	want := s.connectorWant()
 	have, err := x.connector(ctx, s.ConnectorName)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		p := map[string]any{"Name": s.ConnectorName, "Comment": "Mail forwarded by the dualmx relay during the migration"}
+		params := map[string]any{"Name": s.ConnectorName, "Comment": "Mail forwarded by the dualmx relay during the migration"}
 		for k, v := range want {
-			p[k] = v
+			params[k] = v
 		}
-		out = append(out, SetupChange{What: "create Partner inbound connector " + s.ConnectorName + " (TLS required, Enhanced Filtering skips relay and old host)",
-			Cmdlet: "New-InboundConnector", Params: p})
+		p.Changes = append(p.Changes, SetupChange{What: "create Partner inbound connector " + s.ConnectorName +
+			" (TLS required, Enhanced Filtering skips relay and old host)", Cmdlet: "New-InboundConnector", Params: params})
 	case err != nil:
 		return nil, err
 	default:
-		p := map[string]any{"Identity": s.ConnectorName}
+		params := map[string]any{"Identity": s.ConnectorName}
 		var diff []string
 		for _, k := range sortedKeys(want) {
-			if norm(want[k]) != norm(have[k]) {
-				p[k] = want[k]
+			if normValue(k, want[k]) != normValue(k, have[k]) {
+				params[k] = want[k]
 				diff = append(diff, k)
 			}
 		}
 		if len(diff) > 0 {
-			out = append(out, SetupChange{What: "update inbound connector " + s.ConnectorName + ": " + strings.Join(diff, ", "),
-				Cmdlet: "Set-InboundConnector", Params: p})
+			p.Changes = append(p.Changes, SetupChange{What: "update inbound connector " + s.ConnectorName + ": " + strings.Join(diff, ", "),
+				Cmdlet: "Set-InboundConnector", Params: params})
 		}
 	}
 	sealers, err := x.ArcTrustedSealers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	found := false
-	for _, v := range sealers {
-		if strings.EqualFold(strings.TrimSpace(v), s.ArcDomain) {
-			found = true
+	if !hasDomain(sealers, s.ArcDomain) {
+		// Set-ArcConfig replaces the whole list: send the old entries too.
+		p.Changes = append(p.Changes, setSealers("add "+s.ArcDomain+" to the trusted ARC sealers (keeping "+orNone(sealers)+")",
+			append(append([]string{}, sealers...), s.ArcDomain)))
+	}
+	if s.DKIMDomain != "" {
+		st, err := x.planDKIM(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		p.DKIM = &st
+		if c := st.change(); c != nil {
+			p.Changes = append(p.Changes, *c)
 		}
 	}
-	if !found {
-		// Set-ArcConfig replaces the whole list: send the old entries too.
-		all := append(append([]string{}, sealers...), s.ArcDomain)
-		out = append(out, SetupChange{What: "add " + s.ArcDomain + " to the trusted ARC sealers (keeping " + orNone(sealers) + ")",
-			Cmdlet: "Set-ArcConfig", Params: map[string]any{"Identity": "Default", "ArcTrustedSealers": strings.Join(all, ",")}})
-	}
-	return out, nil
+	return p, nil
 }
 
 func orNone(l []string) string {
@@ -251,15 +316,63 @@ func sortedKeys(m map[string]any) []string {
 	return k
 }
 
-// ApplyRelaySetup runs the changes in order, stopping at the first error:
+// ApplyChanges runs the changes in order, stopping at the first error:
 // they build on each other (the connector before its filtering).
-func (x *Exchange) ApplyRelaySetup(ctx context.Context, changes []SetupChange) error {
+func (x *Exchange) ApplyChanges(ctx context.Context, changes []SetupChange) error {
 	for _, c := range changes {
 		if _, err := x.Cmd.Invoke(ctx, c.Cmdlet, c.Params); err != nil {
-			return fmt.Errorf("%s: %w", c.What, err)
+			return fmt.Errorf("%s: %w", c.What, withNeed(err, NeedManageAsApp, NeedExchangeAdministrator))
 		}
 	}
 	return nil
+}
+
+// ApplyRelaySetup runs the plan. A DKIM config created in this run is read
+// again afterwards (its CNAME values exist only now) and signing is turned
+// on at once when the records are already published. It returns where DKIM
+// stands after the run.
+func (x *Exchange) ApplyRelaySetup(ctx context.Context, s RelaySetup, p *SetupPlan) (*DKIMState, error) {
+	var enable *SetupChange
+	var changes []SetupChange
+	for i, c := range p.Changes {
+		if c.Cmdlet == "Set-DkimSigningConfig" {
+			enable = &p.Changes[i]
+			continue
+		}
+		changes = append(changes, c)
+	}
+	if err := x.ApplyChanges(ctx, changes); err != nil {
+		return nil, err
+	}
+	if s.DKIMDomain == "" {
+		return nil, nil
+	}
+	st, err := x.planDKIM(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if enable == nil {
+		enable = st.change()
+	}
+	if enable == nil || enable.Cmdlet != "Set-DkimSigningConfig" {
+		return &st, nil
+	}
+	_, err = x.Cmd.Invoke(ctx, enable.Cmdlet, enable.Params)
+	var xe *ExchangeError
+	if errors.As(err, &xe) && strings.HasSuffix(xe.Exception, "ValidationException") {
+		// Published, but Microsoft 365 has not seen the records yet ("a
+		// few minutes (or possibly longer)"): not a failure of the run.
+		st.Pending = "the CNAMEs are published, but Microsoft 365 has not found them yet (" + xe.Text + "); run `dualmx m365 setup --apply` again later"
+		return &st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", enable.What, withNeed(err, NeedManageAsApp, NeedExchangeAdministrator))
+	}
+	after, err := x.planDKIM(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return &after, nil
 }
 
 // CheckRelaySetup reads every setting back and compares it with s.
@@ -273,18 +386,16 @@ func (x *Exchange) CheckRelaySetup(ctx context.Context, s RelaySetup) ([]SetupCh
 	for _, k := range sortedKeys(want) {
 		got := ""
 		if have != nil {
-			got = norm(have[k])
+			got = normValue(k, have[k])
 		}
-		out = append(out, SetupCheck{Setting: "connector " + s.ConnectorName + " " + k, Want: norm(want[k]), Got: got, OK: have != nil && got == norm(want[k])})
+		out = append(out, SetupCheck{Setting: "connector " + s.ConnectorName + " " + k, Want: normValue(k, want[k]), Got: got,
+			OK: have != nil && got == normValue(k, want[k])})
 	}
 	sealers, err := x.ArcTrustedSealers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	for _, v := range sealers {
-		ok = ok || strings.EqualFold(strings.TrimSpace(v), s.ArcDomain)
-	}
-	out = append(out, SetupCheck{Setting: "ArcTrustedSealers", Want: "includes " + s.ArcDomain, Got: strings.Join(sealers, ","), OK: ok})
+	out = append(out, SetupCheck{Setting: "ArcTrustedSealers", Want: "includes " + s.ArcDomain, Got: strings.Join(sealers, ","),
+		OK: hasDomain(sealers, s.ArcDomain)})
 	return out, nil
 }

@@ -92,15 +92,19 @@ type applier struct {
 	d         *Desired
 	plan      *Plan
 	a         *Actual
-	ids       map[string]string // UPN → object ID
-	passwords map[string]string // UPN → temporary password, until mailed
+	ids       map[string]string       // UPN → object ID
+	passwords map[string]string       // UPN → temporary password, until mailed
+	mailboxes map[string]m365.Mailbox // function address → its mailbox, once read
 }
 
 // Apply carries out plan. A failed step does not stop the others; only the
 // steps that depend on it are skipped. It returns ErrIncomplete when
 // anything was left undone, with the summary saying what.
 func Apply(ctx context.Context, env Env, d *Desired, a *Actual, plan *Plan) (*Summary, error) {
-	ap := &applier{env: env, d: d, plan: plan, a: a, ids: map[string]string{}, passwords: map[string]string{}}
+	ap := &applier{env: env, d: d, plan: plan, a: a, ids: map[string]string{}, passwords: map[string]string{}, mailboxes: map[string]m365.Mailbox{}}
+	for addr, mb := range a.Mailboxes {
+		ap.mailboxes[addr] = mb
+	}
 	for upn, u := range a.Users {
 		ap.ids[upn] = u.ID
 	}
@@ -202,8 +206,18 @@ func (ap *applier) run(ctx context.Context, s Step) error {
 		if _, err := mb.NewSharedMailbox(ctx, f.Address, f.Name); err != nil {
 			return err
 		}
-		_, err := mb.WaitMailbox(ctx, f.Address)
+		made, err := mb.WaitMailbox(ctx, f.Address)
+		ap.mailboxes[f.Address] = made
 		return err
+	case BlockSignIn:
+		mbx, ok := ap.mailboxes[s.Mailbox]
+		if !ok {
+			return fmt.Errorf("shared mailbox %s was not read", s.Mailbox)
+		}
+		if err := dir.BlockSignIn(ctx, mailboxUser(mbx)); err != nil {
+			return err
+		}
+		return ap.audit(ctx, s.Mailbox, ActionSignInBlocked, "accountEnabled false")
 	case GrantAccess:
 		changed, err := mb.Grant(ctx, s.Mailbox, s.UPN, s.Right)
 		if err != nil || !changed {

@@ -5,9 +5,8 @@ package provisioning
 import (
 	"fmt"
 	"strings"
-	"unicode"
 
-	"golang.org/x/text/unicode/norm"
+	"github.com/dualmx/dualmx/m365"
 )
 
 // Naming holds the file's choices for account names.
@@ -34,13 +33,6 @@ var particles = map[string]bool{
 	"in": true, "op": true, "onder": true, "over": true, "uit": true, "aan": true, "bij": true, "voor": true, "tot": true,
 	"'s": true, "s": true, "la": true, "le": true, "les": true, "du": true, "des": true, "da": true, "di": true, "del": true,
 	"della": true, "von": true, "zu": true, "zum": true, "zur": true, "d'": true, "l'": true,
-}
-
-// letterMap covers letters that Unicode decomposition does not reduce to
-// ASCII.
-var letterMap = map[rune]string{
-	'ß': "ss", 'æ': "ae", 'Æ': "ae", 'œ': "oe", 'Œ': "oe", 'ø': "o", 'Ø': "o", 'ł': "l", 'Ł': "l",
-	'đ': "d", 'Đ': "d", 'ð': "d", 'Ð': "d", 'þ': "th", 'Þ': "th", 'ĳ': "ij", 'Ĳ': "ij", 'ı': "i",
 }
 
 // AccountName returns the local part of a person's account,
@@ -87,21 +79,9 @@ func dropParticles(s string) string {
 	return strings.Join(words[i:], " ")
 }
 
-// fold removes diacritics and maps the special letters.
-func fold(s string) string {
-	var b strings.Builder
-	for _, r := range norm.NFD.String(s) {
-		if unicode.Is(unicode.Mn, r) {
-			continue
-		}
-		if m, ok := letterMap[r]; ok {
-			b.WriteString(m)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// fold removes diacritics and maps the special letters, as Exchange's
+// names need too (m365.ASCIIFold).
+func fold(s string) string { return m365.ASCIIFold(s) }
 
 func namePart(s string) string {
 	s = strings.ToLower(fold(s))

@@ -31,6 +31,7 @@ type Directory interface {
 	SetUsageLocation(ctx context.Context, id, country string) error
 	AssignLicense(ctx context.Context, id, skuID string) error
 	ResetPassword(ctx context.Context, id, password string) error
+	BlockSignIn(ctx context.Context, id string) error
 	SendMail(ctx context.Context, from string, m m365.Mail) error
 	SubscribedSKUs(ctx context.Context) ([]m365.SKU, error)
 }
@@ -87,6 +88,7 @@ const (
 	ActionWelcomeSent    = "welcome-sent"
 	ActionGrant          = "grant"
 	ActionRevoke         = "revoke"
+	ActionSignInBlocked  = "sign-in-blocked"
 )
 
 // Actual is what the tenant and the audit log say now, limited to what the
@@ -95,6 +97,9 @@ type Actual struct {
 	SKUs      []m365.SKU
 	Users     map[string]m365.User    // by lower-case UPN
 	Mailboxes map[string]m365.Mailbox // by function address
+	// SignIn is true for a function's shared mailbox whose account can
+	// still sign in (or is not readable yet).
+	SignIn    map[string]bool
 	Grants    map[string][]m365.Grant // by function address
 	Created   map[string]bool         // UPN: dualmx created the account
 	Welcomed  map[string]bool         // UPN: its welcome mail went out
@@ -110,7 +115,7 @@ func grantKey(mailbox, upn string, r m365.Right) string {
 
 // Observe reads the tenant and the audit log for d.
 func Observe(ctx context.Context, env Env, d *Desired) (*Actual, error) {
-	a := &Actual{Users: map[string]m365.User{}, Mailboxes: map[string]m365.Mailbox{}, Grants: map[string][]m365.Grant{},
+	a := &Actual{Users: map[string]m365.User{}, Mailboxes: map[string]m365.Mailbox{}, SignIn: map[string]bool{}, Grants: map[string][]m365.Grant{},
 		Created: map[string]bool{}, Welcomed: map[string]bool{}, Addresses: map[string]router.State{}, GrantedAt: map[string]time.Time{}}
 	var err error
 	if a.SKUs, err = env.Dir.SubscribedSKUs(ctx); err != nil {
@@ -151,6 +156,16 @@ func Observe(ctx context.Context, env Env, d *Desired) (*Actual, error) {
 			if a.Grants[f.Address], err = env.MB.Grants(ctx, f.Address); err != nil {
 				return nil, err
 			}
+			u, err := env.Dir.GetUser(ctx, mailboxUser(mb))
+			switch {
+			case errors.Is(err, m365.ErrNotFound):
+				// Not in Graph yet: blocking again is harmless.
+				a.SignIn[f.Address] = true
+			case err != nil:
+				return nil, err
+			default:
+				a.SignIn[f.Address] = u.AccountEnabled
+			}
 		}
 		if ad, err := env.Ledger.Get(ctx, f.Address); err == nil {
 			a.Addresses[f.Address] = ad.State
@@ -183,6 +198,7 @@ const (
 	SendWelcome      Kind = "send-welcome"
 	ResendWelcome    Kind = "reset-password-and-send-welcome"
 	CreateMailbox    Kind = "create-shared-mailbox"
+	BlockSignIn      Kind = "block-sign-in"
 	GrantAccess      Kind = "grant"
 	RevokeAccess     Kind = "revoke"
 	MarkProvisioned  Kind = "mark-provisioned"
@@ -360,11 +376,17 @@ func Compute(d *Desired, a *Actual, today Date) (*Plan, error) {
 		fp := FunctionPlan{Address: f.Address, Name: f.Name, Steps: []Step{}, Unexpected: []Unexpected{}, Notes: []string{}}
 		id := func(parts ...string) string { return "function/" + f.Address + "/" + strings.Join(parts, "/") }
 		var mbxDeps []string
+		block := Step{ID: id(string(BlockSignIn)), Kind: BlockSignIn, Mailbox: f.Address,
+			Why:  "nobody signs in to a shared mailbox; its holders open it with their own accounts",
+			Text: "block sign-in for the account of shared mailbox " + f.Address}
 		if _, ok := a.Mailboxes[f.Address]; !ok {
 			s := Step{ID: id(string(CreateMailbox)), Kind: CreateMailbox, Mailbox: f.Address,
 				Text: fmt.Sprintf("create shared mailbox %s (%s)", f.Address, f.Name)}
-			fp.Steps = append(fp.Steps, s)
+			block.After = []string{s.ID}
+			fp.Steps = append(fp.Steps, s, block)
 			mbxDeps = []string{s.ID}
+		} else if a.SignIn[f.Address] {
+			fp.Steps = append(fp.Steps, block)
 		}
 		grants := a.Grants[f.Address]
 		current := map[string]bool{}
@@ -441,6 +463,18 @@ func Compute(d *Desired, a *Actual, today Date) (*Plan, error) {
 		p.Functions = append(p.Functions, fp)
 	}
 	return p, nil
+}
+
+// mailboxUser names the user behind a mailbox for Graph: its Entra object
+// ID when Exchange gave one, else its UPN.
+func mailboxUser(mb m365.Mailbox) string {
+	if mb.ExternalDirectoryObjectID != "" {
+		return mb.ExternalDirectoryObjectID
+	}
+	if mb.UserPrincipalName != "" {
+		return mb.UserPrincipalName
+	}
+	return mb.PrimarySmtpAddress
 }
 
 func (d *Desired) personByUPN(trustee string) *Person {

@@ -224,7 +224,7 @@ func TestHandoverScenario(t *testing.T) {
 			acts = append(acts, e.Action+" ")
 		}
 	}
-	wantActs := []string{"add ", "grant FullAccess " + A, "grant SendAs " + A, "flip ", "grant FullAccess " + B, "grant SendAs " + B,
+	wantActs := []string{"add ", "sign-in-blocked ", "grant FullAccess " + A, "grant SendAs " + A, "flip ", "grant FullAccess " + B, "grant SendAs " + B,
 		"revoke FullAccess " + A, "revoke SendAs " + A}
 	if strings.Join(acts, ";") != strings.Join(wantActs, ";") {
 		t.Errorf("audit %q\nwant  %q", acts, wantActs)
@@ -406,4 +406,45 @@ func TestAccessReportFormats(t *testing.T) {
 	golden(t, "access.txt", txt.Bytes())
 	golden(t, "access.json", js.Bytes())
 	golden(t, "access.csv", cs.Bytes())
+}
+
+// Review finding 5: the account behind a shared mailbox must not sign in
+// (create-a-shared-mailbox: block sign-in). A new mailbox is blocked after
+// it is created, an existing one that can sign in gets a step of its own,
+// and a blocked one is left alone.
+func TestSharedMailboxSignInBlocked(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	d := w.parse(base0 + people("anna", "Anna", "de Vries") + "functions:\n" +
+		"  - address: scriba@hervormdputten.nl\n    name: Scriba\n    holders:\n      - person: anna\n        from: 2026-01-01\n" +
+		"  - address: koster@hervormdputten.nl\n    name: Koster\n    holders:\n      - person: anna\n        from: 2026-01-01\n")
+	w.tn.AddSharedMailbox("koster@"+testDomain, "Koster") // made in the admin center, sign-in left on
+	w.tn.LagAfterCreate(2)                                // the new mailbox's user reaches Graph late
+	p, _ := w.plan(d)
+	var blocks []string
+	for _, s := range p.Steps() {
+		if s.Kind == BlockSignIn {
+			blocks = append(blocks, s.Mailbox+" after "+strings.Join(s.After, ","))
+		}
+	}
+	if strings.Join(blocks, ";") != "scriba@"+testDomain+" after function/scriba@"+testDomain+"/create-shared-mailbox;koster@"+testDomain+" after " {
+		t.Errorf("block steps %q", blocks)
+	}
+	w.apply(d)
+	for _, a := range []string{"scriba@" + testDomain, "koster@" + testDomain} {
+		if w.tn.SignInEnabled(a) {
+			t.Errorf("%s can still sign in", a)
+		}
+		audit, _ := w.store.Audit(ctx, a)
+		found := false
+		for _, e := range audit {
+			found = found || e.Action == ActionSignInBlocked
+		}
+		if !found {
+			t.Errorf("%s: no %s in the audit log", a, ActionSignInBlocked)
+		}
+	}
+	if p, _ := w.plan(d); !p.Empty() {
+		t.Errorf("plan after apply: %+v", p.Steps())
+	}
 }

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/config"
@@ -33,6 +33,8 @@ func desiredPath(flag string) string {
 // m365Admin is an admin session that also talks to Microsoft 365.
 type m365Admin struct {
 	*admin
+	cred     azcore.TokenCredential
+	ends     m365.Endpoints
 	graph    *m365.Graph
 	exchange *m365.Exchange
 }
@@ -47,38 +49,75 @@ func openM365(g *globalFlags) (*m365Admin, error) {
 		a.close()
 		return nil, &exitError{code: 2, err: fmt.Errorf("%s has no m365: section; see docs/microsoft-365.md", a.cfg.Path)}
 	}
-	gr, exo, err := m365Clients(a.cfg)
+	t, err := newM365Session(a.cfg)
 	if err != nil {
 		a.close()
 		return nil, &exitError{code: 2, err: err}
 	}
-	return &m365Admin{admin: a, graph: gr, exchange: exo}, nil
+	return &m365Admin{admin: a, cred: t.cred, ends: t.ends, graph: t.graph, exchange: t.exchange}, nil
+}
+
+// m365Endpoints are the sign-in, Graph and Exchange endpoints of the
+// configured cloud, with the config's test overrides.
+func m365Endpoints(cfg *config.Config) (m365.Endpoints, error) {
+	m := cfg.M365
+	c, err := m365.CloudByName(m.Cloud)
+	if err != nil {
+		return m365.Endpoints{}, err
+	}
+	return m365.Endpoints{Cloud: c, AuthorityURL: m.AuthorityURL, GraphURL: m.GraphURL, ExchangeURL: m.ExchangeURL}, nil
 }
 
 // m365Credential is the app-only credential of the m365 section; it reads
 // its secret only when a token is first needed.
 func m365Credential(cfg *config.Config) (azcore.TokenCredential, error) {
 	m := cfg.M365
-	return m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile, CertificateFile: m.CertificateFile})
+	ends, err := m365Endpoints(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return m365.Credential(m365.App{TenantID: m.TenantID, ClientID: m.ClientID, ClientSecretFile: m.ClientSecretFile,
+		CertificateFile: m.CertificateFile, Endpoints: ends})
 }
 
-// m365Clients builds the Graph and Exchange clients from the m365 section;
-// the credential reads its secret only when a token is first needed.
-func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
+// m365Session is what the commands that talk to Microsoft 365 use.
+type m365Session struct {
+	cred     azcore.TokenCredential
+	ends     m365.Endpoints
+	graph    *m365.Graph
+	exchange *m365.Exchange
+}
+
+func newM365Session(cfg *config.Config) (*m365Session, error) {
 	m := cfg.M365
+	ends, err := m365Endpoints(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cred, err := m365Credential(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: m.GraphURL})
+	gr, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: ends.Graph(), Scope: ends.Cloud.GraphScope()})
+	if err != nil {
+		return nil, err
+	}
+	log := newLogger(cfg.LogFormat, os.Stderr)
+	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: ends.Exchange(), Scope: ends.Cloud.ExchangeScope(), TenantID: m.TenantID,
+		Warn: func(cmdlet, text string) { log.Warn("exchange online warning", "cmdlet", cmdlet, "warning", text) }})
+	if err != nil {
+		return nil, err
+	}
+	return &m365Session{cred: cred, ends: ends, graph: gr, exchange: m365.NewExchangeOps(cmd, m365.Retry{})}, nil
+}
+
+// m365Clients builds the Graph and Exchange clients from the m365 section.
+func m365Clients(cfg *config.Config) (*m365.Graph, *m365.Exchange, error) {
+	t, err := newM365Session(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd, err := m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: m.ExchangeURL, TenantID: m.TenantID})
-	if err != nil {
-		return nil, nil, err
-	}
-	return gr, m365.NewExchangeOps(cmd, m365.Retry{}), nil
+	return t.graph, t.exchange, nil
 }
 
 func (m *m365Admin) env() provisioning.Env {

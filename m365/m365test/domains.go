@@ -5,6 +5,7 @@ package m365test
 import (
 	"encoding/json"
 	"net/http"
+	"sort"
 	"strings"
 )
 
@@ -15,7 +16,8 @@ type DomainDNS struct {
 	DKIM1, DKIM2    string // Selector1CNAME, Selector2CNAME of Get-DkimSigningConfig
 }
 
-// SetDomainDNS sets the records the fake answers for domain.
+// SetDomainDNS sets the records the fake answers for domain; DKIM
+// selectors make a signing config that signs.
 func (tn *Tenant) SetDomainDNS(domain string, d DomainDNS) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
@@ -23,6 +25,9 @@ func (tn *Tenant) SetDomainDNS(domain string, d DomainDNS) {
 		tn.domainDNS = map[string]DomainDNS{}
 	}
 	tn.domainDNS[strings.ToLower(domain)] = d
+	if d.DKIM1 != "" || d.DKIM2 != "" {
+		tn.dkim[strings.ToLower(domain)] = &dkimConfig{Domain: domain, Enabled: true, DKIM1: d.DKIM1, DKIM2: d.DKIM2, seen: true}
+	}
 }
 
 // serveDomain answers GET /domains/{d}/serviceConfigurationRecords and
@@ -55,14 +60,138 @@ func (tn *Tenant) serveDomain(w http.ResponseWriter, domain, kind string) {
 	json.NewEncoder(w).Encode(map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#domainDnsRecords", "value": vals})
 }
 
-// exoDkim answers Get-DkimSigningConfig. The caller holds tn.mu.
-func (tn *Tenant) exoDkim(w http.ResponseWriter, r *http.Request, p map[string]any) {
-	d, ok := tn.domainDNS[strings.ToLower(str(p, "Identity"))]
-	if !ok {
-		exoError(w, 404, "Ex6F9304", "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException",
-			"The operation couldn't be performed because object '"+str(p, "Identity")+"' couldn't be found.")
-		return
+// dkimConfig is one DKIM signing config (Get-DkimSigningConfig's Name,
+// Enabled, Status, Selector1CNAME, Selector2CNAME).
+type dkimConfig struct {
+	Domain       string
+	Enabled      bool
+	DKIM1, DKIM2 string
+	// seen: Microsoft 365 has found the two CNAMEs in the domain's DNS.
+	seen bool
+}
+
+func (d *dkimConfig) out() map[string]any {
+	status := "CnameMissing"
+	switch {
+	case d.Enabled:
+		status = "Valid"
+	case d.seen:
+		status = "Disabled"
 	}
-	tn.page(w, r, []any{map[string]any{"Domain": str(p, "Identity"), "Enabled": true,
-		"Selector1CNAME": d.DKIM1, "Selector2CNAME": d.DKIM2}}, 0)
+	return map[string]any{"Identity": d.Domain, "Name": d.Domain, "Domain": d.Domain, "Enabled": d.Enabled, "Status": status,
+		"Selector1CNAME": d.DKIM1, "Selector2CNAME": d.DKIM2}
+}
+
+// AddDKIMConfig adds a signing config as one made in the Defender portal.
+func (tn *Tenant) AddDKIMConfig(domain string, enabled bool, sel1, sel2 string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.dkim[strings.ToLower(domain)] = &dkimConfig{Domain: domain, Enabled: enabled, DKIM1: sel1, DKIM2: sel2, seen: enabled}
+}
+
+// DKIM returns a domain's signing config: its selectors and whether it signs.
+func (tn *Tenant) DKIM(domain string) (sel1, sel2 string, enabled, ok bool) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	d, ok := tn.dkim[strings.ToLower(domain)]
+	if !ok {
+		return "", "", false, false
+	}
+	return d.DKIM1, d.DKIM2, d.Enabled, true
+}
+
+// SeeDKIMCNAMEs makes Microsoft 365 find the domain's two CNAMEs, which it
+// does "a few minutes (or possibly longer)" after they are published.
+func (tn *Tenant) SeeDKIMCNAMEs(domain string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if d, ok := tn.dkim[strings.ToLower(domain)]; ok {
+		d.seen = true
+	}
+}
+
+func (tn *Tenant) allDKIM() []any {
+	names := make([]string, 0, len(tn.dkim))
+	for k := range tn.dkim {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var all []any
+	for _, k := range names {
+		all = append(all, tn.dkim[k].out())
+	}
+	return all
+}
+
+// exoDkim answers the DKIM cmdlets as Microsoft's "Use Exchange Online
+// PowerShell to configure DKIM signing" (defender-office-365/
+// email-authentication-dkim-configure) describes them: New-DkimSigningConfig
+// -DomainName D -Enabled $false lists the domain with Enabled False and
+// Status CnameMissing and the two Selector CNAMEs (the new
+// …-v1.dkim.mail.microsoft form for domains added since May 2025);
+// Set-DkimSigningConfig -Identity D -Enabled $true fails with the CNAME
+// values until the records are detected. The caller holds tn.mu.
+func (tn *Tenant) exoDkim(w http.ResponseWriter, r *http.Request, cmd string, p map[string]any, skip int) {
+	switch cmd {
+	case "Get-DkimSigningConfig":
+		id := str(p, "Identity")
+		if id == "" {
+			tn.page(w, r, tn.allDKIM(), skip)
+			return
+		}
+		d, ok := tn.dkim[strings.ToLower(id)]
+		if !ok {
+			tn.missing(w, r, id, tn.allDKIM(), skip)
+			return
+		}
+		tn.page(w, r, []any{d.out()}, 0)
+	case "New-DkimSigningConfig":
+		dom := str(p, "DomainName")
+		en, ok := p["Enabled"].(bool)
+		if dom == "" || !ok {
+			tn.exoViolate(w, "New-DkimSigningConfig wants DomainName and Enabled: %v", p)
+			return
+		}
+		if _, known := tn.domainDNS[strings.ToLower(dom)]; !known && !strings.EqualFold(dom, tn.Domain) {
+			notFoundExo(w, dom)
+			return
+		}
+		if _, exists := tn.dkim[strings.ToLower(dom)]; exists {
+			exoError(w, 400, "Ex5C3D21", "Microsoft.Exchange.Management.Tasks.DkimSigningConfigAlreadyExistsException",
+				"A DKIM signing configuration for "+dom+" already exists.")
+			return
+		}
+		if en {
+			tn.exoViolate(w, "New-DkimSigningConfig -Enabled $true before the CNAMEs exist; Microsoft's steps create it disabled")
+			return
+		}
+		label := strings.ReplaceAll(strings.ToLower(dom), ".", "-")
+		prefix := strings.SplitN(strings.ToLower(tn.Domain), ".", 2)[0]
+		d := &dkimConfig{Domain: dom, DKIM1: "selector1-" + label + "._domainkey." + prefix + ".n-v1.dkim.mail.microsoft",
+			DKIM2: "selector2-" + label + "._domainkey." + prefix + ".n-v1.dkim.mail.microsoft"}
+		tn.dkim[strings.ToLower(dom)] = d
+		writeJSON(w, 200, map[string]any{"value": []any{d.out()}})
+	case "Set-DkimSigningConfig":
+		d, ok := tn.dkim[strings.ToLower(str(p, "Identity"))]
+		if !ok {
+			notFoundExo(w, str(p, "Identity"))
+			return
+		}
+		en, ok := p["Enabled"].(bool)
+		if !ok {
+			tn.exoViolate(w, "Set-DkimSigningConfig: Enabled must be a boolean: %v", p)
+			return
+		}
+		if en && !d.seen {
+			// The error Microsoft's DKIM page shows:
+			// "|Microsoft.Exchange.ManagementTasks.ValidationException|CNAME record does not exist for this config…".
+			exoError(w, 400, "Ex3A4E5B", "Microsoft.Exchange.ManagementTasks.ValidationException",
+				"CNAME record does not exist for this config. Please publish the following two CNAME records first. Domain Name : "+d.Domain+
+					" Host Name : selector1._domainkey Points to address or value: "+d.DKIM1+
+					" Host Name : selector2._domainkey Points to address or value: "+d.DKIM2+" .")
+			return
+		}
+		d.Enabled = en
+		w.WriteHeader(204)
+	}
 }

@@ -7,10 +7,17 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dualmx/dualmx/m365"
 )
 
+// graphError answers in Graph's error shape (learn.microsoft.com/graph/errors:
+// "Error resource type": code, message, innerError, details).
 func graphError(w http.ResponseWriter, status int, code, msg string, details ...string) {
 	body := map[string]any{"code": code, "message": msg,
 		"innerError": map[string]any{"request-id": "00000000-0000-0000-0000-000000000000", "date": "2026-01-01T00:00:00"}}
@@ -32,6 +39,60 @@ func (tn *Tenant) graphViolate(w http.ResponseWriter, format string, args ...any
 	graphError(w, 400, "Request_BadRequest", msg)
 }
 
+// graphPermission is the application permissions a call accepts, from the
+// Permissions table of the Graph API reference page named with each; any
+// one of them in the token's roles claim lets the call through.
+func graphPermission(method string, parts []string) []string {
+	switch {
+	case len(parts) >= 3 && parts[0] == "users" && (parts[2] == "mailFolders" || parts[2] == "messages"):
+		if method == http.MethodGet { // mailfolder-list, mailfolder-list-childfolders, user-list-messages, message-get
+			return []string{"Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite"}
+		}
+		// mailfolder-post-childfolders, user-post-messages, attachment-createuploadsession, message-delete
+		return []string{"Mail.ReadWrite"}
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "sendMail": // user-sendmail
+		return []string{"Mail.Send"}
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "assignLicense": // user-assignlicense
+		return []string{"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
+	case parts[0] == "users" && method == http.MethodGet: // user-get, user-list
+		return []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+	case parts[0] == "users": // user-post-users, user-update
+		return []string{"User.ReadWrite.All", "Directory.ReadWrite.All"}
+	case parts[0] == "subscribedSkus": // subscribedsku-list
+		return []string{"LicenseAssignment.Read.All", "Organization.Read.All", "Directory.Read.All", "LicenseAssignment.ReadWrite.All",
+			"Organization.ReadWrite.All", "Directory.ReadWrite.All"}
+	case parts[0] == "domains": // domain-list-serviceconfigurationrecords, domain-list-verificationdnsrecords
+		return []string{"Domain.Read.All", "Directory.Read.All", "Domain.ReadWrite.All", "Directory.ReadWrite.All"}
+	case parts[0] == "roleManagement": // rbacapplication-list-roleassignments
+		return []string{"RoleManagement.Read.Directory", "RoleManagement.Read.All", "Directory.Read.All",
+			"RoleManagement.ReadWrite.Directory", "Directory.ReadWrite.All"}
+	}
+	return nil
+}
+
+func holds(c Claims, any []string) bool {
+	for _, p := range any {
+		if slices.Contains(c.Roles, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// denied is Graph's answer to a call the token's permissions do not cover
+// (learn.microsoft.com/graph/errors: 403 Forbidden, Authorization_RequestDenied).
+func denied(w http.ResponseWriter) {
+	graphError(w, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+}
+
+// discard takes a reply nobody reads: a call that takes effect before a
+// fault answers in its place.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
 func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(r)
 	tn.mu.Lock()
@@ -47,8 +108,10 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 		tn.serveUpload(w, r, body)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+GraphToken {
-		graphError(w, 401, "InvalidAuthenticationToken", "Access token is empty or not for Microsoft Graph.")
+	claims, err := tn.verify(r.Header.Get("Authorization"), GraphAudience)
+	if err != nil {
+		// learn.microsoft.com/graph/errors: 401 InvalidAuthenticationToken.
+		graphError(w, 401, "InvalidAuthenticationToken", "Access token validation failure: "+err.Error())
 		return
 	}
 	path := strings.TrimPrefix(r.URL.Path, "/v1.0")
@@ -56,18 +119,29 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 		tn.graphViolate(w, "path %s is not under /v1.0", r.URL.Path)
 		return
 	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if need := graphPermission(r.Method, parts); need != nil && !holds(claims, need) {
+		denied(w)
+		return
+	}
 	if f := tn.fault(r.Method + " " + path); f != nil {
+		if f.Effect {
+			tn.routeGraph(&discard{h: http.Header{}}, r, path, parts, body, claims)
+		}
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
 		code := f.Code
 		if code == "" {
-			code = map[int]string{429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}[f.Status]
+			code = map[int]string{429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable", 504: "GatewayTimeout"}[f.Status]
 		}
 		graphError(w, f.Status, code, f.Message, f.Details...)
 		return
 	}
-	parts := strings.Split(strings.Trim(path, "/"), "/")
+	tn.routeGraph(w, r, path, parts, body, claims)
+}
+
+func (tn *Tenant) routeGraph(w http.ResponseWriter, r *http.Request, path string, parts []string, body []byte, claims Claims) {
 	if len(parts) >= 3 && parts[0] == "users" && parts[2] == "mailFolders" {
 		tn.serveMailFolders(w, r, parts, body)
 		return
@@ -80,16 +154,19 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 		tn.graphViolate(w, "%s %s: Content-Type %q, want application/json", r.Method, path, r.Header.Get("Content-Type"))
 		return
 	}
-	// parts was split above, for the mail folder routes.
 	switch {
 	case len(parts) == 3 && parts[0] == "domains" && r.Method == "GET":
 		tn.serveDomain(w, parts[1], parts[2])
 	case r.Method == "GET" && path == "/subscribedSkus":
 		tn.listSKUs(w)
+	case r.Method == "GET" && path == "/roleManagement/directory/roleAssignments":
+		tn.listRoleAssignments(w, r)
 	case r.Method == "POST" && path == "/users":
 		tn.createUser(w, body)
+	case r.Method == "GET" && path == "/users":
+		tn.listUsers(w, r, claims)
 	case len(parts) == 2 && parts[0] == "users" && r.Method == "GET":
-		tn.getUser(w, r, parts[1])
+		tn.getUser(w, r, parts[1], claims)
 	case len(parts) == 2 && parts[0] == "users" && r.Method == "PATCH":
 		tn.patchUser(w, parts[1], body)
 	case len(parts) == 3 && parts[0] == "users" && parts[2] == "assignLicense" && r.Method == "POST":
@@ -99,6 +176,27 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 	default:
 		graphError(w, 400, "BadRequest", "Resource not found for the segment '"+path+"'.")
 	}
+}
+
+// listRoleAssignments answers GET /roleManagement/directory/roleAssignments
+// with $filter=principalId eq '…' (rbacapplication-list-roleassignments).
+func (tn *Tenant) listRoleAssignments(w http.ResponseWriter, r *http.Request) {
+	f := r.URL.Query().Get("$filter")
+	id, ok := strings.CutPrefix(f, "principalId eq '")
+	if !ok || !strings.HasSuffix(id, "'") {
+		tn.graphViolate(w, "roleAssignments: unsupported $filter %q", f)
+		return
+	}
+	id = strings.TrimSuffix(id, "'")
+	vals := []any{}
+	if id == ServicePrincipalID {
+		for i, role := range tn.dirRoles {
+			vals = append(vals, map[string]any{"id": fmt.Sprintf("assignment-%d", i), "principalId": id, "roleDefinitionId": role,
+				"directoryScopeId": "/"})
+		}
+	}
+	writeJSON(w, 200, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#roleManagement/directory/roleAssignments",
+		"value": vals})
 }
 
 // lookup finds a user by ID or UPN; a user still lagging answers nil.
@@ -155,31 +253,89 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
-func (tn *Tenant) getUser(w http.ResponseWriter, r *http.Request, key string) {
+func (tn *Tenant) getUser(w http.ResponseWriter, r *http.Request, key string, claims Claims) {
 	u := tn.lookup(key)
 	if u == nil {
 		notFound(w, key)
 		return
 	}
-	var sel []string
-	if s := r.URL.Query().Get("$select"); s != "" {
-		sel = strings.Split(s, ",")
-	}
-	if len(sel) == 1 && sel[0] == "signInActivity" {
-		at, ok := tn.signIns[strings.ToLower(u.UPN)]
+	sel := selected(r)
+	if slices.Contains(sel, "signInActivity") {
+		act, ok := tn.signInActivity(w, u, claims)
 		if !ok {
-			graphError(w, 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-				"Neither tenant is B2C or tenant doesn't have premium license")
 			return
 		}
-		act := map[string]any{"lastSignInDateTime": nil}
-		if !at.IsZero() {
-			act["lastSignInDateTime"] = at.UTC().Format(time.RFC3339)
-		}
-		writeJSON(w, 200, map[string]any{"id": u.ID, "signInActivity": act})
+		out := tn.userJSON(u, slices.DeleteFunc(slices.Clone(sel), func(s string) bool { return s == "signInActivity" }))
+		out["signInActivity"] = act
+		writeJSON(w, 200, out)
 		return
 	}
 	writeJSON(w, 200, tn.userJSON(u, sel))
+}
+
+func selected(r *http.Request) []string {
+	if s := r.URL.Query().Get("$select"); s != "" {
+		return strings.Split(s, ",")
+	}
+	return nil
+}
+
+// signInActivity is a user's signInActivity (resources/signinactivity):
+// lastSignInDateTime counts failed interactive attempts too,
+// lastSuccessfulSignInDateTime only successes. Reading it needs
+// AuditLog.Read.All and a tenant with Entra ID P1 (user-get, "Optional query
+// parameters"; the 403 codes are those Graph answers without either).
+func (tn *Tenant) signInActivity(w http.ResponseWriter, u *user, claims Claims) (map[string]any, bool) {
+	if !holds(claims, []string{"AuditLog.Read.All"}) {
+		graphError(w, 403, "Authorization_RequestDenied", "Calling principal does not have required MSGraph permissions AuditLog.Read.All")
+		return nil, false
+	}
+	if !tn.premium {
+		graphError(w, 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "Neither tenant is B2C or tenant doesn't have premium license")
+		return nil, false
+	}
+	s := tn.signIns[strings.ToLower(u.UPN)]
+	stamp := func(t time.Time) any {
+		if t.IsZero() {
+			return nil
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	return map[string]any{"lastSignInDateTime": stamp(s.attempt), "lastSuccessfulSignInDateTime": stamp(s.success),
+		"lastNonInteractiveSignInDateTime": nil}, true
+}
+
+// listUsers answers GET /users with $top and $select (user-list).
+func (tn *Tenant) listUsers(w http.ResponseWriter, r *http.Request, claims Claims) {
+	top := len(tn.users)
+	if v := r.URL.Query().Get("$top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 999 {
+			graphError(w, 400, "Request_UnsupportedQuery", "Invalid page size specified: '"+v+"'. Must be between 1 and 999 inclusive.")
+			return
+		}
+		top = min(top, n)
+	}
+	ids := make([]string, 0, len(tn.users))
+	for id := range tn.users {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	sel := selected(r)
+	vals := []any{}
+	for _, id := range ids[:top] {
+		u := tn.users[id]
+		out := tn.userJSON(u, slices.DeleteFunc(slices.Clone(sel), func(s string) bool { return s == "signInActivity" }))
+		if slices.Contains(sel, "signInActivity") {
+			act, ok := tn.signInActivity(w, u, claims)
+			if !ok {
+				return
+			}
+			out["signInActivity"] = act
+		}
+		vals = append(vals, out)
+	}
+	writeJSON(w, 200, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": vals})
 }
 
 type passwordProfile struct {
@@ -262,17 +418,28 @@ func (tn *Tenant) patchUser(w http.ResponseWriter, key string, body []byte) {
 		tn.graphViolate(w, "PATCH /users: body is not JSON: %v", err)
 		return
 	}
-	if b.UsageLocation != nil {
-		u.UsageLocation = *b.UsageLocation
-	}
 	if p := b.PasswordProfile; p != nil {
 		if p.Password == nil || *p.Password == "" {
 			tn.graphViolate(w, "PATCH /users: passwordProfile without password")
 			return
 		}
+		// user-update, passwordProfile: "In application-only access, the
+		// calling app must be assigned the User.ReadWrite.All application
+		// permission and at least the User Administrator Microsoft Entra role."
+		if !tn.hasDirRole(m365.RoleUserAdministrator, m365.RoleGlobalAdministrator) {
+			denied(w)
+			return
+		}
 		u.Password = *p.Password
 		u.ForceChange = p.ForceChange != nil && *p.ForceChange
 	}
+	if b.UsageLocation != nil {
+		u.UsageLocation = *b.UsageLocation
+	}
+	if b.AccountEnabled != nil {
+		u.Enabled = *b.AccountEnabled
+	}
+	// user-update: 204 No Content.
 	w.WriteHeader(204)
 }
 

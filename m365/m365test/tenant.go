@@ -1,23 +1,28 @@
 // SPDX-License-Identifier: MIT
 
 // Package m365test is a local stand-in for the parts of Microsoft 365 that
-// dualmx talks to: Microsoft Graph (users, subscribedSkus, assignLicense,
-// sendMail) and the Exchange Online InvokeCommand endpoint (mailboxes,
-// permissions, ARC config, inbound connectors). Both are TLS test servers on
-// loopback sharing one tenant state, so a licence assigned through Graph
-// makes a mailbox appear in Exchange, as it does in a real tenant.
+// dualmx talks to: the Microsoft Entra sign-in endpoint (client
+// credentials), Microsoft Graph (users, subscribedSkus, assignLicense,
+// sendMail, role assignments) and the Exchange Online InvokeCommand endpoint
+// (mailboxes, permissions, ARC config, inbound connectors, DKIM). All three
+// are TLS servers on loopback with certificates from one test CA, sharing one
+// tenant state, so a licence assigned through Graph makes a mailbox appear in
+// Exchange, as it does in a real tenant.
 //
-// The fakes check each request's shape (method, path, headers, bearer token
-// for the right scope, JSON body) against what Microsoft documents and
-// answer a malformed one the way the service does (400 with its error body),
-// so a client that drifts from the documented shape fails its tests. They
-// can be told to answer 429, 500 or an error for chosen calls.
+// The fakes check each request's shape (method, path, headers, JSON body)
+// and its bearer token (issued by the fake's sign-in endpoint for the right
+// resource, its roles claim holding the permission the call needs) against
+// what Microsoft documents, and answer a malformed one the way the service
+// does, so a client that drifts from the documented shape fails its tests.
+// Each reply shape names the page it follows. They can be told to answer
+// 429, 500 or an error for chosen calls.
 package m365test
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -32,11 +37,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/m365"
 )
 
-// Tokens the fake credential hands out per scope; the fakes accept only
-// their own, which proves the client asked for the right scope.
+// Tokens a Credential without a tenant hands out, for clients pointed at
+// servers other than the fakes.
 const (
 	GraphToken    = "graph-token-for-test"
 	ExchangeToken = "exo-token-for-test"
@@ -44,12 +50,15 @@ const (
 )
 
 // Credential is an azcore.TokenCredential that never leaves the process.
+// Tenant.Cred mints the same tokens the tenant's sign-in endpoint would; a
+// Credential{} returns fixed strings that no fake accepts.
 type Credential struct {
+	tenant *Tenant
 	mu     sync.Mutex
 	Scopes []string // every scope asked for, in order
 }
 
-// GetToken returns the test token for the Graph or Exchange scope.
+// GetToken returns a token for the one scope asked for.
 func (c *Credential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
 	c.Scopes = append(c.Scopes, o.Scopes...)
@@ -57,18 +66,25 @@ func (c *Credential) GetToken(_ context.Context, o policy.TokenRequestOptions) (
 	if len(o.Scopes) != 1 {
 		return azcore.AccessToken{}, fmt.Errorf("m365test: want exactly one scope, got %q", o.Scopes)
 	}
-	switch o.Scopes[0] {
-	case m365.GraphScope:
-		return azcore.AccessToken{Token: GraphToken}, nil
-	case m365.ExchangeScope:
-		return azcore.AccessToken{Token: ExchangeToken}, nil
+	aud, ok := resourceAudience(o.Scopes[0])
+	if !ok {
+		return azcore.AccessToken{}, fmt.Errorf("m365test: unknown scope %q", o.Scopes[0])
 	}
-	return azcore.AccessToken{}, fmt.Errorf("m365test: unknown scope %q", o.Scopes[0])
+	if c.tenant == nil {
+		tok := GraphToken
+		if aud == ExchangeAudience {
+			tok = ExchangeToken
+		}
+		return azcore.AccessToken{Token: tok, ExpiresOn: time.Now().Add(time.Hour)}, nil
+	}
+	c.tenant.mu.Lock()
+	defer c.tenant.mu.Unlock()
+	return azcore.AccessToken{Token: c.tenant.mint(aud), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
 // Request is one call a fake received, body decompressed.
 type Request struct {
-	Service string // "graph" or "exchange"
+	Service string // "login", "graph" or "exchange"
 	Method  string
 	Path    string
 	Query   string
@@ -88,13 +104,19 @@ type Fault struct {
 	Message    string
 	Details    []string // Graph error.details codes
 	Times      int      // how many calls fail; 0 means every one
+	// Effect lets the call take effect before the fault is answered: the
+	// service did the work and the reply was lost (a 5xx or a timeout
+	// after the commit), so a retry meets the object it created.
+	Effect bool
 }
 
-// Tenant is the shared state of both fakes.
+// Tenant is the shared state of the fakes.
 type Tenant struct {
 	t        testing.TB
 	Domain   string
 	Cred     *Credential
+	CA       *testca.CA
+	LoginSrv *httptest.Server
 	GraphSrv *httptest.Server
 	ExoSrv   *httptest.Server
 
@@ -120,9 +142,21 @@ type Tenant struct {
 	exoViolations  []string
 	graphViolation []string
 	domainDNS      map[string]DomainDNS
-	// signIns holds users' last sign-in for a tenant with the licence to
-	// report it; a user without an entry answers 403 as a tenant without it.
-	signIns map[string]time.Time
+	// signIns holds users' sign-in activity; without any (and without
+	// SetPremium) the tenant answers 403 as one without Entra ID P1.
+	signIns map[string]signIn
+	// Sign-in: the app's secret, the key tokens are signed with, the
+	// application permissions per audience and the Entra roles it holds.
+	secret   string
+	key      []byte
+	tokens   int
+	appRoles map[string][]string
+	dirRoles []string
+	premium  bool // the tenant reports sign-in activity (Entra ID P1)
+	// getsAll makes Get-* cmdlets answer every object for an identity
+	// that does not exist, as the cmdlet pages warn.
+	getsAll bool
+	dkim    map[string]*dkimConfig // by lower-case domain
 	// Migration endpoints (name → remote server) and batches, by lower-case name.
 	migEndpoints map[string]*MigrationEndpoint
 	migBatches   map[string]*MigrationBatch
@@ -130,15 +164,43 @@ type Tenant struct {
 	mail mailState
 }
 
-// SetSignIn makes the tenant report upn's last sign-in (zero: never).
-func (tn *Tenant) SetSignIn(upn string, at time.Time) {
+type signIn struct{ attempt, success time.Time }
+
+// SetSignIn makes the tenant report upn's last successful sign-in (zero:
+// never), and makes it a tenant that reports sign-ins.
+func (tn *Tenant) SetSignIn(upn string, at time.Time) { tn.SetSignInAttempts(upn, at, at) }
+
+// SetSignInAttempts sets upn's last interactive sign-in attempt, which
+// may have failed, and its last successful sign-in.
+func (tn *Tenant) SetSignInAttempts(upn string, attempt, success time.Time) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
-	tn.signIns[strings.ToLower(upn)] = at
+	tn.premium = true
+	tn.signIns[strings.ToLower(upn)] = signIn{attempt, success}
+}
+
+// SetPremium says whether the tenant has Entra ID P1, which sign-in
+// activity needs.
+func (tn *Tenant) SetPremium(on bool) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.premium = on
+}
+
+// GetsReturnAll makes Get-* cmdlets answer every object of their kind for
+// an identity that does not exist, as the Caution on the Identity parameter
+// of their pages says ("a non-existent value for the Identity parameter
+// returns *all* objects"), instead of the not-found error. Off, they answer
+// ManagementObjectNotFoundException as the EXO module is seen to.
+func (tn *Tenant) GetsReturnAll(on bool) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.getsAll = on
 }
 
 type user struct {
 	ID, UPN, DisplayName, GivenName, Surname, MailNickname, UsageLocation string
+	Shared                                                                bool // the user object behind a shared mailbox
 	Enabled                                                               bool
 	Password                                                              string
 	ForceChange                                                           bool
@@ -166,30 +228,76 @@ type perm struct {
 	right         m365.Right
 }
 
-// New starts both fakes for domain; they stop when the test ends.
+// New starts the fakes for domain; they stop when the test ends. The app
+// holds every permission and role dualmx needs until a test takes some away.
 func New(t testing.TB, domain string) *Tenant {
 	t.Helper()
-	tn := &Tenant{t: t, Domain: domain, Cred: &Credential{}, users: map[string]*user{}, lag: map[string]int{},
-		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1, signIns: map[string]time.Time{}}
-	tn.GraphSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveGraph))
-	tn.ExoSrv = httptest.NewTLSServer(http.HandlerFunc(tn.serveExchange))
-	t.Cleanup(tn.GraphSrv.Close)
-	t.Cleanup(tn.ExoSrv.Close)
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &Tenant{t: t, Domain: domain, CA: ca, users: map[string]*user{}, lag: map[string]int{},
+		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1, signIns: map[string]signIn{},
+		secret: ClientSecret, key: key, dkim: map[string]*dkimConfig{},
+		appRoles: map[string][]string{GraphAudience: AllGraphRoles, ExchangeAudience: {"Exchange.ManageAsApp"}},
+		dirRoles: []string{m365.RoleUserAdministrator, m365.RoleExchangeAdministrator}}
+	tn.Cred = &Credential{tenant: tn}
+	tn.LoginSrv = tn.start(tn.serveLogin)
+	tn.GraphSrv = tn.start(tn.serveGraph)
+	tn.ExoSrv = tn.start(tn.serveExchange)
 	return tn
 }
 
-// Transport trusts both fakes' test certificates (they share httptest's).
+// start serves h over TLS on 127.0.0.1 with a certificate of the tenant's CA.
+func (tn *Tenant) start(h http.HandlerFunc) *httptest.Server {
+	tn.t.Helper()
+	cfg, err := tn.CA.ServerTLS("127.0.0.1", "localhost")
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = cfg
+	srv.StartTLS()
+	tn.t.Cleanup(srv.Close)
+	return srv
+}
+
+// Transport trusts the fakes' CA and nothing else.
 func (tn *Tenant) Transport() http.RoundTripper {
-	tr := tn.GraphSrv.Client().Transport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: tn.GraphSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: tn.CA.Pool(), MinVersion: tls.VersionTLS12}
 	return tr
 }
+
+// WriteCAFile writes the fakes' CA certificate to dir/ca.pem, for a process
+// that trusts it through SSL_CERT_FILE.
+func (tn *Tenant) WriteCAFile(dir string) string {
+	tn.t.Helper()
+	p, err := tn.CA.WriteCAFile(dir)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return p
+}
+
+// AuthorityURL is the fake sign-in host (the config's m365.authority_url).
+func (tn *Tenant) AuthorityURL() string { return tn.LoginSrv.URL + "/" }
 
 // GraphURL is the fake's Graph base URL including /v1.0.
 func (tn *Tenant) GraphURL() string { return tn.GraphSrv.URL + "/v1.0" }
 
 // ExchangeURL is the fake's Exchange host URL.
 func (tn *Tenant) ExchangeURL() string { return tn.ExoSrv.URL }
+
+// Endpoints points the global cloud's clients at the fakes.
+func (tn *Tenant) Endpoints() m365.Endpoints {
+	c, _ := m365.CloudByName("global")
+	return m365.Endpoints{Cloud: c, AuthorityURL: tn.AuthorityURL(), GraphURL: tn.GraphURL(), ExchangeURL: tn.ExchangeURL()}
+}
 
 // Clients returns the real clients pointed at the fakes.
 func (tn *Tenant) Clients(r m365.Retry) (*m365.Graph, *m365.Exchange) {
@@ -277,17 +385,52 @@ func (tn *Tenant) AddUser(upn, displayName string) string {
 	defer tn.mu.Unlock()
 	id := tn.newID()
 	tn.users[id] = &user{ID: id, UPN: upn, DisplayName: displayName, Enabled: true, UsageLocation: "NL"}
-	tn.mailboxes[strings.ToLower(upn)] = &mailbox{Mailbox: m365.Mailbox{Identity: upn, PrimarySmtpAddress: upn, UserPrincipalName: upn,
-		DisplayName: displayName, Alias: strings.SplitN(upn, "@", 2)[0], RecipientTypeDetails: "UserMailbox"}}
+	tn.mailboxes[strings.ToLower(upn)] = &mailbox{Mailbox: m365.Mailbox{Identity: upn, Name: strings.SplitN(upn, "@", 2)[0],
+		PrimarySmtpAddress: upn, UserPrincipalName: upn, DisplayName: displayName, Alias: strings.SplitN(upn, "@", 2)[0],
+		RecipientTypeDetails: "UserMailbox", ExternalDirectoryObjectID: id}}
 	return id
 }
 
-// AddSharedMailbox adds an existing shared mailbox.
-func (tn *Tenant) AddSharedMailbox(addr, displayName string) {
+// AddSharedMailbox adds an existing shared mailbox, with the user object
+// behind it enabled, as New-Mailbox leaves it; it returns the user's ID.
+func (tn *Tenant) AddSharedMailbox(addr, displayName string) string {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
-	tn.mailboxes[strings.ToLower(addr)] = &mailbox{Mailbox: m365.Mailbox{Identity: addr, PrimarySmtpAddress: addr, UserPrincipalName: addr,
-		DisplayName: displayName, Alias: strings.SplitN(addr, "@", 2)[0], RecipientTypeDetails: "SharedMailbox"}}
+	return tn.addShared(addr, displayName, displayName, strings.SplitN(addr, "@", 2)[0])
+}
+
+// addShared creates a shared mailbox and its user; the caller holds tn.mu.
+func (tn *Tenant) addShared(addr, name, displayName, alias string) string {
+	id := tn.newID()
+	tn.users[id] = &user{ID: id, UPN: addr, DisplayName: displayName, MailNickname: alias, Enabled: true, Shared: true}
+	tn.lag[id] = tn.lagAfterCreate
+	tn.mailboxes[strings.ToLower(addr)] = &mailbox{Mailbox: m365.Mailbox{Identity: name, Name: name, Alias: alias,
+		DisplayName: displayName, PrimarySmtpAddress: addr, UserPrincipalName: addr, RecipientTypeDetails: "SharedMailbox",
+		ExternalDirectoryObjectID: id}}
+	return id
+}
+
+// SignInEnabled reports whether the user behind addr can sign in.
+func (tn *Tenant) SignInEnabled(addr string) bool {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	for _, u := range tn.users {
+		if strings.EqualFold(u.UPN, addr) {
+			return u.Enabled
+		}
+	}
+	return false
+}
+
+// Mailbox returns a mailbox as Get-Mailbox shows it.
+func (tn *Tenant) Mailbox(addr string) (m365.Mailbox, bool) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	mb, ok := tn.mailboxes[strings.ToLower(addr)]
+	if !ok {
+		return m365.Mailbox{}, false
+	}
+	return mb.Mailbox, true
 }
 
 // AddGrant adds a permission directly, as an admin in the portal would.
