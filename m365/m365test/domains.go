@@ -4,9 +4,13 @@ package m365test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/miekg/dns"
 )
 
 // DomainDNS is what the fake tenant says a domain must publish.
@@ -100,6 +104,37 @@ func (tn *Tenant) DKIM(domain string) (sel1, sel2 string, enabled, ok bool) {
 	return d.DKIM1, d.DKIM2, d.Enabled, true
 }
 
+// LookUpDKIMAt makes the fake look the two CNAMEs up at a name server
+// (HOST:PORT) when asked to turn signing on, as Microsoft 365 looks them up
+// in the domain's DNS.
+func (tn *Tenant) LookUpDKIMAt(nameserver string) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.dkimNS = nameserver
+}
+
+// cnamesPublished asks the name server for both selectors' CNAMEs.
+func cnamesPublished(ns string, d *dkimConfig) bool {
+	c := &dns.Client{Timeout: 2 * time.Second}
+	for i, want := range []string{d.DKIM1, d.DKIM2} {
+		m := new(dns.Msg).SetQuestion(dns.Fqdn(fmt.Sprintf("selector%d._domainkey.%s", i+1, d.Domain)), dns.TypeCNAME)
+		r, _, err := c.Exchange(m, ns)
+		if err != nil || r.Rcode != dns.RcodeSuccess {
+			return false
+		}
+		found := false
+		for _, rr := range r.Answer {
+			if cn, ok := rr.(*dns.CNAME); ok && strings.EqualFold(strings.TrimSuffix(cn.Target, "."), want) {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // SeeDKIMCNAMEs makes Microsoft 365 find the domain's two CNAMEs, which it
 // does "a few minutes (or possibly longer)" after they are published.
 func (tn *Tenant) SeeDKIMCNAMEs(domain string) {
@@ -181,6 +216,9 @@ func (tn *Tenant) exoDkim(w http.ResponseWriter, r *http.Request, cmd string, p 
 		if !ok {
 			tn.exoViolate(w, "Set-DkimSigningConfig: Enabled must be a boolean: %v", p)
 			return
+		}
+		if en && !d.seen && tn.dkimNS != "" {
+			d.seen = cnamesPublished(tn.dkimNS, d)
 		}
 		if en && !d.seen {
 			// The error Microsoft's DKIM page shows:

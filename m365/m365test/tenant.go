@@ -157,6 +157,7 @@ type Tenant struct {
 	// that does not exist, as the cmdlet pages warn.
 	getsAll bool
 	dkim    map[string]*dkimConfig // by lower-case domain
+	dkimNS  string                 // where the DKIM CNAMEs are looked up, if anywhere
 	// Migration endpoints (name → remote server) and batches, by lower-case name.
 	migEndpoints map[string]*MigrationEndpoint
 	migBatches   map[string]*MigrationBatch
