@@ -306,12 +306,20 @@ func TestTenantSetupTwiceAndTeardown(t *testing.T) {
 	}
 
 	// Teardown: others' entries stay; refused before the cutover is done.
+	// An import left a finished batch and its endpoint; someone else's
+	// batch is not dualmx's to remove.
+	e.tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-mail.solcon.nl-993-ssl", RemoteServer: "mail.solcon.nl", Security: "Ssl", Port: 993})
+	e.tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-scriba-at-hervormdputten-nl", Endpoint: "dualmx-imap-mail.solcon.nl-993-ssl", Status: "Completed"})
+	e.tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "staff-imap", RemoteServer: "imap.example.org", Security: "Ssl", Port: 993})
+	e.tn.AddMigrationBatch(m365test.MigrationBatch{Name: "staff-move", Endpoint: "staff-imap", Status: "Completed"})
 	teardown := func(verb string, more ...string) []string {
 		return append(append(append([]string{"m365", "teardown", verb}, relay...), "--nameserver", zone.Addr()), more...)
 	}
 	out = e.mustM365(teardown("--plan")...)
 	if !strings.Contains(out, "remove 198.51.100.0/24, 203.0.113.10 from the Enhanced Filtering skip list") ||
-		!strings.Contains(out, `"ArcTrustedSealers":["forwarder.example"]`) {
+		!strings.Contains(out, `"ArcTrustedSealers":["forwarder.example"]`) ||
+		!strings.Contains(out, "- remove migration batch dualmx-scriba-at-hervormdputten-nl (Completed)") ||
+		!strings.Contains(out, "- remove migration endpoint dualmx-imap-mail.solcon.nl-993-ssl") || strings.Contains(out, "staff-move") {
 		t.Errorf("teardown plan:\n%s", out)
 	}
 	changes = e.changesDuring(func() {
@@ -332,6 +340,9 @@ func TestTenantSetupTwiceAndTeardown(t *testing.T) {
 	}
 	if c := e.tn.Connector("dualmx relay"); c["EFSkipIPs"] != nil {
 		t.Errorf("skip list after teardown %v", c["EFSkipIPs"])
+	}
+	if b := e.tn.Batches(); strings.Join(b, ",") != "staff-move" {
+		t.Errorf("batches after teardown %v", b)
 	}
 }
 

@@ -43,8 +43,11 @@ type RelaySetup struct {
 // SetupChange is one command the setup runs.
 type SetupChange struct {
 	What   string         `json:"what"`
-	Cmdlet string         `json:"cmdlet"`
-	Params map[string]any `json:"parameters"`
+	Cmdlet string         `json:"cmdlet,omitempty"`
+	Params map[string]any `json:"parameters,omitempty"`
+	// Do makes a change that is more than one cmdlet with its parameters
+	// (a teardown step of another package); Cmdlet is then empty.
+	Do func(ctx context.Context) error `json:"-"`
 }
 
 // SetupCheck is one setting read back from the tenant.
@@ -320,6 +323,12 @@ func sortedKeys(m map[string]any) []string {
 // they build on each other (the connector before its filtering).
 func (x *Exchange) ApplyChanges(ctx context.Context, changes []SetupChange) error {
 	for _, c := range changes {
+		if c.Do != nil {
+			if err := c.Do(ctx); err != nil {
+				return fmt.Errorf("%s: %w", c.What, err)
+			}
+			continue
+		}
 		if _, err := x.Cmd.Invoke(ctx, c.Cmdlet, c.Params); err != nil {
 			return fmt.Errorf("%s: %w", c.What, withNeed(err, NeedManageAsApp, NeedExchangeAdministrator))
 		}

@@ -10,29 +10,30 @@ import (
 )
 
 // TeardownStep removes one thing dualmx added to the tenant. Plan reads the
-// tenant and returns the commands that would remove it (none when it is
-// gone already); they are read-modify-write, so what others added next to
-// dualmx's entries stays.
+// tenant and returns the changes that would remove it (none when it is gone
+// already), and notes on what it leaves and why; the changes are
+// read-modify-write, so what others added next to dualmx's entries stays.
 type TeardownStep struct {
 	Name string
-	Plan func(ctx context.Context) ([]SetupChange, error)
+	Plan func(ctx context.Context) (changes []SetupChange, notes []string, err error)
 }
 
-// PlannedStep is one step's commands.
+// PlannedStep is one step's changes and notes.
 type PlannedStep struct {
 	Name    string        `json:"step"`
 	Changes []SetupChange `json:"changes"`
+	Notes   []string      `json:"kept,omitempty"`
 }
 
 // PlanTeardown runs every step's Plan.
 func PlanTeardown(ctx context.Context, steps []TeardownStep) ([]PlannedStep, error) {
 	var out []PlannedStep
 	for _, s := range steps {
-		cs, err := s.Plan(ctx)
+		cs, notes, err := s.Plan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("teardown %s: %w", s.Name, err)
 		}
-		out = append(out, PlannedStep{Name: s.Name, Changes: cs})
+		out = append(out, PlannedStep{Name: s.Name, Changes: cs, Notes: notes})
 	}
 	return out, nil
 }
@@ -44,11 +45,13 @@ func PlanTeardown(ctx context.Context, steps []TeardownStep) ([]PlannedStep, err
 // the domain's own, and a connector without skip-listing changes nothing.
 func (x *Exchange) RelayTeardown(s RelaySetup) []TeardownStep {
 	return []TeardownStep{
-		{Name: "Enhanced Filtering skip list of " + s.ConnectorName, Plan: func(ctx context.Context) ([]SetupChange, error) {
-			return x.planUnskip(ctx, s)
+		{Name: "Enhanced Filtering skip list of " + s.ConnectorName, Plan: func(ctx context.Context) ([]SetupChange, []string, error) {
+			cs, err := x.planUnskip(ctx, s)
+			return cs, nil, err
 		}},
-		{Name: "trusted ARC sealer " + s.ArcDomain, Plan: func(ctx context.Context) ([]SetupChange, error) {
-			return x.planUntrust(ctx, s)
+		{Name: "trusted ARC sealer " + s.ArcDomain, Plan: func(ctx context.Context) ([]SetupChange, []string, error) {
+			cs, err := x.planUntrust(ctx, s)
+			return cs, nil, err
 		}},
 	}
 }

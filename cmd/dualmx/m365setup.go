@@ -17,6 +17,7 @@ import (
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
+	"github.com/dualmx/dualmx/migrate"
 	"github.com/dualmx/dualmx/router"
 )
 
@@ -77,6 +78,10 @@ func dkimPublished(cfg *config.Config, f *dnsFlags) func(ctx context.Context, do
 
 func printChanges(out io.Writer, changes []m365.SetupChange) {
 	for _, c := range changes {
+		if c.Cmdlet == "" {
+			fmt.Fprintf(out, "- %s\n", visible.String(c.What))
+			continue
+		}
 		p, _ := json.Marshal(c.Params)
 		fmt.Fprintf(out, "+ %s\n    %s %s\n", visible.String(c.What), c.Cmdlet, visible.String(string(p)))
 	}
@@ -237,6 +242,23 @@ Running --apply again changes only what is not yet as it should be.`,
 // here, and `m365 teardown` plans and removes it with the rest.
 var teardownParts = []func(m *m365Admin, s m365.RelaySetup) []m365.TeardownStep{
 	func(m *m365Admin, s m365.RelaySetup) []m365.TeardownStep { return m.exchange.RelayTeardown(s) },
+	importTeardown,
+}
+
+// importTeardown removes the import's finished migration batches and the
+// IMAP endpoints no running batch uses (migrate.TeardownSteps).
+func importTeardown(m *m365Admin, _ m365.RelaySetup) []m365.TeardownStep {
+	return []m365.TeardownStep{{Name: "migration batches and endpoints of the import", Plan: func(ctx context.Context) ([]m365.SetupChange, []string, error) {
+		steps, kept, err := migrate.TeardownSteps(ctx, m.exchange.Cmd)
+		if err != nil {
+			return nil, nil, err
+		}
+		var cs []m365.SetupChange
+		for _, s := range steps {
+			cs = append(cs, m365.SetupChange{What: s.What, Do: s.Do})
+		}
+		return cs, kept, nil
+	}}}
 }
 
 func newM365TeardownCmd(g *globalFlags) *cobra.Command {
@@ -330,11 +352,13 @@ is left.`,
 func printTeardown(out io.Writer, planned []m365.PlannedStep) int {
 	n := 0
 	for _, p := range planned {
-		if len(p.Changes) == 0 {
+		if len(p.Changes) == 0 && len(p.Notes) == 0 {
 			fmt.Fprintf(out, "= %s: nothing of dualmx's left\n", visible.String(p.Name))
-			continue
 		}
 		printChanges(out, p.Changes)
+		for _, note := range p.Notes {
+			fmt.Fprintf(out, "! kept: %s\n", visible.String(note))
+		}
 		n += len(p.Changes)
 	}
 	return n
