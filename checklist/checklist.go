@@ -51,6 +51,9 @@ type Step struct {
 	Command  string     `json:"command,omitempty"`
 	// Tenant marks the steps proven by asking Microsoft 365.
 	Tenant bool `json:"-"`
+	// noun names what the step proves, for a list of them; need is what to
+	// do where no command can prove it with this config.
+	noun, need string
 }
 
 // Checklist is the plan of one address with its evidence.
@@ -76,22 +79,34 @@ func (c Checklist) Complete() bool {
 }
 
 // TenantMissing lists the Microsoft 365 steps without evidence, in the form
-// the router's migrated guard takes them.
+// the router's migrated guard takes them: the command that proves a step,
+// or, where none can with this config, what is needed. Steps unproven for
+// the same reason are one item.
 func (c Checklist) TenantMissing() []router.MissingEvidence {
 	var out []router.MissingEvidence
+	var nouns [][]string
+	at := map[[2]string]int{}
 	for _, s := range c.Steps {
-		if s.Tenant && s.Status != Done {
-			out = append(out, router.MissingEvidence{Problem: s.Title + ": " + s.Evidence, Fix: fixOf(s)})
+		if !s.Tenant || s.Status == Done {
+			continue
 		}
+		fix := s.Command
+		if fix == "" {
+			fix = s.need
+		}
+		key := [2]string{s.Evidence, fix}
+		if i, ok := at[key]; ok {
+			nouns[i] = append(nouns[i], s.noun)
+			continue
+		}
+		at[key] = len(out)
+		nouns = append(nouns, []string{s.noun})
+		out = append(out, router.MissingEvidence{Problem: s.Evidence, Fix: fix})
+	}
+	for i := range out {
+		out[i].Problem = strings.Join(nouns[i], ", ") + ": " + out[i].Problem
 	}
 	return out
-}
-
-func fixOf(s Step) string {
-	if s.Command != "" {
-		return "run " + s.Command
-	}
-	return "see dualmx address checklist"
 }
 
 // Store is the state database; *router.Store is one.
@@ -205,19 +220,32 @@ func spoolStep(sp Spool, addr string) Step {
 // tenantSteps checks the holder's account, the shared mailbox and the
 // holder's access against Microsoft 365.
 func tenantSteps(ctx context.Context, src Sources, addr string, now time.Time, c *Checklist) []Step {
-	const apply = "dualmx provision apply"
-	acc := Step{ID: StepAccount, Title: "holder's account exists and has signed in", Status: Unknown, Tenant: true, Command: apply}
-	mb := Step{ID: StepMailbox, Title: "shared mailbox exists", Status: Unknown, Tenant: true, Command: apply}
-	ac := Step{ID: StepAccess, Title: "current holder has access (FullAccess and SendAs)", Status: Unknown, Tenant: true, Command: apply}
+	// Only a command that can work with this config is offered: apply needs
+	// both Microsoft 365 access and the desired-state file.
+	apply := ""
+	if src.Tenant != nil && src.Desired != nil {
+		apply = "dualmx provision apply"
+	}
+	acc := Step{ID: StepAccount, Title: "holder's account exists and has signed in", Status: Unknown, Tenant: true, Command: apply,
+		noun: "the holder's account"}
+	mb := Step{ID: StepMailbox, Title: "shared mailbox exists", Status: Unknown, Tenant: true, Command: apply,
+		noun: "the shared mailbox"}
+	ac := Step{ID: StepAccess, Title: "current holder has access (FullAccess and SendAs)", Status: Unknown, Tenant: true, Command: apply,
+		noun: "the holder's access"}
 	steps := func() []Step { return []Step{acc, mb, ac} }
 
 	var holder *provisioning.Person
 	if src.Desired == nil {
-		acc.Evidence, ac.Evidence = "no desired-state file to name the holder", "no desired-state file to name the holder"
+		acc.Evidence, ac.Evidence = "no desired-state file names the holder", "no desired-state file names the holder"
+		acc.need = "write the desired-state file (dualmx provision plan --help says where and how)"
+		ac.need, mb.need = acc.need, acc.need
 	} else if f := findFunction(src.Desired, addr); f == nil {
 		acc.Status, ac.Status = Missing, Missing
 		acc.Evidence = addr + " is not a function in " + src.Desired.File
 		ac.Evidence = acc.Evidence
+		acc.Command, ac.Command = "", "" // the file needs editing first
+		acc.need = "add it to the functions of " + src.Desired.File
+		ac.need = acc.need
 	} else {
 		today := provisioning.DateOf(now, src.Desired.TimeZone)
 		for _, h := range f.Holders {
@@ -229,14 +257,19 @@ func tenantSteps(ctx context.Context, src Sources, addr string, now time.Time, c
 			acc.Status, ac.Status = Missing, Missing
 			acc.Evidence = "nobody holds " + f.Name + " today in " + src.Desired.File
 			ac.Evidence = acc.Evidence
+			acc.Command, ac.Command = "", ""
+			acc.need = "name a holder from today in " + src.Desired.File
+			ac.need = acc.need
 		} else {
 			c.Holder = holder.UPN
 		}
 	}
 	if src.Tenant == nil {
-		mb.Evidence = "Microsoft 365 not configured (no m365: section)"
-		if holder != nil {
-			acc.Evidence, ac.Evidence = mb.Evidence, mb.Evidence
+		for _, st := range []*Step{&acc, &mb, &ac} {
+			if st.Status == Unknown {
+				st.Evidence = "not checked (the config has no m365: section)"
+				st.need = "add one to check them (docs/microsoft-365.md)"
+			}
 		}
 		return steps()
 	}

@@ -135,7 +135,9 @@ func TestWalkThrough(t *testing.T) {
 }
 
 // TestNoTenant: without Microsoft 365 access or a desired-state file the
-// tenant steps are unknown, never done, so they still block migrated.
+// tenant steps are unknown, never done, so they still block migrated; they
+// are one item, offering no command, since none can prove them without an
+// m365: section, but saying what is needed.
 func TestNoTenant(t *testing.T) {
 	ctx := context.Background()
 	st, _ := router.Open(filepath.Join(t.TempDir(), "state.db"))
@@ -149,7 +151,67 @@ func TestNoTenant(t *testing.T) {
 	if s[StepAccount] != Unknown || s[StepMailbox] != Unknown || s[StepAccess] != Unknown || s[StepSpool] != Unknown {
 		t.Fatalf("steps %+v", c.Steps)
 	}
-	if m := c.TenantMissing(); len(m) != 3 || !strings.Contains(m[1].Problem, "not configured") {
+	if m := c.TenantMissing(); len(m) != 1 || !strings.Contains(m[0].Problem, "no m365: section") || strings.Contains(m[0].Fix, "dualmx") ||
+		!strings.Contains(m[0].Fix, "docs/microsoft-365.md") {
 		t.Errorf("tenant missing = %+v", m)
+	}
+}
+
+// TestTenantCommandsFitTheConfig: a tenant step offers "provision apply"
+// only where it can work, with Microsoft 365 access and a desired-state file;
+// otherwise the step says what is needed and offers no command.
+func TestTenantCommandsFitTheConfig(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	d, err := provisioning.LoadFile("../provisioning/testdata/desired.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := router.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Add(ctx, addr, "scriba@fwd.hervormdputten.nl", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	tn := m365test.New(t, "hervormdputten.nl")
+	g, x := tn.Clients(m365.Retry{Attempts: 1})
+	for _, tc := range []struct {
+		name      string
+		tenant    Tenant
+		desired   *provisioning.Desired
+		wantFix   string
+		wantWords string
+		items     int
+	}{
+		{"neither", nil, nil, "", "no m365: section", 1},
+		{"desired-state file only", nil, d, "", "no m365: section", 1},
+		{"tenant only", M365{g, x}, nil, "", "no desired-state file", 2},
+		{"both", M365{g, x}, d, "dualmx provision apply", "no mailbox", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := For(ctx, Sources{Store: st, Tenant: tc.tenant, Desired: tc.desired, Now: func() time.Time { return now }}, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := c.TenantMissing()
+			if len(m) != tc.items {
+				t.Fatalf("%d items, want %d: %+v", len(m), tc.items, m)
+			}
+			var words bool
+			for _, it := range m {
+				if tc.wantFix == "" && it.Fix != "" && strings.Contains(it.Fix, "provision apply") {
+					t.Errorf("offers %q, which cannot work here: %+v", it.Fix, it)
+				}
+				if tc.wantFix != "" && it.Fix != tc.wantFix {
+					t.Errorf("fix %q, want %q", it.Fix, tc.wantFix)
+				}
+				words = words || strings.Contains(it.Problem, tc.wantWords)
+			}
+			if !words {
+				t.Errorf("no item says %q: %+v", tc.wantWords, m)
+			}
+		})
 	}
 }

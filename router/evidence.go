@@ -50,7 +50,9 @@ type Evidence struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// MissingEvidence is a step without proof, in words, with what to do.
+// MissingEvidence is a step without proof, in words, with the one command
+// that proves it (or makes it true). Fix is empty when no command can with
+// the current config; Problem then says what is needed.
 type MissingEvidence struct {
 	Problem, Fix string
 }
@@ -62,11 +64,11 @@ type MissingEvidence struct {
 func (s *Store) RecordEvidence(ctx context.Context, e Evidence) (_ Evidence, dup bool, _ error) {
 	action, ok := evidenceAction[e.Kind]
 	if !ok {
-		return Evidence{}, false, fmt.Errorf("router: evidence: %w: unknown kind %q", ErrInvalid, e.Kind)
+		return Evidence{}, false, fmt.Errorf("evidence: %w: unknown kind %q", ErrInvalid, e.Kind)
 	}
 	key, err := NormalizeAddress(e.Address)
 	if err != nil {
-		return Evidence{}, false, fmt.Errorf("router: evidence: %w", err)
+		return Evidence{}, false, fmt.Errorf("evidence: %w", err)
 	}
 	if e.At.IsZero() {
 		e.At = s.now()
@@ -102,7 +104,7 @@ func (s *Store) RecordEvidence(ctx context.Context, e Evidence) (_ Evidence, dup
 		return err
 	})
 	if err != nil {
-		return Evidence{}, false, fmt.Errorf("router: evidence %s %s: %w", e.Kind, key, err)
+		return Evidence{}, false, fmt.Errorf("evidence %s %s: %w", e.Kind, key, err)
 	}
 	return e, dup, nil
 }
@@ -153,7 +155,7 @@ func (s *Store) Evidence(ctx context.Context, address string) ([]Evidence, error
 	}
 	out, err := listEvidence(ctx, s.db, a.Address)
 	if err != nil {
-		return nil, fmt.Errorf("router: evidence %s: %w", a.Address, err)
+		return nil, fmt.Errorf("evidence %s: %w", a.Address, err)
 	}
 	return out, nil
 }
@@ -172,29 +174,26 @@ func Latest(list []Evidence) map[EvidenceKind]Evidence {
 // evidenceProblems is the checklist half of the migrated guard: the steps
 // proven in this database, read inside the flip's transaction, plus what the
 // caller found missing outside it.
-func evidenceProblems(ctx context.Context, tx *sql.Tx, a Address, missing []MissingEvidence) (problems, fixes []string, first Refusal, _ error) {
+func evidenceProblems(ctx context.Context, tx *sql.Tx, a Address, missing []MissingEvidence) (_ []MissingEvidence, first Refusal, _ error) {
 	list, err := listEvidence(ctx, tx, a.Address)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("evidence: %w", err)
+		return nil, "", fmt.Errorf("evidence: %w", err)
 	}
 	have := Latest(list)
-	for _, m := range missing {
-		problems, fixes = append(problems, m.Problem), append(fixes, m.Fix)
-	}
+	out := append([]MissingEvidence(nil), missing...)
 	if _, ok := have[ForwardVerified]; !ok {
-		problems = append(problems, "the old host's forward has not been verified")
-		fixes = append(fixes, "run dualmx address probe "+a.Address+" --wait 5m")
+		out = append(out, MissingEvidence{"no verified forward at the old host", probeCommand(a.Address)})
 	}
 	if _, ok := have[HolderConfirmed]; !ok {
-		problems = append(problems, "the holder has not confirmed that both accounts work")
-		fixes = append(fixes, "record it with dualmx address confirm "+a.Address+" --by NAME")
+		out = append(out, MissingEvidence{"no confirmation from the holder that both accounts work",
+			"dualmx address confirm " + a.Address + " --by NAME"})
 	}
 	if _, ok := have[OldMailboxRemoved]; !ok {
-		problems = append(problems, "nobody has stated that the old mailbox is removed")
-		fixes = append(fixes, "once it is, record it with dualmx address old-removed "+a.Address+" --by NAME")
+		out = append(out, MissingEvidence{"no statement that the old mailbox is removed",
+			"dualmx address old-removed " + a.Address + " --by NAME"})
 	}
-	if len(problems) > 0 {
+	if len(out) > 0 {
 		first = RefusedNoEvidence
 	}
-	return problems, fixes, first, nil
+	return out, first, nil
 }

@@ -94,9 +94,9 @@ func TestFlipMigratedNeedsEvidence(t *testing.T) {
 		want    string // "" means allowed
 	}{
 		{"all evidence", all, nil, false, ""},
-		{"no probe", []EvidenceKind{HolderConfirmed, OldMailboxRemoved}, nil, false, "forward has not been verified"},
-		{"no confirmation", []EvidenceKind{ForwardVerified, OldMailboxRemoved}, nil, false, "holder has not confirmed"},
-		{"old mailbox not removed", []EvidenceKind{ForwardVerified, HolderConfirmed}, nil, false, "old mailbox is removed"},
+		{"no probe", []EvidenceKind{HolderConfirmed, OldMailboxRemoved}, nil, false, "no verified forward"},
+		{"no confirmation", []EvidenceKind{ForwardVerified, OldMailboxRemoved}, nil, false, "no confirmation from the holder"},
+		{"old mailbox not removed", []EvidenceKind{ForwardVerified, HolderConfirmed}, nil, false, "no statement that the old mailbox is removed"},
 		{"caller's step missing", all, []MissingEvidence{{"shared mailbox not found", "run provision apply"}}, false, "shared mailbox not found"},
 		{"forced past", nil, []MissingEvidence{{"account unknown", "x"}}, true, ""},
 	}
@@ -121,7 +121,7 @@ func TestFlipMigratedNeedsEvidence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.force && (!strings.Contains(e.Detail, "account unknown") || !strings.Contains(e.Detail, "holder has not confirmed")) {
+			if tt.force && (!strings.Contains(e.Detail, "account unknown") || !strings.Contains(e.Detail, "no confirmation from the holder")) {
 				t.Errorf("forced detail %q does not name what was missing", e.Detail)
 			}
 		})

@@ -31,7 +31,7 @@ var States = []State{Planned, Provisioned, Forwarding, Confirmed, Migrated}
 func ParseState(s string) (State, error) {
 	st := State(strings.ToLower(strings.TrimSpace(s)))
 	if st.index() < 0 {
-		return "", fmt.Errorf("router: unknown state %q (want one of %s)", s, stateNames())
+		return "", fmt.Errorf("unknown state %q (want one of %s)", s, stateNames())
 	}
 	return st, nil
 }
@@ -89,15 +89,42 @@ type TransitionError struct {
 	Refusal  Refusal
 	Why      string // what is wrong
 	Fix      string // what to do about it
+	// Missing is, for a refused move to migrated, each thing without proof
+	// with the command that proves it; Why and Fix then summarise.
+	Missing []MissingEvidence
 }
 
 func (e *TransitionError) Error() string {
-	// Flip wraps this with "router: flip <address>: ", so the address is not repeated.
-	msg := fmt.Sprintf("cannot move from %s to %s: %s", e.From, e.To, e.Why)
-	if e.Fix != "" {
-		msg += "; " + e.Fix
+	if len(e.Missing) == 0 {
+		msg := fmt.Sprintf("%s: cannot move from %s to %s: %s", e.Address, e.From, e.To, e.Why)
+		if e.Fix != "" {
+			msg += "; " + e.Fix
+		}
+		return msg
 	}
-	return msg
+	// One line per command: two problems one command proves share a line.
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s stays %s: %s needs proof of each step; missing:", e.Address, e.From, e.To)
+	var order []string
+	byFix := map[string][]string{}
+	for _, m := range e.Missing {
+		key := m.Fix
+		if key == "" {
+			key = "\x00" + m.Problem // no command: a line of its own
+		}
+		if _, ok := byFix[key]; !ok {
+			order = append(order, key)
+		}
+		byFix[key] = append(byFix[key], m.Problem)
+	}
+	for _, key := range order {
+		b.WriteString("\n  - " + strings.Join(byFix[key], "; "))
+		if !strings.HasPrefix(key, "\x00") {
+			b.WriteString("\n      " + key)
+		}
+	}
+	fmt.Fprintf(&b, "\nTo move anyway, with the reason in the audit log:\n      dualmx address flip %s %s --force --reason \"...\"", e.Address, e.To)
+	return b.String()
 }
 
 // Is makes errors.Is(err, ErrRefused) true for every refusal.

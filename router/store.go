@@ -5,13 +5,18 @@ package router
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite"
 )
 
 // Errors callers branch on; they are wrapped with context, so use errors.Is.
@@ -79,8 +84,9 @@ type PendingChecker interface {
 // processes (the daemon and any number of CLI invocations) may open the same
 // file at once.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db       *sql.DB
+	now      func() time.Time
+	readOnly bool // OpenReadOnly: write refuses
 }
 
 // Option configures Open.
@@ -109,7 +115,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// The driver splits its options off at the first '?', and would read a
 	// leading "file:" as a URI.
 	if path == "" || strings.Contains(path, "?") || strings.HasPrefix(path, "file:") {
-		return nil, fmt.Errorf("router: open %q: state database path must be a plain file name without '?'", path)
+		return nil, fmt.Errorf("state database %q: the path must be a plain file name without '?'", path)
 	}
 	s := &Store{now: time.Now}
 	cfg := openConfig{busyTimeout: 5 * time.Second}
@@ -123,16 +129,112 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// wrote in between, and busy_timeout cannot help it.
 	dsn := path + "?_pragma=busy_timeout(" + strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10) + ")" +
 		"&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	base, err := sqlite.NewConnector(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("router: open %s: %w", path, err)
+		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
+	db := sql.OpenDB(persistWAL{base})
 	s.db = db
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.busyTimeout+5*time.Second)
 	defer cancel()
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("router: open %s: %w", path, err)
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// persistWAL keeps the -wal and -shm files when the last connection closes.
+// A read-only open (OpenReadOnly) of a WAL database needs them, and a user
+// who may read the state but not write its directory cannot create them:
+// without this, the admin commands that only read would fail whenever the
+// daemon is stopped.
+type persistWAL struct{ driver.Connector }
+
+func (c persistWAL) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fc, ok := conn.(sqlite.FileControl); ok {
+		if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("persistent WAL: %w", err)
+		}
+	}
+	return conn, nil
+}
+
+// ErrNoState is wrapped when OpenReadOnly finds no state database.
+var ErrNoState = errors.New("no state database yet (the daemon creates it at its first start)")
+
+// ErrReadOnly is returned by a change asked of a store opened read-only.
+var ErrReadOnly = errors.New("the state database is open read-only")
+
+// OpenReadOnly opens an existing state database only to read it. It creates
+// and changes nothing, not even the schema, so it needs read access only: to
+// the database, its -wal and -shm files and their directory. A database
+// whose schema is older than this dualmx's is refused; the daemon's next
+// start (or any command that changes the state) upgrades it.
+func OpenReadOnly(path string, opts ...Option) (*Store, error) {
+	if path == "" || strings.Contains(path, "?") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("state database %q: the path must be a plain file name without '?'", path)
+	}
+	s := &Store{now: time.Now, readOnly: true}
+	cfg := openConfig{busyTimeout: 5 * time.Second}
+	for _, o := range opts {
+		o(s, &cfg)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", path, ErrNoState)
+		}
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	// SQLite opens the -shm file with O_CREAT even for a read-only
+	// connection, so one run by root would leave a -shm the service user
+	// cannot write. Where it is missing, so is the -wal after a clean close
+	// (Open keeps both, but a database from an older dualmx may lack them):
+	// then every commit is in the main file, and immutable=1 reads it
+	// without the WAL machinery. With a -wal but no -shm there is no safe
+	// way to read without creating one.
+	_, walErr := os.Stat(abs + "-wal")
+	_, shmErr := os.Stat(abs + "-shm")
+	params := "mode=ro"
+	switch {
+	case shmErr == nil:
+	case errors.Is(shmErr, fs.ErrNotExist) && errors.Is(walErr, fs.ErrNotExist):
+		params += "&immutable=1"
+	case errors.Is(shmErr, fs.ErrNotExist):
+		return nil, fmt.Errorf("state database %s: its -wal file exists but not its -shm file; a command that changes the state, run as the service user, repairs that", path)
+	default:
+		return nil, fmt.Errorf("state database %s: %w", path, shmErr)
+	}
+	u := url.URL{Scheme: "file", Path: abs, OmitHost: true}
+	dsn := u.String() + "?" + params + "&_pragma=busy_timeout(" + strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10) + ")" +
+		"&_pragma=query_only(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	s.db = db
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.busyTimeout+5*time.Second)
+	defer cancel()
+	var v int
+	switch err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
+	case err != nil:
+		db.Close()
+		return nil, fmt.Errorf("state database %s: schema version: %w", path, err)
+	case v < len(migrations):
+		db.Close()
+		return nil, fmt.Errorf("state database %s: schema version %d is older than this dualmx's (%d); the daemon's next start, or a command that changes the state, upgrades it", path, v, len(migrations))
+	case v > len(migrations):
+		db.Close()
+		return nil, fmt.Errorf("state database %s: schema version %d is newer than this dualmx understands (%d); upgrade dualmx", path, v, len(migrations))
 	}
 	return s, nil
 }
@@ -227,6 +329,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // write runs fn in one IMMEDIATE transaction: all of it or nothing.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -269,23 +374,23 @@ func actorOr(a string) string {
 func (s *Store) Add(ctx context.Context, address, alias, target, actor string) (Address, error) {
 	addr, err := NormalizeAddress(address)
 	if err != nil {
-		return Address{}, fmt.Errorf("router: add: address: %w", err)
+		return Address{}, err
 	}
 	al, err := NormalizeAddress(alias)
 	if err != nil {
-		return Address{}, fmt.Errorf("router: add %s: alias: %w", addr, err)
+		return Address{}, fmt.Errorf("add %s: alias: %w", addr, err)
 	}
 	tg := addr
 	if strings.TrimSpace(target) != "" {
 		if tg, err = NormalizeAddress(target); err != nil {
-			return Address{}, fmt.Errorf("router: add %s: target: %w", addr, err)
+			return Address{}, fmt.Errorf("add %s: target: %w", addr, err)
 		}
 	}
 	if al == addr {
-		return Address{}, fmt.Errorf("router: add %s: %w: the alias must differ from the address", addr, ErrInvalid)
+		return Address{}, fmt.Errorf("add %s: %w: the alias must differ from the address", addr, ErrInvalid)
 	}
 	if tg == al {
-		return Address{}, fmt.Errorf("router: add %s: %w: the target must not be the alias (mail would loop through the relay)", addr, ErrInvalid)
+		return Address{}, fmt.Errorf("add %s: %w: the target must not be the alias (mail would loop through the relay)", addr, ErrInvalid)
 	}
 	now := s.now().UTC()
 	a := Address{Address: addr, Alias: al, Target: tg, State: Planned, CreatedAt: now, UpdatedAt: now}
@@ -322,7 +427,7 @@ func (s *Store) Add(ctx context.Context, address, alias, target, actor string) (
 		return err
 	})
 	if err != nil {
-		return Address{}, fmt.Errorf("router: add %s: %w", addr, err)
+		return Address{}, fmt.Errorf("%s: %w", addr, err)
 	}
 	return a, nil
 }
@@ -382,11 +487,11 @@ func getAddress(ctx context.Context, q querier, key string) (Address, error) {
 func (s *Store) Get(ctx context.Context, addressOrAlias string) (Address, error) {
 	key, err := NormalizeAddress(addressOrAlias)
 	if err != nil {
-		return Address{}, fmt.Errorf("router: get: %w", err)
+		return Address{}, err
 	}
 	a, err := getAddress(ctx, s.db, key)
 	if err != nil {
-		return Address{}, fmt.Errorf("router: get %s: %w", key, err)
+		return Address{}, fmt.Errorf("%s: %w", key, err)
 	}
 	return a, nil
 }
@@ -395,19 +500,19 @@ func (s *Store) Get(ctx context.Context, addressOrAlias string) (Address, error)
 func (s *Store) List(ctx context.Context) ([]Address, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+addressColumns+` FROM addresses ORDER BY address`)
 	if err != nil {
-		return nil, fmt.Errorf("router: list: %w", err)
+		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	defer rows.Close()
 	var out []Address
 	for rows.Next() {
 		a, err := scanAddress(rows)
 		if err != nil {
-			return nil, fmt.Errorf("router: list: %w", err)
+			return nil, fmt.Errorf("list addresses: %w", err)
 		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("router: list: %w", err)
+		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	return out, nil
 }
@@ -419,7 +524,7 @@ func (s *Store) List(ctx context.Context) ([]Address, error) {
 func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecker) (AuditEntry, error) {
 	key, err := NormalizeAddress(req.Address)
 	if err != nil {
-		return AuditEntry{}, fmt.Errorf("router: flip: %w", err)
+		return AuditEntry{}, err
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
 	var entry AuditEntry
@@ -436,20 +541,22 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecke
 			forcedPast = append(forcedPast, "skipped "+strings.Join(stepNames(a.State.index()+1, req.To.index()), ", "))
 		}
 		if req.To == Migrated {
-			problems, fixes, refusal := migratedProblems(a, pending)
-			ep, ef, er, err := evidenceProblems(ctx, tx, a, req.Missing)
+			missing, refusal := migratedProblems(a, pending)
+			em, er, err := evidenceProblems(ctx, tx, a, req.Missing)
 			if err != nil {
 				return err
 			}
 			if refusal == "" {
 				refusal = er
 			}
-			problems, fixes = append(problems, ep...), append(fixes, ef...)
-			if len(problems) > 0 && !req.Force {
+			missing = append(missing, em...)
+			if len(missing) > 0 && !req.Force {
 				return &TransitionError{Address: a.Address, From: a.State, To: req.To, Refusal: refusal,
-					Why: strings.Join(problems, "; and "), Fix: strings.Join(fixes, ", and ") + "; or use --force with --reason"}
+					Why: "evidence is missing", Missing: missing}
 			}
-			forcedPast = append(forcedPast, problems...)
+			for _, m := range missing {
+				forcedPast = append(forcedPast, m.Problem)
+			}
 		}
 		now := s.now().UTC()
 		if _, err := tx.ExecContext(ctx, `UPDATE addresses SET state = ?, updated_at = ? WHERE address = ?`,
@@ -467,37 +574,41 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecke
 		entry.ID, err = insertAudit(ctx, tx, s.stamp(now), entry)
 		return err
 	})
-	if err != nil {
-		return AuditEntry{}, fmt.Errorf("router: flip %s: %w", key, err)
+	var te *TransitionError
+	switch {
+	case errors.As(err, &te):
+		return AuditEntry{}, err // it names the address
+	case err != nil:
+		return AuditEntry{}, fmt.Errorf("%s: %w", key, err)
 	}
 	return entry, nil
 }
 
-// migratedProblems lists what makes migrated unsafe and what to do about
-// each, in words, with the refusal for the first of them.
-func migratedProblems(a Address, pending PendingChecker) (problems, fixes []string, first Refusal) {
+// migratedProblems lists what the spool and the delivery record say against
+// migrated, each with the command that shows or proves it, and the refusal
+// for the first of them.
+func migratedProblems(a Address, pending PendingChecker) (missing []MissingEvidence, first Refusal) {
 	add := func(r Refusal, problem, fix string) {
 		if first == "" {
 			first = r
 		}
-		problems = append(problems, problem)
-		fixes = append(fixes, fix)
+		missing = append(missing, MissingEvidence{Problem: problem, Fix: fix})
 	}
-	const fixSpool = "make sure the spool directory is readable and retry"
 	if pending == nil {
-		add(RefusedPendingUnknown, "the spool could not be checked (no spool available)", fixSpool)
+		add(RefusedPendingUnknown, "the spool could not be checked (no spool available)", "")
 	} else if queued, held, err := pending.Pending(a.Address); err != nil {
-		add(RefusedPendingUnknown, fmt.Sprintf("the spool could not be checked (%v)", err), fixSpool)
+		add(RefusedPendingUnknown, fmt.Sprintf("the spool could not be checked (%v)", err), "")
 	} else if queued > 0 || held > 0 {
-		add(RefusedPendingMail, fmt.Sprintf("the spool still has %d queued and %d held message(s) for it", queued, held),
-			"wait for delivery, or release/drop held mail with the queue commands")
+		add(RefusedPendingMail, fmt.Sprintf("%d queued and %d held message(s) in the spool (wait, or release or drop them)", queued, held),
+			"dualmx queue list")
 	}
 	if a.LastDelivery.IsZero() {
-		add(RefusedNoDelivery, "no mail has yet been delivered to "+a.Target+" through the relay",
-			"send a test message to "+a.Alias+" and check it arrives")
+		add(RefusedNoDelivery, "no delivery through the relay yet", probeCommand(a.Address))
 	}
-	return problems, fixes, first
+	return missing, first
 }
+
+func probeCommand(address string) string { return "dualmx address probe " + address + " --wait 5m" }
 
 func insertAudit(ctx context.Context, tx *sql.Tx, at string, e AuditEntry) (int64, error) {
 	res, err := tx.ExecContext(ctx, `
@@ -518,7 +629,7 @@ func insertAudit(ctx context.Context, tx *sql.Tx, at string, e AuditEntry) (int6
 func (s *Store) AppendAudit(ctx context.Context, e AuditEntry) error {
 	e.Action = strings.TrimSpace(e.Action)
 	if e.Action == "" {
-		return fmt.Errorf("router: audit: %w: empty action", ErrInvalid)
+		return fmt.Errorf("audit: %w: empty action", ErrInvalid)
 	}
 	if n, err := NormalizeAddress(e.Address); err == nil {
 		e.Address = n
@@ -533,7 +644,7 @@ func (s *Store) AppendAudit(ctx context.Context, e AuditEntry) error {
 		_, err := insertAudit(ctx, tx, s.stamp(e.At), e)
 		return err
 	}); err != nil {
-		return fmt.Errorf("router: audit %s %s: %w", e.Action, e.Address, err)
+		return fmt.Errorf("audit %s %s: %w", e.Action, e.Address, err)
 	}
 	return nil
 }
@@ -546,14 +657,14 @@ func (s *Store) Audit(ctx context.Context, address string) ([]AuditEntry, error)
 	if strings.TrimSpace(address) != "" {
 		key, err := NormalizeAddress(address)
 		if err != nil {
-			return nil, fmt.Errorf("router: audit: %w", err)
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 		q += ` WHERE address = ?1 OR address = (SELECT address FROM addresses WHERE alias = ?1)`
 		args = append(args, key)
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("router: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer rows.Close()
 	var out []AuditEntry
@@ -561,16 +672,16 @@ func (s *Store) Audit(ctx context.Context, address string) ([]AuditEntry, error)
 		var e AuditEntry
 		var at, from, to string
 		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Address, &e.Action, &from, &to, &e.Forced, &e.Reason, &e.Detail); err != nil {
-			return nil, fmt.Errorf("router: audit: %w", err)
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 		if e.At, err = time.Parse(timeLayout, at); err != nil {
-			return nil, fmt.Errorf("router: audit entry %d: %w", e.ID, err)
+			return nil, fmt.Errorf("audit entry %d: %w", e.ID, err)
 		}
 		e.From, e.To = State(from), State(to)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("router: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return out, nil
 }
@@ -583,7 +694,7 @@ func (s *Store) RecordDelivery(address string, at time.Time, n int) error {
 	}
 	key, err := NormalizeAddress(address)
 	if err != nil {
-		return fmt.Errorf("router: record delivery: %w", err)
+		return fmt.Errorf("record delivery: %w", err)
 	}
 	ts := s.stamp(at)
 	err = s.write(context.Background(), func(tx *sql.Tx) error {
@@ -594,7 +705,7 @@ func (s *Store) RecordDelivery(address string, at time.Time, n int) error {
 		return mustAffect(res, err)
 	})
 	if err != nil {
-		return fmt.Errorf("router: record delivery %s: %w", key, err)
+		return fmt.Errorf("record delivery %s: %w", key, err)
 	}
 	return nil
 }
@@ -607,14 +718,14 @@ func (s *Store) RecordReceived(address string, n int) error {
 	}
 	key, err := NormalizeAddress(address)
 	if err != nil {
-		return fmt.Errorf("router: record received: %w", err)
+		return fmt.Errorf("record received: %w", err)
 	}
 	err = s.write(context.Background(), func(tx *sql.Tx) error {
 		res, err := tx.Exec(`UPDATE addresses SET received_count = received_count + ?1 WHERE address = ?2 OR alias = ?2`, n, key)
 		return mustAffect(res, err)
 	})
 	if err != nil {
-		return fmt.Errorf("router: record received %s: %w", key, err)
+		return fmt.Errorf("record received %s: %w", key, err)
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func (t *Table) Load(ctx context.Context) error {
 	gen, routes, err := t.store.routes(ctx)
 	if err != nil {
 		t.failed(err)
-		return fmt.Errorf("router: load routing table: %w", err)
+		return fmt.Errorf("load routing table: %w", err)
 	}
 	t.install(gen, routes)
 	return nil
@@ -175,23 +175,23 @@ func (t *Table) Run(ctx context.Context, every time.Duration) {
 func (t *Table) Lookup(rcpt string) (Route, error) {
 	sn := t.cur.Load()
 	if sn == nil {
-		return Route{}, fmt.Errorf("router: %s: %w: not loaded yet", rcpt, ErrUnavailable)
+		return Route{}, fmt.Errorf("%s: %w: not loaded yet", rcpt, ErrUnavailable)
 	}
 	if age := t.now().Sub(time.Unix(0, t.lastOK.Load())); age > t.maxStale() {
-		return Route{}, fmt.Errorf("router: %s: %w: state database unreadable for %s", rcpt, ErrUnavailable, age.Round(time.Second))
+		return Route{}, fmt.Errorf("%s: %w: state database unreadable for %s", rcpt, ErrUnavailable, age.Round(time.Second))
 	}
 	key, err := NormalizeAddress(rcpt)
 	if err != nil {
-		return Route{}, fmt.Errorf("router: %w: %w", ErrUnknown, err)
+		return Route{}, fmt.Errorf("%w: %w", ErrUnknown, err)
 	}
 	r, ok := sn.byAlias[key]
 	if !ok {
 		if r, ok = sn.byAddr[key]; !ok {
-			return Route{}, fmt.Errorf("router: %s: %w", key, ErrUnknown)
+			return Route{}, fmt.Errorf("%s: %w", key, ErrUnknown)
 		}
 	}
 	if !r.State.Accepts() {
-		return *r, fmt.Errorf("router: %s is %s: %w", key, r.State, ErrNotAccepting)
+		return *r, fmt.Errorf("%s is %s: %w", key, r.State, ErrNotAccepting)
 	}
 	return *r, nil
 }
