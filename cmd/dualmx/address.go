@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -26,6 +29,9 @@ type admin struct {
 	actor string
 }
 
+// openAdmin opens the state to change it, as the commands that add, flip,
+// release or record do. The user running the command must be able to write
+// the state; if not, the error names the user that can.
 func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 	cfg, err := loadConfig(g)
 	if err != nil {
@@ -33,6 +39,9 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 	}
 	if err := g.checkOwner(cfg); err != nil {
 		return nil, err
+	}
+	if err := cfg.CheckStateAccess(config.WriteState); err != nil {
+		return nil, g.stateAccessError(cfg, err)
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -57,6 +66,70 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 		a.spool = sp
 	}
 	return a, nil
+}
+
+// openReader opens the state only to read it, as the commands that show do:
+// it creates and changes nothing, so read access is enough (the service
+// user's group, for instance). Without a spool directory yet, a.spool is
+// nil: nothing is queued.
+func openReader(g *globalFlags, withSpool bool) (*admin, error) {
+	cfg, err := loadConfig(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckStateAccess(config.ReadState); err != nil {
+		return nil, g.stateAccessError(cfg, err)
+	}
+	st, err := router.OpenReadOnly(cfg.DBPath())
+	if err != nil {
+		return nil, err
+	}
+	a := &admin{cfg: cfg, store: st}
+	if withSpool {
+		if _, err := os.Stat(cfg.SpoolDir()); errors.Is(err, fs.ErrNotExist) {
+			return a, nil
+		}
+		if _, err := os.Stat(filepath.Join(cfg.SpoolDir(), "quarantine")); err != nil {
+			// Opening the spool makes it, owned by whoever runs this.
+			if err := g.checkOwner(cfg); err != nil {
+				st.Close()
+				return nil, err
+			}
+		}
+		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil, queue.WithHostname(cfg.Hostname))
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		a.spool = sp
+	}
+	return a, nil
+}
+
+// stateAccessError turns a permission problem with the state into advice:
+// which user to run the command as. (Another user than state_dir's owner
+// was already sent to the owner by checkOwner; this is what is left: a user
+// who owns the state but cannot use it, or a reader outside its group.)
+func (g *globalFlags) stateAccessError(cfg *config.Config, err error) error {
+	var ae *config.AccessError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	owner := cfg.StateOwner()
+	fromEnv := ""
+	if g.config == "" {
+		fromEnv = cfg.Path
+	}
+	switch {
+	case owner == "" || owner == ae.User:
+		// Nobody to hand over to: the files themselves need fixing.
+		return &exitError{code: 2, err: fmt.Errorf("%w; the user that runs dualmx serve needs to own state_dir %s and everything in it", ae, cfg.StateDir)}
+	case ae.Need == "read":
+		return &exitError{code: 2, err: fmt.Errorf("%w; run this command as %s, or as a member of the state's group:\n  sudo -u %s %s",
+			ae, owner, shellQuote(owner), suggestion(g.argv, fromEnv))}
+	}
+	return &exitError{code: 2, err: fmt.Errorf("%w; the state belongs to %s: run this command as %s:\n  sudo -u %s %s",
+		ae, owner, owner, shellQuote(owner), suggestion(g.argv, fromEnv))}
 }
 
 func (a *admin) close() { a.store.Close() }
@@ -138,7 +211,7 @@ func newAddressListCmd(g *globalFlags) *cobra.Command {
 		Example: "  dualmx address list\n  dualmx address list --json | jq -r '.[] | select(.state==\"forwarding\") | .address'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := openAdmin(g, false)
+			a, err := openReader(g, false)
 			if err != nil {
 				return err
 			}
@@ -174,7 +247,7 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 		Example: "  dualmx address show scriba@hervormdputten.nl",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := openAdmin(g, true)
+			a, err := openReader(g, true)
 			if err != nil {
 				return err
 			}
@@ -184,9 +257,11 @@ func newAddressShowCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			v := viewOf(ad)
-			q, h, err := a.spool.Pending(ad.Address)
-			if err != nil {
-				return err
+			var q, h int
+			if a.spool != nil { // else no spool yet, nothing queued
+				if q, h, err = a.spool.Pending(ad.Address); err != nil {
+					return err
+				}
 			}
 			v.Queued, v.Held = &q, &h
 			if v.Audit, err = a.store.Audit(cmd.Context(), ad.Address); err != nil {
@@ -248,6 +323,12 @@ Every transition is written to the audit log.`,
 				}
 			}
 			e, err := a.store.Flip(cmd.Context(), req, a.spool)
+			var te *router.TransitionError
+			if errors.As(err, &te) && te.Refusal == router.RefusedSameState {
+				// What was asked is already so: not a failure for a script.
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is already %s; nothing to do\n", te.Address, te.From)
+				return nil
+			}
 			if err != nil {
 				return err
 			}

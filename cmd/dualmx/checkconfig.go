@@ -13,6 +13,12 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "check-config",
 		Short: "Validate a config file and list every problem (file, line, key, what is wrong)",
+		Long: `Validate a config file and list every problem with file, line and key.
+Files are checked as the user the command runs as: the key and certificate
+files must be readable, and state_dir must be creatable and writable. Run it
+as the user that runs dualmx serve (sudo -u dualmx dualmx check-config ...).
+Exit status 0: no problem (warnings may be printed); 1: problems listed;
+2: no config file to check.`,
 		Example: `  dualmx check-config --config /etc/dualmx/dualmx.yaml
   DUALMX_CONFIG=deploy/dualmx.example.yaml dualmx check-config`,
 		Args: cobra.NoArgs,
@@ -22,20 +28,34 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			cfg, err := config.Load(p)
-			if err != nil {
-				var probs config.Problems
-				if errors.As(err, &probs) {
-					for _, pr := range probs {
-						fmt.Fprintln(cmd.OutOrStdout(), pr.String())
+			var probs, warnings config.Problems
+			switch {
+			case errors.As(err, &probs):
+			case err != nil:
+				// No file to check (missing, unreadable): no usable config.
+				return &exitError{code: 2, err: err}
+			default:
+				// The file is fine; can the user this runs as keep state?
+				warnings = cfg.Warnings()
+				for _, pr := range cfg.StateProblems() {
+					if pr.Warning {
+						warnings = append(warnings, pr)
+					} else {
+						probs = append(probs, pr)
 					}
-					return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", p, len(probs))}
 				}
-				return &exitError{code: 1, err: err}
 			}
-			for _, w := range cfg.Warnings() {
-				fmt.Fprintln(cmd.OutOrStdout(), w.String())
+			out := cmd.OutOrStdout()
+			for _, pr := range probs {
+				fmt.Fprintln(out, pr.String())
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", p)
+			if len(probs) > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", p, len(probs))}
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(out, w.String())
+			}
+			fmt.Fprintf(out, "%s: ok\n", p)
 			return nil
 		},
 	}

@@ -72,7 +72,7 @@ Flipping to migrated needs evidence for every step, or --force with --reason.`,
 			return &exitError{code: 2, err: errors.New("name one ADDRESS, or --all")}
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := openAdmin(g, true)
+			a, err := openReader(g, true)
 			if err != nil {
 				return err
 			}

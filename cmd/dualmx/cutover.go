@@ -45,7 +45,7 @@ func cutoverStatus(cmd *cobra.Command, g *globalFlags, f *dnsFlags) (*admin, cut
 	st, err := w.Status(ctx)
 	if err != nil {
 		a.close()
-		return nil, cutover.Status{}, &exitError{code: 2, err: err}
+		return nil, cutover.Status{}, err // the check could not run: 1
 	}
 	return a, st, nil
 }
@@ -64,7 +64,8 @@ func newCutoverStatusCmd(g *globalFlags) *cobra.Command {
   draining   waiting until no mail has reached the relay for cutover.quiet_period
              and the queue is empty
   done       the relay may be stopped
-Exit status 2 when the state cannot be known (the DNS check could not run).`,
+Exit status 1 when the state cannot be known (the DNS check could not run),
+2 without a cutover: section.`,
 		Example: "  dualmx cutover status\n  dualmx cutover status --json | jq -r .state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -32,16 +32,25 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "Run the relay on this machine with a stand-in for Microsoft 365, no set-up needed",
 		Long: `Run the whole relay on loopback: a fresh state directory (or --dir), the relay
-on 127.0.0.1:2525, a built-in stand-in for the Microsoft 365 endpoint that writes
-every message it receives as an .eml file into a folder, metrics on
-127.0.0.1:9464, the status page on 127.0.0.1:9465, and two example addresses
-in the forwarding state.`,
+on 127.0.0.1:2525 (--smtp), a built-in stand-in for the Microsoft 365 endpoint
+that writes every message it receives as an .eml file into a folder, metrics on
+127.0.0.1:9464 (--metrics), the status page on 127.0.0.1:9465 (--status), and
+two example addresses in the forwarding state. A port another program holds:
+pick others with these flags (port 0 takes any free port; the start message
+says which).
+
+Without --dir the demo works in a new temporary directory and removes it when
+it stops; with --dir the files stay.`,
 		Example: "  go run ./cmd/dualmx demo\n  dualmx demo --dir /tmp/dualmx-demo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr, statusAddr, resolver)
+			err := runDemo(ctx, cmd.OutOrStdout(), dir, smtpAddr, metricsAddr, statusAddr, resolver)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				err = fmt.Errorf("%w; another program listens there: choose other addresses with --smtp, --metrics and --status (e.g. --smtp 127.0.0.1:2526, or port 0 for any free one)", err)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "state directory for the demo (default: a new temporary directory)")
@@ -53,7 +62,10 @@ in the forwarding state.`,
 }
 
 func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr, statusAddr, resolver string) error {
-	if dir == "" {
+	// A directory the demo made for itself goes when it stops, so repeated
+	// runs leave nothing behind; one the user named stays.
+	keep := dir != ""
+	if !keep {
 		d, err := os.MkdirTemp("", "dualmx-demo-")
 		if err != nil {
 			return err
@@ -64,6 +76,17 @@ func runDemo(ctx context.Context, out io.Writer, dir, smtpAddr, metricsAddr, sta
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if keep {
+			fmt.Fprintf(out, "\ndualmx demo stopped; its files stay in %s\n", dir)
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(out, "\ndualmx demo stopped; could not remove %s: %v\n", dir, err)
+			return
+		}
+		fmt.Fprintf(out, "\ndualmx demo stopped; removed %s (run with --dir DIR to keep the files)\n", dir)
+	}()
 	inbox := filepath.Join(dir, "m365-inbox")
 	if err := os.MkdirAll(inbox, 0o750); err != nil {
 		return err
@@ -131,6 +154,10 @@ resolver: %q
 		return err
 	}
 	relay := d.smtpAddr.String()
+	kept := "removed when the demo stops; --dir DIR keeps them"
+	if keep {
+		kept = "kept when the demo stops"
+	}
 	fmt.Fprintf(out, `
 dualmx demo is running.
 
@@ -138,10 +165,10 @@ dualmx demo is running.
   metrics                  http://%s/metrics
   status page              http://%s/
   stand-in Microsoft 365   %s (STARTTLS, certificate from %s)
-  state and config         %s
+  state and config         %s (%s)
 
 Addresses in the forwarding state (alias -> delivered to):
-`, relay, addrString(d.httpAddr), addrString(d.statusAddr), tenant.Addr(), caFile, cfgPath)
+`, relay, addrString(d.httpAddr), addrString(d.statusAddr), tenant.Addr(), caFile, cfgPath, kept)
 	for _, a := range demoAddresses {
 		fmt.Fprintf(out, "  %-40s -> %s\n", a.alias, a.address)
 	}
@@ -151,7 +178,8 @@ Send a test message, as the old host would forward it:
 
   swaks --server %s --port %s --from someone@example.org --to %s
 
-It lands in %s/ as an .eml file, with dualmx's Received line on top.
+It lands in %s/ as an .eml file, unchanged below the fields dualmx adds on
+top: Authentication-Results (what it saw on arrival), then Received.
 Look around while it runs:
 
   go run ./cmd/dualmx address list --config %s

@@ -69,7 +69,9 @@ forward-confirmed reverse DNS, ARC key), consistency between the servers,
 TTL advice and DNSSEC. Expected values come from the cutover and arc sections
 of the config.
 
-Exit status: 0 no error found, 1 errors found, 2 the check could not run.`,
+Exit status: 0 no error found (warnings may be printed), 1 errors found or
+the check could not run (no name server answered), 2 a usage error or no
+domain to check.`,
 		Example: `  dualmx dns check
   dualmx dns check --phase after --json
   dualmx dns check --nameserver ns1.newprovider.example --nameserver ns2.newprovider.example`,
@@ -95,13 +97,14 @@ Exit status: 0 no error found, 1 errors found, 2 the check could not run.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			// From here on a failure is the check's, not the input's: 1.
 			exp, err := src.Expected(ctx, domain)
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return err
 			}
 			rep, err := f.checker(cfg).Check(ctx, exp, ph)
 			if err != nil {
-				return &exitError{code: 2, err: fmt.Errorf("dns check: %w", err)}
+				return fmt.Errorf("dns check: %w", err)
 			}
 			if asJSON {
 				err = rep.WriteJSON(cmd.OutOrStdout())
@@ -109,7 +112,7 @@ Exit status: 0 no error found, 1 errors found, 2 the check could not run.`,
 				err = rep.WriteText(cmd.OutOrStdout())
 			}
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return err
 			}
 			if n := rep.Count(dnscheck.Error); n > 0 {
 				return &exitError{code: 1, err: fmt.Errorf("dns check of %s (phase %s): %d error(s)", rep.Domain, rep.Phase, n)}

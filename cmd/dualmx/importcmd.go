@@ -442,7 +442,7 @@ Exit 1 when Microsoft's batch failed.`,
 		Example: "  dualmx import status scriba@hervormdputten.nl\n  dualmx import status scriba@hervormdputten.nl --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := openAdmin(g, false)
+			a, err := openReader(g, false)
 			if err != nil {
 				return err
 			}

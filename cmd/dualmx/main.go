@@ -28,13 +28,39 @@ func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		// An error may quote what a remote server or the tenant said.
-		fmt.Fprintln(os.Stderr, "dualmx:", visible.Lines(err.Error()))
+		fmt.Fprintln(os.Stderr, "dualmx:", visible.Lines(plainError(err)))
 		os.Exit(exitCode(err))
 	}
 }
 
-// exitCode is the exit status the README documents: 0 success, 1 the command
-// failed, 2 a usage error or no usable config.
+// internalPackages are the packages whose errors start with their name
+// ("router: ..."), as Go libraries' errors do: context for a developer,
+// noise for an admin reading the CLI's answer.
+var internalPackages = []string{"arc", "authcheck", "checklist", "config", "courier", "cutover", "dnscheck",
+	"m365", "migrate", "probe", "provisioning", "queue", "router", "smtpd", "spool", "srs", "standin", "vouch"}
+
+// plainError is err as an admin should read it: without the internal
+// package names in front of its parts, and with a hint where one helps.
+func plainError(err error) string {
+	msg := err.Error()
+	for before := ""; before != msg; {
+		before = msg
+		for _, p := range internalPackages {
+			prefix := p + ": "
+			msg = strings.ReplaceAll(msg, ": "+prefix, ": ")
+			msg = strings.ReplaceAll(msg, "\n"+prefix, "\n")
+			msg = strings.TrimPrefix(msg, prefix)
+		}
+	}
+	if errors.Is(err, router.ErrNotFound) {
+		msg += " (dualmx address list shows the addresses)"
+	}
+	return msg
+}
+
+// exitCode is the exit status the README documents: 0 success (also when
+// there was nothing to do), 1 the command ran and failed, 2 a usage error or
+// no usable config.
 func exitCode(err error) int {
 	var ee *exitError
 	switch {
@@ -96,7 +122,9 @@ manage the addresses, their migration state and the queue.
 Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("dualmx {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.config, "config", "", "config file (default $DUALMX_CONFIG)")
 	root.AddCommand(
 		newServeCmd(g),
@@ -111,7 +139,10 @@ Every command finds its state through --config FILE or $DUALMX_CONFIG.`,
 		newAccessCmd(g),
 		newM365Cmd(g),
 		newImportCmd(g),
+		newVersionCmd(),
 	)
+	_ = root.MarkPersistentFlagFilename("config", "yaml", "yml")
+	setCompletions(root, g)
 	usageErrors(root)
 	return root
 }

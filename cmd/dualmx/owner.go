@@ -15,10 +15,11 @@ import (
 // checkStateOwner refuses to work on state_dir as another user than its
 // owner. A file an admin command creates there as root (an SQLite -wal or
 // -shm file, a spool or import file) is one the daemon, running as the
-// owner, cannot read or write: mail would stay stuck. This holds for reading
-// commands too: SQLite creates its shared-memory files on a read when they
-// are absent. A state_dir that does not exist yet is not checked; the
-// command creates it, owned by whoever runs it.
+// owner, cannot read or write: mail would stay stuck. The commands that
+// only read are not checked: they open the state read-only (openReader,
+// router.OpenReadOnly), which creates nothing, so a member of the state's
+// group may run them. A state_dir that does not exist yet is not checked;
+// the command creates it, owned by whoever runs it.
 func checkStateOwner(dir string, euid int, argv []string, configFromEnv string) error {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {

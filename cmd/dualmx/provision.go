@@ -163,8 +163,25 @@ func newProvisionPlanCmd(g *globalFlags) *cobra.Command {
 	var file string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "plan [--file F] [--json]",
-		Short:   "Show what apply would change, grouped by person and by function",
+		Use:   "plan [--file F] [--json]",
+		Short: "Show what apply would change, grouped by person and by function",
+		Long: `Show what apply would change in Microsoft 365, grouped by person and by
+function; nothing is changed. Needs the config's m365: section.
+
+The desired-state file is --file, else $DUALMX_PROVISION_FILE, else
+` + defaultDesiredFile + `. It is YAML; unknown and duplicate keys are refused
+with file and line. docs/microsoft-365.md section 5 documents every key. In short:
+
+  domain: example.nl
+  licence: O365_BUSINESS_PREMIUM     # SKU part number
+  welcome: {from: ithelp@example.nl, help: ithelp@example.nl}
+  people:
+    anna: {given_name: Anna, surname: de Vries, private_email: anna@example.org}
+  functions:
+    - address: scriba@example.nl
+      name: Scriba
+      holders:
+        - {person: anna, from: 2026-01-01, until: 2026-04-30}`,
 		Example: "  dualmx provision plan --file /etc/dualmx/provision.yaml\n  dualmx provision plan --json | jq '.changes'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -183,7 +200,7 @@ func newProvisionPlanCmd(g *globalFlags) *cobra.Command {
 			return p.WriteText(cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&file, "file", "", "desired-state file")
+	cmd.Flags().StringVar(&file, "file", "", "desired-state file, YAML (default $DUALMX_PROVISION_FILE or "+defaultDesiredFile+")")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	return cmd
 }
@@ -231,7 +248,7 @@ random temporary password that is only ever written into the welcome mail.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&file, "file", "", "desired-state file")
+	cmd.Flags().StringVar(&file, "file", "", "desired-state file, YAML (default $DUALMX_PROVISION_FILE or "+defaultDesiredFile+"; see provision plan --help)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask (needed without a terminal)")
 	return cmd
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dualmx/dualmx/provisioning"
 )
 
 func TestApplyConfirmation(t *testing.T) {
@@ -49,5 +51,40 @@ func TestIsTerminal(t *testing.T) {
 	defer f.Close()
 	if isTerminal(f) {
 		t.Error("a regular file is not a terminal")
+	}
+}
+
+// TestProvisionPlanHelp: provision plan --help names the default file and
+// shows its format with an example the parser takes.
+func TestProvisionPlanHelp(t *testing.T) {
+	out, err := execute(t, "provision", "plan", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{defaultDesiredFile, "$DUALMX_PROVISION_FILE", "YAML", "docs/microsoft-365.md"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("provision plan --help does not name %q:\n%s", want, out)
+		}
+	}
+	// The example is the indented block after "In short:".
+	_, rest, ok := strings.Cut(out, "In short:\n\n")
+	if !ok {
+		t.Fatalf("no example in:\n%s", out)
+	}
+	example, _, _ := strings.Cut(rest, "\n\n")
+	var lines []string
+	for _, l := range strings.Split(example, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	f := filepath.Join(t.TempDir(), "provision.yaml")
+	if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := provisioning.LoadFile(f)
+	if err != nil {
+		t.Fatalf("the example in the help does not load: %v\n%s", err, strings.Join(lines, "\n"))
+	}
+	if len(d.People) != 1 || len(d.Functions) != 1 || len(d.Functions[0].Holders) != 1 {
+		t.Errorf("the example loaded as %+v", d)
 	}
 }

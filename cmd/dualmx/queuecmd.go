@@ -32,14 +32,16 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 		Example: "  dualmx queue list\n  dualmx queue list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := openAdmin(g, true)
+			a, err := openReader(g, true)
 			if err != nil {
 				return err
 			}
 			defer a.close()
-			items, err := a.spool.List()
-			if err != nil {
-				return err
+			items := []queue.Item{}
+			if a.spool != nil { // else no spool yet: nothing queued
+				if items, err = a.spool.List(); err != nil {
+					return err
+				}
 			}
 			// Held mail waits for a person, so it comes first; the rest stays in arrival order.
 			sort.SliceStable(items, func(i, j int) bool {
@@ -68,11 +70,14 @@ func newQueueShowCmd(g *globalFlags) *cobra.Command {
 		Example: "  dualmx queue show 20261127T101500-3f2a9c",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := openAdmin(g, true)
+			a, err := openReader(g, true)
 			if err != nil {
 				return err
 			}
 			defer a.close()
+			if a.spool == nil {
+				return fmt.Errorf("%s: no such message (the spool %s does not exist yet)", args[0], a.cfg.SpoolDir())
+			}
 			it, err := a.spool.Get(args[0])
 			if err != nil {
 				return err

@@ -60,6 +60,9 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 			if err := g.checkOwner(cfg); err != nil {
 				return err
 			}
+			if err := cfg.CheckStateAccess(config.WriteState); err != nil {
+				return g.stateAccessError(cfg, err)
+			}
 			if jsonLogs {
 				cfg.LogFormat = "json"
 			}
@@ -82,6 +85,9 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
 			d, err := startDaemon(ctx, cfg, log, nil)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w; another program (or another dualmx) listens there: stop it, or change listen.smtp or listen.metrics in %s", err, cfg.Path)
+			}
 			if err != nil {
 				return err
 			}
