@@ -93,6 +93,16 @@ func TestARCSealedEndToEnd(t *testing.T) {
 	if !strings.Contains(head, "Authentication-Results: relay.test.localhost;") || !strings.Contains(head, "dkim=pass") {
 		t.Errorf("Authentication-Results missing or wrong:\n%s", head)
 	}
+	// What dualmx adds, field by field, in the order README and the demo state.
+	var added []string
+	for _, line := range strings.Split(strings.TrimSuffix(head, "\r\n"), "\r\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && line[0] != ' ' && line[0] != '\t' {
+			added = append(added, name)
+		}
+	}
+	if want := []string{"ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Authentication-Results", "Received"}; strings.Join(added, ",") != strings.Join(want, ",") {
+		t.Errorf("fields added on top: %v, want %v", added, want)
+	}
 	res := arc.Verify(context.Background(), bytes.NewReader(got), ns.Resolver().LookupTXT)
 	if res.CV != arc.CVPass || res.Instance != 1 || res.Domains[0] != "relay.test.localhost" {
 		t.Errorf("ARC verdict at the tenant: %+v", res)

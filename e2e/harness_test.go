@@ -31,7 +31,8 @@ import (
 	"github.com/dualmx/dualmx/standin"
 )
 
-var binary string
+// binary is the dualmx under test; distKind is how scripts/dist.sh built it.
+var binary, distKind string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "dualmx-e2e-bin-")
@@ -39,13 +40,22 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "dualmx")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/dualmx")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building dualmx:", err)
+	// The binary under test is the one an admin installs: built by
+	// scripts/dist.sh (TestDist checks its version and checksum), with cgo
+	// where the machine has it, so ARC sealing goes through OpenSSL.
+	kind := "--static"
+	if out, err := exec.Command("go", "env", "CGO_ENABLED").Output(); err == nil && strings.TrimSpace(string(out)) == "1" {
+		kind = "--cgo"
+	}
+	build := exec.Command("../scripts/dist.sh", kind, "--out", dir)
+	build.Stderr = os.Stderr
+	out, err := build.Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "building dualmx with scripts/dist.sh:", err)
 		os.Exit(1)
 	}
+	binary = strings.TrimSpace(string(out))
+	distKind = strings.TrimPrefix(kind, "--")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

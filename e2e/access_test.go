@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// nobody is the user and group the access tests run commands as: a user
+// other than the owner of the state, in the state's group.
+const nobody = 65534
+
+// requireRoot: running a command as another user needs root; CI runs as
+// root, so there a missing root is a failure.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test runs commands as another user and needs root")
+	}
+	t.Skip("needs root to run commands as another user")
+}
+
+// openToNobody makes dir and everything above it searchable, and everything
+// below it readable by the group nobody, as the service's group would be.
+func openToNobody(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			os.Chmod(d, fi.Mode().Perm()|0o011)
+		}
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		os.Lchown(p, -1, nobody)
+		if fi, err := d.Info(); err == nil {
+			extra := fs.FileMode(0o040)
+			if d.IsDir() {
+				extra = 0o050
+			}
+			os.Chmod(p, fi.Mode().Perm()|extra)
+		}
+		return nil
+	})
+}
+
+// cliAs runs an admin command as uid/gid nobody.
+func (e *env) cliAs(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	var o, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &se
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		e.t.Fatal(err)
+	}
+	return o.String(), se.String(), code
+}
+
+// TestReadOnlyCommandsAsAnotherUser: a user who may read the state but not
+// write it (the service user's group) runs the commands that show, with the
+// daemon running and stopped; they open the state read-only and leave no
+// file behind. A command that changes the state says which user to run it
+// as, not SQLite's "attempt to write a readonly database". check-config, run
+// as that user, says it cannot keep state in state_dir.
+func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
+	requireRoot(t)
+	base, err := os.MkdirTemp("", "dualmx-access-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	e := newEnv(t, envOptions{stateDir: filepath.Join(base, "state")})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.mustCLI("address", "add", "koster@hervormdputten.nl", "--alias", "koster@fwd.hervormdputten.nl")
+	openToNobody(t, e.dir)
+	openToNobody(t, filepath.Dir(binary))
+
+	owned := func() []string {
+		var out []string
+		filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+			if err == nil {
+				if fi, err := d.Info(); err == nil && fi.Sys().(*syscall.Stat_t).Uid == nobody {
+					out = append(out, p)
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	for _, running := range []bool{true, false} {
+		name := "daemon stopped"
+		if running {
+			name = "daemon running"
+			e.start()
+		}
+		openToNobody(t, base) // the daemon's files, as a umask of 027 leaves them
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range []struct {
+				args []string
+				want string
+			}{
+				{[]string{"address", "list"}, "koster@hervormdputten.nl"},
+				{[]string{"address", "show", "scriba@hervormdputten.nl"}, "state:          forwarding"},
+				{[]string{"address", "checklist", "scriba@hervormdputten.nl"}, "next:"},
+				{[]string{"queue", "list"}, "ID"},
+			} {
+				out, errOut, code := e.cliAs(tc.args...)
+				if code != 0 || !strings.Contains(out, tc.want) {
+					t.Errorf("as nobody, dualmx %s: exit %d, want 0 and %q\n%s%s", strings.Join(tc.args, " "), code, tc.want, out, errOut)
+				}
+			}
+			out, errOut, code := e.cliAs("address", "flip", "koster@hervormdputten.nl", "provisioned")
+			if code != 1 || !strings.Contains(errOut, "user nobody cannot write") ||
+				!strings.Contains(errOut, "run this command as root (sudo -u root dualmx --config ") || strings.Contains(errOut, "readonly database") {
+				t.Errorf("as nobody, a flip: exit %d, want 1 naming the user to run as\n%s%s", code, out, errOut)
+			}
+			out, errOut, code = e.cliAs("check-config")
+			if code != 1 || !strings.Contains(out, "state_dir: user nobody cannot write") || !strings.Contains(out, "sudo -u root dualmx check-config") {
+				t.Errorf("as nobody, check-config: exit %d, want 1 naming state_dir\n%s%s", code, out, errOut)
+			}
+			if files := owned(); len(files) > 0 {
+				t.Errorf("commands run as nobody left files it owns: %v", files)
+			}
+		})
+		if running {
+			e.stop(syscall.SIGTERM)
+		}
+	}
+	// The state is still the owner's: the daemon starts and takes a flip.
+	e.start()
+	e.mustCLI("address", "flip", "koster@hervormdputten.nl", "provisioned")
+}
