@@ -77,8 +77,8 @@ func (e *env) cliAs(args ...string) (stdout, stderr string, code int) {
 // write it (the service user's group) runs the commands that show, with the
 // daemon running and stopped; they open the state read-only and leave no
 // file behind. A command that changes the state says which user to run it
-// as, not SQLite's "attempt to write a readonly database". check-config, run
-// as that user, says it cannot keep state in state_dir.
+// as (checkStateOwner), not SQLite's "attempt to write a readonly database".
+// check-config, run as that user, says it cannot keep state in state_dir.
 func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
 	requireRoot(t)
 	base, err := os.MkdirTemp("", "dualmx-access-")
@@ -127,9 +127,9 @@ func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
 				}
 			}
 			out, errOut, code := e.cliAs("address", "flip", "koster@hervormdputten.nl", "provisioned")
-			if code != 1 || !strings.Contains(errOut, "user nobody cannot write") ||
-				!strings.Contains(errOut, "run this command as root (sudo -u root dualmx --config ") || strings.Contains(errOut, "readonly database") {
-				t.Errorf("as nobody, a flip: exit %d, want 1 naming the user to run as\n%s%s", code, out, errOut)
+			if code != 2 || !strings.Contains(errOut, "belongs to root") ||
+				!strings.Contains(errOut, "sudo -u root dualmx --config ") || strings.Contains(errOut, "readonly database") {
+				t.Errorf("as nobody, a flip: exit %d, want 2 naming the user to run as\n%s%s", code, out, errOut)
 			}
 			out, errOut, code = e.cliAs("check-config")
 			if code != 1 || !strings.Contains(out, "state_dir: user nobody cannot write") || !strings.Contains(out, "sudo -u root dualmx check-config") {

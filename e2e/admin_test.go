@@ -119,7 +119,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 	// steps have no evidence in this env (no probe, no confirmation, no
 	// Microsoft 365), so migrated is still refused, naming them, until forced.
 	_, errOut, code = e.cli("address", "flip", addr, "migrated")
-	if code == 0 || !strings.Contains(errOut, "forward has not been verified") || !strings.Contains(errOut, "not configured") {
+	if code != 1 || !strings.Contains(errOut, "no verified forward") || !strings.Contains(errOut, "no m365: section") {
 		t.Fatalf("flip to migrated without checklist evidence: exit %d, %q", code, errOut)
 	}
 	e.mustCLI("address", "flip", addr, "migrated", "--force", "--reason", "test env has no tenant")

@@ -123,6 +123,7 @@ var (
 		"dualmx m365 setup":          {"--plan", "--relay-ip", "192.0.2.1", "--old-host-ip", "192.0.2.2"},
 		"dualmx import start":        {"a@example.nl", "--imap-host", "imap.example.nl", "--imap-user", "a"},
 		"dualmx import status":       {"a@example.nl"},
+		"dualmx import pst":          {"/nonexistent/old.pst", "--to", "a@example.nl"},
 	}
 	noConfig = map[string]bool{"dualmx demo": true, "dualmx version": true, "dualmx arc keygen": true, "dualmx arc verify": true}
 )
@@ -175,7 +176,7 @@ func TestCompletionFromState(t *testing.T) {
 	}
 	// Every command but arc verify completes its arguments without files.
 	walk(newRootCmd(), func(c *cobra.Command) {
-		if !c.Runnable() || c.CommandPath() == "dualmx arc verify" || strings.HasPrefix(c.CommandPath(), "dualmx completion") || c.Name() == "help" {
+		if !c.Runnable() || c.CommandPath() == "dualmx arc verify" || c.CommandPath() == "dualmx import pst" || strings.HasPrefix(c.CommandPath(), "dualmx completion") || c.Name() == "help" {
 			return
 		}
 		args := append([]string{"__complete"}, strings.Fields(c.CommandPath())[1:]...)

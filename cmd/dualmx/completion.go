@@ -34,6 +34,7 @@ func argCompletions(g *globalFlags) map[string]cobra.CompletionFunc {
 		"dualmx queue bounce":        g.completeFirst(completeQueueIDs),
 		"dualmx queue drop":          g.completeFirst(completeQueueIDs),
 		"dualmx arc verify":          fileArg,
+		"dualmx import pst":          fileArg,
 	}
 }
 
@@ -57,6 +58,11 @@ func setCompletions(root *cobra.Command, g *globalFlags) {
 				return
 			}
 			fn := cobra.NoFileCompletions
+			if f.Name == "to" { // import pst --to ADDRESS
+				fn = func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+					return completeAddresses(g), cobra.ShellCompDirectiveNoFileComp
+				}
+			}
 			if f.Name == "phase" {
 				fn = cobra.FixedCompletions([]string{"before", "after"}, cobra.ShellCompDirectiveNoFileComp)
 			}

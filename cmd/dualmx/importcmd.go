@@ -442,11 +442,13 @@ Exit 1 when Microsoft's batch failed.`,
 		Example: "  dualmx import status scriba@hervormdputten.nl\n  dualmx import status scriba@hervormdputten.nl --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := openReader(g, false)
+			// Only files under state_dir are read, nothing is created:
+			// the state database is not needed, and any reader may look.
+			cfg, err := loadConfig(g)
 			if err != nil {
 				return err
 			}
-			defer a.close()
+			a := &admin{cfg: cfg}
 			mailbox := strings.ToLower(args[0])
 			paths, err := importsOf(a.cfg, mailbox)
 			if err != nil {
