@@ -96,7 +96,7 @@ func openReader(g *globalFlags, withSpool bool) (*admin, error) {
 				return nil, err
 			}
 		}
-		sp, err := queue.OpenAdmin(cfg.SpoolDir(), nil, queue.WithHostname(cfg.Hostname))
+		sp, err := spool.OpenAdmin(cfg.SpoolDir(), nil, spool.WithHostname(cfg.Hostname))
 		if err != nil {
 			st.Close()
 			return nil, err

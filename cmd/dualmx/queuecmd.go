@@ -37,7 +37,7 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer a.close()
-			items := []queue.Item{}
+			items := []spool.Item{}
 			if a.spool != nil { // else no spool yet: nothing queued
 				if items, err = a.spool.List(); err != nil {
 					return err
