@@ -121,6 +121,8 @@ var (
 		"dualmx provision apply":     {"--yes"},
 		"dualmx access report":       {},
 		"dualmx m365 setup":          {"--plan", "--relay-ip", "192.0.2.1", "--old-host-ip", "192.0.2.2"},
+		"dualmx m365 check":          {},
+		"dualmx m365 teardown":       {"--plan", "--relay-ip", "192.0.2.1", "--old-host-ip", "192.0.2.2"},
 		"dualmx import start":        {"a@example.nl", "--imap-host", "imap.example.nl", "--imap-user", "a"},
 		"dualmx import status":       {"a@example.nl"},
 		"dualmx import pst":          {"/nonexistent/old.pst", "--to", "a@example.nl"},
