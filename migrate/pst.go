@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -55,6 +56,11 @@ func ImportPST(ctx context.Context, file string, t Target, p *Progress, progress
 	if prog == "" {
 		if prog, err = exec.LookPath("readpst"); err != nil {
 			return errors.New("migrate: readpst not found; install Debian's pst-utils (apt-get install pst-utils)")
+		}
+	}
+	if o.WorkDir != "" {
+		if err := os.MkdirAll(o.WorkDir, 0o750); err != nil {
+			return fmt.Errorf("migrate: work directory: %w", err)
 		}
 	}
 	work, err := os.MkdirTemp(o.WorkDir, "dualmx-pst-")
@@ -192,20 +198,27 @@ func (u *unpacked) Open(ctx context.Context, f Folder) (uint32, []Item, error) {
 	return 0, items, nil
 }
 
-// item reads what a message's header says about it: readpst writes
-// "Status: RO" for a read message and keeps the original Received fields.
+// readpstBoundary is the MIME boundary readpst makes up for every message.
+// Debian's readpst (0.6.76) takes its number from rand(), seeded by the
+// clock, so the same PST unpacks to different bytes in a later second;
+// fixing the number makes a message's bytes, and so its content key, the
+// same on every run.
+var readpstBoundary = regexp.MustCompile(`iamunique-[0-9]+_-_-`)
+
+func normalize(b []byte) []byte {
+	return readpstBoundary.ReplaceAll(b, []byte("iamunique-0_-_-"))
+}
+
+// item reads a message: its key from its (normalized) bytes, what its
+// header says about it (readpst writes "Status: RO" for a read message and
+// keeps the original Received fields).
 func (u *unpacked) item(p string) (Item, error) {
-	f, err := u.root.Open(p)
+	b, err := u.read(p)
 	if err != nil {
 		return Item{}, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Item{}, err
-	}
-	it := Item{Size: st.Size(), ref: p}
-	head, err := readHead(f)
+	it := Item{Size: int64(len(b)), ref: p, Key: contentKey("", 0, b)}
+	head, err := readHead(bytes.NewReader(b))
 	if err != nil {
 		return Item{}, fmt.Errorf("migrate: %s: %w", p, err)
 	}
@@ -214,9 +227,6 @@ func (u *unpacked) item(p string) (Item, error) {
 		h := mr.Header
 		it.Subject, _ = h.Subject()
 		it.Seen = strings.Contains(strings.ToUpper(h.Get("Status")), "R")
-		if id, err := h.MessageID(); err == nil && id != "" {
-			it.Key = contentKey(id, it.Size, nil)
-		}
 		if t := mailmsg.ReceivedTime(head); !t.IsZero() {
 			it.Received = t
 		} else if d, err := h.Date(); err == nil {
@@ -224,6 +234,19 @@ func (u *unpacked) item(p string) (Item, error) {
 		}
 	}
 	return it, nil
+}
+
+func (u *unpacked) read(p string) ([]byte, error) {
+	f, err := u.root.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMessageBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %s: %w", p, err)
+	}
+	return normalize(b), nil
 }
 
 // readHead reads a message's header block, at most 1 MB of it.
@@ -243,14 +266,9 @@ func readHead(r io.Reader) ([]byte, error) {
 }
 
 func (u *unpacked) Body(_ context.Context, _ Folder, it Item) ([]byte, error) {
-	f, err := u.root.Open(it.ref)
+	b, err := u.read(it.ref)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxMessageBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %s: %w", it.ref, err)
 	}
 	if len(b) > maxMessageBytes {
 		return nil, errTooLarge
