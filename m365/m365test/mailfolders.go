@@ -233,6 +233,8 @@ func (tn *Tenant) serveMailFolders(w http.ResponseWriter, r *http.Request, parts
 	case len(parts) == 5 && parts[4] == "messages" && r.Method == "GET":
 		tn.listMessages(w, r, mb, parent)
 	case (len(parts) == 3 || (len(parts) == 5 && parts[4] == "childFolders")) && r.Method == "GET":
+		// user-list-mailfolders, mailfolder-list-childfolders: a collection
+		// in "value"; $filter on displayName.
 		want := ""
 		if f := r.URL.Query().Get("$filter"); f != "" {
 			v, ok := strings.CutPrefix(f, "displayName eq '")
@@ -547,13 +549,17 @@ func (tn *Tenant) serveMessages(w http.ResponseWriter, r *http.Request, parts []
 	}
 	m := tn.mail.messages[parts[3]]
 	if m == nil || tn.mail.owner[parts[3]] != mb {
+		// The not-found shape of Outlook items (graph errors page: 404 with
+		// error.code; Exchange names it ErrorItemNotFound).
 		graphError(w, 404, "ErrorItemNotFound", "The specified object was not found in the store.")
 		return
 	}
 	switch {
 	case len(parts) == 4 && r.Method == "GET":
+		// message-get: the message resource's properties.
 		writeJSON(w, 200, tn.messageJSON(m))
 	case len(parts) == 4 && r.Method == "DELETE":
+		// message-delete: 204 No Content.
 		delete(tn.mail.messages, m.ID)
 		delete(tn.mail.owner, m.ID)
 		w.WriteHeader(204)

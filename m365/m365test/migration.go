@@ -112,6 +112,8 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 	tn.initMigration()
 	switch cmd {
 	case "Get-MigrationEndpoint":
+		// Get-MigrationEndpoint.md: by Identity, or every endpoint; a name
+		// that does not exist is not found.
 		id := str(p, "Identity")
 		var list []any
 		for _, e := range tn.migEndpoints {
@@ -142,6 +144,8 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 		tn.migEndpoints[key] = &MigrationEndpoint{Name: str(p, "Name"), RemoteServer: str(p, "RemoteServer"), Security: sec, Port: int(port)}
 		writeJSON(w, 200, map[string]any{"value": []any{map[string]any{"Identity": str(p, "Name")}}})
 	case "Remove-MigrationEndpoint":
+		// Remove-MigrationEndpoint.md: Confirm:$false skips the prompt; an
+		// endpoint a batch uses cannot go [unverified: the exception's name].
 		id := str(p, "Identity")
 		if p["Confirm"] != false {
 			tn.exoViolate(w, "%s without Confirm: false would prompt", cmd)
@@ -162,6 +166,7 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 	case "New-MigrationBatch":
 		tn.newBatch(w, p)
 	case "Get-MigrationBatch":
+		// Get-MigrationBatch.md: the batch's status and counts.
 		id := str(p, "Identity")
 		var list []any
 		for _, b := range tn.migBatches {
@@ -217,6 +222,7 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 				"The migration batch can't be started because its status is "+b.Status+".")
 		}
 	case "Remove-MigrationBatch":
+		// Remove-MigrationBatch.md: Confirm:$false skips the prompt.
 		if p["Confirm"] != false {
 			tn.exoViolate(w, "%s without Confirm: false would prompt", cmd)
 			return
@@ -229,6 +235,8 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 		delete(tn.migBatches, key)
 		w.WriteHeader(204)
 	case "Get-MigrationUser", "Get-MigrationUserStatistics":
+		// Get-MigrationUser.md, Get-MigrationUserStatistics.md: the user's
+		// batch (BatchId), status and error, and the item counts.
 		id := strings.ToLower(str(p, "Identity"))
 		b := tn.batchOf(id)
 		if b == nil {
