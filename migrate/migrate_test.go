@@ -437,16 +437,23 @@ func TestPlainRefusedOffLoopback(t *testing.T) {
 }
 
 // TestLockedAgainstASecondRun: two imports into one mailbox at once would
-// race on the progress file; the second is refused.
+// race on the progress file; the second is refused, and status sees one
+// running.
 func TestLockedAgainstASecondRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "scriba.json")
 	unlock, err := lockProgress(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unlock()
+	if !Running(path) {
+		t.Error("Running is false while an import holds the lock")
+	}
 	if err := copyAll(context.Background(), nil, nil, &Progress{}, path, Options{}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second run = %v", err)
+	}
+	unlock()
+	if Running(path) {
+		t.Error("Running is true after the import let go")
 	}
 }
 
