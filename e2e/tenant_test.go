@@ -141,6 +141,10 @@ functions:
 func TestTenantProvisionAndAccessReport(t *testing.T) {
 	e := newTenantEnv(t, tenantOptions{desired: desiredState})
 	e.mustCLI("address", "add", "financien@"+tenantDomain, "--alias", "financien@fwd."+tenantDomain)
+	// Lists come a page at a time, and both services throttle once.
+	e.tn.PageSize(1)
+	e.tn.Inject(m365test.Fault{Match: "GET /subscribedSkus", Status: 429, RetryAfter: "1", Times: 1})
+	e.tn.Inject(m365test.Fault{Match: "Get-MailboxPermission", Status: 429, RetryAfter: "1", Times: 1})
 
 	out := e.mustM365("provision", "plan")
 	for _, want := range []string{"create account anna.devries@hervormdputten.nl", "create shared mailbox financien@hervormdputten.nl (Financiën)",
@@ -182,13 +186,25 @@ func TestTenantProvisionAndAccessReport(t *testing.T) {
 		t.Errorf("plan changed the tenant: %v", changes)
 	}
 
+	if n := e.tn.Count("GET /subscribedSkus"); n < 2 {
+		t.Errorf("%d reads of subscribedSkus: the 429 was not retried", n)
+	}
+	e.tn.AddSharedMailbox("kosters@"+tenantDomain, "Kosters")
 	out = e.mustM365("access", "report")
 	if !strings.Contains(out, "financien@hervormdputten.nl") || !strings.Contains(out, "FullAccess+SendAs") ||
-		!strings.Contains(out, "0 differences from the desired state.") {
+		!strings.Contains(out, "kosters@hervormdputten.nl") || !strings.Contains(out, "1 difference from the desired state.") {
 		t.Errorf("access report:\n%s", out)
 	}
+	paged := false
+	for _, r := range e.tn.Requests() {
+		paged = paged || (r.Service == "exchange" && strings.Contains(r.Query, "skiptoken"))
+	}
+	if !paged {
+		t.Error("no Exchange list was followed to its next page")
+	}
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(e.mustM365("access", "report", "--json")), &rows); err != nil || len(rows) != 1 || rows[0]["status"] != "ok" {
+	if err := json.Unmarshal([]byte(e.mustM365("access", "report", "--json")), &rows); err != nil || len(rows) != 2 || rows[0]["status"] != "ok" ||
+		rows[1]["status"] != "not in file" {
 		t.Errorf("access report --json: %v %v", rows, err)
 	}
 }

@@ -97,8 +97,7 @@ func (r Requirement) satisfiedBy(held []string) bool {
 // the Graph API reference page named with each, least privileged first;
 // the Exchange roles are the Entra roles that app-only Exchange Online
 // accepts (app-only-auth-powershell-v2: Exchange Administrator for
-// everything, Exchange Recipient Administrator for recipients, and with
-// them the Migration role). Everything dualmx knows about permissions is
+// everything, Exchange Recipient Administrator for recipients). Everything dualmx knows about permissions is
 // here: a guess that turns out wrong is corrected in this one table, and
 // both `dualmx m365 check` and the error of a refused call quote it.
 var (
@@ -132,9 +131,9 @@ var (
 	// app-only-auth-powershell-v2
 	NeedManageAsApp            = Requirement{ExchangePermission, []string{"Exchange.ManageAsApp"}, "run Exchange Online cmdlets"}
 	NeedRecipientAdministrator = Requirement{EntraRole, []string{RoleExchangeRecipientAdministrator, RoleExchangeAdministrator, RoleGlobalAdministrator},
-		"shared mailboxes, FullAccess and SendAs, migration batches"}
+		"shared mailboxes, FullAccess and SendAs"}
 	NeedExchangeAdministrator = Requirement{EntraRole, []string{RoleExchangeAdministrator, RoleGlobalAdministrator},
-		"inbound connector, trusted ARC sealers, DKIM signing"}
+		"inbound connector, trusted ARC sealers, DKIM signing, migration batches"}
 	// resources/signinactivity: sign-in activity needs a premium tenant
 	NeedEntraP1 = Requirement{TenantLicence, []string{"Microsoft Entra ID P1"}, "Microsoft 365 reports sign-in activity only with it"}
 )
@@ -152,7 +151,9 @@ var Commands = []CommandNeeds{
 		NeedManageAsApp, NeedRecipientAdministrator}},
 	{"m365 setup|teardown", []Requirement{NeedManageAsApp, NeedExchangeAdministrator}},
 	{"dns check, cutover (expected records from the tenant)", []Requirement{NeedReadDomains, NeedManageAsApp, NeedExchangeAdministrator}},
-	{"import", []Requirement{NeedManageAsApp, NeedRecipientAdministrator, NeedWriteMail}},
+	// Whether Exchange Recipient Administrator's Migration role covers the
+	// migration cmdlets app-only is not verified; Exchange Administrator does.
+	{"import", []Requirement{NeedManageAsApp, NeedExchangeAdministrator, NeedWriteMail}},
 	{"address checklist (sign-in evidence)", []Requirement{NeedReadUsers, NeedAuditLog, NeedEntraP1}},
 }
 

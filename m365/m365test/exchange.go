@@ -52,11 +52,15 @@ func (tn *Tenant) exoViolate(w http.ResponseWriter, format string, args ...any) 
 }
 
 // orgCmdlets need the Exchange Administrator role (Organization
-// Management): connectors, ARC and DKIM are organisation settings. The
-// Exchange Recipient Administrator role (Recipient Management, which holds
-// the Migration role) runs the rest.
+// Management): connectors, ARC and DKIM are organisation settings, and the
+// migration cmdlets are taken to need it too, as dualmx assumes (whether
+// Recipient Management's Migration role suffices app-only is not
+// verified). The Exchange Recipient Administrator role runs the rest.
 var orgCmdlets = map[string]bool{"Get-InboundConnector": true, "New-InboundConnector": true, "Set-InboundConnector": true,
-	"Get-ArcConfig": true, "Set-ArcConfig": true, "Get-DkimSigningConfig": true, "New-DkimSigningConfig": true, "Set-DkimSigningConfig": true}
+	"Get-ArcConfig": true, "Set-ArcConfig": true, "Get-DkimSigningConfig": true, "New-DkimSigningConfig": true, "Set-DkimSigningConfig": true,
+	"Get-MigrationEndpoint": true, "New-MigrationEndpoint": true, "Remove-MigrationEndpoint": true, "New-MigrationBatch": true,
+	"Get-MigrationBatch": true, "Complete-MigrationBatch": true, "Remove-MigrationBatch": true, "Get-MigrationUser": true,
+	"Get-MigrationUserStatistics": true}
 
 // exoUnauthorized is the answer to a token Exchange does not take: no
 // Exchange.ManageAsApp in its roles, or no Exchange role on the app
