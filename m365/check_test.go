@@ -165,3 +165,30 @@ func TestCheckFindsWhatIsMissing(t *testing.T) {
 		t.Errorf("without an Exchange role: %v", st)
 	}
 }
+
+// TestDocsListEveryRequirement: docs/microsoft-365.md's table of section 2
+// names every permission and role of m365.Commands, so the documentation
+// and what m365 check checks stay one list.
+func TestDocsListEveryRequirement(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "microsoft-365.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start, end := strings.Index(doc, "## 2. Permissions and roles"), strings.Index(doc, "## 3.")
+	if start < 0 || end < start {
+		t.Fatal("docs/microsoft-365.md has no section 2 on permissions")
+	}
+	section := doc[start:end]
+	for _, c := range m365.Commands {
+		for _, n := range c.Needs {
+			name := n.AnyOf[0]
+			if n.Kind == m365.EntraRole {
+				name = m365.RoleName(name)
+			}
+			if !strings.Contains(section, name) {
+				t.Errorf("%s: %s is not in the documented table", c.Command, name)
+			}
+		}
+	}
+}

@@ -266,6 +266,8 @@ func (tn *Tenant) visibleMailboxes(kind string) []any {
 	return all
 }
 
+// exoGetMailbox answers Get-Mailbox (Get-Mailbox page): by Identity, or a
+// list filtered by RecipientTypeDetails, cut to ResultSize.
 func (tn *Tenant) exoGetMailbox(w http.ResponseWriter, r *http.Request, p map[string]any, skip int) {
 	if id := str(p, "Identity"); id != "" {
 		mb := tn.findMailbox(id)
@@ -353,6 +355,9 @@ func (tn *Tenant) permRows(cmd string, mb *mailbox) []any {
 	return all
 }
 
+// exoGetPerms answers Get-MailboxPermission and Get-RecipientPermission
+// (their pages): one row per trustee with Identity, User or Trustee,
+// AccessRights, IsInherited, Deny or AccessControlType.
 func (tn *Tenant) exoGetPerms(w http.ResponseWriter, r *http.Request, cmd string, p map[string]any, skip int) {
 	id := str(p, "Identity")
 	mb := tn.findMailbox(id)
@@ -384,6 +389,9 @@ func rights(p map[string]any) []string {
 	return nil
 }
 
+// exoChangePerm answers Add-/Remove-MailboxPermission and
+// Add-/Remove-RecipientPermission (their pages): AccessRights FullAccess with
+// InheritanceType All, or SendAs; Remove-* with Confirm false.
 func (tn *Tenant) exoChangePerm(w http.ResponseWriter, cmd string, p map[string]any) {
 	right, who := m365.FullAccess, str(p, "User")
 	if strings.HasSuffix(cmd, "RecipientPermission") {
@@ -486,6 +494,9 @@ func (tn *Tenant) allConnectors() []any {
 	return all
 }
 
+// exoConnector answers Get-, New- and Set-InboundConnector (their pages);
+// Set-* of values a connector already has answers with the warning Exchange
+// gives for a no-op.
 func (tn *Tenant) exoConnector(w http.ResponseWriter, r *http.Request, cmd string, p map[string]any, skip int) {
 	for k := range p {
 		if !connectorParams[k] {

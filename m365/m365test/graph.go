@@ -216,11 +216,15 @@ func (tn *Tenant) lookup(key string) *user {
 	return nil
 }
 
+// notFound is Graph's 404 for a user it does not have (user-get; the
+// Request_ResourceNotFound shape of learn.microsoft.com/graph/errors).
 func notFound(w http.ResponseWriter, key string) {
 	graphError(w, 404, "Request_ResourceNotFound",
 		"Resource '"+key+"' does not exist or one of its queried reference-property objects are not present.")
 }
 
+// userJSON is a user resource (resources/user): the default properties, and
+// usageLocation, accountEnabled and assignedLicenses only when selected.
 func (tn *Tenant) userJSON(u *user, sel []string) map[string]any {
 	all := map[string]any{"id": u.ID, "userPrincipalName": u.UPN, "displayName": u.DisplayName, "givenName": u.GivenName,
 		"surname": u.Surname, "mail": u.UPN, "accountEnabled": u.Enabled}
@@ -253,6 +257,7 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
+// getUser answers GET /users/{id | userPrincipalName} (user-get).
 func (tn *Tenant) getUser(w http.ResponseWriter, r *http.Request, key string, claims Claims) {
 	u := tn.lookup(key)
 	if u == nil {
@@ -357,6 +362,10 @@ type userBody struct {
 // upnChars are the characters Entra allows in a UPN's local part.
 const upnChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.-_!#^~"
 
+// createUser answers POST /users (user-post-users): 201 with the user; the
+// required properties; a UPN in a verified domain with the allowed
+// characters; a duplicate UPN as 400 Request_BadRequest with
+// details[].code ObjectConflict.
 func (tn *Tenant) createUser(w http.ResponseWriter, body []byte) {
 	var b userBody
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -407,6 +416,7 @@ func (tn *Tenant) createUser(w http.ResponseWriter, body []byte) {
 	writeJSON(w, 201, tn.userJSON(u, []string{"id", "userPrincipalName", "displayName", "givenName", "surname", "mail"}))
 }
 
+// patchUser answers PATCH /users/{id} (user-update).
 func (tn *Tenant) patchUser(w http.ResponseWriter, key string, body []byte) {
 	u := tn.lookup(key)
 	if u == nil {
@@ -443,6 +453,7 @@ func (tn *Tenant) patchUser(w http.ResponseWriter, key string, body []byte) {
 	w.WriteHeader(204)
 }
 
+// listSKUs answers GET /subscribedSkus (subscribedsku-list).
 func (tn *Tenant) listSKUs(w http.ResponseWriter) {
 	var out []map[string]any
 	for _, s := range tn.skus {
@@ -452,6 +463,9 @@ func (tn *Tenant) listSKUs(w http.ResponseWriter) {
 	writeJSON(w, 200, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscribedSkus", "value": out})
 }
 
+// assignLicense answers POST /users/{id}/assignLicense (user-assignlicense):
+// both addLicenses and removeLicenses are required; a user without a usage
+// location cannot be licensed.
 func (tn *Tenant) assignLicense(w http.ResponseWriter, key string, body []byte) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
@@ -512,6 +526,8 @@ func (tn *Tenant) assignLicense(w http.ResponseWriter, key string, body []byte) 
 	writeJSON(w, 200, tn.userJSON(u, []string{"id", "userPrincipalName"}))
 }
 
+// sendMail answers POST /users/{id}/sendMail (user-sendmail): 202 Accepted
+// with no body.
 func (tn *Tenant) sendMail(w http.ResponseWriter, key string, body []byte) {
 	from, _ := url.PathUnescape(key)
 	var b struct {
