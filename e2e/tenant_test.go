@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/dualmx/dualmx/internal/dnstest"
+	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/m365/m365test"
 )
@@ -79,8 +80,14 @@ func newTenantEnv(t *testing.T, o tenantOptions) *tenantEnv {
 // m365 runs the binary with this env's config, trusting the fake's CA.
 func (e *tenantEnv) m365(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
+	return e.m365Trusting(e.caFile, args...)
+}
+
+// m365Trusting runs the binary trusting the roots in caFile only.
+func (e *tenantEnv) m365Trusting(caFile string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
 	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.caFile, "DUALMX_PROVISION_FILE="+e.desired)
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile, "DUALMX_PROVISION_FILE="+e.desired)
 	var o, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &se
 	err := cmd.Run()
@@ -239,6 +246,22 @@ func TestTenantCheck(t *testing.T) {
 	out, _, _ = e.m365("m365", "check", "--json")
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Missing() == 0 {
 		t.Errorf("--json: %v %+v", err, rep)
+	}
+
+	// TLS is verified: with roots that do not include the fake's CA, the
+	// sign-in fails and nothing reaches Graph or Exchange.
+	other, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFile, err := other.WriteCAFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.tn.Requests())
+	out, errOut, code = e.m365Trusting(otherFile, "m365", "check")
+	if code != 1 || !strings.Contains(errOut, "certificate signed by unknown authority") || len(e.tn.Requests()) != before {
+		t.Errorf("untrusted certificate: exit %d\n%s%s", code, out, errOut)
 	}
 
 	// A wrong secret: sign-in fails, exit 1, and the secret is not shown.

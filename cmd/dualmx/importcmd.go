@@ -312,7 +312,12 @@ func exchangeCommander(cfg *config.Config) (*m365.InvokeCommandClient, error) {
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	return m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: cfg.M365.ExchangeURL, TenantID: cfg.M365.TenantID})
+	ends, err := m365Endpoints(cfg)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	// The cloud's Exchange host and resource, as every other command uses.
+	return m365.NewExchange(cred, m365.ExchangeOptions{BaseURL: ends.Exchange(), Scope: ends.Cloud.ExchangeScope(), TenantID: cfg.M365.TenantID})
 }
 
 func writeProgress(w io.Writer, p *migrate.Progress) {
