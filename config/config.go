@@ -262,6 +262,10 @@ type Delivery struct {
 	// MXPort is the port DSNs are delivered to at the sender's MX: 25,
 	// except in tests that play the sender's server on loopback.
 	MXPort int
+	// MXAllowLoopback lets DSNs and returned bounces go to a sender's MX on
+	// a loopback address, which is otherwise refused like every other
+	// non-public address: for tests that play that server on loopback.
+	MXAllowLoopback bool
 }
 
 // Default returns the built-in values. Hostname, StateDir and Target.Host

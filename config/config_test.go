@@ -345,6 +345,11 @@ var badCases = []badCase{
 		want: []string{"bad.yaml:1: hostname: expected a string, found a list"},
 	},
 	{
+		name: "mx_allow_loopback takes true or false only",
+		yaml: withMinimal("delivery:", "  mx_allow_loopback: yes"),
+		want: []string{`bad.yaml:6: delivery.mx_allow_loopback: "yes" is a string, expected true or false`},
+	},
+	{
 		name: "retry_max below retry_initial points at retry_max",
 		yaml: withMinimal("delivery:", "  retry_initial: 10m", "  retry_max: 5m"),
 		want: []string{"bad.yaml:7: delivery.retry_max: retry_max (5m) must be at least retry_initial (10m)"},
@@ -694,6 +699,11 @@ func TestWarnings(t *testing.T) {
 				"x.yaml:3: listen.metrics: metrics and /healthz are served without TLS or authentication on :9464; see docs/install.md for a safe scrape set-up",
 				`x.yaml:1: hostname: "relay" is not fully qualified`,
 			},
+		},
+		{
+			name: "DSNs to loopback, for tests",
+			yaml: withMinimal("listen: {smtp: \"127.0.0.1:25\"}", "delivery:", "  mx_allow_loopback: true"),
+			want: []string{"x.yaml:7: delivery.mx_allow_loopback: DSNs and returned bounces may go to a sender's MX on a loopback address (meant for tests)"},
 		},
 		{
 			name: "dane with ca_file",

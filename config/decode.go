@@ -59,6 +59,7 @@ var schema = []field{
 	{path: "delivery.on_permanent_failure", ptr: func(c *Config) any { return &c.Delivery.OnPermanentFailure }},
 	{path: "delivery.concurrency", ptr: func(c *Config) any { return &c.Delivery.Concurrency }},
 	{path: "delivery.mx_port", ptr: func(c *Config) any { return &c.Delivery.MXPort }},
+	{path: "delivery.mx_allow_loopback", ptr: func(c *Config) any { return &c.Delivery.MXAllowLoopback }},
 	{path: "resolver", ptr: func(c *Config) any { return &c.Resolver }},
 	{path: "inbound.max_received", ptr: func(c *Config) any { return &c.Inbound.MaxReceived }},
 	{path: "inbound.max_connections_per_ip", ptr: func(c *Config) any { return &c.Inbound.MaxConnectionsPerIP }},
@@ -315,6 +316,10 @@ func (d *decoder) leaf(v *yaml.Node, key string, ptr any) {
 		if i, ok := d.integer(v, key); ok {
 			*p = i
 		}
+	case *bool:
+		if b, ok := d.boolean(v, key); ok {
+			*p = b
+		}
 	case *time.Duration:
 		if dur, ok := d.duration(v, key); ok {
 			*p = dur
@@ -344,6 +349,21 @@ func (d *decoder) str(v *yaml.Node, key string) (string, bool) {
 		d.errorf(v, key, "expected a string, found %s", describe(v))
 	}
 	return "", false
+}
+
+// boolean takes true or false and nothing else: YAML 1.1's yes, no, on and
+// off are refused, not guessed at.
+func (d *decoder) boolean(v *yaml.Node, key string) (bool, bool) {
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!bool" {
+		switch v.Value {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	}
+	d.errorf(v, key, "%s is %s, expected true or false", show(v), describe(v))
+	return false, false
 }
 
 func (d *decoder) integer(v *yaml.Node, key string) (int64, bool) {

@@ -375,6 +375,9 @@ func (c *Config) Warnings() []Problem {
 			warn("target.ca_file", "ignored because target.tls is none")
 		}
 	}
+	if c.Delivery.MXAllowLoopback {
+		warn("delivery.mx_allow_loopback", "DSNs and returned bounces may go to a sender's MX on a loopback address (meant for tests)")
+	}
 	if c.Target.TLS == TLSDane && c.Target.CAFile != "" {
 		warn("target.ca_file", "ignored because target.tls is dane: the certificate is checked against the TLSA records, not CAs")
 	}
@@ -583,6 +586,8 @@ func display(ptr any) any {
 	case *int:
 		return *p
 	case *int64:
+		return *p
+	case *bool:
 		return *p
 	case *time.Duration:
 		return fmtDuration(*p)

@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -37,6 +38,8 @@ type dialer struct {
 	command    time.Duration
 	data       time.Duration
 	resolver   *net.Resolver
+	// control, when set, may refuse the address about to be dialled.
+	control func(network, address string, c syscall.RawConn) error
 }
 
 // client is one SMTP connection, plain or TLS, past EHLO.
@@ -145,7 +148,7 @@ func (l *lineLimitReader) Read(p []byte) (int, error) {
 // cannot send STARTTLS after a custom EHLO name, so the part before TLS is
 // done here by hand, then go-smtp takes over (it sends its own EHLO).
 func (d *dialer) connect(ctx context.Context) (*client, error) {
-	nd := net.Dialer{Timeout: d.dial, Resolver: d.resolver}
+	nd := net.Dialer{Timeout: d.dial, Resolver: d.resolver, Control: d.control}
 	raw, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
 		return nil, &Error{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}

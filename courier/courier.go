@@ -105,7 +105,7 @@ type txn struct {
 }
 
 func (x *txn) AddRcpt(_ context.Context, rcpt string) error {
-	if err := checkPath(rcpt); err != nil {
+	if err := checkRcpt(rcpt); err != nil {
 		return err
 	}
 	if x.rcpts == nil {

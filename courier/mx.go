@@ -5,9 +5,10 @@ package courier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -15,19 +16,26 @@ import (
 type MXConfig struct {
 	Client
 	Port int // default 25; tests point it elsewhere
-	// LookupMX answers MX queries; default Resolver.LookupMX.
+	// LookupMX answers MX queries; default Resolver.LookupMX. The MX hosts'
+	// addresses are always looked up with Resolver.
 	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error)
+	// AllowLoopback lets a sender's MX be on a loopback address, for tests
+	// that play it there; every other non-public address is refused even so.
+	AllowLoopback bool
 }
 
 // MX delivers to a recipient's mail exchangers, found by MX lookup. It is
 // only ever used for DSNs dualmx generated itself and for bounces returned
 // to an address recovered from a valid SRS token of ours, so the relay
-// stays closed by construction. Arbitrary senders' servers cannot be
-// expected to present certificates we can verify, hence opportunistic TLS.
+// stays closed by construction. It connects to public addresses only (see
+// public.go). Arbitrary senders' servers cannot be expected to present
+// certificates we can verify, hence opportunistic TLS.
 type MX struct {
-	tmpl   dialer // helo and timeouts
-	port   int
-	lookup func(ctx context.Context, domain string) ([]*net.MX, error)
+	tmpl          dialer // helo, timeouts and the dial guard
+	port          int
+	lookup        func(ctx context.Context, domain string) ([]*net.MX, error)
+	resolver      *net.Resolver
+	allowLoopback bool
 }
 
 // NewMX prepares delivery by MX lookup.
@@ -39,12 +47,15 @@ func NewMX(cfg MXConfig) *MX {
 	if cfg.LookupMX == nil {
 		cfg.LookupMX = cfg.Resolver.LookupMX
 	}
-	return &MX{tmpl: cfg.dialer(), port: cfg.Port, lookup: cfg.LookupMX}
+	tmpl := cfg.dialer()
+	tmpl.control = dialGuard(cfg.AllowLoopback)
+	tmpl.policy = TLSOpportunistic
+	return &MX{tmpl: tmpl, port: cfg.Port, lookup: cfg.LookupMX, resolver: cfg.Resolver, allowLoopback: cfg.AllowLoopback}
 }
 
 // Start begins a transaction to the recipients' mail exchangers.
 func (t *MX) Start(_ context.Context, msg Message) (Delivery, error) {
-	if err := checkPath(msg.From); err != nil {
+	if err := checkSender(msg.From); err != nil {
 		return nil, err
 	}
 	return &mxDelivery{txn: txn{msg: msg}, t: t}, nil
@@ -89,48 +100,93 @@ func (t *MX) sendDomain(ctx context.Context, x *txn, domain string) ([]Outcome, 
 	if domain == "" {
 		return nil, PermError("5.1.3", "recipient has no domain")
 	}
-	mxs, err := t.lookup(ctx, domain)
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		return nil, PermError("5.1.2", "domain %s does not exist", domain)
+	var hosts []string
+	if strings.HasPrefix(domain, "[") {
+		hosts = []string{domain} // an address literal: no MX to look up
+	} else {
+		mxs, err := t.lookup(ctx, domain)
+		var dnsErr *net.DNSError
+		// Go reports a name without MX records (NODATA) as not found too;
+		// whether the domain exists at all is for the address lookup of
+		// the implicit MX to tell.
+		if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) && len(mxs) == 0 {
+			return nil, TempError("4.4.3", "MX lookup for %s: %v", domain, err)
+		}
+		sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
+		for _, mx := range mxs {
+			hosts = append(hosts, strings.TrimSuffix(mx.Host, "."))
+		}
+		if len(hosts) == 1 && hosts[0] == "" {
+			return nil, PermError("5.1.10", "domain %s accepts no mail (null MX)", domain)
+		}
 	}
-	if err != nil && len(mxs) == 0 {
-		return nil, TempError("4.4.3", "MX lookup for %s: %v", domain, err)
-	}
-	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
-	hosts := make([]string, 0, len(mxs))
-	for _, mx := range mxs {
-		hosts = append(hosts, strings.TrimSuffix(mx.Host, "."))
-	}
-	if len(hosts) == 1 && hosts[0] == "" {
-		return nil, PermError("5.1.10", "domain %s accepts no mail (null MX)", domain)
-	}
-	if len(hosts) == 0 {
+	implicit := len(hosts) == 0
+	if implicit {
 		hosts = []string{domain} // RFC 5321 5.1: the implicit MX
 	}
 	lastErr := error(TempError("4.4.4", "no usable MX for %s", domain))
+	var refused []string
+	tried, unresolved := false, false
 	for _, h := range hosts {
-		d := t.tmpl
-		d.addr = net.JoinHostPort(h, strconv.Itoa(t.port))
-		d.serverName = h
-		d.policy = TLSOpportunistic
-		c, err := d.connect(ctx)
+		addrs, err := t.addresses(ctx, h)
+		if errors.Is(err, errNoAddress) && implicit {
+			return nil, PermError("5.1.2", "domain %s does not exist (no MX, no address)", domain)
+		}
 		if err != nil {
-			lastErr = err
-			if isReply(err) && !Classify(err).Temporary {
-				return nil, err
-			}
+			lastErr, unresolved = err, true
 			continue
 		}
-		out, _, err := transact(ctx, c, x, x.msg.From, d.data)
-		c.quit()
-		if err == nil || isReply(err) {
-			return out, err
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
+		for _, a := range addrs {
+			if why := refusal(a, t.allowLoopback); why != "" {
+				refused = append(refused, fmt.Sprintf("%s %s (%s)", h, a, why))
+				continue
+			}
+			tried = true
+			d := t.tmpl
+			d.addr = netip.AddrPortFrom(a, uint16(t.port)).String()
+			d.serverName = h
+			c, err := d.connect(ctx)
+			if err != nil {
+				lastErr = err
+				if isReply(err) && !Classify(err).Temporary {
+					return nil, err
+				}
+				continue
+			}
+			out, _, err := transact(ctx, c, x, x.msg.From, d.data)
+			c.quit()
+			if err == nil || isReply(err) {
+				return out, err
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, lastErr
+			}
 		}
 	}
+	if !tried && !unresolved && len(refused) > 0 {
+		// Looking again will not make them public: held for an admin.
+		return nil, PermError("5.4.4", "the mail exchangers of %s are not at public addresses (%s): dualmx does not deliver there", domain, strings.Join(refused, ", "))
+	}
 	return nil, lastErr
+}
+
+// errNoAddress marks a name that has no address.
+var errNoAddress = errors.New("no address")
+
+// addresses returns the addresses of the MX host h, an address itself or a
+// name looked up now.
+func (t *MX) addresses(ctx context.Context, h string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	addrs, err := t.resolver.LookupNetIP(ctx, "ip", h)
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return nil, fmt.Errorf("%w: %w", TempError("4.4.4", "MX host %s has no address", h), errNoAddress)
+	case err != nil:
+		return nil, TempError("4.4.3", "address lookup for MX host %s: %v", h, err)
+	}
+	return addrs, nil
 }

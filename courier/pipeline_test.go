@@ -184,7 +184,7 @@ func (s *scriptServer) reply(id int, cmd string) string {
 	case verb == "MAIL":
 		return "250 2.1.0 Sender ok"
 	case verb == "RCPT":
-		return "250 2.1.5 spool.Recipient ok"
+		return "250 2.1.5 Recipient ok"
 	case verb == "DATA":
 		return "354 Go ahead"
 	case verb == ".":

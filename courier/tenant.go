@@ -103,7 +103,7 @@ func NewTenant(cfg TenantConfig) *Tenant {
 
 // Start begins a transaction to the tenant.
 func (t *Tenant) Start(_ context.Context, msg Message) (Delivery, error) {
-	if err := checkPath(msg.From); err != nil {
+	if err := checkSender(msg.From); err != nil {
 		return nil, err
 	}
 	return &tenantDelivery{txn: txn{msg: msg}, t: t}, nil

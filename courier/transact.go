@@ -26,6 +26,11 @@ var errStale = errors.New("pooled connection is gone")
 // reusable reports whether the connection is in a known state for another
 // transaction.
 func transact(ctx context.Context, c *client, x *txn, from string, dataTimeout time.Duration) (out []Outcome, reusable bool, err error) {
+	// Checked at Start and AddRcpt; a target that skipped that still
+	// writes nothing it cannot.
+	if from, err = path(from); err != nil {
+		return nil, true, PermError("5.1.7", "sender %v", err)
+	}
 	stop := context.AfterFunc(ctx, c.close)
 	defer stop()
 
@@ -54,7 +59,12 @@ func transact(ctx context.Context, c *client, x *txn, from string, dataTimeout t
 	out = x.outcomes()
 	var accepted []int
 	for i, r := range x.rcpts {
-		if err := c.c.Rcpt(r, nil); err != nil {
+		p, err := path(r)
+		if err != nil {
+			out[i].Err = PermError("5.1.3", "recipient %v", err)
+			continue
+		}
+		if err := c.c.Rcpt(p, nil); err != nil {
 			if !isReply(err) {
 				return nil, false, Classify(err)
 			}
@@ -118,23 +128,28 @@ func afterData(out []Outcome, accepted []int, text string, err error) ([]Outcome
 // are read in order, and each outcome is judged as the round-trip path judges
 // it. Only the body and its final reply take a second round trip.
 func transactPipelined(c *client, mail string, x *txn, dataTimeout time.Duration) ([]Outcome, bool, error) {
-	// go-smtp refuses these before writing; here they would inject commands.
+	// A line break would inject commands; path refuses every control
+	// character, this is the last guard.
 	if strings.ContainsAny(mail, "\r\n") {
 		return nil, false, fmt.Errorf("%w: MAIL: %w", errStale, errLineBreak)
 	}
 	n := len(mail) + len("\r\nDATA\r\n")
-	for _, r := range x.rcpts {
-		if strings.ContainsAny(r, "\r\n") {
-			return nil, false, Classify(errLineBreak)
+	for i, r := range x.rcpts {
+		p, err := path(r)
+		if err != nil || strings.ContainsAny(p, "\r\n") {
+			// transact has no answer for one recipient alone here:
+			// AddRcpt refuses what path cannot write.
+			return nil, false, PermError("5.1.3", "recipient %d %v", i, errUnwritable)
 		}
-		n += len("RCPT TO:<>\r\n") + len(r)
+		n += len("RCPT TO:<>\r\n") + len(p)
 	}
 	cmds := make([]byte, 0, n)
 	cmds = append(cmds, mail...)
 	cmds = append(cmds, "\r\n"...)
 	for _, r := range x.rcpts {
+		p, _ := path(r)
 		cmds = append(cmds, "RCPT TO:<"...)
-		cmds = append(cmds, r...)
+		cmds = append(cmds, p...)
 		cmds = append(cmds, ">\r\n"...)
 	}
 	cmds = append(cmds, "DATA\r\n"...)
@@ -216,15 +231,6 @@ func transactPipelined(c *client, mail string, x *txn, dataTimeout time.Duration
 
 // errLineBreak is go-smtp's refusal of an address that would split a command.
 var errLineBreak = errors.New("smtp: a line must not contain CR or LF")
-
-// checkPath refuses an address that cannot be written into MAIL FROM or
-// RCPT TO as it is.
-func checkPath(addr string) error {
-	if strings.ContainsAny(addr, "\r\n") {
-		return PermError("5.1.3", "address %q cannot be written into an SMTP command", addr)
-	}
-	return nil
-}
 
 // mailCommand words MAIL FROM as go-smtp's Client.Mail does for the options
 // transact uses, so both paths send the same command.

@@ -44,7 +44,7 @@ func (w *authorWorld) config(t *testing.T, policy string) (extra, delivery strin
 		t.Fatal(err)
 	}
 	extra = fmt.Sprintf("resolver: %q\nsrs:\n  domain: fwd.hervormdputten.nl\n  secret_file: %q\n", w.dns.Addr(), secret)
-	delivery = fmt.Sprintf("delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n  on_permanent_failure: %s\n  mx_port: %d\n", policy, w.mx.Port())
+	delivery = fmt.Sprintf("delivery:\n  retry_initial: 200ms\n  retry_max: 1s\n  give_up_after: 1h\n  on_permanent_failure: %s\n  mx_port: %d\n  mx_allow_loopback: true\n", policy, w.mx.Port())
 	return extra, delivery
 }
 

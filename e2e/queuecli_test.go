@@ -38,7 +38,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 	extra, _ := w.config(t, "hold")
 	var mode atomic.Int32 // 0: 451, 1: accept, 2: 550
 	e := newEnv(t, envOptions{extraConfig: extra,
-		delivery: "delivery:\n  retry_initial: 1h\n  retry_max: 2h\n  give_up_after: 120h\n  mx_port: " + itoa(w.mx.Port()) + "\n",
+		delivery: "delivery:\n  retry_initial: 1h\n  retry_max: 2h\n  give_up_after: 120h\n  mx_port: " + itoa(w.mx.Port()) + "\n  mx_allow_loopback: true\n",
 		tenant: func(o *standin.Options) {
 			o.Hook = func(ev standin.Event) error {
 				if ev.Stage != standin.StageRcpt {

@@ -4,12 +4,14 @@ package queue
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/mail"
 	"os"
 	"regexp"
@@ -24,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
@@ -509,5 +512,52 @@ func TestBounceLeavesMetadataBehind(t *testing.T) {
 	}
 	if got := f.sp.Stats(time.Now()).ByState; got["held"] != 0 || got["deferred"] != 0 || got["pending"] != 0 {
 		t.Errorf("gauges %v, want an empty queue", got)
+	}
+}
+
+// TestDSNToNonPublicMXHeld (issue 15.5): a DSN whose sender's MX is on a
+// loopback or private address is not delivered there: it fails at once and
+// is held for an admin, the reason on record, and nothing connected to the
+// server listening there.
+func TestDSNToNonPublicMXHeld(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ mxHost, reason string }{
+		{"127.0.0.1.", "127.0.0.1 (loopback)"},
+		{"10.0.0.25.", "10.0.0.25 (private)"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			s := f.target(standin.Options{Hook: func(e standin.Event) error {
+				if e.Stage == standin.StageRcpt {
+					return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "unknown recipient"}
+				}
+				return nil
+			}})
+			mx := f.target(standin.Options{TLS: newFixture(t).tlsFor("mx.sender.test")})
+			opts := f.opts(s)
+			opts.OnPermanentFailure = PolicyBounce
+			opts.Sender = courier.NewMX(courier.MXConfig{Port: mx.Port(), LookupMX: func(context.Context, string) ([]*net.MX, error) {
+				return []*net.MX{{Host: tc.mxHost, Pref: 10}}, nil
+			}})
+			id := f.spool(testBody, defaultEnv())
+			f.run(opts)
+			waitFor(t, 5*time.Second, "original bounced", f.gone(id))
+			var dsn spool.Item
+			waitFor(t, 5*time.Second, "the DSN held", func() bool {
+				items, _ := f.sp.List()
+				if len(items) == 1 && items[0].DSN && items[0].State == spool.StateHeld {
+					dsn = items[0]
+					return true
+				}
+				return false
+			})
+			if r := dsn.Recipients[0]; !strings.Contains(r.LastReply, "5.4.4") || !strings.Contains(r.LastReply, tc.reason) || dsn.Attempts != 1 {
+				t.Errorf("held DSN: %d attempts, last reply %q", dsn.Attempts, r.LastReply)
+			}
+			if n := mx.Connections(); n != 0 {
+				t.Errorf("%d connections to the server on %s", n, tc.mxHost)
+			}
+		})
 	}
 }

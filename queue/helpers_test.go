@@ -5,6 +5,7 @@ package queue
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -77,9 +78,10 @@ func (f *fixture) opts(s *standin.Server) Options { return f.optsWith(f.tenantCo
 func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
 	tenant := courier.NewTenant(cfg)
 	f.t.Cleanup(tenant.Close)
-	nowhere := courier.NewMX(courier.MXConfig{LookupMX: func(_ context.Context, domain string) ([]*net.MX, error) {
-		return nil, &net.DNSError{Err: "no such domain in tests", Name: domain, IsNotFound: true}
-	}})
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS in these tests")
+	}}
+	nowhere := courier.NewMX(courier.MXConfig{Client: courier.Client{Resolver: noDNS}})
 	return Options{
 		Tenant: tenant, Sender: nowhere, HelloName: "relay.test",
 		RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, GiveUpAfter: time.Hour,
@@ -93,8 +95,9 @@ func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
 func (f *fixture) mxAt(mx *standin.Server, lookups *[]string) courier.Target {
 	var mu sync.Mutex
 	return courier.NewMX(courier.MXConfig{
-		Client: courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
-		Port:   mx.Port(),
+		Client:        courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
+		Port:          mx.Port(),
+		AllowLoopback: true,
 		LookupMX: func(_ context.Context, domain string) ([]*net.MX, error) {
 			if lookups != nil {
 				mu.Lock()

@@ -155,6 +155,9 @@ func Start(opts Options) (*Server, error) {
 	srv.ReadTimeout = 5 * time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.EnableSMTPUTF8 = true
+	// Exchange Online takes RET, ENVID, NOTIFY and ORCPT (RFC 3461), so a
+	// parameter smuggled into an address would be taken here too.
+	srv.EnableDSN = true
 	srv.ErrorLog = logAdapter{log}
 	if !opts.No8BitMIME {
 		srv.TLSConfig = opts.TLS

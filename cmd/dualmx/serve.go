@@ -230,7 +230,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	toTenant = v.Target(toTenant)
 	d.runner = queue.NewRunner(sp, queue.Options{
 		Tenant:             toTenant,
-		Sender:             courier.NewMX(courier.MXConfig{Client: client, Port: cfg.Delivery.MXPort}),
+		Sender:             courier.NewMX(courier.MXConfig{Client: client, Port: cfg.Delivery.MXPort, AllowLoopback: cfg.Delivery.MXAllowLoopback}),
 		HelloName:          cfg.Hostname,
 		RetryInitial:       cfg.Delivery.RetryInitial,
 		RetryMax:           cfg.Delivery.RetryMax,
