@@ -67,3 +67,33 @@ func TestReturnToLoopbackMXHeld(t *testing.T) {
 		t.Errorf("%d connections to the author's server on loopback", n)
 	}
 }
+
+// TestQuotedSenderThroughSRS: with srs on, a sender with a quoted local part
+// reaches the tenant inside one SRS address, quoted once, and a bounce to
+// that address goes back to the very sender.
+func TestQuotedSenderThroughSRS(t *testing.T) {
+	t.Parallel()
+	w := newAuthorWorld(t)
+	extra, delivery := w.config(t, "hold")
+	e := newEnv(t, envOptions{extraConfig: extra, delivery: delivery})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	if err := send(e.smtpAddr(), `"john doe> NOTIFY=NEVER"@author.test`, []string{"scriba@fwd.hervormdputten.nl"}, testMessage("quoted-srs")); err != nil {
+		t.Fatal(err)
+	}
+	got := waitTenant(t, e.tenant, 1)[0]
+	if !strings.HasPrefix(got.From, "SRS0=") || !strings.HasSuffix(got.From, "=author.test=john doe> NOTIFY=NEVER@fwd.hervormdputten.nl") {
+		t.Fatalf("the tenant saw MAIL FROM %q", got.From)
+	}
+	dsn := []byte("From: postmaster@tenant.test\r\nSubject: Undeliverable\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	// The tenant writes the SRS address back in its wire form.
+	local, domain, _ := strings.Cut(got.From, "@fwd.")
+	if err := send(e.smtpAddr(), "", []string{`"` + local + `"@fwd.` + domain}, dsn); err != nil {
+		t.Fatalf("bounce to the SRS address: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the bounce at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	if m := w.mx.Messages()[0]; len(m.To) != 1 || m.To[0] != "john doe> NOTIFY=NEVER@author.test" || m.From != "" {
+		t.Errorf("the author's MX got from %q to %q", m.From, m.To)
+	}
+}

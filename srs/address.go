@@ -11,8 +11,9 @@ import (
 // what an SMTP client must send) and the unquoted form go-smtp's server hands
 // over (`john doe@example.com`, which is also Postfix's internal form and so
 // what postsrsd signs). The package accepts both, signs the unquoted local
-// part (to match postsrsd behind Postfix) and always returns the wire form,
-// because go-smtp's client writes MAIL FROM and RCPT TO verbatim.
+// part (to match postsrsd behind Postfix) and returns the unquoted form, as
+// dualmx keeps every address; the courier quotes what needs it when it
+// writes MAIL FROM and RCPT TO.
 
 // split cuts an address at its last '@': a quoted or unquoted local part may
 // itself contain '@', a domain never does.
@@ -62,48 +63,8 @@ func checkLocal(local string) error {
 	return nil
 }
 
-// join builds the wire form: the local part quoted only when it is not an
-// RFC 5321 Dot-string, as Postfix does when it writes an envelope. Dots are
-// judged strictly ("a..b", "a." get quoted) because the next hop may be.
-func join(local, domain string) string {
-	if isDotString(local) {
-		return local + "@" + domain
-	}
-	var b strings.Builder
-	b.Grow(len(local) + len(domain) + 4)
-	b.WriteByte('"')
-	for i := 0; i < len(local); i++ {
-		if c := local[i]; c == '"' || c == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(local[i])
-	}
-	b.WriteString(`"@`)
-	b.WriteString(domain)
-	return b.String()
-}
-
-func isDotString(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c != '.' && !isAtext(c) {
-			return false
-		}
-	}
-	return true
-}
-
-// isAtext is RFC 5322 atext, plus the octets of UTF-8 sequences (RFC 6531),
-// so an internationalised local part is not quoted for no reason.
-func isAtext(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c >= 0x80:
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
-}
+// address joins a local part and a domain in the unquoted form.
+func address(local, domain string) string { return local + "@" + domain }
 
 // asciiLower lower-cases ASCII letters only: libsrs2 uses the C locale's
 // tolower, and a Unicode-aware fold would sign different bytes.

@@ -148,7 +148,7 @@ func FuzzForward(f *testing.F) {
 		}
 		local, domain, _ := split(sender)
 		raw, _ := unquote(local)
-		want := join(raw, domain)
+		want := address(raw, domain)
 		if strings.EqualFold(domain, testDomain) {
 			if out != want {
 				t.Errorf("Forward(%q) = %q, want it unchanged as %q", sender, out, want)

@@ -58,7 +58,8 @@ type Rewriter struct {
 // bounces skip the forwarders in between. Anything else becomes SRS0.
 //
 // sender may be in wire form (local part quoted) or unquoted; the result is
-// in wire form, ready for MAIL FROM.
+// unquoted, the form go-smtp's server hands over and the spool keeps (the
+// courier writes every address in wire form).
 func (r *Rewriter) Forward(sender string) (string, error) {
 	if sender == "" {
 		return "", nil
@@ -81,7 +82,7 @@ func (r *Rewriter) Forward(sender string) (string, error) {
 		return "", fail("forward", sender, ErrMalformed, err.Error())
 	}
 	if strings.EqualFold(domain, r.Domain) {
-		return join(local, domain), nil
+		return address(local, domain), nil
 	}
 
 	switch {
@@ -90,22 +91,22 @@ func (r *Rewriter) Forward(sender string) (string, error) {
 		// wrapped as SRS0 instead, which still reverses exactly, so odd but
 		// legal senders are not refused.
 		if _, host, user, ok := cutSRS1(local); ok {
-			return join("SRS1="+sign(r.Secret, host, user)+"="+host+"="+user, r.Domain), nil
+			return address("SRS1="+sign(r.Secret, host, user)+"="+host+"="+user, r.Domain), nil
 		}
 	case hasTag(local, "SRS0"):
 		// The SRS0 fields are carried unverified: they are another
 		// forwarder's, signed with its secret. The separator after "SRS0" stays
 		// with them, which is where the "==" in SRS1 comes from.
 		user := local[len("SRS0"):]
-		return join("SRS1="+sign(r.Secret, domain, user)+"="+domain+"="+user, r.Domain), nil
+		return address("SRS1="+sign(r.Secret, domain, user)+"="+domain+"="+user, r.Domain), nil
 	}
 	stamp := timestamp(r.now())
-	return join("SRS0="+sign(r.Secret, stamp, domain, local)+"="+stamp+"="+domain+"="+local, r.Domain), nil
+	return address("SRS0="+sign(r.Secret, stamp, domain, local)+"="+stamp+"="+domain+"="+local, r.Domain), nil
 }
 
 // Reverse recovers the address an SRS address at Domain was made from:
 // the author's address for SRS0, the first forwarder's SRS0 address for SRS1.
-// The result is in wire form, ready for RCPT TO.
+// The result is unquoted, like Forward's.
 //
 // Errors wrap ErrNotSRS, ErrMalformed, ErrBadHash or ErrExpired (see Reason
 // and ReplyText). The signature is checked before the age, so a forgery is
@@ -134,12 +135,12 @@ func (r *Rewriter) Reverse(addr string) (string, error) {
 	}
 	if p.srs1 {
 		// user still starts with the original SRS0 separator.
-		return join("SRS0"+p.user, p.host), nil
+		return address("SRS0"+p.user, p.host), nil
 	}
 	if age, limit := ageDays(r.now(), p.then), r.maxDays(); age > limit {
 		return "", fail("reverse", addr, ErrExpired, fmt.Sprintf("signed %d days ago, the limit is %d", age, limit))
 	}
-	return join(p.user, p.host), nil
+	return address(p.user, p.host), nil
 }
 
 // parsed is an SRS local part taken apart.
