@@ -133,6 +133,8 @@ func TestCheckFindsWhatIsMissing(t *testing.T) {
 		prov + " | Entra role Exchange Recipient Administrator":                                           m365.CheckOK,
 		setup + " | Entra role Exchange Administrator":                                                    m365.CheckMissing,
 		"address checklist (sign-in evidence) | Microsoft Graph application permission AuditLog.Read.All": m365.CheckMissing,
+		"import | Microsoft Graph application permission Mail.ReadWrite":                                  m365.CheckMissing,
+		"import | Entra role Exchange Administrator":                                                      m365.CheckMissing,
 		"address checklist (sign-in evidence) | Microsoft Entra ID P1":                                    m365.CheckUnknown, // cannot ask without AuditLog.Read.All
 	} {
 		if st[need] != want {
