@@ -276,8 +276,9 @@ func (tn *Tenant) exoGetMailbox(w http.ResponseWriter, r *http.Request, p map[st
 			return
 		}
 		if mb.pendingPolls > 0 {
+			all := tn.visibleMailboxes("") // without this one, which is not there yet
 			mb.pendingPolls--
-			tn.missing(w, r, id, tn.visibleMailboxes(""), skip)
+			tn.missing(w, r, id, all, skip)
 			return
 		}
 		tn.page(w, r, []any{mb.Mailbox}, 0)

@@ -188,11 +188,11 @@ func (tn *Tenant) SetPremium(on bool) {
 	tn.premium = on
 }
 
-// GetsReturnAll makes Get-* cmdlets answer every object of their kind for
-// an identity that does not exist, as the Caution on the Identity parameter
-// of their pages says ("a non-existent value for the Identity parameter
-// returns *all* objects"), instead of the not-found error. Off, they answer
-// ManagementObjectNotFoundException as the EXO module is seen to.
+// GetsReturnAll says whether Get-* cmdlets answer every object of their
+// kind for an identity that does not exist, as the Caution on the Identity
+// parameter of their pages says ("a non-existent value for the Identity
+// parameter returns *all* objects"); that is the default. Off, they answer
+// ManagementObjectNotFoundException, as the EXO module is seen to.
 func (tn *Tenant) GetsReturnAll(on bool) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
@@ -243,7 +243,7 @@ func New(t testing.TB, domain string) *Tenant {
 	}
 	tn := &Tenant{t: t, Domain: domain, CA: ca, users: map[string]*user{}, lag: map[string]int{},
 		mailboxes: map[string]*mailbox{}, connectors: map[string]map[string]any{}, nextID: 1, signIns: map[string]signIn{},
-		secret: ClientSecret, key: key, dkim: map[string]*dkimConfig{},
+		secret: ClientSecret, key: key, dkim: map[string]*dkimConfig{}, getsAll: true,
 		appRoles: map[string][]string{GraphAudience: AllGraphRoles, ExchangeAudience: {"Exchange.ManageAsApp"}},
 		dirRoles: []string{m365.RoleUserAdministrator, m365.RoleExchangeAdministrator}}
 	tn.Cred = &Credential{tenant: tn}
