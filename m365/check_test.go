@@ -4,11 +4,18 @@ package m365_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
@@ -192,5 +199,52 @@ func TestDocsListEveryRequirement(t *testing.T) {
 				t.Errorf("%s: %s is not in the documented table", c.Command, name)
 			}
 		}
+	}
+}
+
+// TestSignInWithCertificate: certificate_file signs in with a client
+// assertion that the fake verifies against the registered certificate.
+func TestSignInWithCertificate(t *testing.T) {
+	tn := m365test.New(t, domain)
+	tn.AddSKU("c42b9cae-ea4f-4ab7-9717-81576235ccac", "O365_BUSINESS_PREMIUM", 3)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dualmx"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	file := filepath.Join(t.TempDir(), "m365.pem")
+	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})...)
+	if err := os.WriteFile(file, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := m365.CloudByName("global")
+	ends := tn.Endpoints()
+	ends.Cloud = c
+	cred, err := m365.Credential(m365.App{TenantID: m365test.TenantID, ClientID: m365test.ClientID, CertificateFile: file,
+		Endpoints: ends, Transport: &http.Client{Transport: tn.Transport()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m365.NewGraph(cred, m365.GraphOptions{BaseURL: ends.Graph(), Transport: tn.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not registered yet: refused.
+	if _, err := g.SubscribedSKUs(context.Background()); err == nil || !strings.Contains(err.Error(), "AADSTS700027") {
+		t.Errorf("unregistered certificate: %v", err)
+	}
+	tn.SetClientCertificate(cert)
+	cred, _ = m365.Credential(m365.App{TenantID: m365test.TenantID, ClientID: m365test.ClientID, CertificateFile: file,
+		Endpoints: ends, Transport: &http.Client{Transport: tn.Transport()}})
+	g, _ = m365.NewGraph(cred, m365.GraphOptions{BaseURL: ends.Graph(), Transport: tn.Transport()})
+	if skus, err := g.SubscribedSKUs(context.Background()); err != nil || len(skus) != 1 {
+		t.Errorf("registered certificate: %v %v", skus, err)
 	}
 }

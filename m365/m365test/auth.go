@@ -3,8 +3,12 @@
 package m365test
 
 import (
+	"crypto"
 	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -218,26 +222,107 @@ func (tn *Tenant) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		loginError(w, 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
 	case f.Get("client_id") != ClientID:
 		loginError(w, 400, "unauthorized_client", 700016, "Application with identifier '"+f.Get("client_id")+"' was not found in the directory.")
+	case f.Get("client_assertion") != "" || f.Get("client_assertion_type") != "":
+		if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			loginError(w, 400, "invalid_request", 50027, "Invalid client_assertion_type.")
+			return
+		}
+		if err := tn.verifyAssertion(f.Get("client_assertion"), tn.LoginSrv.URL+"/"+tenant+"/oauth2/v2.0/token"); err != nil {
+			loginError(w, 401, "invalid_client", 700027, "Client assertion failed signature validation: "+err.Error())
+			return
+		}
+		tn.issue(w, f.Get("scope"))
 	case f.Get("client_secret") != tn.secret:
 		loginError(w, 401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.")
 	default:
-		aud, ok := "", false
-		n := 0
-		// MSAL adds the OpenID scopes to every request; Entra ignores them
-		// in the client-credentials flow. One resource/.default must remain.
-		for _, sc := range strings.Fields(f.Get("scope")) {
-			if sc != "openid" && sc != "profile" && sc != "offline_access" {
-				aud, ok = resourceAudience(sc)
-				n++
-			}
-		}
-		if !ok || n != 1 {
-			loginError(w, 400, "invalid_scope", 1002012, "The provided value for scope "+f.Get("scope")+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
-			return
-		}
-		tn.tokens++
-		writeJSON(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tn.mint(aud)})
+		tn.issue(w, f.Get("scope"))
 	}
+}
+
+// issue answers a token request whose client was proved.
+func (tn *Tenant) issue(w http.ResponseWriter, scope string) {
+	aud, ok := "", false
+	n := 0
+	// MSAL adds the OpenID scopes to every request; Entra ignores them in
+	// the client-credentials flow. One resource/.default must remain.
+	for _, sc := range strings.Fields(scope) {
+		if sc != "openid" && sc != "profile" && sc != "offline_access" {
+			aud, ok = resourceAudience(sc)
+			n++
+		}
+	}
+	if !ok || n != 1 {
+		loginError(w, 400, "invalid_scope", 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
+		return
+	}
+	tn.tokens++
+	writeJSON(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tn.mint(aud)})
+}
+
+// SetClientCertificate registers the app's certificate, as uploaded under
+// Certificates & secrets: a client assertion signed with its key then signs
+// the app in.
+func (tn *Tenant) SetClientCertificate(c *x509.Certificate) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.cert = c
+}
+
+// verifyAssertion checks a client assertion as the Microsoft identity
+// platform's "certificate credentials" page describes it: a JWT signed
+// (PS256, or RS256) with the registered certificate's key, named by its
+// x5t#S256 (or x5t) thumbprint, for the token endpoint as aud, with the
+// client ID as iss and sub, not expired.
+func (tn *Tenant) verifyAssertion(a, endpoint string) error {
+	if tn.cert == nil {
+		return errors.New("no certificate is registered for the app")
+	}
+	parts := strings.Split(a, ".")
+	if len(parts) != 3 {
+		return errors.New("not a JWT")
+	}
+	var head struct {
+		Alg     string `json:"alg"`
+		X5tS256 string `json:"x5t#S256"`
+		X5t     string `json:"x5t"`
+	}
+	var claims struct {
+		Aud, Iss, Sub string
+		Exp           int64
+	}
+	for i, v := range []any{&head, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil || json.Unmarshal(raw, v) != nil {
+			return errors.New("undecodable JWT")
+		}
+	}
+	s256, s1 := sha256.Sum256(tn.cert.Raw), sha1.Sum(tn.cert.Raw)
+	if head.X5tS256 != base64.StdEncoding.EncodeToString(s256[:]) && head.X5t != base64.StdEncoding.EncodeToString(s1[:]) {
+		return errors.New("the thumbprint names no registered certificate")
+	}
+	pub, ok := tn.cert.PublicKey.(*rsa.PublicKey)
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if !ok || err != nil {
+		return errors.New("unreadable signature")
+	}
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	switch head.Alg {
+	case "PS256":
+		err = rsa.VerifyPSS(pub, crypto.SHA256, digest[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+	case "RS256":
+		err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig)
+	default:
+		err = fmt.Errorf("alg %q", head.Alg)
+	}
+	switch {
+	case err != nil:
+		return err
+	case claims.Aud != endpoint || claims.Iss != ClientID || claims.Sub != ClientID:
+		return fmt.Errorf("aud %q iss %q sub %q", claims.Aud, claims.Iss, claims.Sub)
+	case time.Now().Unix() >= claims.Exp:
+		return errors.New("expired")
+	}
+	return nil
 }
 
 func loginError(w http.ResponseWriter, status int, code string, aadsts int, text string) {

@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -148,6 +149,7 @@ type Tenant struct {
 	// Sign-in: the app's secret, the key tokens are signed with, the
 	// application permissions per audience and the Entra roles it holds.
 	secret   string
+	cert     *x509.Certificate // the app's certificate, when one is registered
 	key      []byte
 	tokens   int
 	appRoles map[string][]string
