@@ -11,8 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
-
-	"github.com/dualmx/dualmx/metrics"
 )
 
 // startHTTP opens the metrics listener (/metrics, /healthz) and the status
@@ -23,8 +21,9 @@ import (
 // belongs on loopback. /healthz is on both: where monitors have always
 // found it (behind the metrics listener's auth once it has some), and on
 // the status listener for a check on the host itself.
-func (d *daemon) startHTTP(m *metrics.Metrics) error {
-	health := d.healthz(m)
+func (d *daemon) startHTTP() error {
+	m := d.m
+	health := d.healthz()
 	if addr := d.cfg.Listen.Metrics; addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))

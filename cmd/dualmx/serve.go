@@ -125,13 +125,22 @@ func newLeveledLogger(format string, w io.Writer, level slog.Level) *slog.Logger
 
 // daemon is a running relay: the pieces wired together, and how to stop them.
 type daemon struct {
-	log      *slog.Logger
-	cfg      *config.Config
-	store    *router.Store
-	spool    *spool.Spool
+	log   *slog.Logger
+	cfg   *config.Config
+	m     *metrics.Metrics
+	store *router.Store
+	table *router.Table
+	spool *spool.Spool
+	// resolver answers every lookup the daemon makes (authcheck's, the
+	// sender's MX, the cutover's way to the authoritative servers).
+	resolver *net.Resolver
 	tenant   *courier.Tenant
 	runner   *queue.Runner
+	// returns is how smtpd accepts bounces to SRS addresses; nil without srs.
+	returns  *smtpd.Returns
+	maxSize  int64
 	smtp     *smtpd.Server
+	smtpLn   net.Listener
 	smtpAddr net.Addr
 	httpSrv  *http.Server
 	httpAddr net.Addr
@@ -149,6 +158,10 @@ type daemon struct {
 // startDaemon starts the relay. It returns once the listeners are open, so a
 // caller (the demo, a test) may connect immediately. The daemon stops when ctx
 // is cancelled; wait reports how it ended.
+//
+// Each piece opens on what the ones before it opened: the state, the spool,
+// delivery, the SMTP listener, the HTTP listeners; the loops start last, once
+// every listener is open, and stop shuts them down in its own order.
 func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*daemon, error) {
 	if m == nil {
 		m = metrics.New()
@@ -163,72 +176,98 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "problem", w.String())
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
-	store, err := router.Open(cfg.DBPath())
-	if err != nil {
+	d := &daemon{log: log, cfg: cfg, m: m, runDone: make(chan error, 1), errs: make(chan error, 3)}
+	if err := d.openState(ctx); err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, cfg: cfg, store: store, runDone: make(chan error, 1), errs: make(chan error, 3)}
 	ok := false
 	defer func() {
 		if !ok {
-			store.Close()
+			d.store.Close()
 		}
 	}()
-	table := router.NewTable(store, m, log)
-	table.MaxStale = cfg.Inbound.RoutingMaxStale
-	if err := table.Load(ctx); err != nil {
-		return nil, fmt.Errorf("routing table: %w", err)
-	}
-	m.WatchAddresses(table.Snapshot)
-
-	sp, err := spool.Open(cfg.SpoolDir(), m, log, spool.WithHostname(cfg.Hostname))
-	if err != nil {
+	if err := d.openSpool(); err != nil {
 		return nil, err
+	}
+	if err := d.openDelivery(); err != nil {
+		return nil, err
+	}
+	d.maxSize = d.messageSizeLimit(ctx)
+	if err := d.openSMTP(); err != nil {
+		return nil, err
+	}
+	if err := d.startHTTP(); err != nil {
+		d.smtpLn.Close()
+		return nil, err
+	}
+	d.startLoops(ctx)
+	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "status", addrString(d.statusAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", d.maxSize)
+	ok = true
+	return d, nil
+}
+
+// openState opens the state database and loads the routing table from it.
+func (d *daemon) openState(ctx context.Context) error {
+	if err := os.MkdirAll(d.cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	store, err := router.Open(d.cfg.DBPath())
+	if err != nil {
+		return err
+	}
+	d.store = store
+	d.table = router.NewTable(store, d.m, d.log)
+	d.table.MaxStale = d.cfg.Inbound.RoutingMaxStale
+	if err := d.table.Load(ctx); err != nil {
+		store.Close()
+		return fmt.Errorf("routing table: %w", err)
+	}
+	d.m.WatchAddresses(d.table.Snapshot)
+	return nil
+}
+
+// openSpool opens the spool, recovering what an earlier run left there.
+func (d *daemon) openSpool() error {
+	sp, err := spool.Open(d.cfg.SpoolDir(), d.m, d.log, spool.WithHostname(d.cfg.Hostname))
+	if err != nil {
+		return err
 	}
 	d.spool = sp
-	watchOperations(m, store, cfg.SpoolDir())
+	watchOperations(d.m, d.store, d.cfg.SpoolDir())
+	return nil
+}
 
-	var roots *x509.CertPool
-	if cfg.Target.CAFile != "" {
-		pem, err := os.ReadFile(cfg.Target.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("target.ca_file: %w", err)
-		}
-		roots, err = x509.SystemCertPool()
-		if err != nil || roots == nil {
-			roots = x509.NewCertPool()
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("target.ca_file %s: no PEM certificates", cfg.Target.CAFile)
-		}
+// openDelivery assembles the targets and the queue's runner; nothing is
+// dialled yet.
+func (d *daemon) openDelivery() error {
+	cfg := d.cfg
+	roots, err := targetRoots(cfg)
+	if err != nil {
+		return err
 	}
-	resolver := authcheck.NewResolver(cfg.Resolver)
+	d.resolver = authcheck.NewResolver(cfg.Resolver)
 	client := courier.Client{HelloName: cfg.Hostname, CommandTimeout: cfg.Delivery.CommandTimeout,
-		DataTimeout: cfg.Delivery.DataTimeout, Resolver: resolver}
+		DataTimeout: cfg.Delivery.DataTimeout, Resolver: d.resolver}
 	d.tenant = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port,
 		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency})
-	v, err := newVoucher(cfg, m, log)
+	v, err := newVoucher(cfg, d.m, d.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The message's way to the tenant: the arrival verdict and ARC seal
 	// (vouch), the sender rewritten (SRS), then the courier.
 	var toTenant courier.Target = d.tenant
-	var returns *smtpd.Returns
 	if cfg.SRS.Enabled {
 		rw, err := newSRS(cfg)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		toTenant = srsStage{rw: rw, next: toTenant}
-		returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
+		d.returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
 			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour}
 	}
 	toTenant = v.Target(toTenant)
-	d.runner = queue.NewRunner(sp, queue.Options{
+	d.runner = queue.NewRunner(d.spool, queue.Options{
 		Tenant:             toTenant,
 		Sender:             courier.NewMX(courier.MXConfig{Client: client, Port: cfg.Delivery.MXPort, AllowLoopback: cfg.Delivery.MXAllowLoopback}),
 		HelloName:          cfg.Hostname,
@@ -237,39 +276,71 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
 		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
 		Concurrency:        cfg.Delivery.Concurrency,
-		Recorder:           store,
-	}, m, log)
-	m.WatchQueue(d.runner.Stats)
+		Recorder:           d.store,
+	}, d.m, d.log)
+	d.m.WatchQueue(d.runner.Stats)
+	return nil
+}
 
-	maxSize := cfg.Inbound.MaxMessageBytes
+// targetRoots is the system's roots plus target.ca_file, or nil (the
+// system's) without one.
+func targetRoots(cfg *config.Config) (*x509.CertPool, error) {
+	if cfg.Target.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(cfg.Target.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("target.ca_file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("target.ca_file %s: no PEM certificates", cfg.Target.CAFile)
+	}
+	return roots, nil
+}
+
+// messageSizeLimit is the SIZE smtpd offers: the configured limit, lowered
+// to what the target takes (Microsoft 365's default when it cannot be asked),
+// so a message the tenant would refuse is refused before 250.
+func (d *daemon) messageSizeLimit(ctx context.Context) int64 {
+	maxSize := d.cfg.Inbound.MaxMessageBytes
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	caps, perr := d.tenant.Capabilities(pctx)
+	caps, err := d.tenant.Capabilities(pctx)
 	pcancel()
 	switch {
-	case perr != nil:
-		log.Warn("could not ask the target for its size limit; assuming Microsoft 365's default", "target", cfg.Target.Host, "err", perr, "assumed_bytes", m365DefaultSize)
+	case err != nil:
+		d.log.Warn("could not ask the target for its size limit; assuming Microsoft 365's default", "target", d.cfg.Target.Host, "err", err, "assumed_bytes", m365DefaultSize)
 		maxSize = min(maxSize, m365DefaultSize)
 	case caps.MaxSize > 0:
 		maxSize = min(maxSize, caps.MaxSize)
 	}
-	m.TargetSizeLimitByte.Set(float64(maxSize))
+	d.m.TargetSizeLimitByte.Set(float64(maxSize))
+	return maxSize
+}
 
+// openSMTP sets up the SMTP server and opens its listener; it serves once
+// startLoops runs.
+func (d *daemon) openSMTP() error {
+	cfg := d.cfg
 	var tlsCfg *tls.Config
 	if cfg.Inbound.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Inbound.TLSCertFile, cfg.Inbound.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("inbound TLS: %w", err)
+			return fmt.Errorf("inbound TLS: %w", err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		exportCertificate(m, cert)
+		exportCertificate(d.m, cert)
 	}
-	marked, err := probeArrivals(cfg, store, m, log)
+	marked, err := probeArrivals(cfg, d.store, d.m, d.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d.smtp = smtpd.New(smtpd.Options{
 		Hostname:            cfg.Hostname,
-		MaxMessageBytes:     maxSize,
+		MaxMessageBytes:     d.maxSize,
 		MaxRecipients:       cfg.Inbound.MaxRecipients,
 		MaxConnections:      cfg.Inbound.MaxConnections,
 		MaxConnectionsPerIP: cfg.Inbound.MaxConnectionsPerIP,
@@ -280,44 +351,34 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		TLS:                 tlsCfg,
 		MaxReceived:         cfg.Inbound.MaxReceived,
 		ARCDomain:           cfg.ARC.Domain,
-		Returns:             returns,
-		Router:              table,
-		Spool:               sp,
+		Returns:             d.returns,
+		Router:              d.table,
+		Spool:               d.spool,
 		MarkerField:         probe.Field,
 		Marked:              marked,
-		Metrics:             m,
-		Logger:              log,
+		Metrics:             d.m,
+		Logger:              d.log,
 	})
 	// No TCP keep-alive on inbound sessions: the SMTP read timeout already
 	// ends a dead one, and the probes cost four system calls per connection.
-	sln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", cfg.Listen.SMTP)
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", cfg.Listen.SMTP)
 	if err != nil {
-		return nil, fmt.Errorf("listen smtp: %w", err)
+		return fmt.Errorf("listen smtp: %w", err)
 	}
-	d.smtpAddr = sln.Addr()
+	d.smtpLn, d.smtpAddr = ln, ln.Addr()
+	return nil
+}
 
-	if err := d.startHTTP(m); err != nil {
-		sln.Close()
-		return nil, err
-	}
-
+// startLoops starts what runs until the daemon stops: the routing table's
+// reload, the cutover watch, delivery, the SMTP server, and the watch on
+// ctx and on listener errors that stops them all.
+func (d *daemon) startLoops(ctx context.Context) {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	go table.Run(d.ctx, 250*time.Millisecond)
-	if cfg.Cutover.Enabled {
-		// The system (or configured) resolver only finds the authoritative
-		// servers; every check asks those servers directly.
-		if src, err := expectationsFor(cfg); err != nil {
-			log.Error("cutover checks off: no source of expected DNS values", "err", err)
-		} else {
-			w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: resolver},
-				Expectations: src, Addresses: store, Spool: sp, StateDir: cfg.StateDir,
-				QuietPeriod: cfg.Cutover.QuietPeriod, Log: log}
-			go cutover.Watch(d.ctx, w, 5*time.Minute, m)
-		}
-	}
+	go d.table.Run(d.ctx, 250*time.Millisecond)
+	d.startCutoverWatch()
 	go func() { d.runDone <- d.runner.Run(d.ctx) }()
 	go func() {
-		if err := d.smtp.Serve(sln); err != nil {
+		if err := d.smtp.Serve(d.smtpLn); err != nil {
 			d.errs <- fmt.Errorf("smtp listener: %w", err)
 		}
 	}()
@@ -329,9 +390,26 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 		}
 		d.stop()
 	}()
-	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "status", addrString(d.statusAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", maxSize)
-	ok = true
-	return d, nil
+}
+
+// startCutoverWatch watches the domain's DNS for the cutover when the
+// cutover section is present.
+func (d *daemon) startCutoverWatch() {
+	cfg := d.cfg
+	if !cfg.Cutover.Enabled {
+		return
+	}
+	// The system (or configured) resolver only finds the authoritative
+	// servers; every check asks those servers directly.
+	src, err := expectationsFor(cfg)
+	if err != nil {
+		d.log.Error("cutover checks off: no source of expected DNS values", "err", err)
+		return
+	}
+	w := &cutover.Watcher{Domain: cfg.Cutover.Domain, Checker: &dnscheck.Checker{Resolver: d.resolver},
+		Expectations: src, Addresses: d.store, Spool: d.spool, StateDir: cfg.StateDir,
+		QuietPeriod: cfg.Cutover.QuietPeriod, Log: d.log}
+	go cutover.Watch(d.ctx, w, 5*time.Minute, d.m)
 }
 
 // newVoucher sets up the arrival checks and, when the arc section is present,
@@ -424,8 +502,8 @@ func (d *daemon) wait() error {
 }
 
 // healthz answers 200 while the spool takes mail (see spool.Health).
-func (d *daemon) healthz(m *metrics.Metrics) http.HandlerFunc {
-	return healthzHandler(m, d.spool.Health)
+func (d *daemon) healthz() http.HandlerFunc {
+	return healthzHandler(d.m, d.spool.Health)
 }
 
 func healthzHandler(m *metrics.Metrics, health func() error) http.HandlerFunc {
