@@ -326,6 +326,19 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
+// LoadSettings reads the file like Load but does not open or stat the files
+// it names (keys, certificates, CA bundles, web configs): for the admin
+// commands that only show the state, which need none of them and may be run
+// by a member of the service's group, who may not read the keys. The daemon
+// and check-config use Load.
+func LoadSettings(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, data, false)
+}
+
 // SpoolDir is where queued messages live.
 func (c *Config) SpoolDir() string { return filepath.Join(c.StateDir, "spool") }
 

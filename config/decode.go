@@ -155,6 +155,12 @@ func isSection(path string) bool {
 // paths; it is not read. On failure the error is a Problems value listing
 // every error found.
 func Parse(path string, data []byte) (*Config, error) {
+	return parse(path, data, true)
+}
+
+// parse is Parse; without files it does not look at the files the config
+// names (see LoadSettings).
+func parse(path string, data []byte, files bool) (*Config, error) {
 	c := Default()
 	c.Path = path
 	c.origin = map[string]origin{}
@@ -198,7 +204,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		// add noise such as "hostname: required" for a hostname that is there.
 		return nil, d.probs
 	}
-	d.probs = append(d.probs, c.check(d.probs)...)
+	d.probs = append(d.probs, c.check(d.probs, files)...)
 	if len(d.probs) > 0 {
 		d.probs.sortByLine()
 		return nil, d.probs

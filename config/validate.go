@@ -24,7 +24,7 @@ import (
 // Validate checks the values and their combinations. Parse already calls it;
 // call it again after overlaying flags. The error is a Problems value.
 func (c *Config) Validate() error {
-	if ps := c.check(nil); len(ps) > 0 {
+	if ps := c.check(nil, true); len(ps) > 0 {
 		ps.sortByLine()
 		return ps
 	}
@@ -41,10 +41,12 @@ type checker struct {
 	out   Problems
 }
 
-func (c *Config) check(prior Problems) Problems {
+func (c *Config) check(prior Problems, files bool) Problems {
 	k := &checker{c: c, prior: prior}
 	k.values()
-	k.files()
+	if files {
+		k.files()
+	}
 	k.crossField()
 	return k.out
 }

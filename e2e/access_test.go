@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -86,7 +87,14 @@ func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	e := newEnv(t, envOptions{stateDir: filepath.Join(base, "state")})
+	// A sealing key only its owner may read: the commands that only show
+	// do not need it, so its mode must not stop them.
+	keyFile := filepath.Join(base, "arc.key")
+	if out, errOut, code := runBinary(t, nil, "arc", "keygen", "--domain", "relay.test.localhost", "--selector", "arc2026", "--out", keyFile); code != 0 {
+		t.Fatalf("arc keygen: %d %s%s", code, out, errOut)
+	}
+	e := newEnv(t, envOptions{stateDir: filepath.Join(base, "state"),
+		extraConfig: fmt.Sprintf("arc:\n  domain: relay.test.localhost\n  selector: arc2026\n  key_file: %q\n", keyFile)})
 	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
 	e.mustCLI("address", "add", "koster@hervormdputten.nl", "--alias", "koster@fwd.hervormdputten.nl")
 	openToNobody(t, e.dir)
@@ -110,7 +118,7 @@ func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
 			name = "daemon running"
 			e.start()
 		}
-		openToNobody(t, base) // the daemon's files, as a umask of 027 leaves them
+		openToNobody(t, filepath.Join(base, "state")) // the daemon's files, as a umask of 027 leaves them
 		t.Run(name, func(t *testing.T) {
 			for _, tc := range []struct {
 				args []string

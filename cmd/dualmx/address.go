@@ -33,7 +33,9 @@ type admin struct {
 // release or record do. The user running the command must be able to write
 // the state; if not, the error names the user that can.
 func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
-	cfg, err := loadConfig(g)
+	// The keys the config names are the daemon's business (check-config
+	// checks them): a command run as the wrong user hears that first.
+	cfg, err := loadSettings(g)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +75,7 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 // user's group, for instance). Without a spool directory yet, a.spool is
 // nil: nothing is queued.
 func openReader(g *globalFlags, withSpool bool) (*admin, error) {
-	cfg, err := loadConfig(g)
+	cfg, err := loadSettings(g)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +106,22 @@ func openReader(g *globalFlags, withSpool bool) (*admin, error) {
 		a.spool = sp
 	}
 	return a, nil
+}
+
+// loadSettings is loadConfig for the admin commands: the files the config
+// names (keys, certificates) are not looked at, so a member of the
+// service's group, who may not read the keys, can run those that only read,
+// and one run as the wrong user is told so rather than about a key.
+func loadSettings(g *globalFlags) (*config.Config, error) {
+	p, err := g.path()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadSettings(p)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
 }
 
 // stateAccessError turns a permission problem with the state into advice:

@@ -31,12 +31,16 @@ Exit status 0: no problem (warnings may be printed); 1: problems listed;
 			var probs, warnings config.Problems
 			switch {
 			case errors.As(err, &probs):
+				// The values may still be enough to look at state_dir.
+				cfg, _ = config.LoadSettings(p)
 			case err != nil:
 				// No file to check (missing, unreadable): no usable config.
 				return &exitError{code: 2, err: err}
 			default:
-				// The file is fine; can the user this runs as keep state?
 				warnings = cfg.Warnings()
+			}
+			if cfg != nil {
+				// Can the user this runs as keep state there?
 				for _, pr := range cfg.StateProblems() {
 					if pr.Warning {
 						warnings = append(warnings, pr)

@@ -153,7 +153,7 @@ func withReadOnlyState(g *globalFlags, f func(context.Context, *config.Config, *
 	if err != nil {
 		return
 	}
-	cfg, err := config.Load(p)
+	cfg, err := config.LoadSettings(p)
 	if err != nil {
 		return
 	}

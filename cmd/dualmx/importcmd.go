@@ -449,7 +449,7 @@ Exit 1 when Microsoft's batch failed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Only files under state_dir are read, nothing is created:
 			// the state database is not needed, and any reader may look.
-			cfg, err := loadConfig(g)
+			cfg, err := loadSettings(g)
 			if err != nil {
 				return err
 			}
