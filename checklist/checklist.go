@@ -357,6 +357,9 @@ func next(c Checklist) (string, string) {
 		if s.Status != Done {
 			cmd := s.Command
 			if cmd == "" {
+				cmd = s.need
+			}
+			if cmd == "" {
 				cmd = "see the evidence above"
 			}
 			return s.Title + ": " + s.Evidence, cmd

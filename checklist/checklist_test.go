@@ -152,7 +152,7 @@ func TestNoTenant(t *testing.T) {
 		t.Fatalf("steps %+v", c.Steps)
 	}
 	if m := c.TenantMissing(); len(m) != 1 || !strings.Contains(m[0].Problem, "no m365: section") || strings.Contains(m[0].Fix, "dualmx") ||
-		!strings.Contains(m[0].Fix, "docs/microsoft-365.md") {
+		!strings.Contains(m[0].Fix, "docs/microsoft-365.md") || c.NextCommand != m[0].Fix {
 		t.Errorf("tenant missing = %+v", m)
 	}
 }

@@ -159,3 +159,44 @@ func TestSystemdAnalyze(t *testing.T) {
 		t.Errorf("systemd-analyze security: exposure above 2.5 (%v)\n%s", err, out)
 	}
 }
+
+// TestSystemdBackupUnits: the backup service and its timer pass
+// systemd-analyze verify (every program they run exists: .ci/run installs
+// sqlite3), the service is locked down, runs as dualmx with a umask that
+// keeps the copies private, and writes nowhere but /var/backups/dualmx.
+// e2e's TestBackupAndRestore runs its commands against a live relay.
+func TestSystemdBackupUnits(t *testing.T) {
+	sa := requireTool(t, "systemd-analyze", "systemd")
+	requireTool(t, "sqlite3", "sqlite3")
+	dir := t.TempDir()
+	for _, f := range []string{"dualmx-backup.service", "dualmx-backup.timer"} {
+		b, err := os.ReadFile(filepath.Join("systemd", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := filepath.Join(dir, "dualmx-backup.service")
+	out, err := exec.Command(sa, "verify", svc, filepath.Join(dir, "dualmx-backup.timer")).CombinedOutput()
+	var problems []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.Contains(l, "Unit sysinit.target not found") {
+			problems = append(problems, l)
+		}
+	}
+	if len(problems) > 0 || (err != nil && len(out) == 0) {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(sa, "security", "--offline=true", "--threshold=15", svc).CombinedOutput(); err != nil {
+		t.Errorf("systemd-analyze security: exposure above 1.5 (%v)\n%s", err, out)
+	}
+	b, _ := os.ReadFile(svc)
+	unit := string(b)
+	for _, want := range []string{"\nUser=dualmx\n", "\nUMask=0077\n", "\nReadWritePaths=/var/backups/dualmx\n", "\nProtectSystem=strict\n", "sqlite3 -readonly /var/lib/dualmx/state.db \".backup "} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("dualmx-backup.service lacks %q", strings.TrimSpace(want))
+		}
+	}
+}

@@ -60,8 +60,10 @@ fi
 mkdir -p "$out"
 name="dualmx-$version-$goos-$goarch-$kind"
 # -trimpath: no build machine paths in the binary; -s -w: no symbol table
-# or DWARF (stack traces still name functions). -buildvcs: the commit, too.
-CGO_ENABLED=$cgo go build -trimpath -buildvcs=auto \
+# or DWARF (stack traces still name functions). The version carries the
+# commit; -buildvcs=false because git refuses a checkout another user owns
+# (a container's bind mount), which would fail the build.
+CGO_ENABLED=$cgo go build -trimpath -buildvcs=false \
 	-ldflags "-s -w -X main.version=$version" \
 	-o "$out/$name.tmp" ./cmd/dualmx
 mv "$out/$name.tmp" "$out/$name"
