@@ -285,7 +285,16 @@ func (e *env) stop(sig syscall.Signal) (exited bool, took time.Duration) {
 // cli runs an admin subcommand against this env's config.
 func (e *env) cli(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
+	return e.cliEnv(nil, args...)
+}
+
+// cliEnv is cli with variables added to the environment (NAME=value).
+func (e *env) cliEnv(vars []string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
 	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
+	if vars != nil {
+		cmd.Env = append(os.Environ(), vars...)
+	}
 	var o, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &se
 	err := cmd.Run()

@@ -5,12 +5,9 @@ package e2e
 // graph_url and exchange_url, all https, trusted through SSL_CERT_FILE.
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,19 +83,7 @@ func (e *tenantEnv) m365(args ...string) (stdout, stderr string, code int) {
 // m365Trusting runs the binary trusting the roots in caFile only.
 func (e *tenantEnv) m365Trusting(caFile string, args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
-	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile, "DUALMX_PROVISION_FILE="+e.desired)
-	var o, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &se
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		e.t.Fatal(err)
-	}
-	return o.String(), se.String(), code
+	return e.cliEnv([]string{"SSL_CERT_FILE=" + caFile, "DUALMX_PROVISION_FILE=" + e.desired}, args...)
 }
 
 func (e *tenantEnv) mustM365(args ...string) string {
