@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,5 +114,73 @@ read:
 	})
 	if !bytes.HasPrefix(eml, []byte("Authentication-Results: relay.demo.localhost;")) || !bytes.Contains(eml, []byte("\r\nReceived: from ")) {
 		t.Errorf("delivered message lacks dualmx's Authentication-Results and Received fields on top:\n%s", eml)
+	}
+}
+
+// TestDemoRemovesItsFolder: without --dir the demo works in a temporary
+// folder, says in its start message that it goes when the demo stops, and on
+// SIGTERM removes it and says so.
+func TestDemoRemovesItsFolder(t *testing.T) {
+	tmp := t.TempDir()
+	ns := dnstest.Start(t, "")
+	cmd := exec.Command(binary, "demo", "--smtp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--status", "127.0.0.1:0", "--resolver", ns.Addr())
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var out, logs testlog.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, 20*time.Second, "the demo's how-to", func() bool { return strings.Contains(out.String(), "Stop with Ctrl-C") })
+	m := regexp.MustCompile(`state and config\s+(\S+)/dualmx\.yaml \(removed when the demo stops; --dir DIR keeps them\)`).FindStringSubmatch(out.String())
+	if m == nil || !strings.HasPrefix(m[1], tmp) {
+		t.Fatalf("the start message does not say the folder goes:\n%s", out.String())
+	}
+	if _, err := os.Stat(m[1]); err != nil {
+		t.Fatalf("demo folder: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("demo did not stop on SIGTERM")
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("the demo left %s behind (%v)", m[1], err)
+	}
+	if !strings.Contains(out.String(), "dualmx demo stopped; removed "+m[1]) {
+		t.Errorf("the demo did not say it removed its folder:\n%s", out.String())
+	}
+}
+
+// TestPortClashNamesTheSetting: a port another program holds stops the demo
+// and serve with an error that names what chooses the address: the demo's
+// flags, serve's listen keys.
+func TestPortClashNamesTheSetting(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	addr := held.Addr().String()
+
+	out, err := exec.Command(binary, "demo", "--dir", t.TempDir(), "--smtp", addr, "--metrics", "127.0.0.1:0", "--status", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") || !strings.Contains(string(out), "--smtp") {
+		t.Errorf("demo on a taken port: %v\n%s", err, out)
+	}
+
+	e := newEnv(t, envOptions{})
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(strings.Replace(string(cfg), "smtp: 127.0.0.1:0", "smtp: "+addr, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(binary, "serve", "--config", e.cfgPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") || !strings.Contains(string(out), "listen.smtp") {
+		t.Errorf("serve on a taken port: %v\n%s", err, out)
 	}
 }
