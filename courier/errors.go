@@ -20,7 +20,10 @@ type Error struct {
 	Status    string // enhanced status code, e.g. "5.1.1"
 	Message   string
 	Temporary bool
-	Err       error // the underlying error, if any
+	// Signal is what the reply says about the target as a whole
+	// (replies.go); SignalNone for most.
+	Signal Signal
+	Err    error // the underlying error, if any
 }
 
 func (e *Error) Error() string { return e.Reply() }
@@ -67,7 +70,10 @@ func Classify(err error) *Error {
 	}
 	var te *textproto.Error
 	if errors.As(err, &te) {
-		return fromReply(te.Code, "", te.Msg, err)
+		// A reply read outside go-smtp (the greeting, EHLO, STARTTLS):
+		// its enhanced status counts as much.
+		se := smtpError(te)
+		return fromReply(se.Code, enhanced(se.EnhancedCode), se.Message, err)
 	}
 	return &Error{Status: "4.4.2", Message: err.Error(), Temporary: true, Err: err}
 }
@@ -81,8 +87,11 @@ func isReply(err error) bool {
 }
 
 func fromReply(code int, status, msg string, err error) *Error {
-	// Only 5xx is permanent; a 421 or any unexpected code is worth a retry.
-	return &Error{Code: code, Status: status, Message: msg, Temporary: code/100 != 5, Err: err}
+	// Only 5xx is permanent, and not even that when the reply is about the
+	// target rather than the message (replies.go); a 421 or any unexpected
+	// code is worth a retry.
+	sig, temp := replySignal(code, status)
+	return &Error{Code: code, Status: status, Message: msg, Temporary: temp, Signal: sig, Err: err}
 }
 
 func enhanced(c smtp.EnhancedCode) string {
