@@ -519,7 +519,7 @@ func TestPipelinedStalePooledConnection(t *testing.T) {
 	})
 	p := newPool(2, time.Minute, time.Now)
 	defer p.closeAll()
-	tt := &Tenant{d: s.dialer(), pool: p}
+	tt := &Tenant{d: s.dialer(), pool: p, health: NewHealth(HealthConfig{})}
 	body := "Subject: stale\r\n\r\nHello.\r\n"
 	for i := range 2 {
 		res := send(t, tt, Message{From: "alice@sender.test"}, "", body, "a@domain.test")

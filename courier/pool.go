@@ -112,3 +112,25 @@ func (p *pool) closeAll() {
 	}
 	wg.Wait()
 }
+
+// trim closes idle connections beyond n for every next hop, oldest first.
+func (p *pool) trim(n int) {
+	p.mu.Lock()
+	var drop []*client
+	for key, list := range p.idle {
+		if len(list) <= n {
+			continue
+		}
+		k := len(list) - n
+		drop = append(drop, list[:k]...)
+		if n == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = append(list[:0:0], list[k:]...)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range drop {
+		go c.quit()
+	}
+}

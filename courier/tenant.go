@@ -64,7 +64,11 @@ type TenantConfig struct {
 	// IdleTimeout closes a pooled connection idle for longer, before the
 	// endpoint closes it on its side; default 30s.
 	IdleTimeout time.Duration
-	Now         func() time.Time // default time.Now
+	// Health configures how the tenant's health is judged: suspension,
+	// probes and the concurrency window. MaxConcurrency defaults to
+	// MaxIdle.
+	Health HealthConfig
+	Now    func() time.Time // default time.Now
 }
 
 // Tenant delivers to the one configured endpoint, the tenant's inbound
@@ -72,8 +76,9 @@ type TenantConfig struct {
 // connections. Every connection to the endpoint is taken in send: the place
 // for anything that must see them all.
 type Tenant struct {
-	d    dialer
-	pool *pool
+	d      dialer
+	pool   *pool
+	health *Health
 }
 
 // NewTenant prepares delivery to the endpoint cfg names; nothing is dialled
@@ -95,10 +100,32 @@ func NewTenant(cfg TenantConfig) *Tenant {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Health.MaxConcurrency <= 0 {
+		cfg.Health.MaxConcurrency = cfg.MaxIdle
+	}
+	if cfg.Health.Now == nil {
+		cfg.Health.Now = cfg.Now
+	}
 	d := cfg.dialer()
 	d.addr = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	d.serverName, d.policy, d.roots = cfg.Host, cfg.TLS, cfg.RootCAs
-	return &Tenant{d: d, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now)}
+	t := &Tenant{d: d, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now), health: NewHealth(cfg.Health)}
+	t.health.setOnChange(t.fitPool)
+	return t
+}
+
+// Health is the tenant's health, shared by every delivery; the queue reads
+// it to park mail while the tenant is suspended and to bound its sessions.
+func (t *Tenant) Health() *Health { return t.health }
+
+// fitPool closes the idle connections of a tenant that was just
+// suspended: they lead nowhere, and a probe must be a connection of its
+// own. A smaller window keeps them: a session that works is worth more
+// than a new one, which a throttling target may refuse.
+func (t *Tenant) fitPool() {
+	if t.health.Suspended() {
+		t.pool.trim(0)
+	}
 }
 
 // Start begins a transaction to the tenant.
@@ -119,33 +146,92 @@ func (d *tenantDelivery) Commit(ctx context.Context) Result {
 	return d.result(out, err)
 }
 
-// send runs x on a pooled connection, or a new one. A pooled connection
-// the endpoint has closed meanwhile fails before anything of the message
-// was sent; the message then goes out on a fresh one.
+// send runs x on a pooled connection, or a new one, if the tenant's health
+// admits it, and tells the health what the session showed.
 func (t *Tenant) send(ctx context.Context, x *txn) ([]Outcome, error) {
+	tk, err := t.health.admit()
+	if err != nil {
+		return nil, err
+	}
+	out, o, reason, err := t.try(ctx, x)
+	if ctx.Err() != nil {
+		o = outcomeNeutral
+	}
+	t.health.done(tk, o, reason)
+	return out, err
+}
+
+// try runs x. A pooled connection the endpoint has closed meanwhile fails
+// before anything of the message was sent; the message then goes out on a
+// fresh one.
+func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, error) {
 	for try := 0; ; try++ {
 		c := t.pool.get(t.d.addr)
 		reused := c != nil
 		if c == nil {
 			var err error
 			if c, err = t.d.connect(ctx); err != nil {
-				return nil, Classify(err)
+				e := Classify(err)
+				if e.Signal == SignalThrottle {
+					t.health.connected(connThrottled)
+					return nil, outcomeThrottle, e.Reply(), e
+				}
+				t.health.connected(connFailed)
+				return nil, outcomeFailed, e.Reply(), e
 			}
+			t.health.connected(connOK)
 		}
 		out, reusable, err := transact(ctx, c, x, x.msg.From, t.d.data)
-		if reusable && ctx.Err() == nil {
-			t.pool.put(c)
-		} else {
-			c.close()
-		}
 		if errors.Is(err, errStale) && reused && try == 0 && ctx.Err() == nil {
+			c.close()
 			continue
 		}
-		if err != nil {
-			return out, Classify(err)
+		o, reason := judge(out, err)
+		switch {
+		case o == outcomeThrottle:
+			// A session the target throttled stays throttled: say QUIT
+			// rather than send it the next message.
+			go c.quit()
+		case reusable && ctx.Err() == nil:
+			t.pool.put(c)
+		default:
+			c.close()
 		}
-		return out, nil
+		if err != nil {
+			return out, o, reason, Classify(err)
+		}
+		return out, o, reason, nil
 	}
+}
+
+// judge says what a transaction showed about the target: a throttling
+// reply anywhere in it, a refusal of the relay, a session that broke off,
+// or a target that answered.
+func judge(out []Outcome, err error) (outcome, string) {
+	var errs []*Error
+	if err != nil {
+		if !isReply(err) {
+			if e := Classify(err); e.Code == 0 && e.Status != "4.4.2" {
+				return outcomeOK, "" // a local decision (8BITMIME missing, ...): the target answered
+			}
+			return outcomeFailed, Classify(err).Reply()
+		}
+		errs = append(errs, Classify(err))
+	}
+	for _, o := range out {
+		if o.Err != nil {
+			errs = append(errs, o.Err)
+		}
+	}
+	for _, e := range errs {
+		switch e.Signal {
+		case SignalThrottle:
+			return outcomeThrottle, e.Reply()
+		case SignalBlocked:
+			return outcomeFailed, e.Reply()
+		}
+	}
+	return outcomeOK, ""
 }
 
 // Capabilities is what the tenant's endpoint offers a sender.

@@ -87,6 +87,8 @@ type Metrics struct {
 
 	// cutover is the function WatchCutover registered, for the status page.
 	cutover atomic.Pointer[func() CutoverStatus]
+	// target is the function WatchTarget registered, for the status page.
+	target atomic.Pointer[func() TargetStatus]
 }
 
 // QueueStats is what the queue reports at scrape time.
@@ -459,4 +461,83 @@ func (m *Metrics) ExportTLSCertificate(listener string, notAfter time.Time) {
 		Help:        "When the certificate a listener presents expires.",
 		ConstLabels: prometheus.Labels{"listener": listener},
 	}, func() float64 { return v }))
+}
+
+// TargetStatus is the tenant's health as the queue sees it. The daemon also
+// writes it as JSON for the admin commands (queue list), so the fields that
+// only make sense in process are left out of the JSON.
+type TargetStatus struct {
+	// Up is false while the target is suspended: its mail waits, without
+	// connections, for a probe to succeed.
+	Up        bool      `json:"up"`
+	Since     time.Time `json:"since,omitzero"`  // when the suspension began
+	Reason    string    `json:"reason,omitempty"` // the last failure, as the target or the network said it
+	NextProbe time.Time `json:"next_probe,omitzero"`
+	Probes    int       `json:"probes,omitempty"` // failed probes in this suspension
+	// Parked counts messages due for the target and waiting for it.
+	Parked int `json:"-"`
+	// Concurrency is the sessions the target gets at once now, out of ConcurrencyLimit.
+	Concurrency      int `json:"concurrency"`
+	ConcurrencyLimit int `json:"concurrency_limit"`
+	// SuspendedSeconds is the time spent suspended since start.
+	SuspendedSeconds float64 `json:"-"`
+	// Connections counts connection attempts by result (ok, failed, throttled).
+	Connections map[string]uint64 `json:"-"`
+	// Throttles counts throttling replies; Suspensions, suspensions.
+	Throttles   uint64    `json:"-"`
+	Suspensions uint64    `json:"-"`
+	Updated     time.Time `json:"updated"`
+}
+
+// TargetConnectionResults are the values of dualmx_target_connections_total's result.
+var TargetConnectionResults = []string{"ok", "failed", "throttled"}
+
+var (
+	targetUpDesc          = prometheus.NewDesc("dualmx_target_up", "1 while the target is up, 0 while it is suspended (mail waits for a probe connection to succeed).", nil, nil)
+	targetSuspendedDesc   = prometheus.NewDesc("dualmx_target_suspended_seconds_total", "Time the target has spent suspended.", nil, nil)
+	targetConcurrencyDesc = prometheus.NewDesc("dualmx_target_concurrency", "Sessions the target gets at once now (adaptive: grows on success, halves on throttling and failed connections).", nil, nil)
+	targetLimitDesc       = prometheus.NewDesc("dualmx_target_concurrency_limit", "The ceiling of dualmx_target_concurrency (delivery.concurrency).", nil, nil)
+	targetParkedDesc      = prometheus.NewDesc("dualmx_target_parked_messages", "Messages due for the target that wait for it to come back.", nil, nil)
+	targetConnsDesc       = prometheus.NewDesc("dualmx_target_connections_total", "Connection attempts to the target by result: ok, failed (connect, greeting or TLS), throttled (refused with a throttling reply).", []string{"result"}, nil)
+	targetThrottlesDesc   = prometheus.NewDesc("dualmx_target_throttles_total", "Throttling replies from the target (421, 4.7.x and Microsoft's rate limits).", nil, nil)
+	targetSuspensionsDesc = prometheus.NewDesc("dualmx_target_suspensions_total", "Times the target was suspended.", nil, nil)
+)
+
+// WatchTarget exports the target's health, read from f at scrape time, and
+// keeps f for the status page.
+func (m *Metrics) WatchTarget(f func() TargetStatus) {
+	m.Registry.MustRegister(&targetCollector{f: f})
+	m.target.Store(&f)
+}
+
+// Target returns the target's health now; ok is false when nothing watches it.
+func (m *Metrics) Target() (s TargetStatus, ok bool) {
+	f := m.target.Load()
+	if f == nil {
+		return TargetStatus{}, false
+	}
+	return (*f)(), true
+}
+
+type targetCollector struct{ f func() TargetStatus }
+
+func (c *targetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{targetUpDesc, targetSuspendedDesc, targetConcurrencyDesc, targetLimitDesc,
+		targetParkedDesc, targetConnsDesc, targetThrottlesDesc, targetSuspensionsDesc} {
+		ch <- d
+	}
+}
+
+func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.f()
+	ch <- prometheus.MustNewConstMetric(targetUpDesc, prometheus.GaugeValue, cutoverGauge(s.Up))
+	ch <- prometheus.MustNewConstMetric(targetSuspendedDesc, prometheus.CounterValue, s.SuspendedSeconds)
+	ch <- prometheus.MustNewConstMetric(targetConcurrencyDesc, prometheus.GaugeValue, float64(s.Concurrency))
+	ch <- prometheus.MustNewConstMetric(targetLimitDesc, prometheus.GaugeValue, float64(s.ConcurrencyLimit))
+	ch <- prometheus.MustNewConstMetric(targetParkedDesc, prometheus.GaugeValue, float64(s.Parked))
+	for _, res := range TargetConnectionResults {
+		ch <- prometheus.MustNewConstMetric(targetConnsDesc, prometheus.CounterValue, float64(s.Connections[res]), res)
+	}
+	ch <- prometheus.MustNewConstMetric(targetThrottlesDesc, prometheus.CounterValue, float64(s.Throttles))
+	ch <- prometheus.MustNewConstMetric(targetSuspensionsDesc, prometheus.CounterValue, float64(s.Suspensions))
 }

@@ -69,6 +69,11 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		log.Debug("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
 		start := time.Now()
 		res = r.attempt(ctx, via, it, body(c), targets)
+		if unsent(res) {
+			// The tenant was suspended after the item was handed out:
+			// nothing was sent, no attempt counts, nothing is written.
+			return done{id: id, keep: true, park: true}
+		}
 		if r.m != nil {
 			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
 		}
@@ -77,7 +82,20 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		now = r.opts.Now()
 	}
 	r.apply(it, res.Rcpts, now, log)
-	return r.decide(c, res.Header, now, log)
+	d := r.decide(c, res.Header, now, log)
+	d.other = it.DSN
+	return d
+}
+
+// unsent reports whether a transaction was refused for every recipient
+// because the tenant is suspended.
+func unsent(res courier.Result) bool {
+	for _, o := range res.Rcpts {
+		if o.Err == nil || o.Err.Signal != courier.SignalSuspended {
+			return false
+		}
+	}
+	return len(res.Rcpts) > 0
 }
 
 // body is the claimed message as the attempt reads it. A message up to

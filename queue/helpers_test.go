@@ -67,6 +67,7 @@ func (f *fixture) tenantConfig(s *standin.Server) courier.TenantConfig {
 	return courier.TenantConfig{
 		Client: courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
 		Host:   s.Host(), Port: s.Port(), TLS: courier.TLSRequire, RootCAs: f.ca.Pool(), MaxIdle: 2, IdleTimeout: 5 * time.Second,
+		Health: courier.HealthConfig{ProbeInitial: 50 * time.Millisecond, ProbeMax: 200 * time.Millisecond, Rand: func() float64 { return 0 }},
 	}
 }
 
@@ -83,7 +84,7 @@ func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
 	}}
 	nowhere := courier.NewMX(courier.MXConfig{Client: courier.Client{Resolver: noDNS}})
 	return Options{
-		Tenant: tenant, Sender: nowhere, HelloName: "relay.test",
+		Tenant: tenant, Health: tenant.Health(), Sender: nowhere, HelloName: "relay.test",
 		RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, GiveUpAfter: time.Hour,
 		Concurrency: 2, StopTimeout: time.Second, PollInterval: 20 * time.Millisecond,
 		Rand: func() float64 { return 0 },

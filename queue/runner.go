@@ -41,6 +41,15 @@ type Options struct {
 	Tenant courier.Target
 	// Sender is where DSNs and returned bounces go: the sender's MX.
 	Sender courier.Target
+	// Health is the tenant's health (courier.Tenant.Health): while it is
+	// suspended, due mail for the tenant is parked without an attempt and
+	// one message at a time goes out as the probe; while it is up, at most
+	// its window of deliveries run at once. Nil: neither.
+	Health *courier.Health
+	// StatusFile, when set, receives the tenant's health as JSON whenever
+	// it changes, for the admin commands (ReadTargetStatus); it is removed
+	// when Run returns.
+	StatusFile string
 	// HelloName names the reporting MTA in DSNs; default the host name.
 	HelloName string
 
@@ -101,6 +110,11 @@ type Runner struct {
 	m    *metrics.Metrics
 	log  *slog.Logger
 
+	// probe is the item out as the probe of the suspended tenant; "" when
+	// none is. Only Run's goroutine uses it and statusVersion.
+	probe         string
+	statusVersion uint64
+
 	mu    sync.Mutex
 	sched *schedule
 	// removing holds items delivered to every recipient whose removal
@@ -126,6 +140,10 @@ type done struct {
 	keep bool
 	next time.Time
 	also []string // ids created by the attempt (a DSN)
+	// park: the attempt found the tenant suspended and sent nothing.
+	park bool
+	// other: the item goes elsewhere than the tenant (a DSN, a return).
+	other bool
 }
 
 // NewRunner prepares delivery from sp. m and log may be nil.
@@ -170,19 +188,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	arrivals := r.sp.Arrivals()
 	lastScan := time.Now()
 	broken := false // the spool's failure has been logged
+	r.writeStatus()
+	defer r.removeStatus()
 
 	for {
-		// Start what is due, as far as there are idle workers.
+		// Start what is due, as far as there are idle workers and the
+		// tenant's window allows.
 		now := r.opts.Now()
-		for busy < r.opts.Concurrency {
-			id, ok := r.takeDue(now)
-			if !ok {
-				break
-			}
-			busy++
-			work <- id // a worker is idle or about to be: busy counts what they hold
-		}
-		timer.Reset(r.nextWake(now, busy == r.opts.Concurrency))
+		busy = r.dispatch(now, busy, work)
+		timer.Reset(r.nextWake(now, busy >= r.limit()))
 		select {
 		case <-ctx.Done():
 			close(work)
@@ -191,6 +205,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.schedule(id, r.opts.Now())
 		case d := <-results:
 			busy--
+			if d.id == r.probe {
+				r.probe = ""
+			}
 			r.finish(d)
 		case <-poll.C:
 			// A broken spool (a failed directory fsync) fails every flush
@@ -300,6 +317,9 @@ func (r *Runner) scan() {
 			r.sched.remove(it.ID)
 		default:
 			r.sched.set(it.ID, it.NextAttempt)
+			if it.DSN {
+				r.sched.setOther(it.ID)
+			}
 		}
 	}
 	var gone []string
@@ -321,11 +341,77 @@ func (r *Runner) schedule(id string, at time.Time) {
 
 func (r *Runner) finish(d done) {
 	r.mu.Lock()
-	r.sched.done(d.id, d.keep, d.next)
-	r.mu.Unlock()
-	for _, id := range d.also {
-		r.schedule(id, r.opts.Now())
+	if d.park {
+		r.sched.park(d.id)
+	} else {
+		r.sched.done(d.id, d.keep, d.next)
 	}
+	if d.other {
+		r.sched.setOther(d.id)
+	}
+	now := r.opts.Now()
+	for _, id := range d.also {
+		r.sched.set(id, now)
+		r.sched.setOther(id) // a DSN
+	}
+	r.mu.Unlock()
+}
+
+// limit is how many deliveries may run at once: the workers, and no more
+// than the tenant's window. DSNs count against the window too; they are
+// rare, and the runner learns where an item goes only when it claims it.
+func (r *Runner) limit() int {
+	if h := r.opts.Health; h != nil {
+		return min(r.opts.Concurrency, h.Window())
+	}
+	return r.opts.Concurrency
+}
+
+// dispatch hands due items to the workers and returns how many they hold.
+// While the tenant is suspended, its due mail is parked instead, and one
+// parked message goes out as the probe when the health allows one.
+func (r *Runner) dispatch(now time.Time, busy int, work chan<- string) int {
+	h := r.opts.Health
+	if h != nil && h.Version() != r.statusVersion {
+		r.writeStatus()
+	}
+	if h == nil || !h.Suspended() {
+		r.mu.Lock()
+		if r.sched.nParked > 0 {
+			r.sched.release()
+		}
+		r.mu.Unlock()
+		for busy < r.limit() {
+			id, ok := r.takeDue(now)
+			if !ok {
+				break
+			}
+			busy++
+			work <- id // a worker is idle or about to be: busy counts what they hold
+		}
+		return busy
+	}
+	for busy < r.opts.Concurrency {
+		r.mu.Lock()
+		id, ok := r.sched.takeDueParking(now)
+		r.mu.Unlock()
+		if !ok {
+			break
+		}
+		busy++
+		work <- id
+	}
+	if r.probe == "" && busy < r.opts.Concurrency && !now.Before(h.NextProbe()) {
+		r.mu.Lock()
+		id, ok := r.sched.takeParked()
+		r.mu.Unlock()
+		if ok {
+			r.probe = id
+			busy++
+			work <- id
+		}
+	}
+	return busy
 }
 
 // takeDue hands out the item due earliest, if any is due, marking it running.
@@ -344,6 +430,11 @@ func (r *Runner) nextWake(now time.Time, full bool) time.Duration {
 	wake := r.opts.RescanInterval
 	if next, ok := r.sched.nextDue(); ok && !full {
 		wake = min(wake, next.Sub(now))
+	}
+	if h := r.opts.Health; h != nil && r.sched.nParked > 0 && r.probe == "" {
+		if at := h.NextProbe(); !at.IsZero() {
+			wake = min(wake, at.Sub(now))
+		}
 	}
 	return max(wake, time.Millisecond)
 }

@@ -26,6 +26,7 @@ type filterConn struct {
 	br     *bufio.Reader
 	tlsCfg *tls.Config
 	tlsOn  atomic.Bool
+	n      int // the connection's number (Event.Conn)
 
 	pending []byte // the current line, handed to go-smtp piecewise
 	midLine bool   // the last chunk read did not end a line

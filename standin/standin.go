@@ -55,6 +55,9 @@ func (s Stage) String() string {
 // Event describes the command the Hook is asked about.
 type Event struct {
 	Stage Stage
+	// Conn numbers the session's connection, from 1 in the order they
+	// were accepted, so a script can treat connections differently.
+	Conn  int
 	From  string
 	Rcpt  string   // the recipient of this RCPT (StageRcpt)
 	Rcpts []string // recipients accepted so far
@@ -304,11 +307,35 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	}
 	l.s.mu.Lock()
 	l.s.conns++
+	n := l.s.conns
 	l.s.mu.Unlock()
 	if l.s.opts.No8BitMIME {
-		return newFilterConn(c, l.s.opts.TLS), nil
+		fc := newFilterConn(c, l.s.opts.TLS)
+		fc.n = n
+		return fc, nil
 	}
-	return c, nil
+	return &numberedConn{Conn: c, n: n}, nil
+}
+
+// numberedConn carries the connection's number to its sessions (go-smtp
+// starts a new one after STARTTLS).
+type numberedConn struct {
+	net.Conn
+	n int
+}
+
+// connNumber finds the number Accept gave c's connection.
+func connNumber(c net.Conn) int {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	switch c := c.(type) {
+	case *numberedConn:
+		return c.n
+	case *filterConn:
+		return c.n
+	}
+	return 0
 }
 
 type logAdapter struct{ l *slog.Logger }
@@ -319,13 +346,14 @@ func (a logAdapter) Println(v ...any)               { a.l.Debug(fmt.Sprintln(v..
 type session struct {
 	s     *Server
 	c     *smtp.Conn
+	n     int // Event.Conn
 	from  string
 	opts  smtp.MailOptions
 	rcpts []string
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{s: s, c: c}, nil
+	return &session{s: s, c: c, n: connNumber(c.Conn())}, nil
 }
 
 func (ss *session) tls() bool {
@@ -342,6 +370,7 @@ func (ss *session) hook(ev Event) error {
 		return nil
 	}
 	ev.TLS = ss.tls()
+	ev.Conn = ss.n
 	ev.From = ss.from
 	ev.Rcpts = append([]string(nil), ss.rcpts...)
 	err := ss.s.opts.Hook(ev)
