@@ -49,13 +49,13 @@ type Health struct {
 	throttles   atomic.Uint64
 	suspensions atomic.Uint64
 
-	mu           sync.Mutex
-	grown        int // successes since the window last changed
+	mu    sync.Mutex
+	grown int // successes since the window last changed
 	// ceiling is where the window was set by the last decrease: above it
 	// the window grows four times slower, because that is where the
 	// target last said "too much" (TCP's ssthresh, with a slower slope:
 	// Microsoft asks new senders to ramp up slowly).
-	ceiling int
+	ceiling      int
 	since        time.Time
 	reason       string
 	probeDelay   time.Duration

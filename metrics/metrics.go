@@ -470,7 +470,7 @@ type TargetStatus struct {
 	// Up is false while the target is suspended: its mail waits, without
 	// connections, for a probe to succeed.
 	Up        bool      `json:"up"`
-	Since     time.Time `json:"since,omitzero"`  // when the suspension began
+	Since     time.Time `json:"since,omitzero"`   // when the suspension began
 	Reason    string    `json:"reason,omitempty"` // the last failure, as the target or the network said it
 	NextProbe time.Time `json:"next_probe,omitzero"`
 	Probes    int       `json:"probes,omitempty"` // failed probes in this suspension
