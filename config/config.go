@@ -345,6 +345,10 @@ func (c *Config) SpoolDir() string { return filepath.Join(c.StateDir, "spool") }
 // DBPath is the state database.
 func (c *Config) DBPath() string { return filepath.Join(c.StateDir, "state.db") }
 
+// TargetStatusPath is where the running daemon records the target's health
+// (up, or suspended since when and why) for the admin commands.
+func (c *Config) TargetStatusPath() string { return filepath.Join(c.StateDir, "target.json") }
+
 // Redacted returns the effective configuration as dotted key → value, for the
 // start-up log. It is built from the same table the parser uses, so a new key
 // shows up here without further work, and it is the one place secrets are

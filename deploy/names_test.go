@@ -50,6 +50,7 @@ func TestExportedIncludesEveryCollector(t *testing.T) {
 		"dualmx_address_last_delivery_timestamp_seconds", "dualmx_address_state_since_timestamp_seconds",
 		"dualmx_spool_free_bytes", "dualmx_spool_size_bytes", "dualmx_tls_certificate_expiry_timestamp_seconds",
 		"dualmx_address_delivered_total", "process_resident_memory_bytes", "go_goroutines",
+		"dualmx_target_up", "dualmx_target_suspended_seconds_total", "dualmx_target_concurrency", "dualmx_target_connections_total",
 	} {
 		if _, ok := exp[n]; !ok {
 			t.Errorf("%s missing from the exported set", n)

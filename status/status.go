@@ -41,6 +41,12 @@ type CutoverSource interface {
 	Cutover() (s metrics.CutoverStatus, ok bool)
 }
 
+// TargetSource reports the target's health; ok is false when nothing
+// watches it. *metrics.Metrics is one.
+type TargetSource interface {
+	Target() (s metrics.TargetStatus, ok bool)
+}
+
 // Options configure the page. Addresses and Spool are required.
 type Options struct {
 	// Hostname names the relay in the page title.
@@ -49,6 +55,8 @@ type Options struct {
 	Spool     SpoolLister
 	// Cutover may be nil: the page then says the cutover is not configured.
 	Cutover CutoverSource
+	// Target may be nil: the page then has no line on the target.
+	Target TargetSource
 	// Checklist, when set, gives each address's migration checklist as
 	// steps with evidence out of all steps, and the next step.
 	Checklist func(ctx context.Context, address string) (Progress, error)
@@ -170,6 +178,16 @@ type page struct {
 	Oldest     string
 
 	Cutover cutoverView
+	Target  *targetView
+}
+
+// targetView is the line on the target's health.
+type targetView struct {
+	Up               bool
+	Concurrency, Max int
+	Since, Reason    string
+	NextProbe        string
+	Parked           int
 }
 
 type count struct {
@@ -302,6 +320,21 @@ func (h *Handler) build(ctx context.Context) page {
 		p.StateCounts = append(p.StateCounts, count{Name: st, N: byState[st]})
 	}
 
+	if h.o.Target != nil {
+		if ts, ok := h.o.Target.Target(); ok {
+			v := &targetView{Up: ts.Up, Concurrency: ts.Concurrency, Max: ts.ConcurrencyLimit, Parked: ts.Parked,
+				Reason: visible.String(ts.Reason)}
+			if !ts.Up {
+				v.Since = h.stamp(ts.Since) + " (" + ago(now.Sub(ts.Since)) + ")"
+				if d := ts.NextProbe.Sub(now); d > 0 {
+					v.NextProbe = "in " + dur(d)
+				} else {
+					v.NextProbe = "now"
+				}
+			}
+			p.Target = v
+		}
+	}
 	if h.o.Cutover != nil {
 		if cs, ok := h.o.Cutover.Cutover(); ok {
 			p.Cutover = cutoverView{Configured: true, State: cs.State, Up: cs.Up}

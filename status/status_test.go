@@ -310,3 +310,28 @@ func TestChecklistColumn(t *testing.T) {
 		t.Errorf("failed checklist not shown as not known:\n%s", body)
 	}
 }
+
+type target struct{ st metrics.TargetStatus }
+
+func (t target) Target() (metrics.TargetStatus, bool) { return t.st, true }
+
+// TestTargetLine: the page says whether the target is up, and when it is
+// suspended, since when, why (escaped) and how much mail waits for it.
+func TestTargetLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   metrics.TargetStatus
+		want []string
+	}{
+		{metrics.TargetStatus{Up: true, Concurrency: 5, ConcurrencyLimit: 8}, []string{"s-ok\">up</span>", "5 of 8 sessions"}},
+		{metrics.TargetStatus{Since: now.Add(-10 * time.Minute), Reason: "451 4.7.500 Server busy <b>", NextProbe: now.Add(90 * time.Second), Parked: 1200},
+			[]string{"suspended</span> since 2026-11-27 11:50 UTC (10 min ago): 451 4.7.500 Server busy &lt;b&gt;.", "1200 message(s) wait", "next probe in 1 min"}},
+	} {
+		h := New(Options{Addresses: addrs{}, Spool: fakeSpool{}, Target: target{tc.st}, Now: func() time.Time { return now }, Location: time.UTC})
+		_, body := get(t, h, "GET", "/")
+		for _, w := range tc.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("page lacks %q:\n%s", w, body[strings.Index(body, `<section id="queue">`):][:600])
+			}
+		}
+	}
+}

@@ -44,7 +44,7 @@ func (d *daemon) statusPage(m *metrics.Metrics) *status.Handler {
 	// The page asks only local evidence; steps that need Microsoft 365 show
 	// as not known there (the checklist command asks the tenant).
 	src := checklist.Sources{Store: d.store, Spool: d.spool}
-	return status.New(status.Options{Hostname: d.cfg.Hostname, Addresses: d.store, Spool: d.spool, Cutover: m,
+	return status.New(status.Options{Hostname: d.cfg.Hostname, Addresses: d.store, Spool: d.spool, Cutover: m, Target: m,
 		Logger: d.log.With("component", "status"),
 		Checklist: func(ctx context.Context, addr string) (status.Progress, error) {
 			c, err := checklist.For(ctx, src, addr)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dualmx/dualmx/internal/visible"
+	"github.com/dualmx/dualmx/queue"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/spool"
 )
@@ -49,6 +50,9 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 			})
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), items)
+			}
+			if line := waitingLine(a.cfg.TargetStatusPath(), time.Now()); line != "" && len(items) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tAGE\tFROM\tTO\tATTEMPTS\tLAST REPLY")
@@ -189,6 +193,25 @@ func newQueueDropCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "drop ID --reason TEXT", "Remove a message without delivery or DSN (audited)",
 		"  dualmx queue drop 20261127T101500-3f2a9c --reason \"spam that slipped through the old host\"", "drop", true,
 		func(sp *spool.Spool, id, who, reason string) (spool.Item, error) { return sp.Drop(id, who, reason) })
+}
+
+// waitingLine says why mail waits when the running daemon has the target
+// suspended; "" when it is up or no daemon recorded anything.
+func waitingLine(path string, now time.Time) string {
+	st, ok, err := queue.ReadTargetStatus(path)
+	switch {
+	case err != nil:
+		return "target health unknown: " + visible.String(err.Error())
+	case !ok || st.Up:
+		return ""
+	}
+	next := "now"
+	if d := st.NextProbe.Sub(now); d > 0 {
+		next = "in " + d.Round(time.Second).String()
+	}
+	return fmt.Sprintf("target suspended since %s (%s ago): %s\nqueued mail waits without connections; next probe %s (as of %s)",
+		st.Since.Local().Format(time.DateTime), now.Sub(st.Since).Round(time.Second), visible.String(st.Reason), next,
+		st.Updated.Local().Format(time.DateTime))
 }
 
 // targets lists an item's recipients at the target, for one table cell.

@@ -249,7 +249,9 @@ func (d *daemon) openDelivery() error {
 	client := courier.Client{HelloName: cfg.Hostname, CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout: cfg.Delivery.DataTimeout, Resolver: d.resolver}
 	d.tenant = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port,
-		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency})
+		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency,
+		Health: courier.HealthConfig{MaxConcurrency: cfg.Delivery.Concurrency,
+			ProbeInitial: cfg.Delivery.RetryInitial, ProbeMax: cfg.Delivery.RetryMax}})
 	v, err := newVoucher(cfg, d.m, d.log)
 	if err != nil {
 		return err
@@ -269,6 +271,8 @@ func (d *daemon) openDelivery() error {
 	toTenant = v.Target(toTenant)
 	d.runner = queue.NewRunner(d.spool, queue.Options{
 		Tenant:             toTenant,
+		Health:             d.tenant.Health(),
+		StatusFile:         cfg.TargetStatusPath(),
 		Sender:             courier.NewMX(courier.MXConfig{Client: client, Port: cfg.Delivery.MXPort, AllowLoopback: cfg.Delivery.MXAllowLoopback}),
 		HelloName:          cfg.Hostname,
 		RetryInitial:       cfg.Delivery.RetryInitial,
@@ -279,6 +283,7 @@ func (d *daemon) openDelivery() error {
 		Recorder:           d.store,
 	}, d.m, d.log)
 	d.m.WatchQueue(d.runner.Stats)
+	d.m.WatchTarget(d.runner.TargetStatus)
 	return nil
 }
 
