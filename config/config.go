@@ -245,7 +245,17 @@ type Target struct {
 	// DaneTrustAnchorFile holds the DS or DNSKEY records DNSSEC validation
 	// starts from with TLSDane; "" means the IANA root anchors built in.
 	DaneTrustAnchorFile string
+	// IPFamily is one of FamilyAny, FamilyIPv4, FamilyIPv6: which of the
+	// host's addresses delivery uses.
+	IPFamily string
 }
+
+// Values of Target.IPFamily.
+const (
+	FamilyAny  = "any"
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
 
 // Delivery controls retries towards the target.
 type Delivery struct {
@@ -291,8 +301,9 @@ func Default() Config {
 			MaxReceived:         50,
 		},
 		Target: Target{
-			Port: 25,
-			TLS:  TLSRequire,
+			Port:     25,
+			TLS:      TLSRequire,
+			IPFamily: FamilyAny,
 		},
 		Delivery: Delivery{
 			RetryInitial:       time.Minute,

@@ -313,6 +313,16 @@ var badCases = []badCase{
 		want: []string{"bad.yaml:5: target.tls: ", "dane"},
 	},
 	{
+		name: "unknown ip family",
+		yaml: withMinimal("  ip_family: ipv5"),
+		want: []string{"bad.yaml:5: target.ip_family: ", "ipv4"},
+	},
+	{
+		name: "ip family excludes the host",
+		yaml: yamlLines("hostname: relay.example.nl", "state_dir: /x", "target:", "  host: 192.0.2.25", "  ip_family: ipv6"),
+		want: []string{"bad.yaml:5: target.ip_family: ipv6 excludes target.host 192.0.2.25"},
+	},
+	{
 		name: "dane trust anchors missing",
 		yaml: withMinimal("  tls: dane", "  dane_trust_anchor_file: anchors"),
 		want: []string{"bad.yaml:6: target.dane_trust_anchor_file: ", "anchors does not exist"},

@@ -53,6 +53,7 @@ var schema = []field{
 	{path: "target.tls", ptr: func(c *Config) any { return &c.Target.TLS }},
 	{path: "target.ca_file", ptr: func(c *Config) any { return &c.Target.CAFile }, file: true},
 	{path: "target.dane_trust_anchor_file", ptr: func(c *Config) any { return &c.Target.DaneTrustAnchorFile }, file: true},
+	{path: "target.ip_family", ptr: func(c *Config) any { return &c.Target.IPFamily }},
 	{path: "delivery.retry_initial", ptr: func(c *Config) any { return &c.Delivery.RetryInitial }},
 	{path: "delivery.retry_max", ptr: func(c *Config) any { return &c.Delivery.RetryMax }},
 	{path: "delivery.give_up_after", ptr: func(c *Config) any { return &c.Delivery.GiveUpAfter }},

@@ -119,6 +119,11 @@ func (k *checker) values() {
 		k.fail("target.port", "%d is not a port number (1-65535)", c.Target.Port)
 	}
 	k.oneOf("target.tls", c.Target.TLS, TLSRequire, TLSOpportunistic, TLSNone, TLSDane)
+	k.oneOf("target.ip_family", c.Target.IPFamily, FamilyAny, FamilyIPv4, FamilyIPv6)
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(c.Target.Host, ".")); err == nil &&
+		(c.Target.IPFamily == FamilyIPv4 && !ip.Unmap().Is4() || c.Target.IPFamily == FamilyIPv6 && ip.Unmap().Is4()) {
+		k.fail("target.ip_family", "%s excludes target.host %s", c.Target.IPFamily, ip)
+	}
 	if c.Target.TLS == TLSDane && isIP(strings.TrimSuffix(c.Target.Host, ".")) {
 		k.fail("target.tls", "dane needs target.host to be a host name, not an address: TLSA records are published under the name")
 	}

@@ -38,6 +38,9 @@ type dialer struct {
 	command    time.Duration
 	data       time.Duration
 	resolver   *net.Resolver
+	// dialAddr, when set, is the address dialled instead of addr (one
+	// of the host's addresses); addr still names the next hop.
+	dialAddr string
 	// control, when set, may refuse the address about to be dialled.
 	control func(network, address string, c syscall.RawConn) error
 }
@@ -149,9 +152,13 @@ func (l *lineLimitReader) Read(p []byte) (int, error) {
 // done here by hand, then go-smtp takes over (it sends its own EHLO).
 func (d *dialer) connect(ctx context.Context) (*client, error) {
 	nd := net.Dialer{Timeout: d.dial, Resolver: d.resolver, Control: d.control}
-	raw, err := nd.DialContext(ctx, "tcp", d.addr)
+	at := d.addr
+	if d.dialAddr != "" {
+		at = d.dialAddr
+	}
+	raw, err := nd.DialContext(ctx, "tcp", at)
 	if err != nil {
-		return nil, &Error{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", d.addr, err), Temporary: true, Err: err}
+		return nil, &Error{Status: "4.4.1", Message: fmt.Sprintf("connect to %s: %v", at, err), Temporary: true, Err: err}
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()

@@ -519,7 +519,9 @@ func TestPipelinedStalePooledConnection(t *testing.T) {
 	})
 	p := newPool(2, time.Minute, time.Now)
 	defer p.closeAll()
-	tt := &Tenant{d: s.dialer(), pool: p, health: NewHealth(HealthConfig{})}
+	ap := s.ln.Addr().(*net.TCPAddr)
+	tt := &Tenant{d: s.dialer(), port: ap.Port, pool: p, health: NewHealth(HealthConfig{}),
+		book: &addrBook{host: ap.IP.String(), resolver: net.DefaultResolver, now: time.Now}}
 	body := "Subject: stale\r\n\r\nHello.\r\n"
 	for i := range 2 {
 		res := send(t, tt, Message{From: "alice@sender.test"}, "", body, "a@domain.test")

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -64,6 +65,12 @@ type TenantConfig struct {
 	// IdleTimeout closes a pooled connection idle for longer, before the
 	// endpoint closes it on its side; default 30s.
 	IdleTimeout time.Duration
+	// IPFamily restricts the host's addresses to FamilyIPv4 or FamilyIPv6;
+	// "" or FamilyAny uses both.
+	IPFamily string
+	// BadAddressFor is how long an address that failed to connect is
+	// tried after the others; default 5m.
+	BadAddressFor time.Duration
 	// Health configures how the tenant's health is judged: suspension,
 	// probes and the concurrency window. MaxConcurrency defaults to
 	// MaxIdle.
@@ -77,8 +84,10 @@ type TenantConfig struct {
 // for anything that must see them all.
 type Tenant struct {
 	d      dialer
+	port   int
 	pool   *pool
 	health *Health
+	book   *addrBook
 }
 
 // NewTenant prepares delivery to the endpoint cfg names; nothing is dialled
@@ -109,7 +118,11 @@ func NewTenant(cfg TenantConfig) *Tenant {
 	d := cfg.dialer()
 	d.addr = net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	d.serverName, d.policy, d.roots = cfg.Host, cfg.TLS, cfg.RootCAs
-	t := &Tenant{d: d, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now), health: NewHealth(cfg.Health)}
+	if cfg.BadAddressFor <= 0 {
+		cfg.BadAddressFor = 5 * time.Minute
+	}
+	t := &Tenant{d: d, port: cfg.Port, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now), health: NewHealth(cfg.Health),
+		book: &addrBook{host: cfg.Host, family: cfg.IPFamily, resolver: cfg.Resolver, badFor: cfg.BadAddressFor, now: cfg.Now}}
 	t.health.setOnChange(t.fitPool)
 	return t
 }
@@ -170,7 +183,7 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 		reused := c != nil
 		if c == nil {
 			var err error
-			if c, err = t.d.connect(ctx); err != nil {
+			if c, err = t.dial(ctx); err != nil {
 				e := Classify(err)
 				if e.Signal == SignalThrottle {
 					t.health.connected(connThrottled)
@@ -187,8 +200,16 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 			continue
 		}
 		o, reason := judge(out, err)
+		family := signalled(out, err, SignalFamily)
+		if family {
+			// The target refuses mail over this address family: the
+			// next attempt takes another address.
+			if ip, ok := remoteIP(c.conn); ok {
+				t.book.markBad(ip)
+			}
+		}
 		switch {
-		case o == outcomeThrottle:
+		case o == outcomeThrottle, family:
 			// A session the target throttled stays throttled: say QUIT
 			// rather than send it the next message.
 			go c.quit()
@@ -202,6 +223,61 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 		}
 		return out, o, reason, nil
 	}
+}
+
+// dial connects to the first of the host's addresses that answers: one
+// that cannot be reached (or refuses this address family) is remembered as
+// bad and the next is tried. A reply from the service itself, or a TLS
+// failure, ends the attempt: the host's other addresses are the same
+// service.
+func (t *Tenant) dial(ctx context.Context) (*client, error) {
+	addrs, err := t.book.list(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	d := t.d
+	var last error
+	for _, a := range addrs {
+		d.dialAddr = netip.AddrPortFrom(a, uint16(t.port)).String()
+		c, err := d.connect(ctx)
+		if err == nil {
+			t.book.markGood(a)
+			return c, nil
+		}
+		last = err
+		if ctx.Err() != nil || !addressFault(err) {
+			return nil, err
+		}
+		t.book.markBad(a)
+	}
+	return nil, last
+}
+
+// addressFault reports whether a failed connection is the fault of the
+// address tried: nothing answered there, the connection broke before the
+// session began, or the service refuses the address family.
+func addressFault(err error) bool {
+	e := Classify(err)
+	switch {
+	case e.Signal == SignalFamily:
+		return true
+	case isReply(err):
+		return false
+	}
+	return e.Status == "4.4.1" || e.Status == "4.4.2"
+}
+
+// signalled reports whether a transaction's error or any outcome carries s.
+func signalled(out []Outcome, err error, s Signal) bool {
+	if err != nil && Classify(err).Signal == s {
+		return true
+	}
+	for _, o := range out {
+		if o.Err != nil && o.Err.Signal == s {
+			return true
+		}
+	}
+	return false
 }
 
 // judge says what a transaction showed about the target: a throttling
@@ -245,7 +321,7 @@ type Capabilities struct {
 // own SIZE to the endpoint's, so that a message it accepts is not refused
 // for its size downstream.
 func (t *Tenant) Capabilities(ctx context.Context) (Capabilities, error) {
-	c, err := t.d.connect(ctx)
+	c, err := t.dial(ctx)
 	if err != nil {
 		return Capabilities{}, Classify(err)
 	}

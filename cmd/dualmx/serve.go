@@ -249,7 +249,7 @@ func (d *daemon) openDelivery() error {
 	client := courier.Client{HelloName: cfg.Hostname, CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout: cfg.Delivery.DataTimeout, Resolver: d.resolver}
 	d.tenant = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port,
-		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency,
+		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency, IPFamily: cfg.Target.IPFamily,
 		Health: courier.HealthConfig{MaxConcurrency: cfg.Delivery.Concurrency,
 			ProbeInitial: cfg.Delivery.RetryInitial, ProbeMax: cfg.Delivery.RetryMax}})
 	v, err := newVoucher(cfg, d.m, d.log)
