@@ -66,7 +66,9 @@ func exported(t *testing.T) map[string]dto.MetricType {
 	m.WatchCutover(func() metrics.CutoverStatus {
 		return metrics.CutoverStatus{State: "ready", Up: true, LastRun: time.Now(), Checks: map[string]string{"mx": "ok"}}
 	})
-	m.WatchTarget(func() metrics.TargetStatus { return metrics.TargetStatus{Up: true, Concurrency: 2, ConcurrencyLimit: 8} })
+	m.WatchTarget(func() metrics.TargetStatus {
+		return metrics.TargetStatus{Up: true, Concurrency: 2, ConcurrencyLimit: 8}
+	})
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
