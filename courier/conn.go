@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/dualmx/dualmx/dane"
 )
 
 // TLS policies for a next hop.
 const (
 	TLSRequire       = "require"       // STARTTLS mandatory, certificate verified
+	TLSDane          = "dane"          // STARTTLS mandatory, certificate checked against validated TLSA records (RFC 7672)
 	TLSOpportunistic = "opportunistic" // STARTTLS when offered, certificate not verified (RFC 7435)
 	TLSNone          = "none"          // plain text
 )
@@ -41,6 +44,9 @@ type dialer struct {
 	// dialAddr, when set, is the address dialled instead of addr (one
 	// of the host's addresses); addr still names the next hop.
 	dialAddr string
+	// daneTLS is the handshake's configuration under TLSDane: the
+	// certificate is checked against the host's TLSA records.
+	daneTLS *tls.Config
 	// control, when set, may refuse the address about to be dialled.
 	control func(network, address string, c syscall.RawConn) error
 }
@@ -213,9 +219,9 @@ func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, er
 		return nil, false, fmt.Errorf("EHLO at %s: %w", d.addr, err)
 	}
 	if !hasExt(msg, "STARTTLS") {
-		if d.policy == TLSRequire {
+		if d.policy == TLSRequire || d.policy == TLSDane {
 			tp.PrintfLine("QUIT")
-			return nil, false, TempError("4.7.10", "%s does not offer STARTTLS and the TLS policy is require", d.addr)
+			return nil, false, TempError("4.7.10", "%s does not offer STARTTLS and the TLS policy is %s", d.addr, d.policy)
 		}
 		return raw, false, nil
 	}
@@ -227,14 +233,19 @@ func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, er
 	_, _, err = tp.ReadResponse(220)
 	tp.EndResponse(id)
 	if err != nil {
-		if d.policy == TLSRequire {
+		if d.policy == TLSRequire || d.policy == TLSDane {
 			return nil, false, fmt.Errorf("STARTTLS at %s: %w", d.addr, err)
 		}
 		// An opportunistic client may carry on in plain text; go-smtp's EHLO resets the session.
 		return raw, false, nil
 	}
 	cfg := &tls.Config{ServerName: d.serverName, RootCAs: d.roots, MinVersion: tls.VersionTLS12}
-	if d.policy != TLSRequire {
+	switch {
+	case d.policy == TLSDane && d.daneTLS != nil:
+		cfg = d.daneTLS
+	case d.policy == TLSDane:
+		return nil, false, TempError("4.7.5", "no validated TLSA records for %s", d.addr)
+	case d.policy != TLSRequire:
 		cfg.InsecureSkipVerify = true
 	}
 	tc := tls.Client(raw, cfg)
@@ -244,7 +255,10 @@ func (d *dialer) preamble(ctx context.Context, raw net.Conn) (net.Conn, bool, er
 		// the give-up policy still bounds how long a message waits.
 		var verr *tls.CertificateVerificationError
 		reason := "TLS handshake"
-		if errors.As(err, &verr) {
+		switch {
+		case errors.Is(err, dane.ErrNoMatch):
+			reason = "DANE: no TLSA record matches the certificate;"
+		case errors.As(err, &verr):
 			reason = "certificate verification"
 		}
 		return nil, false, &Error{Status: "4.7.5", Message: fmt.Sprintf("%s with %s failed: %v", reason, d.addr, err), Temporary: true, Err: err}

@@ -60,7 +60,10 @@ func (f *fixture) config(s *standin.Server) TenantConfig {
 }
 
 func (f *fixture) tenant(cfg TenantConfig) *Tenant {
-	t := NewTenant(cfg)
+	t, err := NewTenant(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	f.t.Cleanup(t.Close)
 	return t
 }

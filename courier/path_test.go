@@ -207,7 +207,10 @@ func TestQuotedPathsOnTheWire(t *testing.T) {
 		host, port, _ := net.SplitHostPort(s.ln.Addr().String())
 		cfg := TenantConfig{Client: newFixture(t).client(), Host: host, TLS: TLSNone}
 		cfg.Port, _ = strconv.Atoi(port)
-		tenant := NewTenant(cfg)
+		tenant, err := NewTenant(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		res := send(t, tenant, Message{From: from}, "", testBody, rcpt, "plain@domain.test")
 		tenant.Close()
 		if !accepted(res) {

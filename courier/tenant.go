@@ -6,11 +6,14 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/dualmx/dualmx/dane"
 )
 
 // Client configures the SMTP client side both targets share. Zero fields
@@ -57,8 +60,11 @@ type TenantConfig struct {
 	Client
 	Host    string
 	Port    int    // default 25
-	TLS     string // TLSRequire (default), TLSOpportunistic or TLSNone
+	TLS     string // TLSRequire (default), TLSDane, TLSOpportunistic or TLSNone
 	RootCAs *x509.CertPool
+	// DANE looks up and validates the host's TLSA records; required with
+	// TLSDane, whose connections go only to the addresses it validated.
+	DANE *dane.Resolver
 	// MaxIdle bounds the idle connections kept for reuse; set it to the
 	// number of parallel deliveries. Default 4.
 	MaxIdle int
@@ -84,21 +90,39 @@ type TenantConfig struct {
 // for anything that must see them all.
 type Tenant struct {
 	d      dialer
+	host   string
 	port   int
+	dane   *dane.Resolver
 	pool   *pool
 	health *Health
 	book   *addrBook
 }
 
 // NewTenant prepares delivery to the endpoint cfg names; nothing is dialled
-// before the first transaction.
-func NewTenant(cfg TenantConfig) *Tenant {
+// before the first transaction. An unknown TLS policy or address family is
+// refused: a policy the courier does not know would otherwise be one
+// without checks.
+func NewTenant(cfg TenantConfig) (*Tenant, error) {
 	cfg.setDefaults()
 	if cfg.Port == 0 {
 		cfg.Port = 25
 	}
 	if cfg.TLS == "" {
 		cfg.TLS = TLSRequire
+	}
+	switch cfg.TLS {
+	case TLSRequire, TLSOpportunistic, TLSNone:
+	case TLSDane:
+		if cfg.DANE == nil {
+			return nil, errors.New("courier: TLS policy dane without a DANE resolver")
+		}
+	default:
+		return nil, fmt.Errorf("courier: unknown TLS policy %q", cfg.TLS)
+	}
+	switch cfg.IPFamily {
+	case "", FamilyAny, FamilyIPv4, FamilyIPv6:
+	default:
+		return nil, fmt.Errorf("courier: unknown address family %q", cfg.IPFamily)
 	}
 	if cfg.MaxIdle <= 0 {
 		cfg.MaxIdle = 4
@@ -121,10 +145,10 @@ func NewTenant(cfg TenantConfig) *Tenant {
 	if cfg.BadAddressFor <= 0 {
 		cfg.BadAddressFor = 5 * time.Minute
 	}
-	t := &Tenant{d: d, port: cfg.Port, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now), health: NewHealth(cfg.Health),
+	t := &Tenant{d: d, host: cfg.Host, port: cfg.Port, dane: cfg.DANE, pool: newPool(cfg.MaxIdle, cfg.IdleTimeout, cfg.Now), health: NewHealth(cfg.Health),
 		book: &addrBook{host: cfg.Host, family: cfg.IPFamily, resolver: cfg.Resolver, badFor: cfg.BadAddressFor, now: cfg.Now}}
 	t.health.setOnChange(t.fitPool)
-	return t
+	return t, nil
 }
 
 // Health is the tenant's health, shared by every delivery; the queue reads
@@ -230,12 +254,28 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 // bad and the next is tried. A reply from the service itself, or a TLS
 // failure, ends the attempt: the host's other addresses are the same
 // service.
+//
+// Under TLSDane the addresses and the TLS configuration come from the
+// validated lookup: anything short of usable, signed TLSA records is a
+// temporary failure, and nothing falls back to another policy.
 func (t *Tenant) dial(ctx context.Context) (*client, error) {
-	addrs, err := t.book.list(ctx, nil)
+	d := t.d
+	var fixed []netip.Addr
+	if d.policy == TLSDane {
+		res, err := t.dane.Lookup(ctx, t.host, t.port)
+		if err != nil {
+			return nil, &Error{Status: "4.4.3", Message: fmt.Sprintf("DANE lookup for %s: %v", t.host, err), Temporary: true, Err: err}
+		}
+		if err := res.Err(); err != nil {
+			return nil, &Error{Status: "4.7.5", Message: err.Error(), Temporary: true, Err: err}
+		}
+		fixed = res.Addrs
+		d.daneTLS = res.TLSConfig()
+	}
+	addrs, err := t.book.list(ctx, fixed)
 	if err != nil {
 		return nil, err
 	}
-	d := t.d
 	var last error
 	for _, a := range addrs {
 		d.dialAddr = netip.AddrPortFrom(a, uint16(t.port)).String()

@@ -77,7 +77,10 @@ func (f *fixture) opts(s *standin.Server) Options { return f.optsWith(f.tenantCo
 // optsWith delivers to the tenant cfg describes. DSNs go nowhere (every
 // domain is unknown) unless a test sets Sender (mxAt).
 func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
-	tenant := courier.NewTenant(cfg)
+	tenant, err := courier.NewTenant(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	f.t.Cleanup(tenant.Close)
 	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("no DNS in these tests")

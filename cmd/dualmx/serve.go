@@ -25,6 +25,7 @@ import (
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/cutover"
+	"github.com/dualmx/dualmx/dane"
 	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/probe"
@@ -166,12 +167,6 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	if m == nil {
 		m = metrics.New()
 	}
-	// The dane package checks TLSA records, but delivery does not call it
-	// yet, and the queue would take "dane" for a policy without certificate
-	// checks: refuse to start rather than downgrade.
-	if cfg.Target.TLS == config.TLSDane {
-		return nil, errors.New("target.tls: dane is not used by delivery yet; set it to require until it is")
-	}
 	log.Info("starting dualmx", "config", cfg.Path, "effective", cfg.Redacted())
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "problem", w.String())
@@ -248,10 +243,17 @@ func (d *daemon) openDelivery() error {
 	d.resolver = authcheck.NewResolver(cfg.Resolver)
 	client := courier.Client{HelloName: cfg.Hostname, CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout: cfg.Delivery.DataTimeout, Resolver: d.resolver}
-	d.tenant = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port,
+	daneResolver, err := newDANE(cfg)
+	if err != nil {
+		return err
+	}
+	d.tenant, err = courier.NewTenant(courier.TenantConfig{Client: client, Host: cfg.Target.Host, Port: cfg.Target.Port, DANE: daneResolver,
 		TLS: cfg.Target.TLS, RootCAs: roots, MaxIdle: cfg.Delivery.Concurrency, IPFamily: cfg.Target.IPFamily,
 		Health: courier.HealthConfig{MaxConcurrency: cfg.Delivery.Concurrency,
 			ProbeInitial: cfg.Delivery.RetryInitial, ProbeMax: cfg.Delivery.RetryMax}})
+	if err != nil {
+		return err
+	}
 	v, err := newVoucher(cfg, d.m, d.log)
 	if err != nil {
 		return err
@@ -285,6 +287,31 @@ func (d *daemon) openDelivery() error {
 	d.m.WatchQueue(d.runner.Stats)
 	d.m.WatchTarget(d.runner.TargetStatus)
 	return nil
+}
+
+// newDANE makes the validating TLSA resolver for target.tls: dane (nil
+// otherwise): it asks the configured resolver (or the system's first name
+// server) and validates from the IANA root keys, or from
+// target.dane_trust_anchor_file.
+func newDANE(cfg *config.Config) (*dane.Resolver, error) {
+	if cfg.Target.TLS != config.TLSDane {
+		return nil, nil
+	}
+	server := cfg.Resolver
+	if server == "" {
+		var err error
+		if server, err = dane.SystemServer("/etc/resolv.conf"); err != nil {
+			return nil, fmt.Errorf("target.tls dane: %w", err)
+		}
+	}
+	anchors := dane.RootAnchors()
+	if f := cfg.Target.DaneTrustAnchorFile; f != "" {
+		var err error
+		if anchors, err = dane.LoadTrustAnchorFile(f); err != nil {
+			return nil, fmt.Errorf("target.dane_trust_anchor_file: %w", err)
+		}
+	}
+	return dane.New(dane.Options{Server: server, Anchors: anchors})
 }
 
 // targetRoots is the system's roots plus target.ca_file, or nil (the
