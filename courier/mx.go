@@ -177,7 +177,7 @@ var errNoAddress = errors.New("no address")
 // addresses returns the addresses of the MX host h, an address itself or a
 // name looked up now.
 func (t *MX) addresses(ctx context.Context, h string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+	if a, ok := addressLiteral(h); ok {
 		return []netip.Addr{a}, nil
 	}
 	addrs, err := t.resolver.LookupNetIP(ctx, "ip", h)
@@ -189,4 +189,16 @@ func (t *MX) addresses(ctx context.Context, h string) ([]netip.Addr, error) {
 		return nil, TempError("4.4.3", "address lookup for MX host %s: %v", h, err)
 	}
 	return addrs, nil
+}
+
+// addressLiteral reads an address literal, [192.0.2.1] or [IPv6:2001:db8::1]
+// (RFC 5321 section 4.1.3; the tag in any case, as domains are compared), or
+// an address without brackets.
+func addressLiteral(h string) (netip.Addr, bool) {
+	lit := strings.Trim(h, "[]")
+	if len(lit) > 5 && strings.EqualFold(lit[:5], "IPv6:") {
+		lit = lit[5:]
+	}
+	a, err := netip.ParseAddr(lit)
+	return a, err == nil
 }

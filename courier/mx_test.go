@@ -153,6 +153,11 @@ func TestMXRefusesNonPublicAddresses(t *testing.T) {
 		{"a@both.test", "fe80::25 (link-local)"},
 		{"a@implicit.test", "192.168.1.25 (private)"},
 		{"a@[10.9.8.7]", "10.9.8.7 (private)"},
+		// RFC 5321's IPv6 literal carries a tag, in any case.
+		{"a@[IPv6:fd00::25]", "fd00::25 (unique local"},
+		{"a@[ipv6:::1]", "::1 (loopback)"},
+		{"a@[IPV6:fe80::1]", "fe80::1 (link-local)"},
+		{"a@[IPv6:::ffff:10.0.0.1]", "(private)"},
 	} {
 		res := send(t, mx, Message{}, "", "Subject: DSN\r\n\r\nx\r\n", tc.rcpt)
 		e := failure(res)
@@ -177,6 +182,26 @@ func TestMXSkipsNonPublicAddresses(t *testing.T) {
 	dns, s := mxWorld(t, zone)
 	mx := newMX(t, dns, s, true)
 	for _, rcpt := range []string{"a@two.test", "a@mixed.test"} {
+		if res := send(t, mx, Message{}, "", "Subject: DSN\r\n\r\nx\r\n", rcpt); !accepted(res) {
+			t.Errorf("%s: %v", rcpt, failure(res))
+		}
+	}
+	if n := s.Count(); n != 2 {
+		t.Errorf("%d DSNs at the sender's server, want 2", n)
+	}
+}
+
+// TestMXDeliversToIPv6Literal: a sender at an IPv6 address literal gets its
+// DSN at that address; here ::1 plays the public address.
+func TestMXDeliversToIPv6Literal(t *testing.T) {
+	t.Parallel()
+	s, err := standin.Start(standin.Options{Domain: "mx.sender.test", Addr: "[::1]:0"})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mx := newMX(t, dnstest.Start(t, ""), s, true)
+	for _, rcpt := range []string{"a@[IPv6:::1]", "b@[ipv6:0::1]"} {
 		if res := send(t, mx, Message{}, "", "Subject: DSN\r\n\r\nx\r\n", rcpt); !accepted(res) {
 			t.Errorf("%s: %v", rcpt, failure(res))
 		}

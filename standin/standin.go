@@ -246,6 +246,9 @@ func (s *Server) Wait(ctx context.Context, n int) ([]Message, error) {
 // Close stops listening and closes every open connection.
 func (s *Server) Close() error {
 	err := s.srv.Close()
+	// go-smtp closes only the listeners Serve has registered; a Close right
+	// after Start may come first, and Serve would then wait in Accept for ever.
+	_ = s.ln.Close()
 	<-s.done
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
