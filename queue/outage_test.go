@@ -147,3 +147,38 @@ func TestOutageSuspendsAndProbes(t *testing.T) {
 		t.Errorf("suspensions = %d, want 2", st.Suspensions)
 	}
 }
+
+// TestParkedMailIsNotGivenUp: an outage longer than give_up_after gives up
+// only a message that was actually tried after its time ran out (a probe),
+// never one that waited parked: those go out when the target is back.
+// Before suspension, every message's first retry after give_up_after gave
+// it up.
+func TestParkedMailIsNotGivenUp(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ln := newFlapListener(t)
+	ln.setDown(true)
+	s := f.target(standin.Options{Listener: ln, Keep: -1})
+	cfg := f.tenantConfig(s)
+	cfg.Health.ProbeInitial, cfg.Health.ProbeMax = 400*time.Millisecond, 400*time.Millisecond
+	opts := f.optsWith(cfg)
+	opts.GiveUpAfter = 300 * time.Millisecond
+	opts.RetryInitial, opts.RetryMax = 400*time.Millisecond, 400*time.Millisecond
+	const n = 50
+	for range n {
+		f.spool(testBody, defaultEnv())
+	}
+	r, _ := f.run(opts)
+	waitFor(t, 5*time.Second, "suspended", opts.Health.Suspended)
+	time.Sleep(time.Second) // past give_up_after, two probes or so
+	st := r.TargetStatus()
+	ln.setDown(false)
+	held := func() int { return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues("held"))) }
+	waitFor(t, 10*time.Second, "every message delivered or held", func() bool { return s.Count()+held() == n })
+	// Given up: at most the first failures (before the suspension, up to
+	// the window) and the probes, each tried after its time ran out.
+	if h := held(); h > 3+2+st.Probes+1 {
+		t.Errorf("%d of %d held after an outage with %d probes: parked mail was given up", h, n, st.Probes)
+	}
+	t.Logf("%d messages, outage past give_up_after: %d delivered, %d given up (%d probes)", n, s.Count(), held(), st.Probes)
+}

@@ -340,6 +340,12 @@ func (r *Runner) schedule(id string, at time.Time) {
 }
 
 func (r *Runner) finish(d done) {
+	if d.park && r.opts.Health == nil {
+		// A tenant suspended behind the runner's back: without its
+		// health the runner cannot wait for the probe, so it looks again
+		// later rather than in a loop.
+		d.park, d.next = false, r.opts.Now().Add(busyRetry)
+	}
 	r.mu.Lock()
 	if d.park {
 		r.sched.park(d.id)
