@@ -14,7 +14,9 @@ import (
 
 // listener enforces the connection-level policy before go-smtp sees a
 // connection: the client network allow-list, the connection cap and the cap
-// per client address. It also
+// per client network (an IPv4 address or an IPv6 /64, as the SRS guard
+// counts: one host commonly owns a whole /64 and could otherwise take every
+// slot from fresh addresses). It also
 // wraps each connection so that read deadlines are owned here: go-smtp sets one
 // deadline per command, which would let a slow but steady DATA stream time out
 // and would undo a shutdown's "stop reading now".
@@ -58,6 +60,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			w.ip = ap.Addr().Unmap()
+			w.key = clientKey(w.ip)
 		}
 		l.mu.Lock()
 		l.conns[w] = struct{}{}
@@ -94,10 +97,11 @@ func (l *listener) refuse(c net.Conn) (reply, reason string) {
 		}
 	}
 	if l.maxPerIP > 0 && ip.IsValid() {
+		key := clientKey(ip)
 		l.mu.Lock()
 		n := 0
 		for c := range l.conns {
-			if c.ip == ip {
+			if c.key == key {
 				n++
 			}
 		}
@@ -127,6 +131,7 @@ type conn struct {
 	net.Conn
 	l      *listener
 	ip     netip.Addr
+	key    netip.Prefix // clientKey(ip), what the cap per client counts
 	inData atomic.Bool
 	closed sync.Once
 	// end is when the connection's time is up (zero: never).

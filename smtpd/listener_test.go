@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 )
@@ -63,5 +64,42 @@ func TestConnWritesRepliesWhole(t *testing.T) {
 	}
 	if len(c.held) != 0 {
 		t.Errorf("%q still held after the failure", c.held)
+	}
+}
+
+// remote is a connection that only tells where it comes from.
+type remote struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (r remote) RemoteAddr() net.Addr { return r.addr }
+
+// TestPerIPCapCountsNetworks: the cap per client counts a client network as
+// the SRS guard does: the IPv6 addresses of one /64 share it (one host
+// commonly owns the whole /64), another /64 has its own, IPv4 addresses are
+// counted each. Only loopback may be dialled in tests, and IPv6 loopback is
+// one address, so the listener's check is given the addresses directly.
+func TestPerIPCapCountsNetworks(t *testing.T) {
+	l := &listener{maxPerIP: 2, conns: make(map[*conn]struct{})}
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa::9", "192.0.2.1"} {
+		ip := netip.MustParseAddr(a)
+		l.conns[&conn{ip: ip, key: clientKey(ip)}] = struct{}{}
+	}
+	for _, tc := range []struct {
+		from   string
+		reason string
+	}{
+		{"[2001:db8:1:2:ffff:ffff:ffff:ffff]:4000", "too_many_connections_per_ip"}, // a third from the /64
+		{"[2001:db8:1:3::1]:4000", ""},                                             // the next /64
+		{"192.0.2.1:4000", ""},                                                     // one of two
+		{"192.0.2.2:4000", ""},
+		{"[::ffff:192.0.2.1]:4000", ""}, // the same IPv4 address, mapped
+	} {
+		ap := netip.MustParseAddrPort(tc.from)
+		_, reason := l.refuse(remote{addr: net.TCPAddrFromAddrPort(ap)})
+		if reason != tc.reason {
+			t.Errorf("connection from %s: refused %q, want %q", tc.from, reason, tc.reason)
+		}
 	}
 }

@@ -42,7 +42,8 @@ type Options struct {
 	MaxRecipients   int
 	MaxConnections  int
 	// MaxConnectionsPerIP bounds simultaneous connections from one client
-	// address; 0 means no bound beyond MaxConnections.
+	// network, an IPv4 address or an IPv6 /64; 0 means no bound beyond
+	// MaxConnections.
 	MaxConnectionsPerIP int
 	// MaxHeaderBytes bounds the header block of a message; 0 means no bound
 	// beyond MaxMessageBytes.
