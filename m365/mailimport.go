@@ -56,7 +56,7 @@ func (g *Graph) EnsureFolder(ctx context.Context, mailbox, root string, path []s
 	for _, name := range path {
 		id, err := g.childFolder(ctx, mailbox, parent, name)
 		if err != nil {
-			return "", err
+			return "", withNeed(err, NeedWriteMail)
 		}
 		parent = id
 	}
@@ -327,8 +327,14 @@ func createBody(m *MailImport) ([]byte, []mailmsg.Attachment, error) {
 // unless m.Draft) and returns its ID. Attachments that do not fit in the
 // create request follow it, through an upload session when they are 3 MB or
 // more. If one of them fails, the message is removed again: a message is
-// imported whole or not at all.
+// imported whole or not at all. A refusal for want of a permission names
+// Mail.ReadWrite, as every call of the copy does.
 func (g *Graph) ImportMessage(ctx context.Context, mailbox, folderID string, m *MailImport) (string, error) {
+	id, err := g.importMessage(ctx, mailbox, folderID, m)
+	return id, withNeed(err, NeedWriteMail)
+}
+
+func (g *Graph) importMessage(ctx context.Context, mailbox, folderID string, m *MailImport) (string, error) {
 	body, later, err := createBody(m)
 	if err != nil {
 		return "", fmt.Errorf("m365: message %q: %w", m.Subject, err)
@@ -536,13 +542,13 @@ func (g *Graph) FindImported(ctx context.Context, mailbox, folderID, key string)
 		}
 		return nil
 	})
-	return id, err
+	return id, withNeed(err, NeedWriteMail)
 }
 
 // DeleteMessage removes a message (it goes to Recoverable Items, as a
 // deletion by the user would).
 func (g *Graph) DeleteMessage(ctx context.Context, mailbox, id string) error {
-	return g.retry.do(ctx, func() error {
+	return withNeed(g.retry.do(ctx, func() error {
 		if err := g.users().ByUserId(mailbox).Messages().ByMessageId(id).Delete(ctx, nil); err != nil {
 			err = graphErr("remove message "+id+" from "+mailbox, err)
 			if errors.Is(err, ErrNotFound) {
@@ -551,7 +557,7 @@ func (g *Graph) DeleteMessage(ctx context.Context, mailbox, id string) error {
 			return err
 		}
 		return nil
-	})
+	}), NeedWriteMail)
 }
 
 // NotHonouredError says the tenant stored an imported message differently
@@ -582,7 +588,7 @@ func (g *Graph) VerifyImport(ctx context.Context, mailbox, id string, m *MailImp
 		return nil
 	})
 	if err != nil {
-		return err
+		return withNeed(err, NeedWriteMail)
 	}
 	var problems []string
 	if d := msg.GetIsDraft(); d == nil || *d != m.Draft {

@@ -239,3 +239,45 @@ func TestEnsureFolderUnderWellKnown(t *testing.T) {
 		t.Errorf("folders: %s", paths)
 	}
 }
+
+// TestCopyRefusalNamesMailReadWrite: every call of the Graph copy that the
+// tenant refuses for want of Mail.ReadWrite (Graph's mail calls answer 403
+// ErrorAccessDenied) says what to grant, as the other calls do.
+func TestCopyRefusalNamesMailReadWrite(t *testing.T) {
+	ctx := context.Background()
+	tn, g := importTenant(t)
+	inbox, err := g.EnsureFolder(ctx, shared, m365.FolderInbox, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &m365.MailImport{Message: mailmsg.Message{Subject: "s", Body: "b"}, Key: "k"}
+	id, err := g.ImportMessage(ctx, shared, inbox, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var without []string
+	for _, r := range m365test.AllGraphRoles {
+		if r != "Mail.ReadWrite" {
+			without = append(without, r)
+		}
+	}
+	tn.SetAppRoles(m365test.GraphAudience, without...)
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"EnsureFolder", func() error { _, err := g.EnsureFolder(ctx, shared, m365.FolderInbox, []string{"Nieuw"}); return err }},
+		{"ImportMessage", func() error { _, err := g.ImportMessage(ctx, shared, inbox, m); return err }},
+		{"FindImported", func() error { _, err := g.FindImported(ctx, shared, inbox, "k"); return err }},
+		{"VerifyImport", func() error { return g.VerifyImport(ctx, shared, id, m) }},
+		{"DeleteMessage", func() error { return g.DeleteMessage(ctx, shared, id) }},
+	}
+	for _, c := range calls {
+		err := c.call()
+		if !errors.Is(err, m365.ErrNotPermitted) || !strings.Contains(err.Error(), "Microsoft Graph application permission Mail.ReadWrite") ||
+			!strings.Contains(err.Error(), "Application permissions › Mail.ReadWrite; then Grant admin consent") ||
+			strings.Count(err.Error(), "needs ") != 1 {
+			t.Errorf("%s without Mail.ReadWrite: %v", c.name, err)
+		}
+	}
+}

@@ -184,20 +184,23 @@ func (e *needError) Is(target error) bool { return target == ErrNotPermitted }
 // not permitted, so the admin reads what to grant instead of "Insufficient
 // privileges".
 func withNeed(err error, need ...Requirement) error {
-	if err == nil || !refused(err) {
+	var named *needError
+	if err == nil || !refused(err) || errors.As(err, &named) {
 		return err
 	}
 	return &needError{err: err, need: need}
 }
 
 // refused reports a call denied for want of rights: Graph's 403
-// Authorization_RequestDenied, Exchange's 401/403, and a cmdlet that the
+// Authorization_RequestDenied (directory calls) or ErrorAccessDenied (the
+// mail calls, which Exchange serves behind Graph: "Access is denied. Check
+// credentials and try again."), Exchange's 401/403, and a cmdlet that the
 // app's Exchange roles do not include, which Exchange reports as a term
 // that "is not recognized".
 func refused(err error) bool {
 	var ge *GraphError
 	if errors.As(err, &ge) {
-		return ge.Status == 403 && (ge.Code == "Authorization_RequestDenied" || ge.Code == "")
+		return ge.Status == 403 && (ge.Code == "Authorization_RequestDenied" || ge.Code == "ErrorAccessDenied" || ge.Code == "")
 	}
 	var xe *ExchangeError
 	if errors.As(err, &xe) {

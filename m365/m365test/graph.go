@@ -81,7 +81,15 @@ func holds(c Claims, any []string) bool {
 
 // denied is Graph's answer to a call the token's permissions do not cover
 // (learn.microsoft.com/graph/errors: 403 Forbidden, Authorization_RequestDenied).
-func denied(w http.ResponseWriter) {
+// The mail calls (mail folders, messages, sendMail) are answered by
+// Exchange behind Graph, which says ErrorAccessDenied instead (seen in
+// microsoftgraph/microsoft-graph-docs issue 9429 and the SDKs' issue
+// trackers; the errors page lists only the generic codes).
+func denied(w http.ResponseWriter, parts []string) {
+	if len(parts) >= 3 && parts[0] == "users" && (parts[2] == "mailFolders" || parts[2] == "messages" || parts[2] == "sendMail") {
+		graphError(w, 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+		return
+	}
 	graphError(w, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 }
 
@@ -121,7 +129,7 @@ func (tn *Tenant) serveGraph(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if need := graphPermission(r.Method, parts); need != nil && !holds(claims, need) {
-		denied(w)
+		denied(w, parts)
 		return
 	}
 	if f := tn.fault(r.Method + " " + path); f != nil {
@@ -437,7 +445,7 @@ func (tn *Tenant) patchUser(w http.ResponseWriter, key string, body []byte) {
 		// calling app must be assigned the User.ReadWrite.All application
 		// permission and at least the User Administrator Microsoft Entra role."
 		if !tn.hasDirRole(m365.RoleUserAdministrator, m365.RoleGlobalAdministrator) {
-			denied(w)
+			denied(w, nil)
 			return
 		}
 		u.Password = *p.Password
