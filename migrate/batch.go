@@ -124,14 +124,14 @@ func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time)
 		r.Port = 993
 	}
 	ep := EndpointName(r.Host, r.Port, r.Mode)
-	if _, err := c.Invoke(ctx, "Get-MigrationEndpoint", map[string]any{"Identity": ep}); errors.Is(err, m365.ErrNotFound) {
+	if _, found, err := lookUp(ctx, c, "Get-MigrationEndpoint", ep); err == nil && !found {
 		if _, err := c.Invoke(ctx, "New-MigrationEndpoint", map[string]any{
 			"IMAP": true, "Name": ep, "RemoteServer": r.Host, "Port": r.Port, "Security": Security(r.Mode),
 		}); err != nil {
 			return "", fmt.Errorf("migrate: create migration endpoint %s: %w", ep, err)
 		}
 	} else if err != nil {
-		return "", fmt.Errorf("migrate: migration endpoint %s: %w", ep, err)
+		return "", err
 	}
 	if old, err := batchOfUser(ctx, c, r.Mailbox); err != nil {
 		return "", err
@@ -258,6 +258,9 @@ func number(raw json.RawMessage) int {
 // output (an exception), not a string; text() reads either.
 type migrationOut struct {
 	Identity                       json.RawMessage
+	Identifier                     json.RawMessage
+	MailboxEmailAddress            json.RawMessage
+	EmailAddress                   json.RawMessage
 	BatchId                        json.RawMessage
 	SourceEndpoint                 json.RawMessage
 	Status                         json.RawMessage
@@ -271,45 +274,69 @@ type migrationOut struct {
 
 type jsonRaw = json.RawMessage
 
-func first(raw []json.RawMessage) (migrationOut, error) {
-	var o migrationOut
-	if len(raw) == 0 {
-		return o, ErrNoBatch
+// identities are the fields of a migration object that can name it: its
+// Identity (a batch's or endpoint's name, a migration user's address), and
+// for a migration user the mailbox's address. Which of them the REST output
+// carries, and whether Identity comes as a string or an object, is not
+// documented [unverified]; text() reads either, and this is the one place
+// to correct.
+func (o migrationOut) identities() []string {
+	return []string{text(o.Identity), text(o.Identifier), text(o.MailboxEmailAddress), text(o.EmailAddress)}
+}
+
+// lookUp runs a Get-Migration* cmdlet for one identity and keeps the object
+// that is the one asked for. Their pages (Get-MigrationBatch,
+// Get-MigrationEndpoint, Get-MigrationUser, Get-MigrationUserStatistics)
+// warn that "a non-existent value for the Identity parameter returns *all*
+// objects": the first object of the reply may be another mailbox's or
+// another batch's. None, or a not-found error, is found false.
+func lookUp(ctx context.Context, c Commander, cmdlet, identity string) (o migrationOut, found bool, err error) {
+	raw, err := c.Invoke(ctx, cmdlet, map[string]any{"Identity": identity})
+	if errors.Is(err, m365.ErrNotFound) {
+		return migrationOut{}, false, nil
 	}
-	err := json.Unmarshal(raw[0], &o)
-	return o, err
+	if err != nil {
+		return migrationOut{}, false, fmt.Errorf("migrate: %s %s: %w", cmdlet, identity, err)
+	}
+	var match []migrationOut
+	for _, r := range raw {
+		var o migrationOut
+		if err := json.Unmarshal(r, &o); err != nil {
+			return migrationOut{}, false, fmt.Errorf("migrate: %s %s: %w", cmdlet, identity, err)
+		}
+		for _, id := range o.identities() {
+			if id != "" && strings.EqualFold(strings.TrimSpace(id), identity) {
+				match = append(match, o)
+				break
+			}
+		}
+	}
+	switch len(match) {
+	case 0:
+		return migrationOut{}, false, nil
+	case 1:
+		return match[0], true, nil
+	}
+	return migrationOut{}, false, fmt.Errorf("migrate: %s %s: %d objects answer to that identity (migrate/batch.go, identities); dualmx will not guess which",
+		cmdlet, identity, len(match))
 }
 
 // batchOfUser returns the batch a mailbox is in, or "".
 func batchOfUser(ctx context.Context, c Commander, mailbox string) (string, error) {
-	raw, err := c.Invoke(ctx, "Get-MigrationUser", map[string]any{"Identity": mailbox})
-	if errors.Is(err, m365.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("migrate: migration user %s: %w", mailbox, err)
-	}
-	u, err := first(raw)
-	if errors.Is(err, ErrNoBatch) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("migrate: migration user %s: %w", mailbox, err)
+	u, found, err := lookUp(ctx, c, "Get-MigrationUser", mailbox)
+	if err != nil || !found {
+		return "", err
 	}
 	return text(u.BatchId), nil
 }
 
 func getBatch(ctx context.Context, c Commander, name string) (BatchStatus, error) {
-	raw, err := c.Invoke(ctx, "Get-MigrationBatch", map[string]any{"Identity": name})
-	if errors.Is(err, m365.ErrNotFound) {
+	b, found, err := lookUp(ctx, c, "Get-MigrationBatch", name)
+	if err != nil {
+		return BatchStatus{}, err
+	}
+	if !found {
 		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, ErrNoBatch)
-	}
-	if err != nil {
-		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, err)
-	}
-	b, err := first(raw)
-	if err != nil {
-		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, err)
 	}
 	st := BatchStatus{Name: name, Status: text(b.Status), Error: text(b.Error)}
 	s := strings.ToLower(st.Status)
@@ -333,24 +360,20 @@ func GetBatchStatus(ctx context.Context, c Commander, mailbox, name string) (Bat
 	if err != nil {
 		return BatchStatus{}, err
 	}
-	if raw, err := c.Invoke(ctx, "Get-MigrationUser", map[string]any{"Identity": mailbox}); err == nil {
-		if u, err := first(raw); err == nil {
-			if strings.EqualFold(text(u.Status), "Failed") {
-				st.Failed = true
-			}
-			if e := text(u.Error); e != "" {
-				st.Error = e
-			} else if e := text(u.ErrorSummary); e != "" && st.Error == "" {
-				st.Error = e
-			}
+	if u, found, err := lookUp(ctx, c, "Get-MigrationUser", mailbox); err == nil && found {
+		if strings.EqualFold(text(u.Status), "Failed") {
+			st.Failed = true
+		}
+		if e := text(u.Error); e != "" {
+			st.Error = e
+		} else if e := text(u.ErrorSummary); e != "" && st.Error == "" {
+			st.Error = e
 		}
 	}
-	if raw, err := c.Invoke(ctx, "Get-MigrationUserStatistics", map[string]any{"Identity": mailbox}); err == nil {
-		if s, err := first(raw); err == nil {
-			st.Found, st.Moved, st.Skipped = number(s.TotalItemsInSourceMailboxCount), number(s.SyncedItemCount), number(s.SkippedItemCount)
-			if st.Error == "" {
-				st.Error = text(s.Error)
-			}
+	if s, found, err := lookUp(ctx, c, "Get-MigrationUserStatistics", mailbox); err == nil && found {
+		st.Found, st.Moved, st.Skipped = number(s.TotalItemsInSourceMailboxCount), number(s.SyncedItemCount), number(s.SkippedItemCount)
+		if st.Error == "" {
+			st.Error = text(s.Error)
 		}
 	}
 	return st, nil

@@ -166,18 +166,23 @@ func TestErrorText(t *testing.T) {
 }
 
 // TestTeardownSteps: finished dualmx batches and then their endpoints are
-// removed; a running batch and its endpoint are kept and named; what
-// another tool made is never touched.
+// removed; a running batch and its endpoint are kept and named; a dualmx
+// endpoint that someone else's batch uses is kept and names that batch,
+// rather than failing the teardown; what another tool made is never
+// touched.
 func TestTeardownSteps(t *testing.T) {
 	ctx := context.Background()
 	tn := m365test.New(t, "hervormdputten.nl")
 	c := exchange(t, tn)
 	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-a-993-ssl", RemoteServer: "a", Security: "Ssl", Port: 993})
 	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-b-993-ssl", RemoteServer: "b", Security: "Ssl", Port: 993})
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-d-993-ssl", RemoteServer: "d", Security: "Ssl", Port: 993})
 	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "ImapEndpoint1", RemoteServer: "c", Security: "Ssl", Port: 993})
 	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-done", Endpoint: "dualmx-imap-a-993-ssl", Status: "Completed", User: "a@x"})
 	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "dualmx-busy", Endpoint: "dualmx-imap-b-993-ssl", Status: "Syncing", User: "b@x"})
 	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "theirs", Endpoint: "imapendpoint1", Status: "Completed", User: "c@x"})
+	// An admin's own batch, finished, on the endpoint dualmx made for d.
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "staff-move", Endpoint: "dualmx-imap-d-993-ssl", Status: "Completed", User: "d@x"})
 	steps, kept, err := TeardownSteps(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -193,14 +198,70 @@ func TestTeardownSteps(t *testing.T) {
 	if len(steps) != 2 || !strings.Contains(joined, "batch dualmx-done") || !strings.Contains(joined, "endpoint dualmx-imap-a-993-ssl") {
 		t.Errorf("steps:\n%s", joined)
 	}
-	if len(kept) != 2 || !strings.Contains(strings.Join(kept, "\n"), "dualmx-busy is Syncing") {
-		t.Errorf("kept: %v", kept)
+	notes := strings.Join(kept, "\n")
+	if len(kept) != 3 || !strings.Contains(notes, "dualmx-busy is Syncing") ||
+		!strings.Contains(notes, "migration endpoint dualmx-imap-b-993-ssl: still used by migration batch dualmx-busy") ||
+		!strings.Contains(notes, "migration endpoint dualmx-imap-d-993-ssl: still used by migration batch staff-move") {
+		t.Errorf("kept:\n%s", notes)
 	}
-	if got := strings.Join(tn.Batches(), ","); got != "dualmx-busy,theirs" {
+	if got := strings.Join(tn.Batches(), ","); got != "dualmx-busy,staff-move,theirs" {
 		t.Errorf("batches left: %s", got)
 	}
-	if _, ok := tn.MigrationEndpoints()["imapendpoint1"]; !ok {
+	eps := tn.MigrationEndpoints()
+	if _, ok := eps["imapendpoint1"]; !ok {
 		t.Error("another tool's endpoint was removed")
+	}
+	if _, ok := eps["dualmx-imap-d-993-ssl"]; !ok {
+		t.Error("an endpoint in use was removed")
+	}
+
+	// A batch made between the plan and the apply: the endpoint stays,
+	// the teardown goes on, and the next plan names the batch.
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "dualmx-imap-e-993-ssl", RemoteServer: "e", Security: "Ssl", Port: 993})
+	steps, _, err = TeardownSteps(ctx, c)
+	if err != nil || len(steps) != 1 || !strings.Contains(steps[0].What, "dualmx-imap-e-993-ssl") {
+		t.Fatalf("steps %v, %v", steps, err)
+	}
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "late", Endpoint: "dualmx-imap-e-993-ssl", Status: "Syncing", User: "e@x"})
+	if err := steps[0].Do(ctx); err != nil {
+		t.Errorf("removing an endpoint a new batch uses: %v", err)
+	}
+	if _, kept, _ = TeardownSteps(ctx, c); !strings.Contains(strings.Join(kept, "\n"), "dualmx-imap-e-993-ssl: still used by migration batch late") {
+		t.Errorf("kept after the late batch: %v", kept)
+	}
+	if v := tn.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
+
+// TestLookUpsIgnoreOtherMailboxes: the migration Get-* cmdlets answer
+// every object for an identity that does not exist (their pages' Caution),
+// so another mailbox's finished batch, or another host's endpoint, must not
+// pass for this mailbox's.
+func TestLookUpsIgnoreOtherMailboxes(t *testing.T) {
+	ctx := context.Background()
+	tn := m365test.New(t, "hervormdputten.nl")
+	c := exchange(t, tn)
+	tn.AddMigrationEndpoint(m365test.MigrationEndpoint{Name: "staff-imap", RemoteServer: "imap.example.org", Security: "Ssl", Port: 993})
+	tn.AddMigrationBatch(m365test.MigrationBatch{Name: "staff-move", Endpoint: "staff-imap", Status: "Completed", User: "bert@hervormdputten.nl"})
+	user := "anna.devries@hervormdputten.nl"
+	if st, err := GetBatchStatus(ctx, c, user, ""); !errors.Is(err, ErrNoBatch) {
+		t.Fatalf("status of a mailbox without a batch = %+v, %v", st, err)
+	}
+	req := BatchRequest{Mailbox: user, Host: "imap.solcon.nl", User: "anna", Password: secret}
+	name, err := StartBatch(ctx, c, req, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatalf("start beside another mailbox's completed batch: %q, %v", name, err)
+	}
+	if b, ok := tn.Batch(name); !ok || b.User != user || b.Endpoint != strings.ToLower(EndpointName("imap.solcon.nl", 993, TLSImplicit)) {
+		t.Errorf("batch %+v", b)
+	}
+	if n := tn.Count("New-MigrationEndpoint"); n != 1 {
+		t.Errorf("endpoint created %d times", n)
+	}
+	st, err := GetBatchStatus(ctx, c, user, "")
+	if err != nil || st.Name != name || st.Status != "Syncing" {
+		t.Errorf("status = %+v, %v", st, err)
 	}
 	if v := tn.Violations(); len(v) > 0 {
 		t.Errorf("violations: %v", v)

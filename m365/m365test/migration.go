@@ -112,18 +112,21 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 	tn.initMigration()
 	switch cmd {
 	case "Get-MigrationEndpoint":
-		// Get-MigrationEndpoint.md: by Identity, or every endpoint; a name
-		// that does not exist is not found.
+		// Get-MigrationEndpoint.md: by Identity, or every endpoint; for a
+		// name that does not exist, the Caution on Identity: "returns *all*
+		// objects".
 		id := str(p, "Identity")
-		var list []any
-		for _, e := range tn.migEndpoints {
+		var list, all []any
+		for _, k := range sortedKeys(tn.migEndpoints) {
+			e := tn.migEndpoints[k]
+			out := map[string]any{"Identity": e.Name, "EndpointType": "IMAP", "RemoteServer": e.RemoteServer, "Port": e.Port, "Security": e.Security}
+			all = append(all, out)
 			if id == "" || strings.EqualFold(e.Name, id) {
-				list = append(list, map[string]any{"Identity": e.Name, "EndpointType": "IMAP", "RemoteServer": e.RemoteServer,
-					"Port": e.Port, "Security": e.Security})
+				list = append(list, out)
 			}
 		}
 		if id != "" && len(list) == 0 {
-			notFoundExo(w, id)
+			tn.missing(w, r, id, all, 0)
 			return
 		}
 		tn.page(w, r, list, 0)
@@ -166,24 +169,37 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 	case "New-MigrationBatch":
 		tn.newBatch(w, p)
 	case "Get-MigrationBatch":
-		// Get-MigrationBatch.md: the batch's status and counts.
-		id := str(p, "Identity")
-		var list []any
-		for _, b := range tn.migBatches {
-			if id != "" && !strings.EqualFold(b.Name, id) {
-				continue
-			}
+		// Get-MigrationBatch.md: the batch's status and counts; -Endpoint
+		// "returns a list of migration batches associated with the
+		// specified migration endpoint" and cannot go with -Identity; for
+		// an Identity that does not exist, the Caution: every batch.
+		id, ep := str(p, "Identity"), str(p, "Endpoint")
+		if id != "" && ep != "" {
+			tn.exoViolate(w, "Get-MigrationBatch: Endpoint cannot go with Identity")
+			return
+		}
+		if _, ok := tn.migEndpoints[strings.ToLower(ep)]; ep != "" && !ok {
+			notFoundExo(w, ep)
+			return
+		}
+		var list, all []any
+		for _, k := range sortedKeys(tn.migBatches) {
+			b := tn.migBatches[k]
 			failed := 0
 			if b.Status == "Failed" || strings.HasSuffix(b.Status, "WithErrors") {
 				failed = 1
 			}
 			// [unverified] Status serialises as {"Value": ...} here and as a
 			// plain string in Get-MigrationUser: the client reads both.
-			list = append(list, map[string]any{"Identity": b.Name, "Status": map[string]any{"Value": b.Status}, "TotalCount": 1,
-				"FailedCount": failed, "SourceEndpoint": b.Endpoint})
+			out := map[string]any{"Identity": b.Name, "Status": map[string]any{"Value": b.Status}, "TotalCount": 1,
+				"FailedCount": failed, "SourceEndpoint": b.Endpoint}
+			all = append(all, out)
+			if (id == "" || strings.EqualFold(b.Name, id)) && (ep == "" || strings.EqualFold(b.Endpoint, ep)) {
+				list = append(list, out)
+			}
 		}
 		if id != "" && len(list) == 0 {
-			notFoundExo(w, id)
+			tn.missing(w, r, id, all, 0)
 			return
 		}
 		tn.page(w, r, list, 0)
@@ -237,31 +253,52 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 	case "Get-MigrationUser", "Get-MigrationUserStatistics":
 		// Get-MigrationUser.md, Get-MigrationUserStatistics.md: the user's
 		// batch (BatchId), status and error, and the item counts.
+		// The Caution on Identity holds here too: a user with no
+		// migration gets every migration user.
 		id := strings.ToLower(str(p, "Identity"))
+		var all []any
+		for _, k := range sortedKeys(tn.migBatches) {
+			all = append(all, migrationUserOut(cmd, tn.migBatches[k]))
+		}
 		b := tn.batchOf(id)
 		if b == nil {
-			notFoundExo(w, id)
+			tn.missing(w, r, id, all, 0)
 			return
 		}
-		st := "Syncing"
-		switch {
-		case b.Status == "Failed":
-			st = "Failed"
-		case finished[b.Status] || b.Status == "Synced" || b.Status == "Completing":
-			st = b.Status
-		}
-		// [unverified] Error is an exception object in this output (review,
-		// finding 4), null when there is none.
-		var errObj any
-		if b.ErrorSummary != "" {
-			errObj = map[string]any{"Message": b.ErrorSummary, "ClassName": "Microsoft.Exchange.Migration.MigrationPermanentException"}
-		}
-		out := map[string]any{"Identity": id, "BatchId": b.Name, "Status": st, "Error": errObj}
-		if cmd == "Get-MigrationUserStatistics" {
-			out["SyncedItemCount"], out["TotalItemsInSourceMailboxCount"], out["SkippedItemCount"] = b.Synced, b.Total, 0
-		}
-		tn.page(w, r, []any{out}, 0)
+		tn.page(w, r, []any{migrationUserOut(cmd, b)}, 0)
 	}
+}
+
+// migrationUserOut is the migration user of a batch (one user per batch
+// here) as Get-MigrationUser or Get-MigrationUserStatistics shows it.
+func migrationUserOut(cmd string, b *MigrationBatch) map[string]any {
+	st := "Syncing"
+	switch {
+	case b.Status == "Failed":
+		st = "Failed"
+	case finished[b.Status] || b.Status == "Synced" || b.Status == "Completing":
+		st = b.Status
+	}
+	// [unverified] Error is an exception object in this output (review,
+	// finding 4), null when there is none.
+	var errObj any
+	if b.ErrorSummary != "" {
+		errObj = map[string]any{"Message": b.ErrorSummary, "ClassName": "Microsoft.Exchange.Migration.MigrationPermanentException"}
+	}
+	out := map[string]any{"Identity": b.User, "BatchId": b.Name, "Status": st, "Error": errObj}
+	if cmd == "Get-MigrationUserStatistics" {
+		out["SyncedItemCount"], out["TotalItemsInSourceMailboxCount"], out["SkippedItemCount"] = b.Synced, b.Total, 0
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func (tn *Tenant) newBatch(w http.ResponseWriter, p map[string]any) {
