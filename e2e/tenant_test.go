@@ -370,6 +370,23 @@ func TestTenantSetupTwiceAndTeardown(t *testing.T) {
 	}
 }
 
+// TestTenantSetupNeedsDomain: DKIM is part of m365 setup, so without
+// --domain or cutover.domain it stops before asking the tenant anything and
+// says what to add, and --domain is enough.
+func TestTenantSetupNeedsDomain(t *testing.T) {
+	e := newTenantEnv(t, tenantOptions{})
+	relay := []string{"m365", "setup", "--plan", "--relay-ip", "203.0.113.10", "--old-host-ip", "198.51.100.0/24", "--arc-domain", "relay.hervormdputten.nl"}
+	before := len(e.tn.Requests())
+	out, errOut, code := e.m365(relay...)
+	if code != 2 || !strings.Contains(errOut, "pass --domain DOMAIN") || !strings.Contains(errOut, e.cfgPath) ||
+		!strings.Contains(errOut, "  cutover:\n    domain: example.nl") || len(e.tn.Requests()) != before {
+		t.Errorf("setup without a domain: exit %d\n%s%s", code, out, errOut)
+	}
+	if out := e.mustM365(append(relay, "--domain", tenantDomain, "--nameserver", dnstest.Start(t, "").Addr())...); !strings.Contains(out, "New-DkimSigningConfig") {
+		t.Errorf("setup with --domain:\n%s", out)
+	}
+}
+
 // TestTenantNationalCloud: with cloud: usgovhigh the binary asks for the
 // US Government resources' tokens while the requests go where the config
 // points.

@@ -159,7 +159,8 @@ Running --apply again changes only what is not yet as it should be.`,
 			rf.fill(m.cfg)
 			s := rf.s
 			if rf.domain == "" {
-				return &exitError{code: 2, err: errors.New("no domain for DKIM: pass --domain or configure cutover.domain")}
+				return &exitError{code: 2, err: fmt.Errorf("no domain for DKIM: m365 setup also sets up DKIM signing for the custom domain; "+
+					"pass --domain DOMAIN (e.g. --domain example.nl), or add the domain to %s:\n  cutover:\n    domain: example.nl", m.cfg.Path)}
 			}
 			s.DKIMDomain, s.DKIMPublished = rf.domain, dkimPublished(m.cfg, &df)
 			if pilot {
