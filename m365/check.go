@@ -59,6 +59,9 @@ type CheckRow struct {
 	Status   string `json:"status"`
 	Evidence string `json:"evidence"`
 	Grant    string `json:"grant,omitempty"`
+	// Unverified is what Microsoft does not document about the need
+	// (Requirement.Unverified).
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // CheckReport is what m365 check found.
@@ -138,7 +141,7 @@ func RunCheck(ctx context.Context, env CheckEnv) (*CheckReport, error) {
 
 	for _, c := range Commands {
 		for _, n := range c.Needs {
-			row := CheckRow{Command: c.Command, Need: n.Name()}
+			row := CheckRow{Command: c.Command, Need: n.Name(), Unverified: n.Unverified}
 			var p probe
 			switch n.Kind {
 			case GraphPermission:

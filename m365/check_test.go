@@ -152,6 +152,13 @@ func TestCheckFindsWhatIsMissing(t *testing.T) {
 		if row.Status != m365.CheckOK && row.Grant == "" {
 			t.Errorf("%+v has no step to grant it", row)
 		}
+		// The import's role is what Microsoft365DSC asks for; whether the
+		// recipient role would do is not verified, and check says so.
+		if row.Command == "import" && strings.HasPrefix(row.Need, "Entra role") &&
+			(row.Need != "Entra role Exchange Administrator" || !strings.Contains(row.Unverified, "Exchange Recipient Administrator") ||
+				!strings.Contains(row.Unverified, "not verified")) {
+			t.Errorf("import's role row %+v", row)
+		}
 	}
 
 	// Not allowed to read role assignments: Exchange's answers decide.
@@ -190,7 +197,17 @@ func TestDocsListEveryRequirement(t *testing.T) {
 	}
 	section := doc[start:end]
 	for _, c := range m365.Commands {
+		// A need that is not verified is marked so in its command's row.
+		row := ""
+		for _, line := range strings.Split(section, "\n") {
+			if strings.HasPrefix(line, "| `"+strings.Fields(c.Command)[0]) {
+				row = line
+			}
+		}
 		for _, n := range c.Needs {
+			if n.Unverified != "" && !strings.Contains(row, "not verified") {
+				t.Errorf("%s: the table row does not say that %s is not verified: %q", c.Command, m365.RoleName(n.AnyOf[0]), row)
+			}
 			name := n.AnyOf[0]
 			if n.Kind == m365.EntraRole {
 				name = m365.RoleName(name)

@@ -50,6 +50,10 @@ type Requirement struct {
 	Kind  NeedKind
 	AnyOf []string
 	Why   string
+	// Unverified says what Microsoft does not document about this grant,
+	// when dualmx asks for it on other evidence; m365 check and a refusal
+	// say so beside it.
+	Unverified string
 }
 
 // Name says what is needed, e.g. "Graph application permission Mail.Send".
@@ -102,40 +106,57 @@ func (r Requirement) satisfiedBy(held []string) bool {
 // both `dualmx m365 check` and the error of a refused call quote it.
 var (
 	// user-get
-	NeedReadUsers = Requirement{GraphPermission, []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"},
-		"read accounts"}
+	NeedReadUsers = Requirement{Kind: GraphPermission, AnyOf: []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"},
+		Why: "read accounts"}
 	// user-post-users, user-update
-	NeedWriteUsers = Requirement{GraphPermission, []string{"User.ReadWrite.All", "Directory.ReadWrite.All"},
-		"create accounts, set usage location, block sign-in of shared mailboxes"}
+	NeedWriteUsers = Requirement{Kind: GraphPermission, AnyOf: []string{"User.ReadWrite.All", "Directory.ReadWrite.All"},
+		Why: "create accounts, set usage location, block sign-in of shared mailboxes"}
 	// user-assignlicense
-	NeedAssignLicence = Requirement{GraphPermission, []string{"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"},
-		"assign licences"}
+	NeedAssignLicence = Requirement{Kind: GraphPermission, AnyOf: []string{"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"},
+		Why: "assign licences"}
 	// subscribedsku-list
-	NeedReadSKUs = Requirement{GraphPermission, []string{"LicenseAssignment.Read.All", "Organization.Read.All", "Directory.Read.All",
-		"LicenseAssignment.ReadWrite.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"}, "read the tenant's licences"}
+	NeedReadSKUs = Requirement{Kind: GraphPermission, AnyOf: []string{"LicenseAssignment.Read.All", "Organization.Read.All", "Directory.Read.All",
+		"LicenseAssignment.ReadWrite.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"},
+		Why: "read the tenant's licences"}
 	// user-sendmail
-	NeedSendMail = Requirement{GraphPermission, []string{"Mail.Send"}, "send welcome mails"}
+	NeedSendMail = Requirement{Kind: GraphPermission, AnyOf: []string{"Mail.Send"},
+		Why: "send welcome mails"}
 	// user-post-messages, mailfolder-post-childfolders
-	NeedWriteMail = Requirement{GraphPermission, []string{"Mail.ReadWrite"}, "copy old mail into a mailbox"}
+	NeedWriteMail = Requirement{Kind: GraphPermission, AnyOf: []string{"Mail.ReadWrite"},
+		Why: "copy old mail into a mailbox"}
 	// domain-list-serviceconfigurationrecords
-	NeedReadDomains = Requirement{GraphPermission, []string{"Domain.Read.All", "Directory.Read.All", "Domain.ReadWrite.All", "Directory.ReadWrite.All"},
-		"read the DNS records the tenant expects"}
+	NeedReadDomains = Requirement{Kind: GraphPermission, AnyOf: []string{"Domain.Read.All", "Directory.Read.All", "Domain.ReadWrite.All", "Directory.ReadWrite.All"},
+		Why: "read the DNS records the tenant expects"}
 	// user-get with $select=signInActivity (resources/signinactivity)
-	NeedAuditLog = Requirement{GraphPermission, []string{"AuditLog.Read.All"}, "read when a holder last signed in"}
+	NeedAuditLog = Requirement{Kind: GraphPermission, AnyOf: []string{"AuditLog.Read.All"},
+		Why: "read when a holder last signed in"}
 	// rbacapplication-list-roleassignments; only m365 check uses it
-	NeedReadRoles = Requirement{GraphPermission, []string{"RoleManagement.Read.Directory", "RoleManagement.Read.All", "Directory.Read.All",
-		"RoleManagement.ReadWrite.Directory", "Directory.ReadWrite.All"}, "let m365 check see the app's Entra roles (optional)"}
+	NeedReadRoles = Requirement{Kind: GraphPermission, AnyOf: []string{"RoleManagement.Read.Directory", "RoleManagement.Read.All", "Directory.Read.All",
+		"RoleManagement.ReadWrite.Directory", "Directory.ReadWrite.All"},
+		Why: "let m365 check see the app's Entra roles (optional)"}
 	// user-update, passwordProfile: app-only also needs this role
-	NeedUserAdministrator = Requirement{EntraRole, []string{RoleUserAdministrator, RoleGlobalAdministrator},
-		"reset a temporary password to send a new welcome mail"}
+	NeedUserAdministrator = Requirement{Kind: EntraRole, AnyOf: []string{RoleUserAdministrator, RoleGlobalAdministrator},
+		Why: "reset a temporary password to send a new welcome mail"}
 	// app-only-auth-powershell-v2
-	NeedManageAsApp            = Requirement{ExchangePermission, []string{"Exchange.ManageAsApp"}, "run Exchange Online cmdlets"}
-	NeedRecipientAdministrator = Requirement{EntraRole, []string{RoleExchangeRecipientAdministrator, RoleExchangeAdministrator, RoleGlobalAdministrator},
-		"shared mailboxes, FullAccess and SendAs"}
-	NeedExchangeAdministrator = Requirement{EntraRole, []string{RoleExchangeAdministrator, RoleGlobalAdministrator},
-		"inbound connector, trusted ARC sealers, DKIM signing, migration batches"}
+	NeedManageAsApp = Requirement{Kind: ExchangePermission, AnyOf: []string{"Exchange.ManageAsApp"},
+		Why: "run Exchange Online cmdlets"}
+	NeedRecipientAdministrator = Requirement{Kind: EntraRole, AnyOf: []string{RoleExchangeRecipientAdministrator, RoleExchangeAdministrator, RoleGlobalAdministrator},
+		Why: "shared mailboxes, FullAccess and SendAs"}
+	NeedExchangeAdministrator = Requirement{Kind: EntraRole, AnyOf: []string{RoleExchangeAdministrator, RoleGlobalAdministrator},
+		Why: "inbound connector, trusted ARC sealers, DKIM signing"}
+	// The migration cmdlets (New-/Get-/Remove-MigrationEndpoint,
+	// New-/Get-/Start-/Complete-/Remove-MigrationBatch, Get-MigrationUser*)
+	// with Exchange Administrator, as Microsoft365DSC's migration resources
+	// ask. Exchange Recipient Administrator may be enough: its role group,
+	// Recipient Management, holds the Migration role; whether that holds
+	// app-only is not verified, so it is not accepted here.
+	NeedMigrationAdministrator = Requirement{Kind: EntraRole, AnyOf: []string{RoleExchangeAdministrator, RoleGlobalAdministrator},
+		Why: "Microsoft's IMAP migration: migration endpoints and batches",
+		Unverified: "whether Exchange Recipient Administrator (whose role group holds the Migration role) is enough app-only is not verified; " +
+			"Exchange Administrator is what Microsoft365DSC's migration resources ask for"}
 	// resources/signinactivity: sign-in activity needs a premium tenant
-	NeedEntraP1 = Requirement{TenantLicence, []string{"Microsoft Entra ID P1"}, "Microsoft 365 reports sign-in activity only with it"}
+	NeedEntraP1 = Requirement{Kind: TenantLicence, AnyOf: []string{"Microsoft Entra ID P1"},
+		Why: "Microsoft 365 reports sign-in activity only with it"}
 )
 
 // CommandNeeds is what one dualmx command needs of the tenant.
@@ -151,9 +172,7 @@ var Commands = []CommandNeeds{
 		NeedManageAsApp, NeedRecipientAdministrator}},
 	{"m365 setup|teardown", []Requirement{NeedManageAsApp, NeedExchangeAdministrator}},
 	{"dns check, cutover (expected records from the tenant)", []Requirement{NeedReadDomains, NeedManageAsApp, NeedExchangeAdministrator}},
-	// Whether Exchange Recipient Administrator's Migration role covers the
-	// migration cmdlets app-only is not verified; Exchange Administrator does.
-	{"import", []Requirement{NeedManageAsApp, NeedExchangeAdministrator, NeedWriteMail}},
+	{"import", []Requirement{NeedManageAsApp, NeedMigrationAdministrator, NeedWriteMail}},
 	{"address checklist (sign-in evidence)", []Requirement{NeedReadUsers, NeedAuditLog, NeedEntraP1}},
 }
 
@@ -167,7 +186,11 @@ func (e *needError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.err.Error())
 	for _, n := range e.need {
-		b.WriteString("\n  needs " + n.Name() + " (" + n.Why + "): " + n.Grant())
+		why := n.Why
+		if n.Unverified != "" {
+			why += "; unverified: " + n.Unverified
+		}
+		b.WriteString("\n  needs " + n.Name() + " (" + why + "): " + n.Grant())
 	}
 	return b.String()
 }
@@ -180,9 +203,12 @@ var ErrNotPermitted = errors.New("not permitted")
 
 func (e *needError) Is(target error) bool { return target == ErrNotPermitted }
 
-// withNeed adds the requirements to err when Microsoft refused the call as
+// WithNeed adds the requirements to err when Microsoft refused the call as
 // not permitted, so the admin reads what to grant instead of "Insufficient
-// privileges".
+// privileges"; other errors pass unchanged. For callers of the cmdlets
+// outside this package (the import's migration cmdlets).
+func WithNeed(err error, need ...Requirement) error { return withNeed(err, need...) }
+
 func withNeed(err error, need ...Requirement) error {
 	var named *needError
 	if err == nil || !refused(err) || errors.As(err, &named) {

@@ -36,6 +36,24 @@ type Commander interface {
 	Invoke(ctx context.Context, cmdlet string, params map[string]any) ([]json.RawMessage, error)
 }
 
+// naming makes a refused migration cmdlet say what to grant: the
+// Exchange.ManageAsApp permission and the Entra role m365's table holds for
+// the migration cmdlets (m365.NeedMigrationAdministrator, marked there as
+// not verified beyond Exchange Administrator).
+type naming struct{ c Commander }
+
+func (n naming) Invoke(ctx context.Context, cmdlet string, params map[string]any) ([]json.RawMessage, error) {
+	raw, err := n.c.Invoke(ctx, cmdlet, params)
+	return raw, m365.WithNeed(err, m365.NeedManageAsApp, m365.NeedMigrationAdministrator)
+}
+
+func named(c Commander) Commander {
+	if _, ok := c.(naming); ok {
+		return c
+	}
+	return naming{c}
+}
+
 // BatchRequest is what StartBatch needs. Password is used once, inside the
 // CSV sent to Microsoft, and kept nowhere.
 type BatchRequest struct {
@@ -120,6 +138,7 @@ var ErrBatchRestarted = errors.New("the earlier migration batch was started agai
 // (a wrong password, an unreachable host) is removed and replaced by a new
 // one with the password given now.
 func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time) (string, error) {
+	c = named(c)
 	if r.Port == 0 {
 		r.Port = 993
 	}
@@ -347,6 +366,7 @@ func getBatch(ctx context.Context, c Commander, name string) (BatchStatus, error
 // GetBatchStatus reads a mailbox's batch (name, or the one Get-MigrationUser
 // names when name is ""), its user and the user's statistics.
 func GetBatchStatus(ctx context.Context, c Commander, mailbox, name string) (BatchStatus, error) {
+	c = named(c)
 	if name == "" {
 		var err error
 		if name, err = batchOfUser(ctx, c, mailbox); err != nil {
@@ -385,6 +405,7 @@ func GetBatchStatus(ctx context.Context, c Commander, mailbox, name string) (Bat
 // IMAP batch keeps syncing the old mailbox, which during the forwarding
 // window would bring forwarded mail in a second time.
 func CompleteBatch(ctx context.Context, c Commander, name string) error {
+	c = named(c)
 	if _, err := c.Invoke(ctx, "Complete-MigrationBatch", map[string]any{"Identity": name, "Confirm": false}); err != nil {
 		return fmt.Errorf("migrate: complete batch %s: %w", name, err)
 	}

@@ -281,3 +281,29 @@ func TestChooseMethod(t *testing.T) {
 		t.Errorf("room mailbox: %s", m)
 	}
 }
+
+// TestMigrationRefusalNamesTheRole: with only Exchange Recipient
+// Administrator the migration cmdlets are not in the app's session; the
+// error names the role dualmx asks for, and that the lesser role is not
+// verified.
+func TestMigrationRefusalNamesTheRole(t *testing.T) {
+	ctx := context.Background()
+	tn := m365test.New(t, "hervormdputten.nl")
+	tn.SetDirectoryRoles(m365.RoleExchangeRecipientAdministrator)
+	c := exchange(t, tn)
+	req := BatchRequest{Mailbox: "anna.devries@hervormdputten.nl", Host: "imap.solcon.nl", User: "anna", Password: secret}
+	_, err := StartBatch(ctx, c, req, time.Now())
+	if !errors.Is(err, m365.ErrNotPermitted) || !strings.Contains(err.Error(), "needs Entra role Exchange Administrator") ||
+		!strings.Contains(err.Error(), "unverified: whether Exchange Recipient Administrator") || strings.Contains(err.Error(), secret) {
+		t.Errorf("start without the role: %v", err)
+	}
+	if _, err := GetBatchStatus(ctx, c, req.Mailbox, "dualmx-x"); !errors.Is(err, m365.ErrNotPermitted) {
+		t.Errorf("status without the role: %v", err)
+	}
+	if err := CompleteBatch(ctx, c, "dualmx-x"); !errors.Is(err, m365.ErrNotPermitted) {
+		t.Errorf("complete without the role: %v", err)
+	}
+	if _, _, err := TeardownSteps(ctx, c); !errors.Is(err, m365.ErrNotPermitted) || strings.Count(err.Error(), "needs ") != 2 {
+		t.Errorf("teardown without the role: %v", err)
+	}
+}

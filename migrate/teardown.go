@@ -29,6 +29,7 @@ type TeardownStep struct {
 // "returns a list of migration batches associated with the specified
 // migration endpoint"). Objects not named by dualmx are never touched.
 func TeardownSteps(ctx context.Context, c Commander) (steps []TeardownStep, kept []string, err error) {
+	c = named(c)
 	raw, err := c.Invoke(ctx, "Get-MigrationBatch", map[string]any{})
 	if err != nil && !errors.Is(err, m365.ErrNotFound) {
 		return nil, nil, fmt.Errorf("migrate: list migration batches: %w", err)

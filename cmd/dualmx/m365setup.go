@@ -453,6 +453,9 @@ func writeCheck(out io.Writer, ends m365.Endpoints, rep *m365.CheckReport) error
 		if r.Grant != "" {
 			fmt.Fprintf(out, "          grant: %s\n", r.Grant)
 		}
+		if r.Unverified != "" {
+			fmt.Fprintf(out, "          unverified: %s\n", r.Unverified)
+		}
 	}
 	n := rep.Missing()
 	switch n {
