@@ -52,47 +52,115 @@ func newReturnLimits(r *Returns) *returnLimits {
 		clients: make(map[netip.Prefix]*bucket), dests: make(map[string]*bucket)}
 }
 
-// take takes one token from each limit for a return from ip to the address
-// orig, or none when any limit is reached. It names the limit that refused
-// (a bounded reason: rate_limited, client_rate_limited,
-// destination_rate_limited), and first is set when that limit has just run
-// dry, the one refusal to log.
-func (l *returnLimits) take(ip netip.Addr, orig string, now time.Time) (refused string, first bool) {
-	dom := strings.ToLower(strings.TrimSuffix(orig[strings.LastIndexByte(orig, '@')+1:], "."))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	type limit struct {
-		b       *bucket
-		perHour float64
-		reason  string
-	}
-	var ls []limit
+// A return's tokens are taken only when its message is about to be
+// committed, not at RCPT: a client that gives RCPT and then RSET, or sends
+// DATA that is then refused as no return, would otherwise spend the reserve
+// without returning anything, and keep real bounces out. RCPT checks that
+// the return would fit (check); DATA takes the tokens of all its returns at
+// once (take), and gives them back if the commit fails (give).
+
+// limit is one bucket a return draws from, how many it needs, and the
+// reason that names it when it is dry.
+type limit struct {
+	b       *bucket
+	perHour float64
+	need    float64
+	reason  string
+}
+
+// draws lists the buckets that returns from ip to the addresses origs draw
+// from, with how many tokens each needs; refused names the limit whose table
+// is full and has no room for the bucket.
+func (l *returnLimits) draws(ip netip.Addr, origs []string, now time.Time) (ls []limit, refused string) {
+	n := float64(len(origs))
 	if l.all > 0 {
-		ls = append(ls, limit{&l.total, l.all, "rate_limited"})
+		ls = append(ls, limit{&l.total, l.all, n, "rate_limited"})
 	}
 	if l.client > 0 {
 		b, ok := bucketFor(l.clients, clientKey(ip), l.client, now)
 		if !ok {
-			return "client_rate_limited", false
+			return nil, "client_rate_limited"
 		}
-		ls = append(ls, limit{b, l.client, "client_rate_limited"})
+		ls = append(ls, limit{b, l.client, n, "client_rate_limited"})
 	}
 	if l.dest > 0 {
-		b, ok := bucketFor(l.dests, dom, l.dest, now)
-		if !ok {
-			return "destination_rate_limited", false
+		need := map[string]float64{}
+		var order []string
+		for _, o := range origs {
+			d := destination(o)
+			if need[d] == 0 {
+				order = append(order, d)
+			}
+			need[d]++
 		}
-		ls = append(ls, limit{b, l.dest, "destination_rate_limited"})
+		for _, d := range order {
+			b, ok := bucketFor(l.dests, d, l.dest, now)
+			if !ok {
+				return nil, "destination_rate_limited"
+			}
+			ls = append(ls, limit{b, l.dest, need[d], "destination_rate_limited"})
+		}
+	}
+	return ls, ""
+}
+
+// destination is the domain a return to orig goes to, the key of its limit.
+func destination(orig string) string {
+	return strings.ToLower(strings.TrimSuffix(orig[strings.LastIndexByte(orig, '@')+1:], "."))
+}
+
+// check reports whether one more return, to orig, fits the limits beside
+// the returns to pending already in the transaction, without taking
+// anything. It names the limit that refused (a bounded reason:
+// rate_limited, client_rate_limited, destination_rate_limited); first is
+// set when that limit has just run dry, the one refusal to log.
+func (l *returnLimits) check(ip netip.Addr, orig string, pending []string, now time.Time) (refused string, first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, refused := l.draws(ip, append(pending[:len(pending):len(pending)], orig), now)
+	if refused != "" {
+		return refused, false
+	}
+	return dry(ls, now)
+}
+
+// take takes the tokens of returns from ip to origs from every limit, all
+// or none; refused and first as for check.
+func (l *returnLimits) take(ip netip.Addr, origs []string, now time.Time) (refused string, first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, refused := l.draws(ip, origs, now)
+	if refused != "" {
+		return refused, false
+	}
+	if refused, first = dry(ls, now); refused != "" {
+		return refused, first
 	}
 	for _, x := range ls {
-		if x.b.level(x.perHour, now) < 1 {
+		x.b.tokens -= x.need
+	}
+	return "", false
+}
+
+// give gives back what take took for a message that was then not
+// committed after all.
+func (l *returnLimits) give(ip netip.Addr, origs []string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, _ := l.draws(ip, origs, now)
+	for _, x := range ls {
+		x.b.tokens = min(x.perHour, x.b.level(x.perHour, now)+x.need)
+	}
+}
+
+// dry names the first limit in ls without the tokens it needs.
+func dry(ls []limit, now time.Time) (refused string, first bool) {
+	for _, x := range ls {
+		if x.b.level(x.perHour, now) < x.need {
 			first = !x.b.warned
 			x.b.warned = true
 			return x.reason, first
 		}
-	}
-	for _, x := range ls {
-		x.b.tokens--
 	}
 	return "", false
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dualmx/dualmx/smtpd"
@@ -385,4 +386,120 @@ func TestReturnLimits(t *testing.T) {
 	if n := strings.Count(logs.String(), "rate limit reached"); n != 2 {
 		t.Errorf("%d rate-limit log lines, want 2 (one per limit run dry):\n%s", n, logs)
 	}
+}
+
+// TestReturnTokensTakenAtData: a return's rate-limit tokens are spent when
+// its message is committed, not at RCPT. Before, twelve MAIL FROM:<> / RCPT
+// TO:<valid SRS address> / RSET in one session spent the client's and the
+// destination's allowance (the tenth RCPT got 451), and a real bounce to
+// that domain from another client was then deferred too; so was a DATA
+// refused as no return. A transaction's returns together must fit the
+// limits, and a return whose tokens another session took since its RCPT is
+// deferred at DATA, nothing spooled.
+func TestReturnTokensTakenAtData(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	rw, mod := realSRS(&now)
+	f, _ := returnsFixture(t, &now, func(r *smtpd.Returns) {
+		mod(r)
+		r.PerHour, r.PerClientPerHour, r.PerDestinationPerHour = 100, 3, 2
+	})
+	rcpt := func(sender string) string { return "RCPT TO:<" + srsFor(t, rw, sender) + ">\r\n" }
+	ret := func(local, sender string) []string {
+		t.Helper()
+		return replyCodes(rawSessionFrom(t, local, f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+rcpt(sender)+"DATA\r\n"+dsnBody+".\r\nQUIT\r\n"))
+	}
+	queued := []string{"220", "250", "250 2.0.0", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}
+
+	// RCPT then RSET, twelve times: nothing spent.
+	out := rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\n"+strings.Repeat("MAIL FROM:<>\r\n"+rcpt("a@one.example")+"RSET\r\n", 12)+"QUIT\r\n")
+	if n := strings.Count(out, "I'll make sure"); n != 12 || strings.Contains(out, "451") {
+		t.Fatalf("%d of 12 RCPTs before RSET accepted:\n%s", n, out)
+	}
+	// Content that is no return, three times: refused, nothing spent.
+	out = rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\n"+strings.Repeat("MAIL FROM:<>\r\n"+rcpt("a@one.example")+
+		"DATA\r\nFrom: ceo@one.example\r\nSubject: Invoice\r\n\r\nPay now\r\n.\r\n", 3)+"QUIT\r\n")
+	if n := strings.Count(out, "550 5.7.1"); n != 3 || strings.Contains(out, "451") {
+		t.Fatalf("%d of 3 ordinary messages refused as no return:\n%s", n, out)
+	}
+	// Real bounces: the destination's two, from another client, and the
+	// first client's three, to other domains.
+	for i, s := range []struct{ client, sender string }{
+		{"127.0.0.2", "b@one.example"}, {"127.0.0.2", "c@one.example"},
+		{"127.0.0.1", "a@two.example"}, {"127.0.0.1", "b@two.example"}, {"127.0.0.1", "a@three.example"},
+	} {
+		if got := ret(s.client, s.sender); !slices.Equal(got, queued) {
+			t.Fatalf("bounce %d (%s → %s): %q, want it queued", i, s.client, s.sender, got)
+		}
+	}
+	if got := ret("127.0.0.2", "d@one.example"); got[3] != "451 4.7.1" {
+		t.Fatalf("third bounce to one.example: %q, want 451 4.7.1 at RCPT", got)
+	}
+	if got := ret("127.0.0.1", "c@four.example"); got[3] != "451 4.7.1" {
+		t.Fatalf("fourth bounce from 127.0.0.1: %q, want 451 4.7.1 at RCPT", got)
+	}
+
+	// One transaction's returns fit together: the third to five.example is
+	// over its two.
+	out = rawSessionFrom(t, "127.0.0.3", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+rcpt("a@five.example")+rcpt("b@five.example")+rcpt("c@five.example")+
+		"DATA\r\n"+dsnBody+".\r\nQUIT\r\n")
+	if got, want := replyCodes(out), []string{"220", "250", "250 2.0.0", "250 2.0.0", "250 2.0.0", "451 4.7.1", "354", "250 2.0.0", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("three returns to one domain in a transaction: %q, want %q:\n%s", got, want, out)
+	}
+
+	// Accepted at RCPT with one token left, the last token taken by another
+	// session before DATA: deferred at DATA.
+	if got := ret("127.0.0.4", "a@six.example"); !slices.Equal(got, queued) {
+		t.Fatalf("first bounce to six.example: %q", got)
+	}
+	c := dialFrom(t, "127.0.0.5", f.addr)
+	if err := c.Mail("", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(srsFor(t, rw, "b@six.example"), nil); err != nil {
+		t.Fatalf("RCPT with one token left: %v", err)
+	}
+	if got := ret("127.0.0.6", "c@six.example"); !slices.Equal(got, queued) {
+		t.Fatalf("the last token for six.example: %q", got)
+	}
+	before := spoolCount(t, f)
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, dsnBody)
+	var se *smtp.SMTPError
+	if err := w.Close(); !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
+		t.Fatalf("DATA after the tokens went elsewhere: %v, want 451 4.7.1", err)
+	}
+	if n := spoolCount(t, f); n != before {
+		t.Errorf("spool went from %d to %d items", before, n)
+	}
+
+	var returned int
+	items, _ := f.spool.List()
+	for _, it := range items {
+		if it.DSN {
+			returned += len(it.Recipients)
+		}
+	}
+	if returned != 9 {
+		t.Errorf("%d returns spooled, want 9", returned)
+	}
+}
+
+// dialFrom opens an SMTP client session from a chosen loopback address.
+func dialFrom(t *testing.T, local, addr string) *smtp.Client {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	c := smtp.NewClient(nc)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("c"); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -423,7 +423,9 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 			return s.reply("rcpt", errDupRcpt) // one return per original sender, and no token spent
 		}
 	}
-	if limit, first := s.s.limits.take(s.ip, orig, now); limit != "" {
+	// Checked here, taken in Data once the message proved to be a return: a
+	// RCPT followed by RSET, or by content that is no return, spends nothing.
+	if limit, first := s.s.limits.check(s.ip, orig, s.returnTargets(), now); limit != "" {
 		if first {
 			s.log().Warn("returned mail deferred: rate limit reached", "limit", limit, "rcpt", to, "return_to", orig)
 		}
@@ -432,6 +434,18 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 	s.returned = true
 	s.rcpts = append(s.rcpts, spool.Recipient{Rcpt: to, Target: orig})
 	return s.reply("rcpt", nil)
+}
+
+// returnTargets lists the original senders the transaction returns to.
+func (s *session) returnTargets() []string {
+	if !s.returned {
+		return nil
+	}
+	t := make([]string, len(s.rcpts))
+	for i, r := range s.rcpts {
+		t[i] = r.Target
+	}
+	return t
 }
 
 // hangUp makes the connection close once err's reply is out.
@@ -540,11 +554,24 @@ func (s *session) Data(r io.Reader) error {
 			s.s.opts.Metrics.SRSRefusals.WithLabelValues("not_return").Inc()
 			return s.refuse("data", "srs_not_return", errSRSNotReturn)
 		}
+		// The rate limits are spent now, by a return about to be committed.
+		// Another session may have taken the last tokens since RCPT.
+		if limit, first := s.s.limits.take(s.ip, s.returnTargets(), s.s.opts.Returns.now()); limit != "" {
+			w.Abort()
+			if first {
+				s.log().Warn("returned mail deferred: rate limit reached", "limit", limit, "id", w.ID())
+			}
+			s.s.opts.Metrics.SRSRefusals.WithLabelValues(limit).Inc()
+			return s.refuse("data", "srs_"+limit, errSRSRate)
+		}
 		s.log().Debug("return accepted", "id", w.ID(), "kind", what)
 	}
 	w.SetReport(chk.report)
 	id, err := w.Commit()
 	if err != nil {
+		if s.returned {
+			s.s.limits.give(s.ip, s.returnTargets(), s.s.opts.Returns.now())
+		}
 		return s.spoolError(err, w.ID())
 	}
 	s.s.opts.Metrics.MessagesAccepted.Inc()
