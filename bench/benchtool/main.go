@@ -3,8 +3,9 @@
 // Command benchtool holds the small helpers bench/run.sh needs that the shell
 // and Postfix's smtp-source cannot do well: picking free loopback ports,
 // waiting for a server or for smtp-sink's counter, holding many idle SMTP
-// sessions open while reading the relay's RSS, and relaying one very large
-// message while sampling the relay's RSS.
+// sessions open while reading the relay's RSS, relaying one very large
+// message while sampling the relay's RSS, and standing in for a next hop that
+// is down or throttles while counting the connections it gets.
 //
 // It is a benchmark helper, not part of dualmx; it prints key=value lines that
 // run.sh parses.
@@ -28,6 +29,10 @@ commands:
   rss PID           print VmRSS and VmHWM of PID in KiB
   fsyncprobe DIR N  time N serial create+write 4 KiB+fsync+rename+dir fsync in DIR
   dns -addr A       a resolver stand-in answering every query with NODATA at once
+  target [flags]    a next hop that is down (421 to every connection) or throttles
+                    (451 4.7.500 to every second connection); counts connections
+  rsswatch [flags]  sample a process's VmRSS until stopped; print the peak and VmHWM
+  tcpstat           print the TCP connection counters of /proc/net/snmp
 
 Run "benchtool COMMAND -h" for the flags of a command.
 `)
@@ -48,6 +53,9 @@ func main() {
 		"rss":        cmdRSS,
 		"fsyncprobe": cmdFsyncProbe,
 		"dns":        cmdDNS,
+		"target":     cmdTarget,
+		"rsswatch":   cmdRSSWatch,
+		"tcpstat":    cmdTCPStat,
 	}
 	run, ok := commands[os.Args[1]]
 	if !ok {
