@@ -895,8 +895,9 @@ dualmx_outage() {
 	O_CONN[$k]=$((c1 - c0))
 	O_CPU[$k]=$(awk -v t="$cpu" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }')
 	O_HWM[$k]=$(kv hwm_kib "$mem")
-	res "$(printf 'dualmx, target down (%s), %s retries (load %s): accepted %d in %.1f s: %s msg/s; %d connections to the target meanwhile (%.2f per message); CPU %s us/msg; RSS peak %s MiB' \
+	res "$(printf 'dualmx, target down (%s), %s retries (load %s): accepted %d in %.1f s: %s msg/s; %d connections to the target meanwhile (%.2f per message, %.1f per second); CPU %s us/msg; RSS peak %s MiB' \
 		"$mode" "$retry" "$la" "$n" "$acc" "${O_ACC[$k]}" "${O_CONN[$k]}" "$(awk -v c="${O_CONN[$k]}" -v n="$n" 'BEGIN { print c / n }')" \
+		"$(awk -v c="${O_CONN[$k]}" -v s="$acc" 'BEGIN { print c / s }')" \
 		"${O_CPU[$k]}" "$(mib "${O_HWM[$k]}")")"
 
 	# Restart with the backlog spooled, the target still down.
@@ -975,8 +976,8 @@ postfix_outage() {
 	c1=$(down_conns "$mode")
 	P_ACC[$mode]=$(rate "$n" "$acc")
 	P_CONN[$mode]=$((c1 - c0))
-	res "$(printf 'postfix, target down (%s) (load %s): accepted %d in %.1f s: %s msg/s; %d connections to the target meanwhile' \
-		"$mode" "$la" "$n" "$acc" "${P_ACC[$mode]}" "${P_CONN[$mode]}")"
+	res "$(printf 'postfix, target down (%s) (load %s): accepted %d in %.1f s: %s msg/s; %d connections to the target meanwhile (%.1f per second)' \
+		"$mode" "$la" "$n" "$acc" "${P_ACC[$mode]}" "${P_CONN[$mode]}" "$(awk -v c="${P_CONN[$mode]}" -v s="$acc" 'BEGIN { print c / s }')")"
 	ts0=$(now_ns)
 	stop_postfix
 	ts1=$(now_ns)
