@@ -67,6 +67,8 @@
 #   -T MSGS      messages through the throttling target     [THROTTLE_MSGS=20000]
 #   PARTS="dualmx postfix idle bigmsg" selects what runs (postfix alone works
 #   before dualmx builds); "outage" may be added.
+#   DUALMX_BIN=PATH uses that dualmx binary instead of building one from the
+#   tree (to measure another tree with this harness).
 #   The outage part also reads: OUTAGE_MODES="refused 421" (how the target is
 #   down), OUTAGE_RETRIES="production fast" (dualmx's retry settings),
 #   OUTAGE_RELAYS="dualmx postfix", OUTAGE_TIMEOUT=1800 (bound in seconds on
@@ -330,7 +332,10 @@ log "work dir $WORK"
 log "building benchtool"
 run timeout 600 go build -o "$WORK/benchtool" ./bench/benchtool
 BT=$WORK/benchtool
-if need_dualmx; then
+if need_dualmx && [[ -n ${DUALMX_BIN:-} ]]; then
+	[[ -x $DUALMX_BIN ]] || die "DUALMX_BIN=$DUALMX_BIN is not an executable"
+	cp "$DUALMX_BIN" "$WORK/dualmx"
+elif need_dualmx; then
 	log "building dualmx"
 	if ! run timeout 900 go build -o "$WORK/dualmx" ./cmd/dualmx 2>"$WORK/build.err"; then
 		cat "$WORK/build.err" >&2
@@ -596,7 +601,12 @@ res() { R+=("$*"); printf '%s\n' "$*"; }
 pf_version=$(postconf -dh mail_version 2>/dev/null || echo unknown)
 res "# dualmx benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 res "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
-res "software: $(go version | awk '{ print $3 }'), postfix $pf_version, dualmx $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit')"
+if [[ -n ${DUALMX_BIN:-} ]] && need_dualmx; then
+	dualmx_desc="$("$WORK/dualmx" version 2>/dev/null | head -1 || echo 'version unknown') (DUALMX_BIN=$DUALMX_BIN; harness $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit'))"
+else
+	dualmx_desc=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit')
+fi
+res "software: $(go version | awk '{ print $3 }'), postfix $pf_version, dualmx $dualmx_desc"
 res "dualmx ARC sealing: $([[ $ARC == 1 ]] && echo "on (rsa-sha256, 2048-bit key: two RSA signatures per message)" || echo off)"
 res "spools on: $(fs_desc "$SPOOLS")$([[ $LOOPFS == 1 ]] && echo " (a loop image made for this run, -j)"), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 probe=$("$BT" fsyncprobe "$SPOOLS" 200)
