@@ -147,6 +147,17 @@ func (h *Health) NextProbe() time.Time {
 	return h.nextProbe
 }
 
+// ProbeNow lets a suspended target be probed at once: an admin who fixed
+// the cause (a delisting, a connector) asked for delivery now.
+func (h *Health) ProbeNow() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.suspended.Load() && !h.probing {
+		h.nextProbe = h.now()
+		h.version.Add(1)
+	}
+}
+
 // HealthStatus is a snapshot of a Health, for metrics and the status page.
 type HealthStatus struct {
 	Suspended bool

@@ -182,3 +182,34 @@ func TestParkedMailIsNotGivenUp(t *testing.T) {
 	}
 	t.Logf("%d messages, outage past give_up_after: %d delivered, %d given up (%d probes)", n, s.Count(), held(), st.Probes)
 }
+
+// TestAdminRetryProbesAtOnce: dualmx queue retry while the target is
+// suspended sends the probe now, not at the end of its back-off.
+func TestAdminRetryProbesAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ln := newFlapListener(t)
+	ln.setDown(true)
+	s := f.target(standin.Options{Listener: ln, Keep: -1})
+	cfg := f.tenantConfig(s)
+	cfg.Health.ProbeInitial, cfg.Health.ProbeMax = time.Hour, time.Hour
+	opts := f.optsWith(cfg)
+	id := f.spool(testBody, defaultEnv())
+	for range 4 {
+		f.spool(testBody, defaultEnv())
+	}
+	f.run(opts)
+	waitFor(t, 5*time.Second, "suspended", opts.Health.Suspended)
+	ln.setDown(false)
+	time.Sleep(200 * time.Millisecond)
+	if s.Count() != 0 {
+		t.Fatal("delivered before the probe was due")
+	}
+	adm := f.admin()
+	defer adm.Close()
+	if _, err := adm.RetryAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitMsgs(t, s, 5)
+	waitFor(t, 5*time.Second, "delivered", f.gone(id))
+}

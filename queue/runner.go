@@ -217,6 +217,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				broken = r.sp.Broken() != nil
 			}
 			if k := r.sp.ChangeMark(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
+				if !bytes.Equal(k, lastKick) && r.opts.Health != nil {
+					// An admin changed the queue (queue retry, release):
+					// a suspended target gets its probe now.
+					r.opts.Health.ProbeNow()
+				}
 				lastKick = k
 				lastScan = time.Now()
 				r.scan()
