@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"time"
 )
@@ -177,6 +178,22 @@ type SRS struct {
 	DSNPerHour               int
 	DSNPerClientPerHour      int
 	DSNPerDestinationPerHour int
+	// The SRS guard (docs/security.md): a client network (IPv4 address,
+	// IPv6 /64) may send GuessesPerClient invalid SRS addresses per
+	// GuessPenalty, and is then refused SRS recipients unchecked for a
+	// GuessPenalty; clients outside ReturnSources together may send
+	// GuessesPerHour invalid ones, and past that their SRS recipients are
+	// deferred unchecked.
+	GuessesPerClient int
+	GuessPenalty     time.Duration
+	GuessesPerHour   int
+	// ReturnSources are the networks real returns come from: Microsoft
+	// 365's outbound servers by default (M365Outbound). Their clients do not
+	// draw on GuessesPerHour, so guessers elsewhere cannot defer real
+	// returns; their penalty is ReturnSourcePenalty. Empty means every
+	// client.
+	ReturnSources       []netip.Prefix
+	ReturnSourcePenalty time.Duration
 }
 
 // M365 holds the app registration dualmx uses for Microsoft Graph and
@@ -320,6 +337,11 @@ func Default() Config {
 			DSNPerHour:               100,
 			DSNPerClientPerHour:      20,
 			DSNPerDestinationPerHour: 10,
+			GuessesPerClient:         3,
+			GuessPenalty:             time.Hour,
+			GuessesPerHour:           30,
+			ReturnSources:            slices.Clone(M365Outbound),
+			ReturnSourcePenalty:      10 * time.Minute,
 		},
 		Cutover: Cutover{
 			QuietPeriod: 72 * time.Hour,

@@ -183,6 +183,16 @@ func (k *checker) values() {
 		k.positive("srs.dsn_per_hour", int64(c.SRS.DSNPerHour))
 		k.positive("srs.dsn_per_client_per_hour", int64(c.SRS.DSNPerClientPerHour))
 		k.positive("srs.dsn_per_destination_per_hour", int64(c.SRS.DSNPerDestinationPerHour))
+		k.positive("srs.guesses_per_client", int64(c.SRS.GuessesPerClient))
+		k.positive("srs.guesses_per_hour", int64(c.SRS.GuessesPerHour))
+		// A penalty shorter than this no longer slows a guesser down: it
+		// reconnects after it.
+		if c.SRS.GuessPenalty < time.Minute {
+			k.fail("srs.guess_penalty", "%s must be at least 1m", fmtDuration(c.SRS.GuessPenalty))
+		}
+		if c.SRS.ReturnSourcePenalty < time.Minute {
+			k.fail("srs.return_source_penalty", "%s must be at least 1m", fmtDuration(c.SRS.ReturnSourcePenalty))
+		}
 	}
 	if c.M365.Enabled {
 		if c.M365.TenantID == "" {
@@ -400,6 +410,10 @@ func (c *Config) Warnings() []Problem {
 	}
 	if msg := c.srsWarning(); msg != "" {
 		warn("inbound.allowed_networks", "%s", msg)
+	}
+	if c.SRS.Enabled && len(c.SRS.ReturnSources) == 0 {
+		warn("srs.return_sources", "empty: every client is exempt from srs.guesses_per_hour, so guessers on many networks are bounded only per network "+
+			"(an IPv6 /48 holds 65,536 /64s); list the networks returns come from (docs/security.md)")
 	}
 	if c.Listen.Metrics != "" && exposed(c.Listen.Metrics) {
 		key := "listen.metrics"

@@ -182,3 +182,67 @@ func TestSRSReturnReserve(t *testing.T) {
 		t.Error("the client's limit is not counted")
 	}
 }
+
+// realDSN is a delivery report as Microsoft 365, Postfix and Exim send one:
+// a human-readable part, the message/delivery-status part and the returned
+// header.
+func realDSN(to string) string {
+	return "From: postmaster@tenant.test\r\nTo: " + to + "\r\nSubject: Undeliverable: test\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nmailbox full\r\n" +
+		"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; tenant.test\r\n\r\n" +
+		"Final-Recipient: rfc822; scriba@hervormdputten.nl\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n" +
+		"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nSubject: test\r\n\r\n--b--\r\n"
+}
+
+// TestSRSGuessersCannotDeferReturns: the guard's limits come from the
+// config, and the attack the review found no longer defers real returns.
+// Guessers on a few networks spend the global budget (srs.guesses_per_hour,
+// cut per network at srs.guesses_per_client); that defers SRS recipients
+// from clients outside srs.return_sources only, even a valid one (counted
+// and logged: the list may be out of date), while a real bounce from a
+// return source still reaches the author.
+func TestSRSGuessersCannotDeferReturns(t *testing.T) {
+	w := newAuthorWorld(t)
+	extra, delivery := w.config(t, "hold")
+	extra += "  return_sources: [127.0.0.2/32]\n  guesses_per_client: 2\n  guesses_per_hour: 3\n"
+	e := newEnv(t, envOptions{extraConfig: extra, delivery: delivery})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("sources-1")); err != nil {
+		t.Fatal(err)
+	}
+	valid := waitTenant(t, e.tenant, 1)[0].From
+	guess := func(i int) string {
+		return fmt.Sprintf("RCPT TO:<SRS0=%04d=AA=victim.example=ceo@fwd.hervormdputten.nl>\r\n", i)
+	}
+
+	if got, want := codes(rawFrom(t, "127.0.0.3", e.smtpAddr(), "EHLO a\r\nMAIL FROM:<>\r\n"+guess(0)+guess(1)+guess(2)+"QUIT\r\n")),
+		[]string{"250", "250 2.0.0", "550 5.1.1", "421 4.7.0"}; !slices.Equal(got, want) {
+		t.Fatalf("guesser cut at srs.guesses_per_client 2: %q, want %q", got, want)
+	}
+	codes(rawFrom(t, "127.0.0.4", e.smtpAddr(), "EHLO b\r\nMAIL FROM:<>\r\n"+guess(3)+"QUIT\r\n"))
+	// The budget of 3 is spent: outside the sources, even a valid address waits.
+	if got := codes(rawFrom(t, "127.0.0.5", e.smtpAddr(), "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<"+valid+">\r\nQUIT\r\n")); got[2] != "451 4.7.1" {
+		t.Fatalf("valid return from outside the sources, budget spent: %q, want 451 4.7.1", got)
+	}
+	got := codes(rawFrom(t, "127.0.0.2", e.smtpAddr(), "EHLO tenant\r\nMAIL FROM:<>\r\nRCPT TO:<"+valid+">\r\nDATA\r\n"+realDSN(valid)+".\r\nQUIT\r\n"))
+	if want := []string{"250", "250 2.0.0", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("real bounce from a return source while the budget is spent: %q, want %q", got, want)
+	}
+	waitFor(t, 15*time.Second, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+
+	m := e.scrape()
+	for _, want := range []string{`dualmx_srs_outside_sources_total{result="deferred"} 1`, `dualmx_srs_refusals_total{reason="guess_budget"} 1`,
+		`dualmx_srs_refusals_total{reason="guess_limit"} 1`, `dualmx_srs_returned_total 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	logs := e.logs.String()
+	for _, want := range []string{"outside srs.return_sources; is the list out of date?", "last_invalid_from=127.0.0.4/32"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}

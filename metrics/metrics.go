@@ -49,6 +49,11 @@ type Metrics struct {
 	// SRSReturned counts bounces accepted for valid SRS addresses, on their
 	// way back to the original sender.
 	SRSReturned prometheus.Counter
+	// SRSOutsideSources counts valid SRS recipients from clients outside
+	// srs.return_sources, by what they got at RCPT: accepted, or deferred
+	// because the guess budget was spent. Real returns come from the
+	// sources, so any count here suggests the list is out of date.
+	SRSOutsideSources *prometheus.CounterVec
 
 	// ProbeArrivals counts forward probes (dualmx address probe) that reached
 	// the relay, by result: verified, misrouted (valid marker, another
@@ -158,6 +163,9 @@ func New() *Metrics {
 			Name: "dualmx_srs_refusals_total", Help: "Recipients at the SRS domain refused, by reason."}, []string{"reason"}),
 		SRSReturned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dualmx_srs_returned_total", Help: "Bounces accepted for valid SRS addresses, returned to the original sender."}),
+		SRSOutsideSources: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dualmx_srs_outside_sources_total", Help: "Valid SRS recipients from clients outside srs.return_sources, by result at RCPT: accepted, deferred."},
+			[]string{"result"}),
 		ProbeArrivals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dualmx_probe_arrivals_total", Help: "Forward probes that reached the relay, by result: verified, misrouted, invalid."}, []string{"result"}),
 		RouterReloads: prometheus.NewCounter(prometheus.CounterOpts{
@@ -188,6 +196,10 @@ func New() *Metrics {
 		m.Quarantined, m.ARCSeals, m.SRSRefusals, m.SRSReturned, m.RouterReloads, m.RouterReloadErrors, m.SpoolWritable, m.TargetSizeLimitByte)
 	for _, res := range []string{"delivered", "deferred", "held", "bounced", "dropped"} {
 		m.Deliveries.WithLabelValues(res)
+	}
+	r.MustRegister(m.SRSOutsideSources)
+	for _, res := range []string{"accepted", "deferred"} {
+		m.SRSOutsideSources.WithLabelValues(res)
 	}
 	r.MustRegister(m.ProbeArrivals)
 	for _, res := range []string{"verified", "misrouted", "invalid"} {
@@ -225,8 +237,9 @@ func New() *Metrics {
 // per destination domain (destination_rate_limited); the invalid address that used up its client's allowance
 // (guess_limit, answered 421 and the connection closed); an SRS recipient
 // from a client network in its penalty (penalised, 421, not checked); one
-// refused unchecked because the hourly budget for invalid addresses was spent
-// (guess_budget); a message that is neither a delivery report nor an
+// refused unchecked because the hourly budget for invalid addresses of
+// clients outside srs.return_sources was spent, or the table of client
+// networks was full (guess_budget); a message that is neither a delivery report nor an
 // automatic reply (not_return, after DATA).
 var SRSRefusalReasons = []string{"malformed", "bad_hash", "expired", "not_dsn", "rate_limited", "mixed",
 	"client_rate_limited", "destination_rate_limited", "guess_limit", "penalised", "guess_budget", "not_return"}

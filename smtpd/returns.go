@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -34,10 +35,17 @@ type Returns struct {
 	MaxInvalid int
 	Penalty    time.Duration
 	// InvalidPerHour bounds the invalid SRS addresses checked per hour from
-	// all clients together; past it, SRS recipients get 451 4.7.1 unchecked
-	// until the budget refills. 0 means 30.
+	// all clients outside Sources together; past it, their SRS recipients
+	// get 451 4.7.1 unchecked until the budget refills. 0 means 30.
 	InvalidPerHour int
-	Now            func() time.Time
+	// Sources are the networks real returns come from (Microsoft 365's
+	// outbound servers). Their clients do not draw on InvalidPerHour, so
+	// guessers elsewhere cannot defer real returns by keeping it spent; they
+	// keep the per-network allowance, with SourcePenalty (0 means 10
+	// minutes) as their penalty. Empty means every client.
+	Sources       []netip.Prefix
+	SourcePenalty time.Duration
+	Now           func() time.Time
 }
 
 // reasonExpired is the Reason of an address that carries our valid

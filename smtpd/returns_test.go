@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -128,7 +129,8 @@ func returnsFixture(t *testing.T, now *time.Time, mod func(*smtpd.Returns)) (*fi
 	var mu sync.Mutex
 	f := start(t, func(o *smtpd.Options) {
 		o.Returns = &smtpd.Returns{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
-			PerHour: 100, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return *now }}
+			PerHour: 100, Sources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+			Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return *now }}
 		if mod != nil {
 			mod(o.Returns)
 		}
@@ -502,4 +504,88 @@ func dialFrom(t *testing.T, local, addr string) *smtp.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestSRSReturnSources: the guess budget cannot be used to defer real
+// returns. Before, ten addresses at three guesses an hour kept the global
+// budget spent and every SRS recipient, valid ones from Microsoft 365's
+// servers included, got 451 4.7.1 unchecked for as long as they kept it up.
+// Now clients inside the return sources do not draw on the budget: a guesser
+// elsewhere spends it and defers only clients outside the sources. A valid
+// return from outside is deferred like any (the reply tells nothing), but
+// counted and logged, since the source list may be out of date; the spent
+// budget is logged once and without the name of the client that happened to
+// find it spent. Source networks keep the per-network cut, with a shorter
+// penalty.
+func TestSRSReturnSources(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) {
+		r.InvalidPerHour = 3
+		r.Sources = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32"), netip.MustParsePrefix("192.0.2.0/24")}
+	})
+	ret := "MAIL FROM:<>\r\nRCPT TO:<" + goodSRS + ">\r\nDATA\r\n" + dsnBody + ".\r\n"
+	// The attack: guessers outside the sources spend the budget.
+	rawSessionFrom(t, "127.0.0.3", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+guesses(0, 2)+"QUIT\r\n")
+	rawSessionFrom(t, "127.0.0.4", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+guesses(2, 3)+"QUIT\r\n")
+
+	rcptOnly := "MAIL FROM:<>\r\nRCPT TO:<" + goodSRS + ">\r\n"
+	out := rawSessionFrom(t, "127.0.0.5", f.addr, "EHLO outside\r\n"+rcptOnly+"QUIT\r\n")
+	if got, want := replyCodes(out), []string{"220", "250", "250 2.0.0", "451 4.7.1", "221 2.0.0"}; !slices.Equal(got, want) {
+		t.Fatalf("valid return from outside the sources, budget spent: %q, want %q:\n%s", got, want, out)
+	}
+	out = rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO source\r\n"+ret+"QUIT\r\n")
+	if !strings.Contains(out, "250 2.0.0 OK queued") {
+		t.Fatalf("valid return from a source while the budget is spent:\n%s", out)
+	}
+	// A source network's guesses are cut after three, as anyone's, and do
+	// not spend the budget; its penalty is 10 minutes.
+	out = rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO source\r\nMAIL FROM:<>\r\n"+guesses(10, 20)+"QUIT\r\n")
+	if got, want := replyCodes(out), []string{"220", "250", "250 2.0.0", "550 5.1.1", "550 5.1.1", "421 4.7.0"}; !slices.Equal(got, want) {
+		t.Fatalf("guesses from a source: %q, want %q:\n%s", got, want, out)
+	}
+	if out := rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO source\r\n"+rcptOnly+"QUIT\r\n"); !strings.Contains(out, "\r\n421 4.7.0") {
+		t.Fatalf("a penalised source network:\n%s", out)
+	}
+	now = now.Add(11 * time.Minute) // the source's penalty is over; the budget has 0.55 of 3 back
+	if out := rawSessionFrom(t, "127.0.0.2", f.addr, "EHLO source\r\n"+ret+"QUIT\r\n"); !strings.Contains(out, "250 2.0.0 OK queued") {
+		t.Fatalf("a source network after its 10 minutes:\n%s", out)
+	}
+	if out := rawSessionFrom(t, "127.0.0.6", f.addr, "EHLO outside\r\n"+rcptOnly+"QUIT\r\n"); !strings.Contains(out, "\r\n451 4.7.1") {
+		t.Fatalf("outside, budget still spent:\n%s", out)
+	}
+	now = now.Add(time.Hour) // the budget is back: a valid return from outside goes through, and is counted
+	if out := rawSessionFrom(t, "127.0.0.5", f.addr, "EHLO outside\r\n"+ret+"QUIT\r\n"); !strings.Contains(out, "250 2.0.0 OK queued") {
+		t.Fatalf("outside, budget back:\n%s", out)
+	}
+
+	for _, c := range []struct {
+		result string
+		want   float64
+	}{{"deferred", 2}, {"accepted", 1}} {
+		if got := testutil.ToFloat64(f.m.SRSOutsideSources.WithLabelValues(c.result)); got != c.want {
+			t.Errorf("dualmx_srs_outside_sources_total{result=%q} = %v, want %v", c.result, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("guess_budget")); got != 2 {
+		t.Errorf("guess_budget refusals = %v, want 2", got)
+	}
+	l := logs.String()
+	if n := strings.Count(l, "outside srs.return_sources; is the list out of date?"); n != 2 {
+		t.Errorf("valid returns from outside logged %d times, want twice (once an hour):\n%s", n, l)
+	}
+	var spent string
+	for _, line := range strings.Split(l, "\n") {
+		if strings.Contains(line, "budget for invalid SRS addresses is spent") {
+			if spent != "" {
+				t.Errorf("spent budget logged twice:\n%s", l)
+			}
+			spent = line
+		}
+	}
+	if !strings.Contains(spent, "last_invalid_from=127.0.0.4/32") || strings.Contains(spent, "127.0.0.5") || strings.Contains(spent, "helo=") {
+		t.Errorf("spent budget logged with the client that found it spent, or without the last guesser: %q", spent)
+	}
+	if !strings.Contains(l, `for=10m0s return_source=true`) {
+		t.Errorf("the source's penalty not logged as 10 minutes:\n%s", l)
+	}
 }

@@ -389,32 +389,52 @@ func (s *session) rcptReturn(rt *Returns, to string) error {
 		return s.srsRefuse("mixed", errSRSMixed)
 	}
 	var orig string
-	v, first, err := g.check(s.ip, now, func() (bool, error) {
+	a := g.check(s.ip, now, func() (bool, error) {
 		var err error
 		orig, err = rt.Reverse(to)
 		return err != nil && rt.reason(err) != reasonExpired, err
 	})
-	switch v {
+	if a.logOutside {
+		// Real returns come from the sources; one from elsewhere means
+		// srs.return_sources may be out of date. Logged once an hour, since
+		// whoever holds one valid address could repeat it.
+		s.log().Warn("valid SRS return from a client outside srs.return_sources; is the list out of date?",
+			"rcpt", to, "deferred", a.v == vBudget)
+	}
+	if !a.source && (a.v == vValid || a.valid) {
+		result := "accepted"
+		if a.valid {
+			result = "deferred"
+		}
+		s.s.opts.Metrics.SRSOutsideSources.WithLabelValues(result).Inc()
+	}
+	switch a.v {
 	case vPenalised:
 		return s.hangUp(s.srsRefuse("penalised", errSRSGuesses))
 	case vBudget:
-		if first {
-			s.log().Warn("SRS recipients deferred unchecked: the hourly budget for invalid SRS addresses is spent",
-				"per_hour", g.perHour)
+		// Logged without this client's name: whoever spent the budget, this
+		// may be the first to be turned away by it.
+		if a.spent {
+			s.s.opts.Logger.Warn("SRS recipients from outside srs.return_sources deferred unchecked: the hourly budget for invalid SRS addresses is spent",
+				"per_hour", g.perHour, "last_invalid_from", a.lastGuess.String())
+		}
+		if a.full {
+			s.s.opts.Logger.Warn("SRS recipients from new client networks deferred unchecked: the table of networks with invalid SRS addresses is full",
+				"entries", maxGuardClients)
 		}
 		return s.srsRefuse("guess_budget", errSRSBudget)
 	case vLimit:
 		// Logged once per client network and penalty, not per guess: a
 		// guesser must not be able to fill the log either.
 		s.log().Warn("SRS guessing: client network penalised", "network", clientKey(s.ip).String(),
-			"invalid_addresses", g.maxInvalid, "for", g.penalty.String(), "last_rcpt", to)
+			"invalid_addresses", g.maxInvalid, "for", a.penalty.String(), "return_source", a.source, "last_rcpt", to)
 		return s.hangUp(s.srsRefuse("guess_limit", errSRSGuesses))
 	case vInvalid, vExpired:
-		reason := rt.reason(err)
-		if v == vExpired {
-			s.log().Info("refused SRS recipient", "rcpt", to, "why", err.Error())
+		reason := rt.reason(a.err)
+		if a.v == vExpired {
+			s.log().Info("refused SRS recipient", "rcpt", to, "why", a.err.Error())
 		} else {
-			s.log().Debug("refused SRS recipient", "rcpt", to, "why", err.Error())
+			s.log().Debug("refused SRS recipient", "rcpt", to, "why", a.err.Error())
 		}
 		return s.srsRefuse(reason, errSRSInvalid(reason))
 	}

@@ -268,7 +268,9 @@ func (d *daemon) openDelivery() error {
 		}
 		toTenant = srsStage{rw: rw, next: toTenant}
 		d.returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
-			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour}
+			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour,
+			MaxInvalid: cfg.SRS.GuessesPerClient, Penalty: cfg.SRS.GuessPenalty, InvalidPerHour: cfg.SRS.GuessesPerHour,
+			Sources: cfg.SRS.ReturnSources, SourcePenalty: cfg.SRS.ReturnSourcePenalty}
 	}
 	toTenant = v.Target(toTenant)
 	d.runner = queue.NewRunner(d.spool, queue.Options{
