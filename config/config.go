@@ -116,6 +116,10 @@ type Listen struct {
 	Status string
 	// StatusWebConfig is the web config file of the status listener.
 	StatusWebConfig string
+	// HTTPHosts are more names the metrics and status listeners answer
+	// to, besides IP literals, localhost and the hostname: requests naming
+	// any other host get 421 (a defence against DNS rebinding).
+	HTTPHosts []string
 }
 
 // Inbound limits what the SMTP listener accepts.

@@ -388,6 +388,14 @@ var badCases = []badCase{
 		},
 	},
 	{
+		name: "http_hosts holds host names",
+		yaml: withMinimal("listen:", `  http_hosts: [prometheus.example.lan, "relay example", "*.example"]`),
+		want: []string{
+			`bad.yaml:6: listen.http_hosts: "relay example"`,
+			`bad.yaml:6: listen.http_hosts: "*.example"`,
+		},
+	},
+	{
 		name: "empty smtp listen address",
 		yaml: withMinimal("listen:", `  smtp: ""`),
 		want: []string{"bad.yaml:6: listen.smtp: must not be empty"},

@@ -41,6 +41,7 @@ var schema = []field{
 	{path: "listen.metrics_web_config", ptr: func(c *Config) any { return &c.Listen.MetricsWebConfig }, file: true},
 	{path: "listen.status", ptr: func(c *Config) any { return &c.Listen.Status }},
 	{path: "listen.status_web_config", ptr: func(c *Config) any { return &c.Listen.StatusWebConfig }, file: true},
+	{path: "listen.http_hosts", ptr: func(c *Config) any { return &c.Listen.HTTPHosts }},
 	{path: "inbound.max_message_bytes", ptr: func(c *Config) any { return &c.Inbound.MaxMessageBytes }},
 	{path: "inbound.max_recipients", ptr: func(c *Config) any { return &c.Inbound.MaxRecipients }},
 	{path: "inbound.max_connections", ptr: func(c *Config) any { return &c.Inbound.MaxConnections }},

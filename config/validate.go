@@ -100,6 +100,11 @@ func (k *checker) values() {
 			}
 		}
 	}
+	for _, h := range c.Listen.HTTPHosts {
+		if msg := checkDNSName(strings.TrimSuffix(h, "."), false); msg != "" {
+			k.fail("listen.http_hosts", "%q %s (a host name the listeners may be asked for by; IP addresses need no entry)", clip(h), msg)
+		}
+	}
 
 	k.positive("inbound.max_message_bytes", c.Inbound.MaxMessageBytes)
 	k.positive("inbound.max_recipients", int64(c.Inbound.MaxRecipients))

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -61,7 +63,7 @@ func (d *daemon) serveHTTP(name, addr, webConfig string, h http.Handler) (*http.
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", name, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: hostGuard(d.cfg.Hostname, d.cfg.Listen.HTTPHosts, h), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
 	flags := &web.FlagConfig{WebConfigFile: &webConfig}
 	log := d.log.With("listener", name)
@@ -84,3 +86,31 @@ func (d *daemon) stopHTTP() {
 		cancel()
 	}
 }
+
+// hostGuard answers 421 Misdirected Request to a request whose Host is not
+// one of the relay's own names: an IP literal, localhost, the configured
+// hostname or one of listen.http_hosts. Both listeners are plain HTTP on
+// loopback by default, which an admin reaches through ssh -L; a web page the
+// admin has open could otherwise read them by pointing its own name at
+// 127.0.0.1 (DNS rebinding), and the browser would send that name as Host.
+func hostGuard(hostname string, extra []string, h http.Handler) http.Handler {
+	names := map[string]bool{"localhost": true, normalHost(hostname): true}
+	for _, n := range extra {
+		names[normalHost(n)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hp, _, err := net.SplitHostPort(host); err == nil {
+			host = hp
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if _, err := netip.ParseAddr(host); err != nil && r.Host != "" && !names[normalHost(host)] {
+			http.Error(w, "Misdirected Request: unknown host name", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// normalHost is a host name as compared: lower case, no trailing dot.
+func normalHost(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }

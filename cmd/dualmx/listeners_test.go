@@ -192,3 +192,54 @@ func TestBadWebConfigStopsTheStart(t *testing.T) {
 		t.Errorf("error %q does not name the key and the file", err)
 	}
 }
+
+// TestHTTPListenersRefuseForeignHosts: both listeners answer only requests
+// for their own names (IP literals, localhost, the hostname, listen.
+// http_hosts); a page that points its own name at 127.0.0.1 (DNS
+// rebinding against an admin's ssh -L) gets 421 Misdirected Request.
+func TestHTTPListenersRefuseForeignHosts(t *testing.T) {
+	d := startTestDaemon(t, "  http_hosts: [prometheus-target.example]\n")
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, l := range []struct{ name, url string }{
+		{"metrics", "http://" + d.httpAddr.String() + "/metrics"},
+		{"status", "http://" + d.statusAddr.String() + "/"},
+	} {
+		for _, tc := range []struct {
+			host string
+			code int
+		}{
+			{"", 200}, // the URL's own 127.0.0.1:port
+			{"localhost", 200},
+			{"LOCALHOST:9465", 200},
+			{"relay.test.localhost", 200}, // the hostname
+			{"Relay.Test.Localhost.:9464", 200},
+			{"prometheus-target.example:9464", 200},
+			{"[::1]:9465", 200},
+			{"10.0.0.5", 200},
+			{"attacker.example", 421},
+			{"attacker.example:9465", 421},
+			{"relay.test.localhost.attacker.example", 421},
+			{"localhost.attacker.example", 421},
+		} {
+			req, err := http.NewRequest(http.MethodGet, l.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s with Host %q: %v", l.name, tc.host, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Errorf("%s with Host %q: %d, want %d", l.name, tc.host, resp.StatusCode, tc.code)
+			}
+			if tc.code == 421 && strings.Contains(string(body), "dualmx") {
+				t.Errorf("%s with Host %q: the refusal shows content: %.80s", l.name, tc.host, body)
+			}
+		}
+	}
+}
