@@ -46,8 +46,7 @@ func TestReturnToLoopbackMXHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitTenant(t, e.tenant, 1)[0]
-	dsn := []byte("From: postmaster@tenant.test\r\nTo: " + got.From + "\r\nSubject: Undeliverable: test\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	dsn := []byte(realDSN(got.From))
 	if err := send(e.smtpAddr(), "", []string{got.From}, dsn); err != nil {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}
@@ -85,8 +84,7 @@ func TestQuotedSenderThroughSRS(t *testing.T) {
 	if !strings.HasPrefix(got.From, "SRS0=") || !strings.HasSuffix(got.From, "=author.test=john doe> NOTIFY=NEVER@fwd.hervormdputten.nl") {
 		t.Fatalf("the tenant saw MAIL FROM %q", got.From)
 	}
-	dsn := []byte("From: postmaster@tenant.test\r\nSubject: Undeliverable\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	dsn := []byte(realDSN(got.From))
 	// The tenant writes the SRS address back in its wire form.
 	local, domain, _ := strings.Cut(got.From, "@fwd.")
 	if err := send(e.smtpAddr(), "", []string{`"` + local + `"@fwd.` + domain}, dsn); err != nil {

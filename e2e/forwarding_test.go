@@ -65,8 +65,7 @@ func TestSRSRoundTrip(t *testing.T) {
 		t.Fatalf("tenant saw MAIL FROM %q, want an SRS0 address at the forwarding domain", got.From)
 	}
 	// Microsoft 365 bounces the message later, to the SRS address.
-	dsn := []byte("From: postmaster@tenant.test\r\nTo: " + got.From + "\r\nSubject: Undeliverable: test\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	dsn := []byte(realDSN(got.From))
 	if err := send(e.smtpAddr(), "", []string{got.From}, dsn); err != nil {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}

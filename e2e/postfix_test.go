@@ -22,9 +22,10 @@ type oldHost struct {
 }
 
 // startOldHost starts Postfix forwarding each key of aliases to its value,
-// delivering the forward domain to relay (host:port). Postfix needs root; a
+// delivering the forward domain to relay (host:port); transports adds
+// transport_maps entries ("domain=transport:nexthop"). Postfix needs root; a
 // machine without it skips, unless CI=true, where that is a failure.
-func startOldHost(t *testing.T, relay string, aliases map[string]string) *oldHost {
+func startOldHost(t *testing.T, relay string, aliases map[string]string, transports ...string) *oldHost {
 	t.Helper()
 	pf, err := exec.LookPath("postfix")
 	if err != nil {
@@ -64,6 +65,7 @@ func startOldHost(t *testing.T, relay string, aliases map[string]string) *oldHos
 	}
 	_, relayPort, _ := strings.Cut(relay, ":")
 	rd = append(rd, "fwd.hervormdputten.nl=smtp:[127.0.0.1]:"+relayPort)
+	rd = append(rd, transports...)
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/mail"
 	"slices"
 	"strings"
 	"testing"
@@ -90,8 +93,7 @@ func TestSRSAttack(t *testing.T) {
 		t.Errorf("SRS address beside a forwarding recipient: %v, want 452", err)
 	}
 	// A real delivery report goes through.
-	dsn := []byte("From: postmaster@tenant.test\r\nTo: " + valid + "\r\nSubject: Undeliverable: test\r\nAuto-Submitted: auto-replied\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n")
+	dsn := []byte(realDSN(valid))
 	if err := send(e.smtpAddr(), "", []string{valid}, dsn); err != nil {
 		t.Fatalf("real DSN refused: %v", err)
 	}
@@ -155,7 +157,7 @@ func TestSRSReturnReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := waitTenant(t, e.tenant, 1)[0].From
-	dsn := "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\r\nmailbox full\r\n--b--\r\n"
+	dsn := realDSN(valid)
 	got := codes(rawFrom(t, "127.0.0.1", e.smtpAddr(), "EHLO tenant\r\nMAIL FROM:<>\r\n"+strings.Repeat("RCPT TO:<"+valid+">\r\n", 120)+
 		"DATA\r\n"+dsn+".\r\nQUIT\r\n"))
 	if n := slices.Index(got, "354"); n != 122 || got[2] != "250 2.0.0" || got[3] != "250 2.1.5" || got[121] != "250 2.1.5" {
@@ -244,5 +246,54 @@ func TestSRSGuessersCannotDeferReturns(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q", want)
 		}
+	}
+}
+
+// TestPostfixBounceReturned: a bounce made by a real MTA takes the return
+// path. Postfix, playing the old host, accepts a message whose envelope
+// sender is one of dualmx's SRS addresses and then fails it permanently (its
+// error transport): the bounce it sends to that address comes to dualmx and
+// is returned to the author, and it is what the classifier expects of a
+// delivery report: multipart/report with a top-level message/delivery-status
+// part.
+func TestPostfixBounceReturned(t *testing.T) {
+	w := newAuthorWorld(t)
+	extra, delivery := w.config(t, "hold")
+	e := newEnv(t, envOptions{extraConfig: extra, delivery: delivery})
+	e.addForwarding("scriba@hervormdputten.nl", "scriba@fwd.hervormdputten.nl")
+	e.start()
+	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("postfix-bounce")); err != nil {
+		t.Fatal(err)
+	}
+	valid := waitTenant(t, e.tenant, 1)[0].From
+	old := startOldHost(t, e.smtpAddr(), map[string]string{"gone@hervormdputten.nl": "gone@unreachable.test"},
+		"{unreachable.test=error:5.1.1 mailbox unavailable}")
+	if err := send(old.addr, valid, []string{"gone@hervormdputten.nl"}, testMessage("to-the-gone")); err != nil {
+		t.Fatalf("postfix refused the message: %v", err)
+	}
+	waitFor(t, 30*time.Second, "Postfix's bounce at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	m := w.mx.Messages()[0]
+	if m.From != "" || len(m.To) != 1 || m.To[0] != "author@author.test" {
+		t.Errorf("returned from %q to %q, want <> to author@author.test", m.From, m.To)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Postfix's bounce is %s %v (%v)", mt, params, err)
+	}
+	var types []string
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+	}
+	if !slices.ContainsFunc(types, func(s string) bool { return strings.HasPrefix(s, "message/delivery-status") }) {
+		t.Errorf("Postfix's bounce has parts %q, no message/delivery-status", types)
 	}
 }

@@ -61,6 +61,9 @@ type dataChecker struct {
 	keep   bool
 	hdr    []byte
 	hdrCut bool
+	// status, made when a kept header block is a delivery report's, looks
+	// through the body for its delivery-status part.
+	status *statusScan
 }
 
 func newDataChecker(r io.Reader, hostname, arcDomain, markerField string) *dataChecker {
@@ -85,6 +88,9 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 			// run over whole runs of bytes; this loop went byte by byte
 			// through every message.
 			c.scanBody(p[i:n])
+			if c.status != nil {
+				c.status.Write(p[i:n])
+			}
 			break
 		}
 		switch {
@@ -106,6 +112,11 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 				}
 			}
 			c.header(b)
+			if !c.inHdr && c.keep && c.report && !c.hdrCut {
+				if b := reportBoundary(c.hdr); b != "" {
+					c.status = newStatusScan(b)
+				}
+			}
 			c.hdrBytes++
 			if c.maxHeader > 0 && c.hdrBytes > c.maxHeader && c.inHdr {
 				return n, errHeaderTooLarge

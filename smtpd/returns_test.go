@@ -38,7 +38,7 @@ func TestSRSReturns(t *testing.T) {
 		o.Returns = &smtpd.Returns{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
 			PerHour: 3, Now: func() time.Time { return now }}
 	})
-	dsn := "From: MAILER-DAEMON@tenant.example\r\nSubject: Undeliverable\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--\r\n"
+	dsn := dsnBody
 	tests := []struct {
 		name, mail, rcpts, want string
 	}{
@@ -153,7 +153,10 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 const (
 	goodSRS = "SRS0=good=aa=example.org=author@fwd.example.nl"
 	dsnBody = "From: MAILER-DAEMON@tenant.example\r\nSubject: Undeliverable\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--\r\n"
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n" +
+		"--x\r\nContent-Type: text/plain\r\n\r\nmailbox full\r\n" +
+		"--x\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; tenant.example\r\n\r\n" +
+		"Final-Recipient: rfc822; scriba@example.nl\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n--x--\r\n"
 )
 
 func guesses(from, to int) string {
@@ -257,6 +260,8 @@ func TestReturnContent(t *testing.T) {
 		{"second Content-Type", "Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n", "550 5.7.1"},
 		{"report-type in a comment", "Content-Type: text/html; x=\"multipart/report\"\r\n\r\nx\r\n", "550 5.7.1"},
 		{"read receipt", "Content-Type: multipart/report; report-type=disposition-notification; boundary=x\r\n\r\n--x--\r\n", "550 5.7.1"},
+		{"report without its delivery-status part", "From: ceo@victim.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n" +
+			"--x\r\nContent-Type: text/html\r\n\r\n<a href=\"https://evil.example/pay\">Invoice</a>\r\n--x--\r\n", "550 5.7.1"},
 	}
 	accepted := 0
 	for _, tc := range tests {
@@ -273,8 +278,8 @@ func TestReturnContent(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("not_return")); got != 5 {
-		t.Errorf("not_return refusals = %v, want 5", got)
+	if got := testutil.ToFloat64(f.m.SRSRefusals.WithLabelValues("not_return")); got != 6 {
+		t.Errorf("not_return refusals = %v, want 6", got)
 	}
 }
 

@@ -564,7 +564,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse("data", "loop_seen", errLoopSeen)
 	}
 	if s.returned {
-		what, err := classifyReturn(chk.hdr)
+		what, err := classifyReturn(chk.hdr, chk.status != nil && chk.status.found)
 		if chk.hdrCut {
 			what, err = "", errors.New("header block too long")
 		}
