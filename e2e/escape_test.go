@@ -100,3 +100,29 @@ func TestHostileReplyIsShownEscaped(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorValuesEscapedOnce: an error that names the value it refuses
+// quotes it (%q), and the CLI shows that quoting as it is: an ESC in an
+// address given on the command line reads \x1b, not \\x1b, and still never
+// reaches the terminal raw.
+func TestErrorValuesEscapedOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.start()
+	for _, args := range [][]string{
+		{"address", "add", "a\x1b[2J@hervormdputten.nl", "--alias", "a@fwd.hervormdputten.nl"},
+		{"address", "show", "a\x1b[2J@hervormdputten.nl"},
+	} {
+		_, stderr, code := e.cli(args...)
+		if code == 0 {
+			t.Fatalf("dualmx %q succeeded", args)
+		}
+		if !strings.Contains(stderr, `"a\x1b[2J@hervormdputten.nl"`) || strings.Contains(stderr, `\\x1b`) {
+			t.Errorf("dualmx %q: %q, want the address shown once escaped", args[:2], stderr)
+		}
+		for _, c := range rawControls {
+			if strings.Contains(stderr, c) {
+				t.Errorf("dualmx %q: raw %q on stderr", args[:2], c)
+			}
+		}
+	}
+}

@@ -24,7 +24,12 @@ import (
 // characters stay as they are). Text without such characters is returned
 // unchanged.
 func String(s string) string {
-	if plain(s) {
+	return escape(s, true)
+}
+
+// escape is String; with backslash false a backslash stays as it is.
+func escape(s string, backslash bool) string {
+	if plain(s, backslash) {
 		return s
 	}
 	var b strings.Builder
@@ -35,7 +40,7 @@ func String(s string) string {
 		case r == utf8.RuneError && n == 1:
 			b.WriteString(`\x`)
 			b.WriteString(hex2(s[i]))
-		case r == '\\':
+		case r == '\\' && backslash:
 			b.WriteString(`\\`)
 		case r == '\n':
 			b.WriteString(`\n`)
@@ -60,11 +65,11 @@ func String(s string) string {
 	return b.String()
 }
 
-// plain reports whether s is printable ASCII without a backslash, the
-// common case, which String returns as it is.
-func plain(s string) bool {
+// plain reports whether s is printable ASCII (without a backslash, if
+// backslash), the common case, which escape returns as it is.
+func plain(s string, backslash bool) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+		if c := s[i]; c < 0x20 || c >= 0x7f || (c == '\\' && backslash) {
 			return false
 		}
 	}
@@ -80,12 +85,17 @@ func pad(h string, n int) string {
 	return strings.Repeat("0", n-len(h)) + h
 }
 
-// Lines is String for text of several lines, such as an error that lists
-// problems one a line: each line is escaped, the line breaks stay.
+// Lines is String for an error message, which may be several lines (a list
+// of problems one a line): each line is escaped, the line breaks stay, and
+// so do backslashes. An error names the outside values it carries with %q,
+// already escaped: "\x1b" there is the four characters the quoting wrote,
+// and escaping their backslash again would show "\\x1b". What %q did not
+// quote (a value put in with %s, an error from elsewhere) is still escaped
+// here; only the read-back of a literal backslash is given up.
 func Lines(s string) string {
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = String(l)
+		lines[i] = escape(l, false)
 	}
 	return strings.Join(lines, "\n")
 }

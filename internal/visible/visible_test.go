@@ -3,6 +3,7 @@
 package visible
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,15 +38,22 @@ func TestString(t *testing.T) {
 }
 
 func TestLines(t *testing.T) {
-	in := "x.yaml:3: listen.smtp: bad\nx.yaml:4: reply \x1b[2J\r"
-	want := "x.yaml:3: listen.smtp: bad\nx.yaml:4: reply \\x1b[2J\\r"
-	if got := Lines(in); got != want {
-		t.Errorf("Lines(%q) = %q, want %q", in, got, want)
+	for _, tc := range []struct{ in, want string }{
+		{"x.yaml:3: listen.smtp: bad\nx.yaml:4: reply \x1b[2J\r", `x.yaml:3: listen.smtp: bad` + "\n" + `x.yaml:4: reply \x1b[2J\r`},
+		// A value the error quoted with %q is shown as quoted, its
+		// backslashes not escaped a second time.
+		{fmt.Sprintf("invalid address %q: contains a control character", "a\x1b@x.nl"), `invalid address "a\x1b@x.nl": contains a control character`},
+		{fmt.Sprintf("reply %q and raw \u202e", "\u202e\\"), `reply "\u202e\\" and raw \u202e`},
+	} {
+		if got := Lines(tc.in); got != tc.want {
+			t.Errorf("Lines(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 
 // FuzzString checks the two promises for any input: nothing but graphic
-// characters comes out, and the output reads back to the input.
+// characters comes out, and the output reads back to the input; and Lines
+// lets nothing else through but line breaks.
 func FuzzString(f *testing.F) {
 	for _, s := range []string{"", "plain", "\x1b[31m", "\u202e", "\xff\xfe", `\`, "a\"b\\c\n"} {
 		f.Add(s)
@@ -58,6 +66,11 @@ func FuzzString(f *testing.F) {
 		for _, r := range out {
 			if !unicode.IsGraphic(r) {
 				t.Fatalf("String(%q) = %q keeps %U", s, out, r)
+			}
+		}
+		for _, r := range Lines(s) {
+			if r != '\n' && !unicode.IsGraphic(r) {
+				t.Fatalf("Lines(%q) keeps %U", s, r)
 			}
 		}
 		back, err := strconv.Unquote(`"` + strings.ReplaceAll(out, `"`, `\"`) + `"`)
