@@ -11,14 +11,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dualmx/dualmx/arc"
-	"github.com/dualmx/dualmx/config"
 )
 
 // Expected is what the domain's DNS should say. Empty fields are not
 // checked against a value, only against the shape Microsoft 365 uses.
 type Expected struct {
 	Domain string `json:"domain"`
-	// Source names where the values came from ("config", later "graph").
+	// Source names where the values came from ("config" or "graph").
 	Source string `json:"source"`
 	// OldMX are the old host's MX targets, expected before the cutover.
 	OldMX []string `json:"old_mx,omitempty"`
@@ -53,45 +52,114 @@ func (k *ARCKey) Name() string { return k.Selector + "._domainkey." + dns.Fqdn(k
 // Record is the TXT value to publish.
 func (k *ARCKey) Record() string { return "v=DKIM1; k=" + k.KeyType + "; p=" + k.PublicKey }
 
-// Expectations supplies the expected values for a domain. The config is one
-// source; the tenant itself (Graph serviceConfigurationRecords and
-// verificationDnsRecords, Exchange Get-DkimSigningConfig) is meant to be
-// another, so the check compares against what Microsoft 365 says rather
-// than what someone typed.
+// Expectations supplies the expected values for a domain: the values the
+// admin wrote down (Stated), or those overlaid with what the tenant itself
+// asks the domain to publish (FromTenant), so the check compares against
+// what Microsoft 365 says rather than what someone typed.
 type Expectations interface {
 	Expected(ctx context.Context, domain string) (Expected, error)
 }
 
-// ConfigExpectations reads the expected values from the cutover and arc
-// sections of the configuration.
-type ConfigExpectations struct {
-	Config *config.Config
+// Stated is the expected values as the admin wrote them down (dualmx takes
+// them from the config's cutover and arc sections). Domain's own values
+// apply to Domain only; the relay's (ForwardDomain, RelayHost, the ARC key)
+// to every domain.
+type Stated struct {
+	Domain          string
+	OldMX           []string
+	TenantMX        string
+	OldSPF          string
+	DKIM1, DKIM2    string
+	VerificationTXT string
+	ForwardDomain   string
+	RelayHost       string
+	// ARCKeyFile is the relay's ARC signing key, published at
+	// ARCSelector._domainkey.ARCDomain; "" when the relay does not seal.
+	ARCKeyFile  string
+	ARCDomain   string
+	ARCSelector string
 }
 
-// Expected implements Expectations. A domain other than the configured one
-// gets only the values that do not depend on it (the relay's own records).
-func (e ConfigExpectations) Expected(_ context.Context, domain string) (Expected, error) {
-	c := e.Config
+// Expected implements Expectations. A domain other than s.Domain gets only
+// the values that do not depend on it (the relay's own records).
+func (s Stated) Expected(_ context.Context, domain string) (Expected, error) {
 	x := Expected{Domain: strings.TrimSuffix(strings.ToLower(domain), "."), Source: "config"}
-	if c.Cutover.Enabled && strings.EqualFold(strings.TrimSuffix(c.Cutover.Domain, "."), x.Domain) {
-		x.OldMX = append(x.OldMX, c.Cutover.OldMX...)
-		if c.Cutover.TenantMX != "" {
-			x.TenantMX = []string{c.Cutover.TenantMX}
+	if s.Domain != "" && strings.EqualFold(strings.TrimSuffix(s.Domain, "."), x.Domain) {
+		x.OldMX = append(x.OldMX, s.OldMX...)
+		if s.TenantMX != "" {
+			x.TenantMX = []string{s.TenantMX}
 		}
-		x.OldSPF = c.Cutover.OldSPF
-		x.DKIM1, x.DKIM2 = c.Cutover.DKIMSelector1, c.Cutover.DKIMSelector2
-		x.VerificationTXT = c.Cutover.VerificationTXT
+		x.OldSPF = s.OldSPF
+		x.DKIM1, x.DKIM2 = s.DKIM1, s.DKIM2
+		x.VerificationTXT = s.VerificationTXT
 	}
-	if c.Cutover.Enabled {
-		x.ForwardDomain, x.RelayHost = c.Cutover.ForwardDomain, c.Cutover.RelayHost
-	}
-	if c.ARC.Enabled {
-		k, err := LoadARCKey(c.ARC.KeyFile)
+	x.ForwardDomain, x.RelayHost = s.ForwardDomain, s.RelayHost
+	if s.ARCKeyFile != "" {
+		k, err := LoadARCKey(s.ARCKeyFile)
 		if err != nil {
 			return Expected{}, fmt.Errorf("arc.key_file: %w", err)
 		}
-		k.Domain, k.Selector = c.ARC.Domain, c.ARC.Selector
+		k.Domain, k.Selector = s.ARCDomain, s.ARCSelector
 		x.ARC = k
+	}
+	return x, nil
+}
+
+// TenantRecords are the records Microsoft 365 asks a domain to publish
+// (Graph's serviceConfigurationRecords and verificationDnsRecords).
+type TenantRecords struct {
+	MX              []string
+	VerificationTXT string
+}
+
+// TenantDomains answers what the tenant asks a domain to publish.
+type TenantDomains interface {
+	DomainRecords(ctx context.Context, domain string) (TenantRecords, error)
+}
+
+// TenantDKIM answers the CNAME targets of the domain's two DKIM selectors
+// (Exchange Online's Get-DkimSigningConfig).
+type TenantDKIM interface {
+	DKIMSelectors(ctx context.Context, domain string) (string, string, error)
+}
+
+// FromTenant takes the expected MX, verification TXT and DKIM CNAME targets
+// from the tenant itself, so a typo in the config cannot make a wrong record
+// look right; everything else, and every value the tenant leaves empty,
+// comes from Base. A tenant that cannot answer is an error, not a silent
+// fallback to Base.
+type FromTenant struct {
+	Base    Expectations
+	Domains TenantDomains
+	DKIM    TenantDKIM
+}
+
+// Expected implements Expectations.
+func (t FromTenant) Expected(ctx context.Context, domain string) (Expected, error) {
+	x, err := t.Base.Expected(ctx, domain)
+	if err != nil {
+		return x, err
+	}
+	recs, err := t.Domains.DomainRecords(ctx, domain)
+	if err != nil {
+		return x, fmt.Errorf("expected records from Microsoft 365: %w", err)
+	}
+	x.Source = "graph"
+	if len(recs.MX) > 0 {
+		x.TenantMX = recs.MX
+	}
+	if recs.VerificationTXT != "" {
+		x.VerificationTXT = recs.VerificationTXT
+	}
+	s1, s2, err := t.DKIM.DKIMSelectors(ctx, domain)
+	if err != nil {
+		return x, fmt.Errorf("DKIM selectors from Exchange Online: %w", err)
+	}
+	if s1 != "" {
+		x.DKIM1 = s1
+	}
+	if s2 != "" {
+		x.DKIM2 = s2
 	}
 	return x, nil
 }

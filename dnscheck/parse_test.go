@@ -14,10 +14,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	"github.com/dualmx/dualmx/config"
 )
 
 func TestParseSPF(t *testing.T) {
@@ -198,24 +197,88 @@ func TestLoadARCKey(t *testing.T) {
 	}
 }
 
-func TestConfigExpectations(t *testing.T) {
-	c := config.Default()
-	c.Cutover = config.Cutover{Enabled: true, Domain: "Example.NL", OldMX: []string{"mx1.solcon.nl"}, TenantMX: "example-nl.mail.protection.outlook.com",
+func TestStatedExpectations(t *testing.T) {
+	s := Stated{Domain: "Example.NL", OldMX: []string{"mx1.solcon.nl"}, TenantMX: "example-nl.mail.protection.outlook.com",
 		OldSPF: "include:spf.solcon.nl", ForwardDomain: "fwd.example.nl", RelayHost: "relay.example.nl",
-		DKIMSelector1: "s1", DKIMSelector2: "s2", VerificationTXT: "MS=ms1"}
-	x, err := ConfigExpectations{Config: &c}.Expected(context.Background(), "example.nl.")
+		DKIM1: "s1", DKIM2: "s2", VerificationTXT: "MS=ms1"}
+	x, err := s.Expected(context.Background(), "example.nl.")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x.Source != "config" || x.TenantMX[0] != c.Cutover.TenantMX || x.OldMX[0] != "mx1.solcon.nl" || x.DKIM2 != "s2" || x.RelayHost != "relay.example.nl" || x.ARC != nil {
+	if x.Source != "config" || x.TenantMX[0] != s.TenantMX || x.OldMX[0] != "mx1.solcon.nl" || x.DKIM2 != "s2" || x.RelayHost != "relay.example.nl" || x.ARC != nil {
 		t.Errorf("Expected = %+v", x)
 	}
-	other, _ := ConfigExpectations{Config: &c}.Expected(context.Background(), "other.example")
+	other, _ := s.Expected(context.Background(), "other.example")
 	if len(other.TenantMX) != 0 || other.RelayHost != "relay.example.nl" {
 		t.Errorf("another domain got the configured domain's values: %+v", other)
 	}
-	c.ARC = config.ARC{Enabled: true, Domain: "example.nl", Selector: "arc", KeyFile: filepath.Join(t.TempDir(), "missing.pem")}
-	if _, err := (ConfigExpectations{Config: &c}).Expected(context.Background(), "example.nl"); err == nil || !strings.Contains(err.Error(), "arc.key_file") {
+	s.ARCKeyFile, s.ARCDomain, s.ARCSelector = filepath.Join(t.TempDir(), "missing.pem"), "example.nl", "arc"
+	if _, err := s.Expected(context.Background(), "example.nl"); err == nil || !strings.Contains(err.Error(), "arc.key_file") {
 		t.Errorf("missing ARC key: err = %v", err)
+	}
+}
+
+type tenantStub struct {
+	recs       TenantRecords
+	s1, s2     string
+	recErr     error
+	dkimErr    error
+	recsAsked  int
+	dkimsAsked int
+}
+
+func (s *tenantStub) DomainRecords(context.Context, string) (TenantRecords, error) {
+	s.recsAsked++
+	return s.recs, s.recErr
+}
+
+func (s *tenantStub) DKIMSelectors(context.Context, string) (string, string, error) {
+	s.dkimsAsked++
+	return s.s1, s.s2, s.dkimErr
+}
+
+// TestFromTenant: what the tenant says overrides what was typed; what it
+// leaves empty keeps the typed value; a tenant that cannot answer is an
+// error naming the service, never a quiet fallback.
+func TestFromTenant(t *testing.T) {
+	base := Stated{Domain: "example.nl", OldMX: []string{"mx1.solcon.nl"}, TenantMX: "typo.mail.protection.outlook.com",
+		OldSPF: "include:spf.solcon.nl", DKIM1: "typed1", DKIM2: "typed2", VerificationTXT: "MS=typed"}
+	tests := []struct {
+		name    string
+		stub    tenantStub
+		want    Expected
+		wantErr string
+	}{
+		{name: "tenant wins", stub: tenantStub{recs: TenantRecords{MX: []string{"example-nl.c-v1.mx.microsoft"}, VerificationTXT: "MS=ms1"}, s1: "selector1-x", s2: "selector2-x"},
+			want: Expected{Source: "graph", TenantMX: []string{"example-nl.c-v1.mx.microsoft"}, VerificationTXT: "MS=ms1", DKIM1: "selector1-x", DKIM2: "selector2-x"}},
+		{name: "tenant silent", stub: tenantStub{},
+			want: Expected{Source: "graph", TenantMX: []string{"typo.mail.protection.outlook.com"}, VerificationTXT: "MS=typed", DKIM1: "typed1", DKIM2: "typed2"}},
+		{name: "graph fails", stub: tenantStub{recErr: errors.New("403")}, wantErr: "expected records from Microsoft 365: 403"},
+		{name: "exchange fails", stub: tenantStub{dkimErr: errors.New("401")}, wantErr: "DKIM selectors from Exchange Online: 401"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.stub
+			got, err := FromTenant{Base: base, Domains: &st, DKIM: &st}.Expected(context.Background(), "example.nl")
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Source != tc.want.Source || !slices.Equal(got.TenantMX, tc.want.TenantMX) || got.VerificationTXT != tc.want.VerificationTXT ||
+				got.DKIM1 != tc.want.DKIM1 || got.DKIM2 != tc.want.DKIM2 {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			if len(got.OldMX) != 1 || got.OldSPF != "include:spf.solcon.nl" {
+				t.Errorf("typed-only values lost: %+v", got)
+			}
+			if st.recsAsked != 1 || st.dkimsAsked != 1 {
+				t.Errorf("asked Graph %d, Exchange %d times", st.recsAsked, st.dkimsAsked)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestTenantExpectations(t *testing.T) {
 	g, x := tn.Clients(m365.Retry{})
 	cfg := &config.Config{Cutover: config.Cutover{Enabled: true, Domain: "hervormdputten.nl", OldMX: []string{"mx.solcon.nl"},
 		TenantMX: "typo.mail.protection.outlook.com", OldSPF: "include:spf.solcon.nl"}}
-	exp := tenantExpectations{base: dnscheck.ConfigExpectations{Config: cfg}, graph: g, exo: x}
+	exp := dnscheck.FromTenant{Base: statedExpectations(cfg), Domains: graphDomains{g}, DKIM: x}
 	got, err := exp.Expected(context.Background(), "hervormdputten.nl")
 	if err != nil {
 		t.Fatal(err)
@@ -46,5 +47,28 @@ func TestTenantExpectations(t *testing.T) {
 	// A domain the tenant does not know is an error the gate reports, not a silent fallback.
 	if _, err := exp.Expected(context.Background(), "unknown.example"); err == nil || !strings.Contains(err.Error(), "Microsoft 365") {
 		t.Errorf("unknown domain: %v", err)
+	}
+}
+
+// TestStatedExpectations: the config's sections become the DNS check's
+// plain values; a section that is absent gives none of its values.
+func TestStatedExpectations(t *testing.T) {
+	cut := config.Cutover{Enabled: true, Domain: "example.nl", OldMX: []string{"mx.solcon.nl"}, TenantMX: "example-nl.mail.protection.outlook.com",
+		OldSPF: "include:spf.solcon.nl", DKIMSelector1: "s1", DKIMSelector2: "s2", VerificationTXT: "MS=ms1",
+		ForwardDomain: "fwd.example.nl", RelayHost: "relay.example.nl"}
+	arc := config.ARC{Enabled: true, Domain: "relay.example.nl", Selector: "arc1", KeyFile: "/etc/dualmx/arc.key"}
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		want dnscheck.Stated
+	}{
+		{"none", config.Config{Cutover: config.Cutover{Domain: "example.nl", OldSPF: "x"}, ARC: config.ARC{KeyFile: "k"}}, dnscheck.Stated{}},
+		{"cutover", config.Config{Cutover: cut}, dnscheck.Stated{Domain: "example.nl", OldMX: cut.OldMX, TenantMX: cut.TenantMX, OldSPF: cut.OldSPF,
+			DKIM1: "s1", DKIM2: "s2", VerificationTXT: "MS=ms1", ForwardDomain: "fwd.example.nl", RelayHost: "relay.example.nl"}},
+		{"arc", config.Config{ARC: arc}, dnscheck.Stated{ARCKeyFile: "/etc/dualmx/arc.key", ARCDomain: "relay.example.nl", ARCSelector: "arc1"}},
+	} {
+		if got := statedExpectations(&tc.cfg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }
