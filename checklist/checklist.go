@@ -62,10 +62,23 @@ type Checklist struct {
 	State   router.State `json:"state"`
 	Holder  string       `json:"holder,omitempty"` // the current holder's account
 	Steps   []Step       `json:"steps"`
-	// Next is what to do now, and NextCommand the command for it; both
-	// empty once the address is migrated.
-	Next        string `json:"next,omitempty"`
-	NextCommand string `json:"next_command,omitempty"`
+	// Next is what to do now; nil once the address is migrated.
+	Next *NextStep `json:"next,omitempty"`
+}
+
+// NextStep is what to do now with an address, as data: a page shows Step,
+// the CLI all of it.
+type NextStep struct {
+	// Step says what to do in a few words: an open step's title, or the
+	// state change that comes next.
+	Step string `json:"step"`
+	// Reason is why an open step is open (its evidence); "" for a state
+	// change.
+	Reason string `json:"reason,omitempty"`
+	// Command does it. "" when no command can with this config; Need then
+	// says what is needed, when known.
+	Command string `json:"command,omitempty"`
+	Need    string `json:"need,omitempty"`
 }
 
 // Complete reports whether every step has evidence.
@@ -172,7 +185,7 @@ func For(ctx context.Context, src Sources, address string) (Checklist, error) {
 			"dualmx address old-removed "+a.Address+" --by NAME"),
 		spoolStep(src.Spool, a.Address),
 	)
-	c.Next, c.NextCommand = next(c)
+	c.Next = next(c)
 	return c, nil
 }
 
@@ -335,12 +348,12 @@ func findFunction(d *provisioning.Desired, addr string) *provisioning.Function {
 
 // next picks the first step without evidence, moving the address along its
 // states on the way: the relay only accepts mail once it is forwarding.
-func next(c Checklist) (string, string) {
+func next(c Checklist) *NextStep {
 	if c.State == router.Migrated {
-		return "", ""
+		return nil
 	}
-	flip := func(to router.State) (string, string) {
-		return "move " + c.Address + " to " + string(to), "dualmx address flip " + c.Address + " " + string(to)
+	flip := func(to router.State) *NextStep {
+		return &NextStep{Step: "move " + c.Address + " to " + string(to), Command: "dualmx address flip " + c.Address + " " + string(to)}
 	}
 	for _, s := range c.Steps {
 		if s.ID == StepForward {
@@ -355,14 +368,7 @@ func next(c Checklist) (string, string) {
 			return flip(router.Confirmed)
 		}
 		if s.Status != Done {
-			cmd := s.Command
-			if cmd == "" {
-				cmd = s.need
-			}
-			if cmd == "" {
-				cmd = "see the evidence above"
-			}
-			return s.Title + ": " + s.Evidence, cmd
+			return &NextStep{Step: s.Title, Reason: s.Evidence, Command: s.Command, Need: s.need}
 		}
 	}
 	return flip(router.Migrated)

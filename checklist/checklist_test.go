@@ -80,8 +80,8 @@ func TestWalkThrough(t *testing.T) {
 	if s := status(c); s[StepAccount] != Missing || s[StepMailbox] != Missing || s[StepForward] != Missing || s[StepSpool] != Done {
 		t.Fatalf("empty tenant: %+v", c.Steps)
 	}
-	if c.Holder != "anna.devries@hervormdputten.nl" || c.NextCommand != "dualmx provision apply" || len(c.TenantMissing()) != 3 {
-		t.Fatalf("empty tenant: holder %q next %q %q, tenant missing %v", c.Holder, c.Next, c.NextCommand, c.TenantMissing())
+	if c.Holder != "anna.devries@hervormdputten.nl" || c.Next.Command != "dualmx provision apply" || len(c.TenantMissing()) != 3 {
+		t.Fatalf("empty tenant: holder %q next %+v, tenant missing %v", c.Holder, c.Next, c.TenantMissing())
 	}
 
 	tn.AddUser("anna.devries@hervormdputten.nl", "Anna de Vries")
@@ -102,35 +102,72 @@ func TestWalkThrough(t *testing.T) {
 	}
 	tn.SetSignIn("anna.devries@hervormdputten.nl", now.Add(-time.Hour))
 	c = get()
-	if len(c.TenantMissing()) != 0 || c.NextCommand != "dualmx address flip "+addr+" provisioned" {
-		t.Fatalf("tenant ready: missing %v, next %q", c.TenantMissing(), c.NextCommand)
+	if len(c.TenantMissing()) != 0 || c.Next.Command != "dualmx address flip "+addr+" provisioned" {
+		t.Fatalf("tenant ready: missing %v, next %q", c.TenantMissing(), c.Next.Command)
 	}
 	flip(router.Provisioned)
 	flip(router.Forwarding)
-	if c = get(); c.NextCommand != "dualmx address probe "+addr+" --wait 5m" {
-		t.Fatalf("forwarding: next %q", c.NextCommand)
+	if c = get(); c.Next.Command != "dualmx address probe "+addr+" --wait 5m" {
+		t.Fatalf("forwarding: next %q", c.Next.Command)
 	}
 	st.RecordEvidence(ctx, router.Evidence{Address: addr, Kind: router.ForwardVerified, Ref: "n1", Detail: "probe n1"})
 	st.RecordDelivery(addr, now, 1)
-	if c = get(); c.NextCommand != "dualmx address confirm "+addr+" --by NAME" || step(c, StepForward).At == nil {
-		t.Fatalf("verified: next %q, %+v", c.NextCommand, step(c, StepForward))
+	if c = get(); c.Next.Command != "dualmx address confirm "+addr+" --by NAME" || step(c, StepForward).At == nil {
+		t.Fatalf("verified: next %q, %+v", c.Next.Command, step(c, StepForward))
 	}
 	st.RecordEvidence(ctx, router.Evidence{Address: addr, Kind: router.HolderConfirmed, Detail: "Anna de Vries"})
-	if c = get(); c.NextCommand != "dualmx address flip "+addr+" confirmed" {
-		t.Fatalf("confirmed evidence: next %q", c.NextCommand)
+	if c = get(); c.Next.Command != "dualmx address flip "+addr+" confirmed" {
+		t.Fatalf("confirmed evidence: next %q", c.Next.Command)
 	}
 	flip(router.Confirmed)
-	if c = get(); c.NextCommand != "dualmx address old-removed "+addr+" --by NAME" {
-		t.Fatalf("confirmed: next %q", c.NextCommand)
+	if c = get(); c.Next.Command != "dualmx address old-removed "+addr+" --by NAME" {
+		t.Fatalf("confirmed: next %q", c.Next.Command)
 	}
 	st.RecordEvidence(ctx, router.Evidence{Address: addr, Kind: router.OldMailboxRemoved, Detail: "removed by Solcon ticket 1"})
 	sp.h = 1
-	if c = get(); c.Complete() || c.NextCommand != "dualmx queue list" {
-		t.Fatalf("held mail: next %q", c.NextCommand)
+	if c = get(); c.Complete() || c.Next.Command != "dualmx queue list" {
+		t.Fatalf("held mail: next %q", c.Next.Command)
 	}
 	sp.h = 0
-	if c = get(); !c.Complete() || c.NextCommand != "dualmx address flip "+addr+" migrated" {
-		t.Fatalf("complete: %v next %q", c.Complete(), c.NextCommand)
+	if c = get(); !c.Complete() || c.Next.Command != "dualmx address flip "+addr+" migrated" {
+		t.Fatalf("complete: %v next %q", c.Complete(), c.Next.Command)
+	}
+}
+
+// TestNextStep: the next step is data, step and reason and command apart:
+// an open step gives its title, its evidence and its command (or what is
+// needed where there is none), a state change only its words and command,
+// and a migrated address none.
+func TestNextStep(t *testing.T) {
+	ctx := context.Background()
+	st, _ := router.Open(filepath.Join(t.TempDir(), "state.db"))
+	defer st.Close()
+	st.Add(ctx, addr, "scriba@fwd.hervormdputten.nl", "", "test")
+	c, err := For(ctx, Sources{Store: st}, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NextStep{Step: "holder's account exists and has signed in", Reason: "not checked (the config has no m365: section)",
+		Need: "add one to check them (docs/microsoft-365.md)"}
+	if c.Next == nil || *c.Next != want {
+		t.Errorf("open step without a command: %+v, want %+v", c.Next, want)
+	}
+	for _, tc := range []struct {
+		state router.State
+		want  *NextStep
+	}{
+		{router.Planned, &NextStep{Step: "move " + addr + " to provisioned", Command: "dualmx address flip " + addr + " provisioned"}},
+		{router.Forwarding, &NextStep{Step: "forward verified (probe)", Reason: "no record", Command: "dualmx address probe " + addr + " --wait 5m"}},
+		{router.Migrated, nil},
+	} {
+		c := Checklist{Address: addr, State: tc.state, Steps: []Step{
+			{ID: StepAccount, Status: Done},
+			{ID: StepForward, Title: "forward verified (probe)", Status: Missing, Evidence: "no record", Command: "dualmx address probe " + addr + " --wait 5m"},
+		}}
+		got := next(c)
+		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+			t.Errorf("%s: next = %+v, want %+v", tc.state, got, tc.want)
+		}
 	}
 }
 
@@ -152,7 +189,7 @@ func TestNoTenant(t *testing.T) {
 		t.Fatalf("steps %+v", c.Steps)
 	}
 	if m := c.TenantMissing(); len(m) != 1 || !strings.Contains(m[0].Problem, "no m365: section") || strings.Contains(m[0].Fix, "dualmx") ||
-		!strings.Contains(m[0].Fix, "docs/microsoft-365.md") || c.NextCommand != m[0].Fix {
+		!strings.Contains(m[0].Fix, "docs/microsoft-365.md") || c.Next == nil || c.Next.Need != m[0].Fix {
 		t.Errorf("tenant missing = %+v", m)
 	}
 }

@@ -62,13 +62,59 @@ type MissingEvidence struct {
 // A record whose Kind and Ref were stored before is not stored again: dup is
 // then true and the earlier record is returned.
 func (s *Store) RecordEvidence(ctx context.Context, e Evidence) (_ Evidence, dup bool, _ error) {
-	action, ok := evidenceAction[e.Kind]
-	if !ok {
-		return Evidence{}, false, fmt.Errorf("evidence: %w: unknown kind %q", ErrInvalid, e.Kind)
+	key, err := s.prepareEvidence(&e)
+	if err != nil {
+		return Evidence{}, false, err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		e, dup, err = s.insertEvidence(ctx, tx, key, e)
+		return err
+	})
+	if err != nil {
+		return Evidence{}, false, fmt.Errorf("evidence %s %s: %w", e.Kind, key, err)
+	}
+	return e, dup, nil
+}
+
+// Confirm records the holder's confirmation (step 3, Kind HolderConfirmed
+// whatever e says) and moves a forwarding address to confirmed, in one
+// transaction: the confirmation is what the confirmed state means. flip is
+// that state change, nil when the address was in another state (earlier,
+// it stays there: the confirmation is kept as evidence for later; further,
+// it has been confirmed already).
+func (s *Store) Confirm(ctx context.Context, e Evidence) (_ Evidence, flip *AuditEntry, _ error) {
+	e.Kind = HolderConfirmed
+	key, err := s.prepareEvidence(&e)
+	if err != nil {
+		return Evidence{}, nil, err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if e, _, err = s.insertEvidence(ctx, tx, key, e); err != nil {
+			return err
+		}
+		a, err := getAddress(ctx, tx, key)
+		if err != nil || a.State != Forwarding {
+			return err
+		}
+		entry, err := s.flip(ctx, tx, a, FlipRequest{Address: a.Address, To: Confirmed, Actor: e.Actor, Reason: "holder confirmed: " + e.Detail}, nil)
+		flip = &entry
+		return err
+	})
+	if err != nil {
+		return Evidence{}, nil, fmt.Errorf("evidence %s %s: %w", e.Kind, key, err)
+	}
+	return e, flip, nil
+}
+
+// prepareEvidence checks e's kind and address and fills its defaults; it
+// returns the address's lookup key.
+func (s *Store) prepareEvidence(e *Evidence) (string, error) {
+	if _, ok := evidenceAction[e.Kind]; !ok {
+		return "", fmt.Errorf("evidence: %w: unknown kind %q", ErrInvalid, e.Kind)
 	}
 	key, err := NormalizeAddress(e.Address)
 	if err != nil {
-		return Evidence{}, false, fmt.Errorf("evidence: %w", err)
+		return "", fmt.Errorf("evidence: %w", err)
 	}
 	if e.At.IsZero() {
 		e.At = s.now()
@@ -76,37 +122,36 @@ func (s *Store) RecordEvidence(ctx context.Context, e Evidence) (_ Evidence, dup
 	e.At = e.At.UTC()
 	e.Actor = actorOr(e.Actor)
 	e.Ref, e.Detail = strings.TrimSpace(e.Ref), strings.TrimSpace(e.Detail)
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		a, err := getAddress(ctx, tx, key)
-		if err != nil {
-			return err
-		}
-		e.Address = a.Address
-		if e.Ref != "" {
-			prev, err := scanEvidence(tx.QueryRowContext(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE kind = ? AND ref = ?`, string(e.Kind), e.Ref))
-			switch {
-			case err == nil:
-				e, dup = prev, true
-				return nil
-			case !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO evidence (address, kind, at, actor, ref, detail) VALUES (?, ?, ?, ?, ?, ?)`,
-			e.Address, string(e.Kind), s.stamp(e.At), e.Actor, e.Ref, e.Detail)
-		if err != nil {
-			return err
-		}
-		if e.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		_, err = insertAudit(ctx, tx, s.stamp(e.At), AuditEntry{Actor: e.Actor, Address: e.Address, Action: action, Detail: e.Detail})
-		return err
-	})
+	return key, nil
+}
+
+// insertEvidence stores e for the address at key with its audit entry,
+// unless a record of the same Kind and Ref is there already.
+func (s *Store) insertEvidence(ctx context.Context, tx *sql.Tx, key string, e Evidence) (_ Evidence, dup bool, _ error) {
+	a, err := getAddress(ctx, tx, key)
 	if err != nil {
-		return Evidence{}, false, fmt.Errorf("evidence %s %s: %w", e.Kind, key, err)
+		return e, false, err
 	}
-	return e, dup, nil
+	e.Address = a.Address
+	if e.Ref != "" {
+		prev, err := scanEvidence(tx.QueryRowContext(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE kind = ? AND ref = ?`, string(e.Kind), e.Ref))
+		switch {
+		case err == nil:
+			return prev, true, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return e, false, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO evidence (address, kind, at, actor, ref, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		e.Address, string(e.Kind), s.stamp(e.At), e.Actor, e.Ref, e.Detail)
+	if err != nil {
+		return e, false, err
+	}
+	if e.ID, err = res.LastInsertId(); err != nil {
+		return e, false, err
+	}
+	_, err = insertAudit(ctx, tx, s.stamp(e.At), AuditEntry{Actor: e.Actor, Address: e.Address, Action: evidenceAction[e.Kind], Detail: e.Detail})
+	return e, false, err
 }
 
 const evidenceColumns = `id, address, kind, at, actor, ref, detail`

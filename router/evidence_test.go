@@ -81,6 +81,58 @@ func TestRecordEvidence(t *testing.T) {
 	}
 }
 
+// TestConfirm: the holder's confirmation is recorded in every state, and
+// moves a forwarding address (and only a forwarding one) to confirmed, with
+// the evidence and the flip in the audit log.
+func TestConfirm(t *testing.T) {
+	tests := []struct {
+		from State
+		want State
+	}{
+		{Planned, Planned},
+		{Provisioned, Provisioned},
+		{Forwarding, Confirmed},
+		{Confirmed, Confirmed},
+		{Migrated, Migrated},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.from), func(t *testing.T) {
+			ctx := context.Background()
+			s := openTest(t, "", WithClock(func() time.Time { return t0 }))
+			seed(t, s, tc.from, false)
+			e, flip, err := s.Confirm(ctx, Evidence{Address: "scriba@fwd.hervormdputten.nl", Kind: OldMailboxRemoved, Actor: "admin", Detail: "Anna: by phone"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind != HolderConfirmed || e.Address != "scriba@hervormdputten.nl" || e.ID == 0 {
+				t.Errorf("evidence = %+v", e)
+			}
+			a, _ := s.Get(ctx, "scriba@hervormdputten.nl")
+			if a.State != tc.want {
+				t.Errorf("state %s, want %s", a.State, tc.want)
+			}
+			au, _ := s.Audit(ctx, "scriba@hervormdputten.nl")
+			last := au[len(au)-1]
+			if tc.want == tc.from {
+				if flip != nil || last.Action != "confirm" {
+					t.Errorf("flip %+v; last audit %+v", flip, last)
+				}
+				return
+			}
+			if flip == nil || flip.From != Forwarding || flip.To != Confirmed || flip.Actor != "admin" {
+				t.Fatalf("flip = %+v", flip)
+			}
+			if last.Action != ActionFlip || last.Reason != "holder confirmed: Anna: by phone" || au[len(au)-2].Action != "confirm" {
+				t.Errorf("audit = %+v", au)
+			}
+		})
+	}
+	s := openTest(t, "")
+	if _, _, err := s.Confirm(context.Background(), Evidence{Address: "koster@hervormdputten.nl"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown address: %v", err)
+	}
+}
+
 // TestFlipMigratedNeedsEvidence: each checklist step without evidence, the
 // ones in this database and the ones the caller reports, refuses migrated;
 // --force with a reason goes past and names them in the audit log.

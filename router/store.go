@@ -526,52 +526,13 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecke
 	if err != nil {
 		return AuditEntry{}, err
 	}
-	req.Reason = strings.TrimSpace(req.Reason)
 	var entry AuditEntry
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		a, err := getAddress(ctx, tx, key)
 		if err != nil {
 			return err
 		}
-		if err := checkStep(a.Address, a.State, req); err != nil {
-			return err
-		}
-		var forcedPast []string
-		if skipped := req.To.index() - a.State.index() - 1; skipped > 0 {
-			forcedPast = append(forcedPast, "skipped "+strings.Join(stepNames(a.State.index()+1, req.To.index()), ", "))
-		}
-		if req.To == Migrated {
-			missing, refusal := migratedProblems(a, pending)
-			em, er, err := evidenceProblems(ctx, tx, a, req.Missing)
-			if err != nil {
-				return err
-			}
-			if refusal == "" {
-				refusal = er
-			}
-			missing = append(missing, em...)
-			if len(missing) > 0 && !req.Force {
-				return &TransitionError{Address: a.Address, From: a.State, To: req.To, Refusal: refusal,
-					Why: "evidence is missing", Missing: missing}
-			}
-			for _, m := range missing {
-				forcedPast = append(forcedPast, m.Problem)
-			}
-		}
-		now := s.now().UTC()
-		if _, err := tx.ExecContext(ctx, `UPDATE addresses SET state = ?, updated_at = ? WHERE address = ?`,
-			string(req.To), s.stamp(now), a.Address); err != nil {
-			return err
-		}
-		entry = AuditEntry{At: now, Actor: actorOr(req.Actor), Address: a.Address, Action: ActionFlip,
-			From: a.State, To: req.To, Forced: req.Force, Reason: req.Reason}
-		if req.Force {
-			entry.Detail = "forced"
-			if len(forcedPast) > 0 {
-				entry.Detail += ": " + strings.Join(forcedPast, "; ")
-			}
-		}
-		entry.ID, err = insertAudit(ctx, tx, s.stamp(now), entry)
+		entry, err = s.flip(ctx, tx, a, req, pending)
 		return err
 	})
 	var te *TransitionError
@@ -582,6 +543,52 @@ func (s *Store) Flip(ctx context.Context, req FlipRequest, pending PendingChecke
 		return AuditEntry{}, fmt.Errorf("%s: %w", key, err)
 	}
 	return entry, nil
+}
+
+// flip is Flip inside tx, for a read in the same transaction.
+func (s *Store) flip(ctx context.Context, tx *sql.Tx, a Address, req FlipRequest, pending PendingChecker) (AuditEntry, error) {
+	req.Reason = strings.TrimSpace(req.Reason)
+	if err := checkStep(a.Address, a.State, req); err != nil {
+		return AuditEntry{}, err
+	}
+	var forcedPast []string
+	if skipped := req.To.index() - a.State.index() - 1; skipped > 0 {
+		forcedPast = append(forcedPast, "skipped "+strings.Join(stepNames(a.State.index()+1, req.To.index()), ", "))
+	}
+	if req.To == Migrated {
+		missing, refusal := migratedProblems(a, pending)
+		em, er, err := evidenceProblems(ctx, tx, a, req.Missing)
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		if refusal == "" {
+			refusal = er
+		}
+		missing = append(missing, em...)
+		if len(missing) > 0 && !req.Force {
+			return AuditEntry{}, &TransitionError{Address: a.Address, From: a.State, To: req.To, Refusal: refusal,
+				Why: "evidence is missing", Missing: missing}
+		}
+		for _, m := range missing {
+			forcedPast = append(forcedPast, m.Problem)
+		}
+	}
+	now := s.now().UTC()
+	if _, err := tx.ExecContext(ctx, `UPDATE addresses SET state = ?, updated_at = ? WHERE address = ?`,
+		string(req.To), s.stamp(now), a.Address); err != nil {
+		return AuditEntry{}, err
+	}
+	entry := AuditEntry{At: now, Actor: actorOr(req.Actor), Address: a.Address, Action: ActionFlip,
+		From: a.State, To: req.To, Forced: req.Force, Reason: req.Reason}
+	if req.Force {
+		entry.Detail = "forced"
+		if len(forcedPast) > 0 {
+			entry.Detail += ": " + strings.Join(forcedPast, "; ")
+		}
+	}
+	var err error
+	entry.ID, err = insertAudit(ctx, tx, s.stamp(now), entry)
+	return entry, err
 }
 
 // migratedProblems lists what the spool and the delivery record say against

@@ -132,11 +132,23 @@ func writeChecklist(w io.Writer, c checklist.Checklist) {
 		fmt.Fprintf(tw, "  %s %s\t%s\n", statusMark[s.Status], s.Title, visible.String(s.Evidence))
 	}
 	tw.Flush()
-	if c.NextCommand == "" {
+	n := c.Next
+	if n == nil {
 		fmt.Fprintln(w, "next: nothing, the address is migrated")
 		return
 	}
-	fmt.Fprintf(w, "next: %s\n  %s\n", visible.String(c.Next), visible.String(c.NextCommand))
+	step := n.Step
+	if n.Reason != "" {
+		step += ": " + n.Reason
+	}
+	how := n.Command
+	switch {
+	case how == "" && n.Need != "":
+		how = n.Need
+	case how == "":
+		how = "see the evidence above"
+	}
+	fmt.Fprintf(w, "next: %s\n  %s\n", visible.String(step), visible.String(how))
 }
 
 func newAddressConfirmCmd(g *globalFlags) *cobra.Command {
@@ -147,7 +159,7 @@ func newAddressConfirmCmd(g *globalFlags) *cobra.Command {
 		Example: `  dualmx address confirm scriba@hervormdputten.nl --by "Anna de Vries"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return statement(cmd, g, args[0], router.HolderConfirmed, by, note, true)
+			return statement(cmd, g, args[0], router.HolderConfirmed, by, note)
 		},
 	}
 	cmd.Flags().StringVar(&by, "by", "", "who confirmed (required)")
@@ -163,7 +175,7 @@ func newAddressOldRemovedCmd(g *globalFlags) *cobra.Command {
 		Example: `  dualmx address old-removed scriba@hervormdputten.nl --by "Jan (Solcon ticket 4711)"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return statement(cmd, g, args[0], router.OldMailboxRemoved, by, note, false)
+			return statement(cmd, g, args[0], router.OldMailboxRemoved, by, note)
 		},
 	}
 	cmd.Flags().StringVar(&by, "by", "", "who states it (required)")
@@ -171,9 +183,9 @@ func newAddressOldRemovedCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// statement records an admin's statement as evidence; confirm also takes a
-// forwarding address to confirmed.
-func statement(cmd *cobra.Command, g *globalFlags, address string, kind router.EvidenceKind, by, note string, flip bool) error {
+// statement records an admin's statement as evidence; the holder's
+// confirmation also moves a forwarding address to confirmed (router.Confirm).
+func statement(cmd *cobra.Command, g *globalFlags, address string, kind router.EvidenceKind, by, note string) error {
 	by = strings.TrimSpace(by)
 	if by == "" {
 		return &exitError{code: 2, err: errors.New("--by NAME is required: the audit log says who")}
@@ -187,28 +199,21 @@ func statement(cmd *cobra.Command, g *globalFlags, address string, kind router.E
 	if note != "" {
 		detail += ": " + note
 	}
-	ctx := cmd.Context()
-	e, _, err := a.store.RecordEvidence(ctx, router.Evidence{Address: address, Kind: kind, Actor: a.actor, Detail: detail})
+	ev := router.Evidence{Address: address, Kind: kind, Actor: a.actor, Detail: detail}
+	var flip *router.AuditEntry
+	if kind == router.HolderConfirmed {
+		ev, flip, err = a.store.Confirm(cmd.Context(), ev)
+	} else {
+		ev, _, err = a.store.RecordEvidence(cmd.Context(), ev)
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s recorded (%s)\n", visible.String(e.Address), strings.ReplaceAll(string(kind), "_", " "), visible.String(detail))
-	if flip {
-		return flipIfForwarding(ctx, cmd.OutOrStdout(), a.store, e.Address, detail, a.actor)
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%s: %s recorded (%s)\n", visible.String(ev.Address), strings.ReplaceAll(string(kind), "_", " "), visible.String(detail))
+	if flip != nil {
+		fmt.Fprintf(w, "%s: %s -> %s\n", visible.String(flip.Address), flip.From, flip.To)
 	}
-	return nil
-}
-
-func flipIfForwarding(ctx context.Context, w io.Writer, st *router.Store, address, detail, actor string) error {
-	ad, err := st.Get(ctx, address)
-	if err != nil || ad.State != router.Forwarding {
-		return err
-	}
-	e, err := st.Flip(ctx, router.FlipRequest{Address: address, To: router.Confirmed, Actor: actor, Reason: "holder confirmed: " + detail}, nil)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "%s: %s -> %s\n", visible.String(e.Address), e.From, e.To)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"strings"
 	"time"
 
 	"github.com/dualmx/dualmx/checklist"
@@ -52,8 +51,10 @@ func (d *daemon) statusPage(m *metrics.Metrics) *status.Handler {
 				return status.Progress{}, err
 			}
 			// The page has room for the step, not the reason it is open.
-			next, _, _ := strings.Cut(c.Next, ": ")
-			pr := status.Progress{Total: len(c.Steps), Next: next}
+			pr := status.Progress{Total: len(c.Steps)}
+			if c.Next != nil {
+				pr.Next = c.Next.Step
+			}
 			for _, st := range c.Steps {
 				if st.Status == checklist.Done {
 					pr.Done++
