@@ -12,9 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
+
+	"github.com/dualmx/dualmx/internal/secretfile"
 )
 
 // rsaKeyBits is the size GenerateKey uses: RFC 8301 §3.2 recommends 2048,
@@ -26,22 +26,9 @@ const rsaKeyBits = 2048
 // others may read, as OpenSSH does, because whoever reads it can seal in
 // dualmx's name. Errors never include key material.
 func LoadKey(path string) (crypto.Signer, error) {
-	// Check the mode of the file actually opened, not of the path.
-	f, err := os.Open(path)
+	data, err := secretfile.Read(path, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("arc key: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("arc key: %w", err)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("arc key %s: mode %04o lets group or others read it; chmod 600 it", path, perm)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("arc key %s: %w", path, err)
 	}
 	key, err := parsePrivateKey(data)
 	if err != nil {

@@ -13,12 +13,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dualmx/dualmx/dane"
+	"github.com/dualmx/dualmx/internal/secretfile"
 )
 
 // Validate checks the values and their combinations. Parse already calls it;
@@ -542,17 +542,15 @@ func checkReadable(path string) string {
 // change: such a key must be treated as leaked, and starting with it would
 // hide that.
 func checkPrivate(path string) string {
-	if runtime.GOOS == "windows" {
-		return "" // permission bits carry no meaning there
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
+	var me *secretfile.ModeError
+	switch err := secretfile.Check(path); {
+	case err == nil:
+		return ""
+	case errors.As(err, &me):
+		return err.Error()
+	default:
 		return fileErr(path, err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Sprintf("%s is accessible by group or others (mode %04o); chmod 600 it", path, perm)
-	}
-	return ""
 }
 
 // maxCABundle bounds how much of ca_file is read; real bundles are a few

@@ -6,13 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/dualmx/dualmx/internal/secretfile"
 )
 
 // App is the app registration dualmx signs in as (config's m365 section).
@@ -65,6 +66,10 @@ func (l *lazyCredential) GetToken(ctx context.Context, opts policy.TokenRequestO
 	return l.cred.GetToken(ctx, opts)
 }
 
+// maxCredentialFile bounds a client secret or certificate file (a PEM
+// certificate chain with its key is a few kilobytes).
+const maxCredentialFile = 1 << 20
+
 // build never puts file contents into its errors: a malformed secret file
 // must not end up in a log line.
 func (l *lazyCredential) build() (azcore.TokenCredential, error) {
@@ -72,7 +77,7 @@ func (l *lazyCredential) build() (azcore.TokenCredential, error) {
 	co := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: a.Endpoints.Authority()}, Transport: a.Transport}
 	custom := a.Endpoints.CustomAuthority()
 	if a.ClientSecretFile != "" {
-		b, err := os.ReadFile(a.ClientSecretFile)
+		b, err := secretfile.Read(a.ClientSecretFile, maxCredentialFile)
 		if err != nil {
 			return nil, fmt.Errorf("m365: client secret: %w", err)
 		}
@@ -87,7 +92,7 @@ func (l *lazyCredential) build() (azcore.TokenCredential, error) {
 		}
 		return c, nil
 	}
-	b, err := os.ReadFile(a.CertificateFile)
+	b, err := secretfile.Read(a.CertificateFile, maxCredentialFile)
 	if err != nil {
 		return nil, fmt.Errorf("m365: certificate: %w", err)
 	}

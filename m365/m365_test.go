@@ -517,6 +517,15 @@ func TestCredentialReadsSecretOnlyWhenNeededAndNeverEchoesIt(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "missing.secret") {
 		t.Errorf("missing secret file: %v", err)
 	}
+	loose := filepath.Join(dir, "loose.secret")
+	if err := os.WriteFile(loose, []byte("SUPERSECRETVALUE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cred, _ = m365.Credential(m365.App{TenantID: "t", ClientID: "c", ClientSecretFile: loose})
+	_, err = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{m365.GraphScope}})
+	if err == nil || !strings.Contains(err.Error(), "group or others") || strings.Contains(err.Error(), "SUPERSECRET") {
+		t.Errorf("secret file others can read: %v", err)
+	}
 	bad := filepath.Join(dir, "bad.pem")
 	if err := os.WriteFile(bad, []byte("-----BEGIN PRIVATE KEY-----\nSUPERSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
 		t.Fatal(err)

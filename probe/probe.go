@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dualmx/dualmx/internal/secretfile"
 )
 
 // Field is the header field that carries the marker.
@@ -54,6 +56,8 @@ type Marker struct {
 // LoadOrCreateKey reads the key at path, creating a new random one (mode
 // 0600) when there is none. Both the daemon and the CLI call it: whichever
 // runs first makes the key, and both must run as a user that can read it.
+// A key that group or others can read is refused: anyone who reads it can
+// make forward evidence.
 func LoadOrCreateKey(path string) ([]byte, error) {
 	k, err := loadKey(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
@@ -88,7 +92,7 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 }
 
 func loadKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path, 4<<10)
 	if err != nil {
 		return nil, fmt.Errorf("probe key: %w", err)
 	}

@@ -42,8 +42,13 @@ func TestKeyFile(t *testing.T) {
 	if err != nil || string(k1) != string(k2) {
 		t.Fatalf("reload gave another key: %v", err)
 	}
+	os.Chmod(path, 0o640)
+	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "group or others") {
+		t.Errorf("a key the group can read: %v", err)
+	}
+	os.Chmod(path, 0o600)
 	os.WriteFile(path, []byte("zz\n"), 0o600)
-	if _, err := LoadOrCreateKey(path); err == nil {
+	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "not a hex key") {
 		t.Error("a corrupt key file was accepted")
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+
+	"github.com/dualmx/dualmx/internal/secretfile"
 )
 
 // maxSecretFile bounds what is read: a secret is a line of random text, and
@@ -39,29 +39,9 @@ func LoadSecrets(current string, previous []string) (cur []byte, prev [][]byte, 
 }
 
 func loadSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := secretfile.Read(path, maxSecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("srs: secret file: %w", err)
-	}
-	defer f.Close()
-	// Stat the open file, not the path, so the mode checked is the mode of
-	// what is read even if the path is swapped in between.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("srs: secret file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("srs: secret file %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("srs: secret file %s: mode %04o lets group or others access it; chmod 600 it", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("srs: secret file %s: %w", path, err)
-	}
-	if len(b) > maxSecretFile {
-		return nil, fmt.Errorf("srs: secret file %s: longer than %d bytes", path, maxSecretFile)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))

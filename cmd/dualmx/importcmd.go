@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/internal/secretfile"
 	"github.com/dualmx/dualmx/internal/visible"
 	"github.com/dualmx/dualmx/m365"
 	"github.com/dualmx/dualmx/migrate"
@@ -47,16 +48,12 @@ func pstProgressPath(cfg *config.Config, address, file string) string {
 	return filepath.Join(importDir(cfg), strings.ToLower(address)+".pst-"+hex.EncodeToString(h[:6])+".json")
 }
 
+// maxPasswordFile bounds a password file; a password is a line.
+const maxPasswordFile = 64 << 10
+
 // readSecretFile reads a password file that only its owner can read.
 func readSecretFile(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path, maxPasswordFile)
 	if err != nil {
 		return "", err
 	}

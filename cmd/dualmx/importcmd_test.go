@@ -17,7 +17,7 @@ import (
 func TestPasswordFileMode(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(p, []byte("geheim-42\n"), 0o644)
-	if _, err := readSecretFile(p); err == nil || !strings.Contains(err.Error(), "readable by others") || strings.Contains(err.Error(), "geheim") {
+	if _, err := readSecretFile(p); err == nil || !strings.Contains(err.Error(), "group or others") || strings.Contains(err.Error(), "geheim") {
 		t.Fatalf("0644 file: %v", err)
 	}
 	os.Chmod(p, 0o600)
