@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/dualmx/dualmx/internal/headerblock"
 )
 
 // maxHeaderBytes bounds the header block held in memory. Fifty ARC sets from
@@ -32,56 +34,55 @@ func (f field) value() []byte {
 	return bytes.TrimSuffix(f.raw[i+1:], []byte("\r\n"))
 }
 
-var errHeaderTooLarge = fmt.Errorf("header block exceeds %d bytes", maxHeaderBytes)
-
 // readHeader reads the header block up to and including the empty line that
 // ends it, leaving br at the first byte of the body. A message without an
 // empty line is all header and has an empty body.
 func readHeader(br *bufio.Reader) ([]field, error) {
-	var (
-		fields []field
-		total  int
-		line   []byte
-	)
-	for {
-		line = line[:0]
-		for {
-			chunk, err := br.ReadSlice('\n')
-			line = append(line, chunk...)
-			total += len(chunk)
-			if total > maxHeaderBytes {
-				return nil, errHeaderTooLarge
-			}
-			if err == bufio.ErrBufferFull {
-				continue
-			}
-			if err == io.EOF {
-				if len(line) == 0 {
-					return fields, nil
-				}
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading header: %w", err)
-			}
+	block, _, err := headerblock.Read(br, maxHeaderBytes)
+	if err != nil {
+		return nil, fmt.Errorf("reading header: %w", err)
+	}
+	var fields []field
+	for raw := range headerblock.Fields(block) {
+		raw = crlfLines(raw)
+		fields = append(fields, field{raw: raw, name: fieldName(raw)})
+	}
+	return fields, nil
+}
+
+// crlfLines returns raw with every line ending CRLF, raw itself when it
+// already does (as on the wire).
+func crlfLines(raw []byte) []byte {
+	if isCRLF(raw) {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+8)
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line = raw[:i+1]
+		}
+		raw = raw[len(line):]
+		out = append(append(out, trimEOL(line)...), '\r', '\n')
+	}
+	return out
+}
+
+func isCRLF(raw []byte) bool {
+	if !bytes.HasSuffix(raw, []byte("\r\n")) {
+		return false
+	}
+	for i := bytes.IndexByte(raw, '\n'); i >= 0; {
+		if i == 0 || raw[i-1] != '\r' {
+			return false
+		}
+		j := bytes.IndexByte(raw[i+1:], '\n')
+		if j < 0 {
 			break
 		}
-		content := trimEOL(line)
-		if len(content) == 0 {
-			return fields, nil
-		}
-		if (content[0] == ' ' || content[0] == '\t') && len(fields) > 0 {
-			f := &fields[len(fields)-1]
-			f.raw = append(append(f.raw, content...), '\r', '\n')
-			continue
-		}
-		raw := make([]byte, 0, len(content)+2)
-		raw = append(append(raw, content...), '\r', '\n')
-		fields = append(fields, field{raw: raw, name: fieldName(content)})
-		if len(line) > 0 && line[len(line)-1] != '\n' {
-			return fields, nil // EOF inside the last header line
-		}
+		i += 1 + j
 	}
+	return true
 }
 
 func trimEOL(line []byte) []byte {
@@ -89,7 +90,7 @@ func trimEOL(line []byte) []byte {
 	return bytes.TrimSuffix(line, []byte("\r"))
 }
 
-// fieldName returns the lower-cased field name, or "" if the line has no
+// fieldName returns the lower-cased field name, or "" if the field has no
 // colon or a name that RFC 5322 would not accept. Such lines are kept (their
 // bytes still belong to the message) but never match a signed name.
 func fieldName(line []byte) string {

@@ -5,8 +5,11 @@ package arc
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dualmx/dualmx/internal/headerblock"
 )
 
 func canonBody(t *testing.T, relaxed bool, limit int64, in string, chunk int) (string, int64) {
@@ -108,8 +111,8 @@ func TestReadHeader(t *testing.T) {
 
 func TestReadHeaderTooLarge(t *testing.T) {
 	msg := "X: " + strings.Repeat("a", maxHeaderBytes) + "\r\n\r\n"
-	if _, err := readHeader(newBufReader(msg)); err != errHeaderTooLarge {
-		t.Errorf("err = %v, want errHeaderTooLarge", err)
+	if _, err := readHeader(newBufReader(msg)); !errors.Is(err, headerblock.ErrTooLarge) {
+		t.Errorf("err = %v, want headerblock.ErrTooLarge", err)
 	}
 }
 

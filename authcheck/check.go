@@ -21,6 +21,7 @@ import (
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/dualmx/dualmx/internal/headerblock"
 	"github.com/dualmx/dualmx/metrics"
 )
 
@@ -236,7 +237,7 @@ func checkDKIM(ctx context.Context, r rooted, in Input) (from string, fromErr er
 		readers.Put(br)
 	}()
 	h, err := readHeader(br)
-	if errors.Is(err, errHeaderTooLarge) {
+	if errors.Is(err, headerblock.ErrTooLarge) {
 		return "", err, []DKIMResult{{Result: "permerror", Reason: "header too large", Err: err}}
 	} else if err != nil {
 		err = fmt.Errorf("%w: %w", errUnreadable, err)

@@ -4,50 +4,31 @@ package authcheck
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
-	"io"
 	"net/mail"
 	"strings"
 
 	"golang.org/x/net/idna"
+
+	"github.com/dualmx/dualmx/internal/headerblock"
 )
 
 // maxHeaderBytes bounds the header block held in memory for DKIM (which
 // needs all of it); Exchange Online itself refuses headers much larger.
 const maxHeaderBytes = 1 << 20
 
-var errHeaderTooLarge = errors.New("header block larger than 1 MiB")
-
 // readHeader returns the header block including the blank line that ends it.
 // A message that ends inside its header gets the blank line added, so DKIM
 // sees the empty body such a message has.
 func readHeader(br *bufio.Reader) ([]byte, error) {
-	var h []byte
-	atLineStart := true
-	for {
-		line, err := br.ReadSlice('\n')
-		h = append(h, line...)
-		if len(h) > maxHeaderBytes {
-			return nil, errHeaderTooLarge
-		}
-		switch {
-		case err == bufio.ErrBufferFull:
-			atLineStart = false
-			continue
-		case err == io.EOF:
-			if !atLineStart || len(line) > 0 {
-				h = append(h, "\r\n"...)
-			}
-			return append(h, "\r\n"...), nil
-		case err != nil:
-			return nil, err
-		}
-		if atLineStart && (len(line) == 1 || len(line) == 2 && line[0] == '\r') {
-			return h, nil
-		}
-		atLineStart = true
+	h, ended, err := headerblock.Read(br, maxHeaderBytes)
+	if err != nil || ended {
+		return h, err
 	}
+	if len(h) > 0 && h[len(h)-1] != '\n' {
+		h = append(h, "\r\n"...)
+	}
+	return append(h, "\r\n"...), nil
 }
 
 // field is one header field: its name and its raw value, still folded.
@@ -60,20 +41,8 @@ type field struct {
 // go-msgauth's dkim package does, so the n-th DKIM-Signature here is its n-th too.
 func splitFields(h []byte) []field {
 	var fs []field
-	for len(h) > 0 {
-		line := h
-		if i := bytes.IndexByte(h, '\n'); i >= 0 {
-			line = h[:i+1]
-		}
-		h = h[len(line):]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			break
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fs) > 0 {
-			fs[len(fs)-1].value += string(line)
-			continue
-		}
-		name, value, _ := strings.Cut(string(line), ":")
+	for f := range headerblock.Fields(h) {
+		name, value, _ := strings.Cut(string(f), ":")
 		fs = append(fs, field{name: strings.TrimSpace(name), value: value})
 	}
 	return fs

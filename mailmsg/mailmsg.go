@@ -13,7 +13,6 @@ import (
 	"io"
 	"mime"
 	netmail "net/mail"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // decode the old host's ISO-8859-x and Windows code pages
 	"github.com/emersion/go-message/mail"
+
+	"github.com/dualmx/dualmx/internal/headerblock"
 )
 
 // brokenNote replaces the text of a message whose MIME structure cannot be
@@ -207,18 +208,18 @@ func importance(h message.Header) string {
 // the last hop, for sources without a delivery time of their own (a PST
 // unpacked by readpst); zero when none says.
 func ReceivedTime(raw []byte) time.Time {
-	head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-	if len(head) == len(raw) {
-		head, _, _ = bytes.Cut(raw, []byte("\n\n"))
-	}
-	tr := textproto.NewReader(bufio.NewReader(io.MultiReader(bytes.NewReader(head), strings.NewReader("\r\n\r\n"))))
-	hdr, _ := tr.ReadMIMEHeader()
-	for _, v := range hdr.Values("Received") {
-		i := strings.LastIndexByte(v, ';')
+	block, _, _ := headerblock.Read(bufio.NewReader(bytes.NewReader(raw)), len(raw))
+	for f := range headerblock.Fields(block) {
+		name, v, ok := bytes.Cut(f, []byte(":"))
+		if !ok || !strings.EqualFold(string(bytes.TrimSpace(name)), "Received") {
+			continue
+		}
+		i := bytes.LastIndexByte(v, ';')
 		if i < 0 {
 			continue
 		}
-		if t, err := netmail.ParseDate(strings.TrimSpace(v[i+1:])); err == nil {
+		date := strings.Join(strings.Fields(string(v[i+1:])), " ") // unfolded
+		if t, err := netmail.ParseDate(date); err == nil {
 			return t.UTC()
 		}
 	}

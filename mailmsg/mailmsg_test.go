@@ -146,6 +146,13 @@ func TestReceivedTime(t *testing.T) {
 	if got := ReceivedTime([]byte("Subject: none\n\nbody\n")); !got.IsZero() {
 		t.Errorf("ReceivedTime without Received = %v", got)
 	}
+	folded := crlf("Subject: x\nReceived: from a by b;\n\tTue, 5 Mar 2019\n 08:00:00 +0000\n\nbody\n")
+	if got := ReceivedTime(folded); !got.Equal(time.Date(2019, 3, 5, 8, 0, 0, 0, time.UTC)) {
+		t.Errorf("ReceivedTime of a folded field = %v", got)
+	}
+	if got := ReceivedTime(crlf("Subject: x\n\nReceived: from a by b; Tue, 5 Mar 2019 08:00:00 +0000\n")); !got.IsZero() {
+		t.Errorf("a Received line in the body counted: %v", got)
+	}
 }
 
 // FuzzParse: whatever the old host holds, Convert neither panics nor

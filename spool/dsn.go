@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/dualmx/dualmx/internal/headerblock"
 )
 
 // maxHeaderBytes bounds how much of the original header is returned in a DSN.
@@ -61,25 +63,15 @@ func (s *Spool) bounceLocked(it *Item, lk *itemLock, reportingMTA string, now ti
 	return dsnID, nil
 }
 
-// readHeader returns the header block, up to the blank line, bounded.
+// readHeader returns the header block without the blank line that ends it,
+// cut at maxHeaderBytes: a DSN quotes the original header so the sender can
+// tell which message it was, and that much is enough.
 func readHeader(r io.Reader) ([]byte, error) {
-	br := bufio.NewReader(io.LimitReader(r, maxHeaderBytes))
-	var out []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if len(bytes.TrimRight(line, "\r\n")) == 0 {
-				return out, nil
-			}
-			out = append(out, line...)
-		}
-		if err == io.EOF || err == bufio.ErrBufferFull && len(out) >= maxHeaderBytes {
-			return out, nil
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			return nil, err
-		}
+	h, ended, err := headerblock.Read(bufio.NewReader(io.LimitReader(r, maxHeaderBytes)), maxHeaderBytes)
+	if ended {
+		h = bytes.TrimSuffix(bytes.TrimSuffix(h, []byte("\n")), []byte("\r"))
 	}
+	return h, err
 }
 
 // buildDSN writes a multipart/report message (RFC 3462/3464): a readable
