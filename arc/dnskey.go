@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // LookupTXT returns the TXT records at name, each record's strings already
@@ -51,7 +53,7 @@ func lookupKey(ctx context.Context, lookup LookupTXT, s, d string) (crypto.Publi
 
 // parseKeyRecord parses a DKIM key record (RFC 6376 §3.6.1, RFC 8463 §4).
 func parseKeyRecord(txt string) (crypto.PublicKey, error) {
-	tags, err := ParseTags(txt)
+	tags, err := taglist.Parse(txt)
 	if err != nil {
 		return nil, fmt.Errorf("key record: %w", err)
 	}
@@ -68,7 +70,7 @@ func parseKeyRecord(txt string) (crypto.PublicKey, error) {
 	if !ok {
 		return nil, errors.New("key record: no p= tag")
 	}
-	p = stripWSP(p)
+	p = taglist.StripFWS(p)
 	if p == "" {
 		return nil, errors.New("key record: key revoked (empty p=)")
 	}
@@ -114,7 +116,7 @@ func parseRSAPublic(der []byte) (*rsa.PublicKey, error) {
 
 func listHas(list, want string) bool {
 	for _, item := range strings.Split(list, ":") {
-		if trimWSP(item) == want {
+		if taglist.TrimFWS(item) == want {
 			return true
 		}
 	}

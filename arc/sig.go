@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // ChainValidation is the chain validation status of RFC 8617 §4.4.
@@ -96,7 +98,7 @@ func parseInstance(s string) (int, error) {
 // parseSig parses an AS (seal=true) or AMS field. A non-nil error means the
 // instance itself is unknown, which breaks the chain's structure.
 func parseSig(f field, seal bool) (*arcSig, error) {
-	tags, err := ParseTags(string(f.value()))
+	tags, err := taglist.Parse(string(f.value()))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func parseSig(f field, seal bool) (*arcSig, error) {
 	return s, nil
 }
 
-func (s *arcSig) fill(tags Tags, seal bool) error {
+func (s *arcSig) fill(tags taglist.List, seal bool) error {
 	var err error
 	a, ok := tags.Get("a")
 	if !ok {
@@ -161,7 +163,7 @@ func (s *arcSig) fill(tags Tags, seal bool) error {
 		return errors.New("no h= tag")
 	}
 	for _, name := range strings.Split(h, ":") {
-		if name = strings.ToLower(trimWSP(name)); name != "" {
+		if name = strings.ToLower(taglist.TrimFWS(name)); name != "" {
 			s.h = append(s.h, name)
 		}
 		// RFC 8617 §4.1.2 keeps all ARC fields out of h=. Validators in
@@ -216,12 +218,12 @@ func parseDigits(s string) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
-func base64Tag(tags Tags, name string) ([]byte, error) {
+func base64Tag(tags taglist.List, name string) ([]byte, error) {
 	v, ok := tags.Get(name)
 	if !ok {
 		return nil, fmt.Errorf("no %s= tag", name)
 	}
-	v = stripWSP(v)
+	v = taglist.StripFWS(v)
 	if v == "" {
 		return nil, fmt.Errorf("%s= is empty", name)
 	}
@@ -234,7 +236,7 @@ func base64Tag(tags Tags, name string) ([]byte, error) {
 
 // domainTag reads d= or s=: dot-separated labels of letters, digits, '-' and
 // '_' (selectors use it), or 8-bit bytes for U-labels (RFC 8616).
-func domainTag(tags Tags, name string) (string, error) {
+func domainTag(tags taglist.List, name string) (string, error) {
 	v, ok := tags.Get(name)
 	if !ok {
 		return "", fmt.Errorf("no %s= tag", name)
@@ -269,11 +271,11 @@ func validDomain(v string) bool {
 // parseAARInstance reads "i=N;" at the start of an AAR value
 // (arc-info = instance [CFWS] ";" authres-payload, RFC 8617 §4.1.1).
 func parseAARInstance(v []byte) (int, error) {
-	s := trimWSP(string(v))
+	s := taglist.TrimFWS(string(v))
 	if !strings.HasPrefix(s, "i") {
 		return 0, errors.New("does not start with i=")
 	}
-	s = trimWSP(s[1:])
+	s = taglist.TrimFWS(s[1:])
 	if !strings.HasPrefix(s, "=") {
 		return 0, errors.New("does not start with i=")
 	}
@@ -281,7 +283,7 @@ func parseAARInstance(v []byte) (int, error) {
 	if !ok {
 		return 0, errors.New("no ';' after i=")
 	}
-	return parseInstance(trimWSP(num))
+	return parseInstance(taglist.TrimFWS(num))
 }
 
 // stripB returns the raw field with the value of its b= tag removed,
@@ -304,7 +306,7 @@ func stripB(raw []byte) []byte {
 			specEnd = start + semi
 		}
 		spec := raw[start:specEnd]
-		if eq := bytes.IndexByte(spec, '='); eq >= 0 && trimWSP(string(spec[:eq])) == "b" {
+		if eq := bytes.IndexByte(spec, '='); eq >= 0 && taglist.TrimFWS(string(spec[:eq])) == "b" {
 			out := make([]byte, 0, len(raw))
 			out = append(out, raw[:start+eq+1]...)
 			return append(out, raw[specEnd:]...)
@@ -341,4 +343,16 @@ func verifySignature(alg algorithm, pub crypto.PublicKey, digest, sig []byte) er
 		return nil
 	}
 	return errors.New("unknown algorithm")
+}
+
+func isAlpha(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+
+// truncate keeps error messages (which end up in logs and Result.Reason)
+// short when the input is hostile.
+func truncate(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }

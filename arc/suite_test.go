@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // The public ARC test suite (ValiMail/arc_test_suite), copied with its
@@ -304,9 +306,9 @@ func splitFields(t *testing.T, b []byte) map[string]string {
 
 func tagsWithoutB(t *testing.T, v string) string {
 	t.Helper()
-	tags, err := ParseTags(v)
+	tags, err := taglist.Parse(v)
 	if err != nil {
-		t.Fatalf("ParseTags(%q): %v", v, err)
+		t.Fatalf("taglist.Parse(%q): %v", v, err)
 	}
 	m := map[string]string{}
 	for _, tag := range tags {

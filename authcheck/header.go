@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/dualmx/dualmx/internal/headerblock"
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // maxHeaderBytes bounds the header block held in memory for DKIM (which
@@ -142,22 +143,15 @@ func validDomain(d string) bool {
 // go-msgauth's Verification has no selector and no b=.
 type sigTags struct{ d, s, b string }
 
+// parseSigTags reads them; a signature whose tag-list is not valid reports
+// none (it fails verification anyway).
 func parseSigTags(value string) sigTags {
-	var t sigTags
-	for _, kv := range strings.Split(value, ";") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			continue
-		}
-		v = strings.Join(strings.Fields(v), "")
-		switch strings.TrimSpace(k) {
-		case "d":
-			t.d = normDomain(v)
-		case "s":
-			t.s = v
-		case "b":
-			t.b = v
-		}
+	tags, err := taglist.Parse(value)
+	if err != nil {
+		return sigTags{}
 	}
-	return t
+	d, _ := tags.Get("d")
+	s, _ := tags.Get("s")
+	b, _ := tags.Get("b")
+	return sigTags{d: normDomain(d), s: taglist.StripFWS(s), b: taglist.StripFWS(b)}
 }

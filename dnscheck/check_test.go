@@ -402,6 +402,21 @@ func TestRelayRecords(t *testing.T) {
 		w.exp.ARC = &k
 		wantLevel(t, w.check(Before), CheckRelayARC, Error, "not the public half of arc.key_file", "p="+k.PublicKey)
 	})
+	t.Run("ARC key record malformed", func(t *testing.T) {
+		w := newWorld(t)
+		w.zone.Replace("arc2026._domainkey", dns.TypeTXT)
+		w.zone.Add(t, `arc2026._domainkey TXT "v=DKIM1; k=rsa; k=ed25519; p=`+w.exp.ARC.PublicKey+`"`)
+		w.start()
+		wantLevel(t, w.check(Before), CheckRelayARC, Error, "not a valid key record (duplicate tag \"k\")")
+	})
+	t.Run("ARC key folded", func(t *testing.T) {
+		w := newWorld(t)
+		w.zone.Replace("arc2026._domainkey", dns.TypeTXT)
+		p := w.exp.ARC.PublicKey
+		w.zone.Add(t, `arc2026._domainkey TXT "v=DKIM1; k=`+w.exp.ARC.KeyType+`; p=`+p[:10]+` `+p[10:]+`"`)
+		w.start()
+		wantLevel(t, w.check(Before), CheckRelayARC, OK)
+	})
 	t.Run("ARC key missing", func(t *testing.T) {
 		w := newWorld(t)
 		w.zone.Replace("arc2026._domainkey", dns.TypeTXT)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // relayMX checks that the forward domain's MX leads to the relay: that is
@@ -101,50 +103,32 @@ func (e *eval) relayARC() {
 		e.add(f)
 		return
 	}
-	var recs []map[string]string
-	for _, s := range txtStrings(a.rrs(name, dns.TypeTXT)) {
-		recs = append(recs, dkimTags(s))
-	}
+	recs := txtStrings(a.rrs(name, dns.TypeTXT))
 	switch {
 	case len(recs) == 0:
 		f.Level, f.Message, f.Publish = Error, "not published: receivers cannot verify the relay's ARC seals", publish
 	case len(recs) > 1:
 		f.Level, f.Message, f.Publish = Error, fmt.Sprintf("%d TXT records: verifiers may pick either", len(recs)), publish
 	default:
-		t := recs[0]
-		kt := t["k"]
+		t, err := taglist.Parse(recs[0])
+		kt, _ := t.Get("k")
 		if kt == "" {
 			kt = "rsa"
 		}
+		p, _ := t.Get("p")
+		p = taglist.StripFWS(p)
 		switch {
+		case err != nil:
+			f.Level, f.Message, f.Publish = Error, fmt.Sprintf("is not a valid key record (%v): verifiers ignore it", err), publish
 		case kt != k.KeyType:
 			f.Level, f.Message, f.Publish = Error, fmt.Sprintf("publishes a %s key, but arc.key_file holds a %s key", kt, k.KeyType), publish
-		case t["p"] == "":
+		case p == "":
 			f.Level, f.Message, f.Publish = Error, "has an empty p= (a revoked key)", publish
-		case t["p"] != k.PublicKey:
+		case p != k.PublicKey:
 			f.Level, f.Message, f.Publish = Error, "the published key is not the public half of arc.key_file", publish
 		default:
 			f.Level, f.Message = OK, "matches the public half of arc.key_file"
 		}
 	}
 	e.add(f)
-}
-
-// dkimTags splits a DKIM key record into tags, with folding whitespace
-// removed from p=.
-func dkimTags(s string) map[string]string {
-	m := map[string]string{}
-	for _, part := range strings.Split(s, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		k = strings.ToLower(strings.TrimSpace(k))
-		v = strings.TrimSpace(v)
-		if k == "p" {
-			v = strings.Join(strings.Fields(v), "")
-		}
-		m[k] = v
-	}
-	return m
 }

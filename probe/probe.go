@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/internal/secretfile"
+	"github.com/dualmx/dualmx/internal/taglist"
 )
 
 // Field is the header field that carries the marker.
@@ -128,13 +129,13 @@ func (m Marker) Value() string {
 
 // Parse reads a field body without checking the MAC.
 func Parse(value string) (Marker, error) {
+	list, err := taglist.Parse(value)
+	if err != nil {
+		return Marker{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
 	tags := map[string]string{}
-	for _, part := range strings.Split(value, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		tags[strings.TrimSpace(k)] = strings.Join(strings.Fields(v), "")
+	for _, t := range list {
+		tags[t.Name] = taglist.StripFWS(t.Value)
 	}
 	if tags["v"] != "1" {
 		return Marker{}, fmt.Errorf("%w: version %q", ErrMalformed, tags["v"])

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package arc
+// Package taglist parses the tag-lists of DKIM (RFC 6376 §3.2), which
+// DKIM-Signature, ARC-Seal, ARC-Message-Signature and DKIM key records share.
+package taglist
 
 import (
 	"errors"
@@ -14,14 +16,14 @@ type Tag struct {
 	Value string // with surrounding whitespace removed; inner FWS kept
 }
 
-// Tags is a parsed tag-list in the order the tags appeared. Order matters to
+// List is a parsed tag-list in the order the tags appeared. Order matters to
 // nobody who verifies, but keeping it lets a caller log or re-emit the list
 // as it was.
-type Tags []Tag
+type List []Tag
 
 // Get returns the value of the tag called name. Tag names are case-sensitive
 // (RFC 6376 §3.2), so "I" is not "i".
-func (t Tags) Get(name string) (string, bool) {
+func (t List) Get(name string) (string, bool) {
 	for _, tag := range t {
 		if tag.Name == name {
 			return tag.Value, true
@@ -32,15 +34,15 @@ func (t Tags) Get(name string) (string, bool) {
 
 var errEmptyTagList = errors.New("empty tag-list")
 
-// ParseTags parses a tag-list as used in DKIM-Signature, ARC-Seal,
+// Parse parses a tag-list as used in DKIM-Signature, ARC-Seal,
 // ARC-Message-Signature and DKIM key records. It never panics: anything it
 // cannot read is an error, and RFC 6376 §3.2 makes the whole list invalid
 // then (an empty tag-spec between semicolons, a malformed name, a duplicate
 // name, a control character). It is tolerant where real mail needs it:
 // folding whitespace anywhere between tokens, bare LF instead of CRLF, a
 // trailing semicolon, and 8-bit bytes inside values (EAI, RFC 8616).
-func ParseTags(s string) (Tags, error) {
-	var tags Tags
+func Parse(s string) (List, error) {
+	var tags List
 	specs := strings.Split(s, ";")
 	for i, spec := range specs {
 		if isAllWSP(spec) {
@@ -57,11 +59,11 @@ func ParseTags(s string) (Tags, error) {
 		if eq < 0 {
 			return nil, fmt.Errorf("tag-spec %q has no '='", truncate(spec))
 		}
-		name := trimWSP(spec[:eq])
+		name := TrimFWS(spec[:eq])
 		if !validTagName(name) {
 			return nil, fmt.Errorf("invalid tag name %q", truncate(name))
 		}
-		value := trimWSP(spec[eq+1:])
+		value := TrimFWS(spec[eq+1:])
 		for j := 0; j < len(value); j++ {
 			c := value[j]
 			if (c < 0x20 && !isWSP(c)) || c == 0x7f {
@@ -105,7 +107,8 @@ func isAllWSP(s string) bool {
 	return true
 }
 
-func trimWSP(s string) string {
+// TrimFWS removes folding whitespace (CR and LF included) around s.
+func TrimFWS(s string) string {
 	i, j := 0, len(s)
 	for i < j && isWSP(s[i]) {
 		i++
@@ -116,9 +119,9 @@ func trimWSP(s string) string {
 	return s[i:j]
 }
 
-// stripWSP removes all folding whitespace, as base64 tag values (b=, bh=, p=)
+// StripFWS removes all folding whitespace, as base64 tag values (b=, bh=, p=)
 // and colon-separated lists may be folded anywhere.
-func stripWSP(s string) string {
+func StripFWS(s string) string {
 	if !strings.ContainsAny(s, " \t\r\n") {
 		return s
 	}
@@ -132,8 +135,8 @@ func stripWSP(s string) string {
 	return b.String()
 }
 
-// truncate keeps error messages (which end up in logs and Result.Reason)
-// short when the input is hostile.
+// truncate keeps error messages (which end up in logs and verdicts) short
+// when the input is hostile.
 func truncate(s string) string {
 	const max = 40
 	if len(s) <= max {

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package arc
+package taglist
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestParseTags(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
 		want    string // name=value pairs joined by "|"; "" with wantErr
@@ -32,15 +32,15 @@ func TestParseTags(t *testing.T) {
 		{in: "a=b\x00", wantErr: true},
 		{in: "a=b\x7f", wantErr: true},
 	} {
-		tags, err := ParseTags(tc.in)
+		tags, err := Parse(tc.in)
 		if tc.wantErr {
 			if err == nil {
-				t.Errorf("ParseTags(%q) = %v, want an error", tc.in, tags)
+				t.Errorf("Parse(%q) = %v, want an error", tc.in, tags)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("ParseTags(%q): %v", tc.in, err)
+			t.Errorf("Parse(%q): %v", tc.in, err)
 			continue
 		}
 		var got []string
@@ -48,13 +48,13 @@ func TestParseTags(t *testing.T) {
 			got = append(got, tag.Name+"="+tag.Value)
 		}
 		if g := strings.Join(got, "|"); g != tc.want {
-			t.Errorf("ParseTags(%q) = %q, want %q", tc.in, g, tc.want)
+			t.Errorf("Parse(%q) = %q, want %q", tc.in, g, tc.want)
 		}
 	}
 }
 
-func TestTagsGetIsCaseSensitive(t *testing.T) {
-	tags, err := ParseTags("I=1; i=2")
+func TestGetIsCaseSensitive(t *testing.T) {
+	tags, err := Parse("I=1; i=2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestTagsGetIsCaseSensitive(t *testing.T) {
 	}
 }
 
-func FuzzParseTags(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"i=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel; t=1; h=from:to; bh=AAAA; b=AAAA",
 		"v=DKIM1; k=rsa; p=MIGfMA0G",
@@ -75,7 +75,7 @@ func FuzzParseTags(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		tags, err := ParseTags(s)
+		tags, err := Parse(s)
 		if err != nil {
 			return
 		}
@@ -89,7 +89,7 @@ func FuzzParseTags(f *testing.F) {
 				t.Fatalf("accepted duplicate %q", tag.Name)
 			}
 			seen[tag.Name] = true
-			if tag.Value != trimWSP(tag.Value) || strings.Contains(tag.Value, ";") {
+			if tag.Value != TrimFWS(tag.Value) || strings.Contains(tag.Value, ";") {
 				t.Fatalf("value %q not trimmed or holds ';'", tag.Value)
 			}
 			if i > 0 {
@@ -98,7 +98,7 @@ func FuzzParseTags(f *testing.F) {
 			b.WriteString(tag.Name + "=" + tag.Value)
 		}
 		// What was accepted re-parses to the same list.
-		again, err := ParseTags(b.String())
+		again, err := Parse(b.String())
 		if err != nil || len(again) != len(tags) {
 			t.Fatalf("re-parse of %q: %v, %d tags, want %d", b.String(), err, len(again), len(tags))
 		}
