@@ -186,6 +186,9 @@ func (e *env) start() {
 		}
 		select {
 		case err := <-exit:
+			e.mu.Lock()
+			e.cmd = nil // gone, and its exit taken: nothing for stop to wait for
+			e.mu.Unlock()
 			e.t.Fatalf("dualmx exited at start: %v\n%s", err, e.logs)
 		case <-deadline:
 			e.t.Fatalf("dualmx was not ready in time\n%s", e.logs)
