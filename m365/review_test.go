@@ -440,3 +440,40 @@ func TestCloudsAreComplete(t *testing.T) {
 		t.Error("unknown cloud accepted")
 	}
 }
+
+// Enhanced Filtering's EFUsers: blank ($null) applies it to all recipients
+// (enhanced-filtering-for-connectors). A setup without --pilot after one
+// with it clears the list, rather than leave the pilot in place for good.
+func TestSetupWithoutPilotClearsEFUsers(t *testing.T) {
+	tn, _, x, _ := setup(t)
+	ctx := context.Background()
+	s := relaySetup()
+	s.PilotUsers = []string{"scriba@" + domain}
+	p, err := x.PlanRelaySetup(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.ApplyRelaySetup(ctx, s, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(tn.Connector("dualmx relay")["EFUsers"]); got != "[scriba@"+domain+"]" {
+		t.Fatalf("pilot EFUsers %s", got)
+	}
+	s.PilotUsers = nil
+	p, err = x.PlanRelaySetup(ctx, s)
+	if err != nil || len(p.Changes) != 1 || p.Changes[0].Cmdlet != "Set-InboundConnector" || !strings.Contains(p.Changes[0].What, "EFUsers") {
+		t.Fatalf("plan after the pilot: %+v %v", p, err)
+	}
+	if v, ok := p.Changes[0].Params["EFUsers"]; !ok || v != nil {
+		t.Errorf("Set-InboundConnector EFUsers %v, want $null", v)
+	}
+	if _, err := x.ApplyRelaySetup(ctx, s, p); err != nil {
+		t.Fatal(err)
+	}
+	if c := tn.Connector("dualmx relay"); c["EFUsers"] != nil {
+		t.Errorf("EFUsers after setup without --pilot: %v", c["EFUsers"])
+	}
+	if p, err := x.PlanRelaySetup(ctx, s); err != nil || len(p.Changes) != 0 {
+		t.Errorf("third plan %+v %v", p, err)
+	}
+}

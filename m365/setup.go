@@ -115,6 +115,11 @@ func (s RelaySetup) connectorWant() map[string]any {
 	if s.CertificateName != "" {
 		want["TlsSenderCertificateName"] = s.CertificateName
 	}
+	// Without a pilot the list is empty: "The default value is blank
+	// ($null), which means Enhanced Filtering for Connectors is applied to
+	// all recipients" (enhanced-filtering-for-connectors). Kept in the
+	// wanted settings, so a setup after a --pilot run widens it again.
+	want["EFUsers"] = nil
 	if len(s.PilotUsers) > 0 {
 		want["EFUsers"] = union(s.PilotUsers)
 	}
@@ -261,7 +266,9 @@ func (x *Exchange) PlanRelaySetup(ctx context.Context, s RelaySetup) (*SetupPlan
 	case errors.Is(err, ErrNotFound):
 		params := map[string]any{"Name": s.ConnectorName, "Comment": "Mail forwarded by the dualmx relay during the migration"}
 		for k, v := range want {
-			params[k] = v
+			if v != nil {
+				params[k] = v
+			}
 		}
 		p.Changes = append(p.Changes, SetupChange{What: "create Partner inbound connector " + s.ConnectorName +
 			" (TLS required, Enhanced Filtering skips relay and old host)", Cmdlet: "New-InboundConnector", Params: params})

@@ -453,10 +453,22 @@ var connectorParams = map[string]bool{"Name": true, "Identity": true, "Connector
 // SenderDomains are address spaces, "smtp:*;1" for *, in the
 // AddressSpaceType:AddressSpace;AddressSpaceCost form New-SendConnector's
 // AddressSpaces parameter documents (type and cost filled in).
+//
+// Every property shows, set or not, as Get-* output does: multi-valued ones
+// (MultiValuedProperty on the New-InboundConnector page) as a list, empty
+// when unset, the others with the defaults that page gives.
 func connectorOut(c map[string]any) map[string]any {
-	out := map[string]any{}
+	out := map[string]any{"Enabled": true, "ConnectorSource": "Default", "Comment": nil, "RequireTls": false,
+		"RestrictDomainsToCertificate": false, "RestrictDomainsToIPAddresses": false, "TlsSenderCertificateName": nil,
+		"EFSkipLastIP": false, "EFTestMode": false, "TreatMessagesAsInternal": false, "CloudServicesMailEnabled": false}
+	for _, k := range []string{"SenderIPAddresses", "AssociatedAcceptedDomains", "ClientHostNames", "EFSkipIPs", "EFSkipMailGateway",
+		"EFUsers", "ScanAndDropRecipients", "TrustedOrganizations"} {
+		out[k] = []any{}
+	}
 	for k, v := range c {
-		out[k] = v
+		if v != nil {
+			out[k] = v
+		}
 	}
 	var spaces []string
 	for _, d := range anyStrings(c["SenderDomains"]) {
