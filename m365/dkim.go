@@ -18,13 +18,16 @@ import (
 // Set-DkimSigningConfig -Identity D -Enabled $true turns signing on once
 // Microsoft 365 finds them.
 
+// dkimKeySize is the key length of the signing configs dualmx creates.
+const dkimKeySize = 2048
+
 // dkimConfig is the part of Get-DkimSigningConfig dualmx reads.
 type dkimConfig struct {
 	Identity       string `json:"Identity"`
 	Name           string `json:"Name"`
 	Domain         string `json:"Domain"`
 	Enabled        bool   `json:"Enabled"`
-	Status         string `json:"Status"` // CnameMissing, Valid, ...
+	Status         string `json:"Status"` // CnameMissing, Valid (the DKIM page's PowerShell steps)
 	Selector1CNAME string `json:"Selector1CNAME"`
 	Selector2CNAME string `json:"Selector2CNAME"`
 }
@@ -61,8 +64,11 @@ func (d DKIMState) Records() []string {
 func (d DKIMState) change() *SetupChange {
 	switch {
 	case !d.Exists:
-		return &SetupChange{What: "create the DKIM signing config of " + d.Domain + " (disabled until its two CNAMEs are published)",
-			Cmdlet: "New-DkimSigningConfig", Params: map[string]any{"DomainName": d.Domain, "Enabled": false}}
+		// KeySize: "1024 (this is the default value)" or 2048
+		// (New-DkimSigningConfig); Microsoft gives the onmicrosoft.com
+		// domain 2048-bit keys, and RFC 8301 asks signers for 2048.
+		return &SetupChange{What: "create the DKIM signing config of " + d.Domain + " (2048-bit keys, disabled until its two CNAMEs are published)",
+			Cmdlet: "New-DkimSigningConfig", Params: map[string]any{"DomainName": d.Domain, "Enabled": false, "KeySize": dkimKeySize}}
 	case !d.Enabled && d.Published:
 		return &SetupChange{What: "turn on DKIM signing for " + d.Domain + " (its CNAMEs are published)",
 			Cmdlet: "Set-DkimSigningConfig", Params: map[string]any{"Identity": d.Domain, "Enabled": true}}

@@ -150,6 +150,12 @@ type MailImport struct {
 // delivery and submit times (PidTagMessageDeliveryTime 0x0E06,
 // PidTagClientSubmitTime 0x0039) beside it. It is the one place that
 // guesses; VerifyImport checks the result on the tenant at run time.
+//
+// The ids are in the "{type} {proptag}" form of the Outlook extended
+// properties overview, with the property identifier alone as migration
+// tools write it; the overview's own example gives a whole tag (type
+// included, "String 0x4001001E"). SystemTime values are ISO 8601 in UTC,
+// as Graph writes every DateTimeOffset.
 const (
 	propMessageFlags = "Integer 0x0E07"
 	propDeliveryTime = "SystemTime 0x0E06"

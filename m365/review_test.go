@@ -270,9 +270,13 @@ func TestDKIMForTheCustomDomain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Exists || st.Enabled || st.Published || len(st.Records()) != 2 ||
+	if !st.Exists || st.Enabled || st.Published || st.Status != "CnameMissing" || len(st.Records()) != 2 ||
 		!strings.HasPrefix(st.Records()[0], "selector1._domainkey.example.nl. 3600 IN CNAME selector1-example-nl._domainkey.") {
 		t.Fatalf("after the first apply: %+v %q", st, st.Records())
+	}
+	// Created with 2048-bit keys; New-DkimSigningConfig's default is 1024.
+	if n := tn.DKIMKeySize(domain); n != 2048 {
+		t.Errorf("key size %d", n)
 	}
 	if p, _ := x.PlanRelaySetup(ctx, s); len(p.Changes) != 0 || p.DKIM.Enabled {
 		t.Errorf("nothing to do until the records resolve: %+v", p)
@@ -290,7 +294,7 @@ func TestDKIMForTheCustomDomain(t *testing.T) {
 	}
 	tn.SeeDKIMCNAMEs(domain)
 	p, _ = x.PlanRelaySetup(ctx, s)
-	if st, err = x.ApplyRelaySetup(ctx, s, p); err != nil || !st.Enabled {
+	if st, err = x.ApplyRelaySetup(ctx, s, p); err != nil || !st.Enabled || st.Status != "Valid" {
 		t.Fatalf("enable: %+v %v", st, err)
 	}
 	if _, _, on, _ := tn.DKIM(domain); !on {

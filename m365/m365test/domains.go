@@ -70,20 +70,35 @@ type dkimConfig struct {
 	Domain       string
 	Enabled      bool
 	DKIM1, DKIM2 string
+	KeySize      int
 	// seen: Microsoft 365 has found the two CNAMEs in the domain's DNS.
 	seen bool
 }
 
+// out is the config as Get-DkimSigningConfig shows it. The DKIM page's
+// PowerShell steps name two states: Enabled False with Status CnameMissing
+// (created, not signing), and Enabled True with Status Valid.
 func (d *dkimConfig) out() map[string]any {
 	status := "CnameMissing"
-	switch {
-	case d.Enabled:
+	if d.Enabled {
 		status = "Valid"
-	case d.seen:
-		status = "Disabled"
+	}
+	size := d.KeySize
+	if size == 0 {
+		size = 1024
 	}
 	return map[string]any{"Identity": d.Domain, "Name": d.Domain, "Domain": d.Domain, "Enabled": d.Enabled, "Status": status,
-		"Selector1CNAME": d.DKIM1, "Selector2CNAME": d.DKIM2}
+		"Selector1CNAME": d.DKIM1, "Selector2CNAME": d.DKIM2, "Selector1KeySize": size, "Selector2KeySize": size}
+}
+
+// DKIMKeySize is the key length of a domain's signing config, 0 without one.
+func (tn *Tenant) DKIMKeySize(domain string) int {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if d, ok := tn.dkim[strings.ToLower(domain)]; ok {
+		return d.KeySize
+	}
+	return 0
 }
 
 // AddDKIMConfig adds a signing config as one made in the Defender portal.
@@ -200,9 +215,19 @@ func (tn *Tenant) exoDkim(w http.ResponseWriter, r *http.Request, cmd string, p 
 			tn.exoViolate(w, "New-DkimSigningConfig -Enabled $true before the CNAMEs exist; Microsoft's steps create it disabled")
 			return
 		}
+		// KeySize: "1024 (this is the default value)" or 2048.
+		size := 1024
+		if v, has := p["KeySize"]; has {
+			n, ok := v.(float64)
+			if !ok || (n != 1024 && n != 2048) {
+				tn.exoViolate(w, "New-DkimSigningConfig KeySize %v: 1024 or 2048", v)
+				return
+			}
+			size = int(n)
+		}
 		label := strings.ReplaceAll(strings.ToLower(dom), ".", "-")
 		prefix := strings.SplitN(strings.ToLower(tn.Domain), ".", 2)[0]
-		d := &dkimConfig{Domain: dom, DKIM1: "selector1-" + label + "._domainkey." + prefix + ".n-v1.dkim.mail.microsoft",
+		d := &dkimConfig{Domain: dom, KeySize: size, DKIM1: "selector1-" + label + "._domainkey." + prefix + ".n-v1.dkim.mail.microsoft",
 			DKIM2: "selector2-" + label + "._domainkey." + prefix + ".n-v1.dkim.mail.microsoft"}
 		tn.dkim[strings.ToLower(dom)] = d
 		writeJSON(w, 200, map[string]any{"value": []any{d.out()}})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -315,9 +316,34 @@ type attachmentJSON struct {
 }
 
 // propID is the id form of singleValueLegacyExtendedProperty
-// (extended-properties-overview): a type and a tag, or a type, a property
-// set GUID and a name or id.
-var propID = regexp.MustCompile(`^(Integer|SystemTime|String|Boolean|Binary|Long) (0x[0-9A-Fa-f]{4}|\{[0-9A-Fa-f-]{36}\} (Name \S+|Id 0x[0-9A-Fa-f]+))$`)
+// (extended-properties-overview): "{type} {proptag}", or a type, a property
+// set GUID and a name or id. The page's proptag example is a whole MAPI
+// property tag, identifier and type ("String 0x4001001E"); migration tools
+// write the identifier alone ("Integer 0x0E07"). Both name one property.
+var propID = regexp.MustCompile(`^(Integer|SystemTime|String|Boolean|Binary|Long) (0x[0-9A-Fa-f]{4}|0x[0-9A-Fa-f]{8}|\{[0-9A-Fa-f-]{36}\} (Name \S+|Id 0x[0-9A-Fa-f]+))$`)
+
+// propTypes are the MAPI property types ([MS-OXCDATA] 2.11.1) of the type
+// names; String takes PT_UNICODE or PT_STRING8.
+var propTypes = map[string][]string{"Integer": {"0003"}, "SystemTime": {"0040"}, "String": {"001F", "001E"}, "Boolean": {"000B"},
+	"Binary": {"0102"}, "Long": {"0014"}}
+
+// propKey writes a proptag id as "{type} 0xIDID", so both forms, in any
+// case, find the same property; "" for a whole tag whose type part is not
+// the type named.
+func propKey(id string) string {
+	typ, tag, ok := strings.Cut(id, " ")
+	if !ok || !strings.HasPrefix(tag, "0x") || strings.Contains(tag, " ") {
+		return id
+	}
+	hex := strings.ToUpper(tag[2:])
+	if len(hex) == 8 {
+		if !slices.Contains(propTypes[typ], hex[4:]) {
+			return ""
+		}
+		hex = hex[:4]
+	}
+	return typ + " 0x" + hex
+}
 
 func addrs(rs []recipientJSON) ([]string, bool) {
 	var out []string
@@ -433,10 +459,11 @@ func (tn *Tenant) fillMessage(m *Message, in *createReq) (code, msg string) {
 		m.FlagStatus = in.Flag.FlagStatus
 	}
 	for _, p := range in.Props {
-		if !propID.MatchString(p.ID) {
+		key := propKey(p.ID)
+		if !propID.MatchString(p.ID) || key == "" {
 			return "ErrorInvalidProperty", "The property id " + strconv.Quote(p.ID) + " is not valid."
 		}
-		m.Props[p.ID] = p.Value
+		m.Props[key] = p.Value
 	}
 	if v, has := m.Props["Integer 0x0E07"]; has {
 		flags, err := strconv.Atoi(v)
@@ -527,7 +554,7 @@ func (tn *Tenant) listMessages(w http.ResponseWriter, r *http.Request, mb string
 		if tn.mail.owner[mid] != mb || m.Folder != folder.ID {
 			continue
 		}
-		if id != "" && m.Props[id] != value {
+		if id != "" && m.Props[propKey(id)] != value {
 			continue
 		}
 		list = append(list, tn.messageJSON(m))
