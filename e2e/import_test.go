@@ -245,11 +245,20 @@ func TestImportMicrosoftBatchForUserMailbox(t *testing.T) {
 	}
 	e.tn.SetMigrationBatch(name, "Synced", "", 40, 40)
 	text := e.mustM365("import", "status", mb)
-	if !strings.Contains(text, "Synced, 40 of 40 items synced") || !strings.Contains(text, "completing it now (Complete-MigrationBatch)") {
+	if !strings.Contains(text, "Synced, 40 of 40 items synced") || !strings.Contains(text, "completion asked for now (Complete-MigrationBatch)") {
 		t.Errorf("status when synced:\n%s", text)
 	}
-	if b, _ := e.tn.Batch(name); b.Status != "Completing" || b.Completions != 1 {
+	// Exchange Online only sets CompleteAfter; the batch stays Synced until
+	// Microsoft completes it, and status says when completion was asked.
+	if b, _ := e.tn.Batch(name); b.Status != "Synced" || b.Completions != 1 || b.CompleteAfter.IsZero() {
 		t.Errorf("batch after status: %+v", b)
+	}
+	if text := e.mustM365("import", "status", mb); !strings.Contains(text, "completion asked for at "+func() string { b, _ := e.tn.Batch(name); return b.CompleteAfter.Format(time.RFC3339) }()) {
+		t.Errorf("status while Microsoft completes:\n%s", text)
+	}
+	e.tn.SetMigrationBatch(name, "Completed", "", 40, 40)
+	if text := e.mustM365("import", "status", mb); !strings.Contains(text, "Completed, 40 of 40") || strings.Contains(text, "completion asked") {
+		t.Errorf("status when completed:\n%s", text)
 	}
 	if _, errOut, code := e.m365(append(args, "--method", "imap-copy")...); code == 0 || !strings.Contains(errOut, "already has an import by microsoft") {
 		t.Errorf("switching methods: exit %d\n%s", code, errOut)

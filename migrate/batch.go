@@ -208,6 +208,10 @@ type BatchStatus struct {
 	Found   int    // items in the source mailbox, when reported
 	Moved   int    // items synced
 	Skipped int    // items Microsoft skipped
+	// CompleteAfter is when completion was asked for, "" before:
+	// Complete-MigrationBatch sets it in Exchange Online, and Microsoft
+	// completes the batch in its own time after it.
+	CompleteAfter string
 }
 
 // Finished reports whether the batch will do nothing more.
@@ -286,6 +290,7 @@ type migrationOut struct {
 	FailedCount                    json.RawMessage
 	Error                          json.RawMessage
 	ErrorSummary                   json.RawMessage
+	CompleteAfterUTC               json.RawMessage
 	SyncedItemCount                json.RawMessage
 	SkippedItemCount               json.RawMessage
 	TotalItemsInSourceMailboxCount json.RawMessage
@@ -357,7 +362,7 @@ func getBatch(ctx context.Context, c Commander, name string) (BatchStatus, error
 	if !found {
 		return BatchStatus{}, fmt.Errorf("migrate: batch %s: %w", name, ErrNoBatch)
 	}
-	st := BatchStatus{Name: name, Status: text(b.Status), Error: text(b.Error)}
+	st := BatchStatus{Name: name, Status: text(b.Status), Error: text(b.Error), CompleteAfter: text(b.CompleteAfterUTC)}
 	s := strings.ToLower(st.Status)
 	st.Failed = s == "failed" || s == "corrupted" || strings.HasSuffix(s, "witherrors") || (strings.HasPrefix(s, "completed") && number(b.FailedCount) > 0)
 	return st, nil

@@ -381,6 +381,9 @@ type batchStatus struct {
 	Failed     bool   `json:"failed"`
 	Error      string `json:"error,omitempty"`
 	Completing bool   `json:"completing,omitempty"`
+	// CompleteAfter is when completion was asked for (Get-MigrationBatch's
+	// CompleteAfterUTC, as Microsoft writes it).
+	CompleteAfter string `json:"complete_after,omitempty"`
 }
 
 func statusOf(p *migrate.Progress, path string, now time.Time) importStatus {
@@ -514,7 +517,8 @@ func batchState(ctx context.Context, cfg *config.Config, mailbox, name string, c
 	if err != nil {
 		return nil, err
 	}
-	b := &batchStatus{Name: st.Name, Status: st.Status, Found: st.Found, Moved: st.Moved, Skipped: st.Skipped, Failed: st.Failed, Error: st.Error}
+	b := &batchStatus{Name: st.Name, Status: st.Status, Found: st.Found, Moved: st.Moved, Skipped: st.Skipped, Failed: st.Failed, Error: st.Error,
+		CompleteAfter: st.CompleteAfter}
 	if complete && st.Synced() {
 		if err := migrate.CompleteBatch(ctx, ex, st.Name); err != nil {
 			return nil, err
@@ -546,8 +550,11 @@ func writeStatus(w io.Writer, mailbox string, s importStatus) {
 	}
 	if b := s.Batch; b != nil {
 		fmt.Fprintf(w, "migration batch %s: %s, %d of %d items synced, %d skipped by Microsoft\n", safe(b.Name), safe(b.Status), b.Moved, b.Found, b.Skipped)
-		if b.Completing {
-			fmt.Fprintf(w, "the batch is synced: completing it now (Complete-MigrationBatch); Microsoft runs a last sync and stops\n")
+		switch {
+		case b.Completing && b.CompleteAfter != "":
+			fmt.Fprintf(w, "the batch is synced: completion asked for at %s (Complete-MigrationBatch); Microsoft runs a last sync and completes it in its own time\n", safe(b.CompleteAfter))
+		case b.Completing:
+			fmt.Fprintf(w, "the batch is synced: completion asked for now (Complete-MigrationBatch); Microsoft runs a last sync and completes it in its own time\n")
 		}
 		if b.Error != "" {
 			fmt.Fprintf(w, "Microsoft says: %s\n", safe(b.Error))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 )
 
 // MigrationEndpoint is an IMAP migration endpoint as the fake keeps it.
@@ -23,8 +24,9 @@ type MigrationBatch struct {
 	User                   string // EmailAddress from the CSV
 	ErrorSummary           string
 	Total, Synced          int
-	Completions            int // Complete-MigrationBatch calls
-	Starts                 int // Start-MigrationBatch calls
+	Completions            int       // Complete-MigrationBatch calls
+	CompleteAfter          time.Time // set by the first Complete-MigrationBatch
+	Starts                 int       // Start-MigrationBatch calls
 }
 
 // MigrationEndpoints lists the IMAP endpoints by lower-case name.
@@ -191,8 +193,14 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 			}
 			// [unverified] Status serialises as {"Value": ...} here and as a
 			// plain string in Get-MigrationUser: the client reads both.
+			// CompleteAfter and CompleteAfterUTC hold the same value when the
+			// batch has no TimeZone (Get-MigrationBatch.md, Note).
+			var after any
+			if !b.CompleteAfter.IsZero() {
+				after = b.CompleteAfter.Format(time.RFC3339)
+			}
 			out := map[string]any{"Identity": b.Name, "Status": map[string]any{"Value": b.Status}, "TotalCount": 1,
-				"FailedCount": failed, "SourceEndpoint": b.Endpoint}
+				"FailedCount": failed, "SourceEndpoint": b.Endpoint, "CompleteAfter": after, "CompleteAfterUTC": after}
 			all = append(all, out)
 			if (id == "" || strings.EqualFold(b.Name, id)) && (ep == "" || strings.EqualFold(b.Endpoint, ep)) {
 				list = append(list, out)
@@ -205,9 +213,12 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 		tn.page(w, r, list, 0)
 	case "Complete-MigrationBatch":
 		// Complete-MigrationBatch.md: for a batch that is Synced or
-		// SyncedWithErrors; in Exchange Online it signals completion, which
-		// the service carries out in its own time (Completing, then
-		// Completed).
+		// SyncedWithErrors. "In the cloud-based service, this cmdlet sets
+		// the CompleteAfter value to the current UTC time, which signals the
+		// migration service to complete the batch as soon as possible": the
+		// status stays until the service moves it (SetMigrationBatch:
+		// Completing, then Completed), and running it again "within 8 hours
+		// ... may not re-process the request", which is no error.
 		b := tn.migBatches[strings.ToLower(str(p, "Identity"))]
 		if b == nil {
 			notFoundExo(w, str(p, "Identity"))
@@ -218,7 +229,9 @@ func (tn *Tenant) exoMigration(w http.ResponseWriter, r *http.Request, cmd strin
 				"The migration batch can't be completed because its status is "+b.Status+".")
 			return
 		}
-		b.Status = "Completing"
+		if b.CompleteAfter.IsZero() {
+			b.CompleteAfter = time.Now().UTC().Truncate(time.Second)
+		}
 		b.Completions++
 		w.WriteHeader(204)
 	case "Start-MigrationBatch":
