@@ -106,15 +106,30 @@ func (x *Exchange) SharedMailboxes(ctx context.Context) ([]Mailbox, error) {
 // timeout) is retried by the client and then meets its own mailbox as
 // "already exists"; a conflict is therefore looked up, and a shared mailbox
 // with this very address is what was asked for.
+//
+// Name is "the unique name of the mailbox" (New-Mailbox): another recipient
+// may already carry it (a function named like a person, or two display
+// names that fold alike). A conflict that is not this mailbox is therefore
+// tried once more with the alias added to the Name, which the address
+// keeps unique.
 func (x *Exchange) NewSharedMailbox(ctx context.Context, address, displayName string) (Mailbox, error) {
 	alias := strings.SplitN(address, "@", 2)[0]
-	raw, err := x.Cmd.Invoke(ctx, "New-Mailbox", map[string]any{
-		"Shared": true, "Name": MailboxName(displayName, alias), "DisplayName": displayName, "Alias": alias, "PrimarySmtpAddress": address,
-	})
+	create := func(name string) ([]json.RawMessage, error) {
+		return x.Cmd.Invoke(ctx, "New-Mailbox", map[string]any{
+			"Shared": true, "Name": name, "DisplayName": displayName, "Alias": alias, "PrimarySmtpAddress": address,
+		})
+	}
+	name := MailboxName(displayName, alias)
+	raw, err := create(name)
 	if errors.Is(err, ErrConflict) {
-		if mb, gerr := x.GetMailbox(ctx, address); gerr == nil && strings.EqualFold(mb.RecipientTypeDetails, "SharedMailbox") &&
-			strings.EqualFold(mb.PrimarySmtpAddress, address) {
+		mb, gerr := x.GetMailbox(ctx, address)
+		switch {
+		case gerr == nil && strings.EqualFold(mb.RecipientTypeDetails, "SharedMailbox") && strings.EqualFold(mb.PrimarySmtpAddress, address):
 			return mb, nil
+		case errors.Is(gerr, ErrNotFound):
+			if other := uniqueMailboxName(name, alias); other != name {
+				raw, err = create(other)
+			}
 		}
 	}
 	if err != nil {

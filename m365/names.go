@@ -68,3 +68,16 @@ func MailboxName(displayName, alias string) string {
 	}
 	return name
 }
+
+// uniqueMailboxName is name with the alias added, "Financien (financien)",
+// cut so that the whole stays within New-Mailbox's 64 characters.
+func uniqueMailboxName(name, alias string) string {
+	suffix := " (" + alias + ")"
+	if len(suffix) >= maxMailboxName {
+		return MailboxName(alias, alias)
+	}
+	if len(name)+len(suffix) > maxMailboxName {
+		name = strings.TrimSpace(name[:maxMailboxName-len(suffix)])
+	}
+	return name + suffix
+}

@@ -481,3 +481,28 @@ func TestSetupWithoutPilotClearsEFUsers(t *testing.T) {
 		t.Errorf("third plan %+v %v", p, err)
 	}
 }
+
+// New-Mailbox's Name is "the unique name of the mailbox": when another
+// recipient carries it already, the shared mailbox gets the name with its
+// alias, and its display name stays as given.
+func TestSharedMailboxNameTaken(t *testing.T) {
+	tn, _, x, _ := setup(t)
+	ctx := context.Background()
+	tn.AddSharedMailbox("financien-oud@"+domain, "Financien")
+	mb, err := x.NewSharedMailbox(ctx, "financien@"+domain, "Financiën")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tn.Mailbox("financien@" + domain)
+	if got.Name != "Financien (financien)" || got.DisplayName != "Financiën" || mb.PrimarySmtpAddress != "financien@"+domain {
+		t.Errorf("mailbox %+v", got)
+	}
+	long := strings.Repeat("Kerkrentmeester ", 5)
+	tn.AddSharedMailbox("krm-oud@"+domain, m365.MailboxName(long, "krm"))
+	if _, err := x.NewSharedMailbox(ctx, "krm@"+domain, long); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tn.Mailbox("krm@" + domain); len(got.Name) > 64 || !strings.HasSuffix(got.Name, " (krm)") {
+		t.Errorf("long name %q (%d characters)", got.Name, len(got.Name))
+	}
+}

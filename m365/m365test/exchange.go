@@ -324,6 +324,16 @@ func (tn *Tenant) exoNewMailbox(w http.ResponseWriter, p map[string]any) {
 			"The proxy address \"SMTP:"+addr+"\" is already being used by the proxy addresses or LegacyExchangeDN.")
 		return
 	}
+	// "The Name parameter specifies the unique name of the mailbox"
+	// (New-Mailbox). Which exception Exchange Online raises for a Name in
+	// use is not documented; an existing directory object is what it is.
+	for _, mb := range tn.mailboxes {
+		if strings.EqualFold(mb.Name, name) {
+			exoError(w, 400, "Ex9C4E02", "Microsoft.Exchange.Data.Directory.ADObjectAlreadyExistsException",
+				"The object '"+name+"' already exists.")
+			return
+		}
+	}
 	tn.addShared(addr, name, str(p, "DisplayName"), str(p, "Alias"))
 	writeJSON(w, 200, map[string]any{"value": []any{tn.mailboxes[strings.ToLower(addr)].Mailbox}})
 }
