@@ -310,6 +310,13 @@ func (x *Exchange) PlanRelaySetup(ctx context.Context, s RelaySetup) (*SetupPlan
 	return p, nil
 }
 
+func orAll(users string) string {
+	if users == "" {
+		return "(all recipients)"
+	}
+	return users
+}
+
 func orNone(l []string) string {
 	if len(l) == 0 {
 		return "none"
@@ -404,8 +411,13 @@ func (x *Exchange) CheckRelaySetup(ctx context.Context, s RelaySetup) ([]SetupCh
 		if have != nil {
 			got = normValue(k, have[k])
 		}
-		out = append(out, SetupCheck{Setting: "connector " + s.ConnectorName + " " + k, Want: normValue(k, want[k]), Got: got,
-			OK: have != nil && got == normValue(k, want[k])})
+		c := SetupCheck{Setting: "connector " + s.ConnectorName + " " + k, Want: normValue(k, want[k]), Got: got,
+			OK: have != nil && got == normValue(k, want[k])}
+		if k == "EFUsers" && have != nil {
+			// Blank is Enhanced Filtering for every recipient.
+			c.Want, c.Got = orAll(c.Want), orAll(c.Got)
+		}
+		out = append(out, c)
 	}
 	sealers, err := x.ArcTrustedSealers(ctx)
 	if err != nil {
