@@ -181,7 +181,11 @@ func StartBatch(ctx context.Context, c Commander, r BatchRequest, now time.Time)
 	name := BatchName(r.Mailbox, now)
 	_, err := c.Invoke(ctx, "New-MigrationBatch", map[string]any{
 		"Name": name, "SourceEndpoint": ep, "AutoStart": true,
-		// CSVData is a byte[] in PowerShell; JSON carries it base64-encoded.
+		// CSVData is a Byte[] (New-MigrationBatch: the file read with
+		// [System.IO.File]::ReadAllBytes). How InvokeCommand takes one is not
+		// documented [unverified]: .NET writes a byte[] in JSON as a base64
+		// string, so that is what is sent; a tenant that wants it otherwise
+		// refuses the batch at import start with Exchange's own error.
 		"CSVData": base64.StdEncoding.EncodeToString([]byte(csv)),
 	})
 	if err != nil {
