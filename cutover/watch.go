@@ -224,7 +224,7 @@ func Confirm(ctx context.Context, a Auditor, st Status, req ConfirmRequest) (rou
 func Watch(ctx context.Context, w *Watcher, interval time.Duration, m *metrics.Metrics) {
 	var mu sync.Mutex
 	cur := metrics.CutoverStatus{}
-	m.WatchCutover(func() metrics.CutoverStatus {
+	m.WatchCutover(metrics.Labels(States), dnscheck.Levels, func() metrics.CutoverStatus {
 		mu.Lock()
 		defer mu.Unlock()
 		return cur

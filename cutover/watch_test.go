@@ -291,8 +291,8 @@ func TestWatchReportsCheckDown(t *testing.T) {
 	if v := gauge(t, m, "dualmx_cutover_check_up"); v != 0 {
 		t.Errorf("dualmx_cutover_check_up = %v with a dead server, want 0", v)
 	}
-	for _, s := range metrics.CutoverStates {
-		if v := gauge(t, m, "dualmx_cutover_state", "state", s); v != 0 {
+	for _, s := range States {
+		if v := gauge(t, m, "dualmx_cutover_state", "state", string(s)); v != 0 {
 			t.Errorf("state %s = %v before any successful check", s, v)
 		}
 	}

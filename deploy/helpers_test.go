@@ -16,7 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dualmx/dualmx/cutover"
+	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/metrics"
+	"github.com/dualmx/dualmx/router"
+	"github.com/dualmx/dualmx/spool"
 )
 
 // requireTool returns the path of an external program. Locally a missing
@@ -51,10 +55,10 @@ func requireTool(t *testing.T, name, debianPackage string) string {
 func exported(t *testing.T) map[string]dto.MetricType {
 	t.Helper()
 	m := metrics.New()
-	m.WatchQueue(func() metrics.QueueStats {
+	m.WatchQueue(metrics.Labels(spool.States), func() metrics.QueueStats {
 		return metrics.QueueStats{ByState: map[string]int{"held": 1}, OldestAgeSeconds: 60}
 	})
-	m.WatchAddresses(func() []metrics.AddressState {
+	m.WatchAddresses(metrics.Labels(router.States), func() []metrics.AddressState {
 		return []metrics.AddressState{{Address: "scriba@example.nl", State: "forwarding"}}
 	})
 	m.WatchAddressActivity(func() []metrics.AddressActivity {
@@ -63,7 +67,7 @@ func exported(t *testing.T) map[string]dto.MetricType {
 	m.WatchSpoolDisk(t.TempDir())
 	m.ExportTLSCertificate("smtp", time.Now().Add(90*24*time.Hour))
 	m.WatchARCSignerFallbacks(func() int64 { return 0 })
-	m.WatchCutover(func() metrics.CutoverStatus {
+	m.WatchCutover(metrics.Labels(cutover.States), dnscheck.Levels, func() metrics.CutoverStatus {
 		return metrics.CutoverStatus{State: "ready", Up: true, LastRun: time.Now(), Checks: map[string]string{"mx": "ok"}}
 	})
 	m.WatchTarget(func() metrics.TargetStatus {

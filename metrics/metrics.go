@@ -110,12 +110,19 @@ type AddressState struct {
 	State   string
 }
 
-// QueueStates and AddressStates list the label values that are always exported,
-// so a dashboard sees zeros rather than missing series.
-var (
-	QueueStates   = []string{"pending", "deferred", "held"}
-	AddressStates = []string{"planned", "provisioned", "forwarding", "confirmed", "migrated"}
+// Labels turns a package's enumeration (spool's, router's, cutover's
+// states) into the label values a collector always exports, so a dashboard
+// sees zeros rather than missing series. The owner passes its list when it
+// registers: the values live in one place, and metrics imports none of them.
+func Labels[S ~string](values []S) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
+}
 
+var (
 	// The label values of the dualmx_auth_* counters; authcheck maps anything else onto them.
 	AuthorDKIMStates = []string{"intact", "broken", "absent", "unknown"}
 	SPFResults       = []string{"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
@@ -259,13 +266,16 @@ func CodeClass(code int) string {
 }
 
 // WatchQueue exports queue size by state and the oldest message's age, read from f at scrape time.
-func (m *Metrics) WatchQueue(f func() QueueStats) {
-	m.Registry.MustRegister(&queueCollector{f: f})
+// states are every state a message can be in (spool's).
+func (m *Metrics) WatchQueue(states []string, f func() QueueStats) {
+	m.Registry.MustRegister(&queueCollector{states: states, f: f})
 }
 
-// WatchAddresses exports one dualmx_address_state series per address and state, 1 for the current state.
-func (m *Metrics) WatchAddresses(f func() []AddressState) {
-	m.Registry.MustRegister(&addressCollector{f: f})
+// WatchAddresses exports one dualmx_address_state series per address and
+// state, 1 for the current state; states are every state an address can be
+// in (router's).
+func (m *Metrics) WatchAddresses(states []string, f func() []AddressState) {
+	m.Registry.MustRegister(&addressCollector{states: states, f: f})
 }
 
 var (
@@ -274,7 +284,10 @@ var (
 	addrStateDesc = prometheus.NewDesc("dualmx_address_state", "1 for the state each address is in, 0 for the others.", []string{"address", "state"}, nil)
 )
 
-type queueCollector struct{ f func() QueueStats }
+type queueCollector struct {
+	states []string
+	f      func() QueueStats
+}
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueSizeDesc
@@ -282,18 +295,21 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.f()
-	for _, st := range QueueStates {
+	for _, st := range c.states {
 		ch <- prometheus.MustNewConstMetric(queueSizeDesc, prometheus.GaugeValue, float64(s.ByState[st]), st)
 	}
 	ch <- prometheus.MustNewConstMetric(queueAgeDesc, prometheus.GaugeValue, s.OldestAgeSeconds)
 }
 
-type addressCollector struct{ f func() []AddressState }
+type addressCollector struct {
+	states []string
+	f      func() []AddressState
+}
 
 func (c *addressCollector) Describe(ch chan<- *prometheus.Desc) { ch <- addrStateDesc }
 func (c *addressCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range c.f() {
-		for _, st := range AddressStates {
+		for _, st := range c.states {
 			v := 0.0
 			if st == a.State {
 				v = 1
@@ -305,7 +321,7 @@ func (c *addressCollector) Collect(ch chan<- prometheus.Metric) {
 
 // CutoverStatus is what the cutover watcher reports at scrape time.
 type CutoverStatus struct {
-	// State is one of CutoverStates; "" before the first successful check.
+	// State is one of the cutover's states; "" before the first successful check.
 	State string
 	// Checks maps a DNS check name to its worst level (ok, warning, error)
 	// for the phase that matters in the current state.
@@ -315,12 +331,6 @@ type CutoverStatus struct {
 	LastRun time.Time
 }
 
-// CutoverStates and CutoverLevels list the label values always exported.
-var (
-	CutoverStates = []string{"preparing", "ready", "switched", "draining", "done"}
-	CutoverLevels = []string{"ok", "warning", "error"}
-)
-
 var (
 	cutoverStateDesc = prometheus.NewDesc("dualmx_cutover_state", "1 for the domain's cutover state, 0 for the others.", []string{"state"}, nil)
 	cutoverCheckDesc = prometheus.NewDesc("dualmx_cutover_check", "1 for each DNS check's worst result (ok, warning, error), 0 for the others.", []string{"check", "level"}, nil)
@@ -328,13 +338,18 @@ var (
 	cutoverLastDesc  = prometheus.NewDesc("dualmx_cutover_last_check_timestamp_seconds", "When the last cutover DNS check ran.", nil, nil)
 )
 
-// WatchCutover exports the cutover state and the DNS checks' results, read from f at scrape time.
-func (m *Metrics) WatchCutover(f func() CutoverStatus) {
-	m.Registry.MustRegister(&cutoverCollector{f: f})
+// WatchCutover exports the cutover state and the DNS checks' results, read
+// from f at scrape time; states are every cutover state (cutover's), levels
+// every result a check can have (dnscheck's).
+func (m *Metrics) WatchCutover(states, levels []string, f func() CutoverStatus) {
+	m.Registry.MustRegister(&cutoverCollector{states: states, levels: levels, f: f})
 	m.cutover.Store(&f)
 }
 
-type cutoverCollector struct{ f func() CutoverStatus }
+type cutoverCollector struct {
+	states, levels []string
+	f              func() CutoverStatus
+}
 
 func (c *cutoverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cutoverStateDesc
@@ -345,11 +360,11 @@ func (c *cutoverCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *cutoverCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.f()
-	for _, st := range CutoverStates {
+	for _, st := range c.states {
 		ch <- prometheus.MustNewConstMetric(cutoverStateDesc, prometheus.GaugeValue, cutoverGauge(st == s.State), st)
 	}
 	for check, level := range s.Checks {
-		for _, l := range CutoverLevels {
+		for _, l := range c.levels {
 			ch <- prometheus.MustNewConstMetric(cutoverCheckDesc, prometheus.GaugeValue, cutoverGauge(l == level), check, l)
 		}
 	}

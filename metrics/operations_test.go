@@ -73,7 +73,7 @@ func TestCutoverAccessor(t *testing.T) {
 	if _, ok := m.Cutover(); ok {
 		t.Error("Cutover reports a watcher before WatchCutover")
 	}
-	m.WatchCutover(func() CutoverStatus { return CutoverStatus{State: "ready", Up: true} })
+	m.WatchCutover([]string{"ready"}, []string{"ok"}, func() CutoverStatus { return CutoverStatus{State: "ready", Up: true} })
 	if s, ok := m.Cutover(); !ok || s.State != "ready" {
 		t.Errorf("Cutover() = %+v, %v", s, ok)
 	}

@@ -104,7 +104,7 @@ func TestTableSeesFlipFromOtherHandle(t *testing.T) {
 
 	m := metrics.New()
 	tb := NewTable(daemon, m, nil)
-	m.WatchAddresses(tb.Snapshot)
+	m.WatchAddresses(metrics.Labels(States), tb.Snapshot)
 	if err := tb.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +142,8 @@ func TestTableSeesFlipFromOtherHandle(t *testing.T) {
 	if got := testutil.ToFloat64(m.RouterReloads); got != reloads+1 {
 		t.Errorf("RouterReloads went %v -> %v, want exactly one reload for the add", reloads, got)
 	}
-	if n, err := testutil.GatherAndCount(m.Registry, "dualmx_address_state"); err != nil || n != 2*len(metrics.AddressStates) {
-		t.Errorf("dualmx_address_state series = %d, %v; want %d", n, err, 2*len(metrics.AddressStates))
+	if n, err := testutil.GatherAndCount(m.Registry, "dualmx_address_state"); err != nil || n != 2*len(States) {
+		t.Errorf("dualmx_address_state series = %d, %v; want %d", n, err, 2*len(States))
 	}
 }
 

@@ -38,6 +38,9 @@ const (
 	StateHeld     State = "held"     // waiting for an admin (permanent failure with the hold policy)
 )
 
+// States lists every state, in the order a message may pass them.
+var States = []State{StatePending, StateDeferred, StateHeld}
+
 // RcptState is where one recipient stands.
 type RcptState string
 

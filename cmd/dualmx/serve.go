@@ -217,7 +217,7 @@ func (d *daemon) openState(ctx context.Context) error {
 		store.Close()
 		return fmt.Errorf("routing table: %w", err)
 	}
-	d.m.WatchAddresses(d.table.Snapshot)
+	d.m.WatchAddresses(metrics.Labels(router.States), d.table.Snapshot)
 	return nil
 }
 
@@ -286,7 +286,7 @@ func (d *daemon) openDelivery() error {
 		Concurrency:        cfg.Delivery.Concurrency,
 		Recorder:           d.store,
 	}, d.m, d.log)
-	d.m.WatchQueue(d.runner.Stats)
+	d.m.WatchQueue(metrics.Labels(spool.States), d.runner.Stats)
 	d.m.WatchTarget(d.runner.TargetStatus)
 	return nil
 }
