@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/dnscheck"
+	"github.com/dualmx/dualmx/internal/durable"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/spool"
@@ -143,41 +144,15 @@ func (w *Watcher) loadRecord() (Record, error) {
 	return rec, nil
 }
 
-// saveRecord replaces the record durably: temp file, fsync, rename, then
-// the directory fsynced, like the spool, so a crash cannot forget the
+// saveRecord replaces the record durably, so a crash cannot forget the
 // switch time and restart the TTL wait from scratch.
 func (w *Watcher) saveRecord(rec Record) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(w.StateDir, ".cutover-*.json")
-	if err != nil {
+	if err := durable.WriteFile(w.RecordFile(), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	if err := os.Rename(tmp, w.RecordFile()); err != nil {
-		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	d, err := os.Open(w.StateDir)
-	if err != nil {
-		return fmt.Errorf("cutover: save record: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("cutover: save record: sync %s: %w", w.StateDir, err)
 	}
 	return nil
 }

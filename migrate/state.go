@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dualmx/dualmx/internal/durable"
 )
 
 // progressVersion is the layout of the progress file. Version 1 (no
@@ -240,41 +242,13 @@ func (p *Progress) Save(path string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	if err := writeDurable(path, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("migrate: save %s: %w", path, err)
 	}
 	if err := os.Truncate(journalPath(path), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("migrate: empty journal of %s: %w", path, err)
 	}
 	return nil
-}
-
-func writeDurable(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Journal appends one line per create to the progress file's journal and
