@@ -53,6 +53,63 @@ func TestSchemaUpgradeFromVersion1(t *testing.T) {
 	}
 }
 
+// TestSchemaUpgradeFromVersion2 opens a database as a version-2 dualmx left
+// it, received_count and all: a reader is told to let the daemon upgrade
+// it, the upgrade drops the column and keeps every row and every other
+// column, and the triggers the daemon polls still fire.
+func TestSchemaUpgradeFromVersion2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
+		migrations[0], migrations[1],
+		`INSERT INTO schema_version (version) VALUES (2)`,
+		`INSERT INTO addresses (address, alias, target, state, created_at, updated_at, last_delivery_at, delivered_count, received_count) VALUES
+			('scriba@hervormdputten.nl', 'scriba@fwd.hervormdputten.nl', 'scriba@hervormdputten.onmicrosoft.com', 'forwarding',
+			 '2026-01-01T00:00:00.000000000Z', '2026-01-02T00:00:00.000000000Z', '2026-01-03T00:00:00.000000000Z', 12, 34)`,
+		`INSERT INTO evidence (address, kind, at, actor, ref) VALUES ('scriba@hervormdputten.nl', 'forward_verified', '2026-01-02T00:00:00.000000000Z', 'relay', 'n1')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	if _, err := OpenReadOnly(path); err == nil || !strings.Contains(err.Error(), "schema version 2 is older") {
+		t.Fatalf("read-only open of a version-2 database: %v", err)
+	}
+
+	s := openTest(t, path)
+	ctx := context.Background()
+	a, err := s.Get(ctx, "scriba@fwd.hervormdputten.nl")
+	if err != nil || a.State != Forwarding || a.Delivered != 12 || a.Target != "scriba@hervormdputten.onmicrosoft.com" ||
+		!a.LastDelivery.Equal(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC)) || !a.CreatedAt.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("address after upgrade: %+v %v", a, err)
+	}
+	var cols int
+	if err := s.db.QueryRow(`SELECT count(*) FROM pragma_table_info('addresses') WHERE name = 'received_count'`).Scan(&cols); err != nil || cols != 0 {
+		t.Errorf("received_count still there (%d, %v)", cols, err)
+	}
+	if ev, err := s.Evidence(ctx, a.Address); err != nil || len(ev) != 1 {
+		t.Errorf("evidence after upgrade: %+v %v", ev, err)
+	}
+	g0, _ := s.generation(ctx)
+	if _, err := s.Flip(ctx, FlipRequest{Address: a.Address, To: Confirmed}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g1, _ := s.generation(ctx); g1 == g0 {
+		t.Error("a flip after the upgrade did not bump the generation the daemon polls")
+	}
+	s.Close()
+	if r, err := OpenReadOnly(path); err != nil {
+		t.Errorf("read-only open after the upgrade: %v", err)
+	} else {
+		r.Close()
+	}
+}
+
 func TestRecordEvidence(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, "", WithClock(func() time.Time { return t0 }))

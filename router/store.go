@@ -34,8 +34,9 @@ type Address struct {
 	// CreatedAt and UpdatedAt track admin changes only; deliveries do not touch UpdatedAt.
 	CreatedAt, UpdatedAt time.Time
 	// LastDelivery is the zero time until the target first accepted mail for the address.
-	LastDelivery        time.Time
-	Delivered, Received int64
+	LastDelivery time.Time
+	// Delivered counts the recipients the target accepted for the address.
+	Delivered int64
 }
 
 // AuditEntry is one row of the audit log.
@@ -295,6 +296,11 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX evidence_by_address ON evidence (address, kind, id);
 	CREATE UNIQUE INDEX evidence_once ON evidence (kind, ref) WHERE ref <> '';`,
+	// Version 3: received_count goes. Nothing ever counted into it (smtpd's
+	// counts are Prometheus metrics), so a column that always said 0 was a
+	// trap for the next reader. SQLite rewrites the table; every other
+	// column keeps its values.
+	`ALTER TABLE addresses DROP COLUMN received_count;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -445,7 +451,7 @@ func conflict(addr, alias, rowAddr, rowAlias string) string {
 	return "clashes with " + rowAddr
 }
 
-const addressColumns = `address, alias, target, state, created_at, updated_at, last_delivery_at, delivered_count, received_count`
+const addressColumns = `address, alias, target, state, created_at, updated_at, last_delivery_at, delivered_count`
 
 type scanner interface{ Scan(...any) error }
 
@@ -453,7 +459,7 @@ func scanAddress(r scanner) (Address, error) {
 	var a Address
 	var st string
 	var created, updated, last sql.NullString
-	if err := r.Scan(&a.Address, &a.Alias, &a.Target, &st, &created, &updated, &last, &a.Delivered, &a.Received); err != nil {
+	if err := r.Scan(&a.Address, &a.Alias, &a.Target, &st, &created, &updated, &last, &a.Delivered); err != nil {
 		return Address{}, err
 	}
 	a.State = State(st)
@@ -713,26 +719,6 @@ func (s *Store) RecordDelivery(address string, at time.Time, n int) error {
 	})
 	if err != nil {
 		return fmt.Errorf("record delivery %s: %w", key, err)
-	}
-	return nil
-}
-
-// RecordReceived counts n recipients accepted by the relay for address
-// (public address or alias).
-func (s *Store) RecordReceived(address string, n int) error {
-	if n <= 0 {
-		return nil
-	}
-	key, err := NormalizeAddress(address)
-	if err != nil {
-		return fmt.Errorf("record received: %w", err)
-	}
-	err = s.write(context.Background(), func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE addresses SET received_count = received_count + ?1 WHERE address = ?2 OR alias = ?2`, n, key)
-		return mustAffect(res, err)
-	})
-	if err != nil {
-		return fmt.Errorf("record received %s: %w", key, err)
 	}
 	return nil
 }

@@ -96,7 +96,7 @@ func TestAddInvalid(t *testing.T) {
 	}
 }
 
-func TestRecordDeliveryAndReceived(t *testing.T) {
+func TestRecordDelivery(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, "")
 	seed(t, s, Forwarding, false)
@@ -110,18 +110,12 @@ func TestRecordDeliveryAndReceived(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.RecordReceived("scriba@fwd.hervormdputten.nl", 7); err != nil {
-		t.Fatal(err)
-	}
 	a, _ := s.Get(ctx, "scriba@hervormdputten.nl")
-	if a.Delivered != 6 || !a.LastDelivery.Equal(later) || a.Received != 7 {
-		t.Errorf("got delivered %d last %v received %d; want 6, %v (out-of-order reports never move it back), 7", a.Delivered, a.LastDelivery, a.Received, later)
+	if a.Delivered != 6 || !a.LastDelivery.Equal(later) {
+		t.Errorf("got delivered %d last %v; want 6, %v (out-of-order reports never move it back)", a.Delivered, a.LastDelivery, later)
 	}
 	if err := s.RecordDelivery("nobody@hervormdputten.nl", t0, 1); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RecordDelivery unknown = %v, want ErrNotFound", err)
-	}
-	if err := s.RecordReceived("nobody@hervormdputten.nl", 1); !errors.Is(err, ErrNotFound) {
-		t.Errorf("RecordReceived unknown = %v, want ErrNotFound", err)
 	}
 }
 
@@ -183,7 +177,6 @@ func TestConcurrentWriters(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 25; i++ {
 				errs <- daemon.RecordDelivery("scriba@hervormdputten.nl", t0, 1)
-				errs <- daemon.RecordReceived("scriba@hervormdputten.nl", 1)
 			}
 		}()
 		go func() {
@@ -205,7 +198,7 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	}
 	a, _ := cli.Get(ctx, "scriba@hervormdputten.nl")
-	if a.Delivered != 100 || a.Received != 100 || a.State != Confirmed {
-		t.Errorf("got %+v; want 100 delivered, 100 received, confirmed", a)
+	if a.Delivered != 100 || a.State != Confirmed {
+		t.Errorf("got %+v; want 100 delivered, confirmed", a)
 	}
 }
