@@ -341,9 +341,3 @@ func (c *conn) linger() {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(lingerAfterHangup))
 	_, _ = io.CopyN(io.Discard, c.Conn, lingerMaxBytes)
 }
-
-func (l *listener) active() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}

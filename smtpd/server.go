@@ -187,17 +187,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Active reports the number of open inbound connections.
-func (s *Server) Active() int {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
-	if ln == nil {
-		return 0
-	}
-	return ln.active()
-}
-
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	s.opts.Metrics.SMTPSessions.Inc()
 	s.opts.Metrics.SMTPSessionsActive.Inc()

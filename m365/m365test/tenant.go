@@ -456,14 +456,6 @@ func (tn *Tenant) Grants(mailbox string) []string {
 	return out
 }
 
-// HasMailbox reports whether a mailbox exists now (delays aside).
-func (tn *Tenant) HasMailbox(addr string) bool {
-	tn.mu.Lock()
-	defer tn.mu.Unlock()
-	_, ok := tn.mailboxes[strings.ToLower(addr)]
-	return ok
-}
-
 // LagAfterCreate makes the next n reads of each newly created user by ID
 // answer 404, as Graph's replicas do right after a create.
 func (tn *Tenant) LagAfterCreate(n int) {

@@ -197,15 +197,12 @@ func (z *Zone) cut(name string) string {
 // Server is one authoritative server on loopback, UDP and TCP on one port.
 type Server struct {
 	Addr  string
-	mode  atomic.Int32
+	mode  Mode // set at Start, read by the handler
 	zones []*Zone
 	// Queries counts the queries received, over both transports.
 	Queries atomic.Int64
 	TCP     atomic.Int64
 }
-
-// SetMode changes how the server behaves from the next query on.
-func (s *Server) SetMode(m Mode) { s.mode.Store(int32(m)) }
 
 // Start runs a server on addr (ip:port; port 0 for any free port, the same
 // for UDP and TCP), serving zones, until the test ends.
@@ -300,8 +297,7 @@ func listenBoth(addr string) (listeners, error) {
 }
 
 func serve(t testing.TB, l listeners, mode Mode, zones []*Zone) *Server {
-	s := &Server{zones: zones}
-	s.mode.Store(int32(mode))
+	s := &Server{zones: zones, mode: mode}
 	s.Addr = l.pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: l.pc, Handler: dns.HandlerFunc(s.serve("udp"))}
 	tcp := &dns.Server{Listener: l.ln, Handler: dns.HandlerFunc(s.serve("tcp")), ReadTimeout: 2 * time.Second}
@@ -341,7 +337,7 @@ func (s *Server) serve(network string) func(dns.ResponseWriter, *dns.Msg) {
 		if network == "tcp" {
 			s.TCP.Add(1)
 		}
-		mode := Mode(s.mode.Load())
+		mode := s.mode
 		if mode == Silent || len(r.Question) != 1 {
 			return
 		}
