@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -526,6 +527,14 @@ func countProblems(want []string) int {
 		}
 	}
 	return n
+}
+
+// isOptional reports whether path lies in one of the optionalSections,
+// which the example may leave out (commented) since being present is what
+// switches them on.
+func isOptional(path string) bool {
+	sec, _, _ := strings.Cut(path, ".")
+	return slices.Contains(optionalSections, sec)
 }
 
 func TestExampleParses(t *testing.T) {

@@ -106,17 +106,6 @@ var schema = []field{
 	{path: "cutover.quiet_period", ptr: func(c *Config) any { return &c.Cutover.QuietPeriod }},
 }
 
-// IsOptional reports whether path lies in an optional section.
-func isOptional(path string) bool {
-	sec, _, _ := strings.Cut(path, ".")
-	for _, o := range optionalSections {
-		if sec == o {
-			return true
-		}
-	}
-	return false
-}
-
 func lookupField(path string) *field {
 	for i := range schema {
 		if schema[i].path == path {
