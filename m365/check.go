@@ -94,8 +94,8 @@ type CheckEnv struct {
 	Exchange  *Exchange
 }
 
-// probe is the answer to one read-only question about the tenant.
-type probe struct {
+// answer is what the tenant said to one read-only question.
+type answer struct {
 	status, evidence string
 }
 
@@ -116,40 +116,40 @@ func RunCheck(ctx context.Context, env CheckEnv) (*CheckReport, error) {
 	}
 	r := &CheckReport{TenantID: gc.TenantID, AppID: gc.AppID, ObjectID: gc.ObjectID, GraphRoles: gc.Roles, ExoRoles: xc.Roles}
 
-	rolesProbe := probe{CheckUnknown, ""}
+	rolesAnswer := answer{CheckUnknown, ""}
 	if gc.ObjectID == "" {
-		rolesProbe.evidence = "the Graph token names no service principal (oid)"
+		rolesAnswer.evidence = "the Graph token names no service principal (oid)"
 	} else if roles, err := env.Graph.DirectoryRoles(ctx, gc.ObjectID); err != nil {
-		rolesProbe.evidence = "cannot read the app's Entra roles (" + firstLine(err) + "); grant " + NeedReadRoles.AnyOf[0] +
+		rolesAnswer.evidence = "cannot read the app's Entra roles (" + firstLine(err) + "); grant " + NeedReadRoles.AnyOf[0] +
 			" to let m365 check see them, or look in Entra admin center › Roles & admins"
 	} else {
 		r.EntraRoles = roles
-		rolesProbe.status = CheckOK
+		rolesAnswer.status = CheckOK
 	}
 	// What only an Exchange role answers: reading one mailbox needs a
 	// recipient role, reading connectors the organisation role. A cmdlet
 	// outside the app's roles is not even known to its session.
-	recipients := exchangeProbe(env.Exchange.Cmd.Invoke(ctx, "Get-Mailbox", map[string]any{"ResultSize": 1}))
-	org := exchangeProbe(env.Exchange.Cmd.Invoke(ctx, "Get-InboundConnector", nil))
-	signIn := probe{CheckOK, "the tenant reports sign-in activity"}
+	recipients := exchangeAnswer(env.Exchange.Cmd.Invoke(ctx, "Get-Mailbox", map[string]any{"ResultSize": 1}))
+	org := exchangeAnswer(env.Exchange.Cmd.Invoke(ctx, "Get-InboundConnector", nil))
+	signIn := answer{CheckOK, "the tenant reports sign-in activity"}
 	switch err := env.Graph.SignInReadable(ctx); {
 	case errors.Is(err, ErrSignInUnknown):
-		signIn = probe{CheckMissing, "Graph answers that the tenant has no premium licence"}
+		signIn = answer{CheckMissing, "Graph answers that the tenant has no premium licence"}
 	case err != nil:
-		signIn = probe{CheckUnknown, "cannot tell: " + firstLine(err)}
+		signIn = answer{CheckUnknown, "cannot tell: " + firstLine(err)}
 	}
 
 	for _, c := range Commands {
 		for _, n := range c.Needs {
 			row := CheckRow{Command: c.Command, Need: n.Name(), Unverified: n.Unverified}
-			var p probe
+			var p answer
 			switch n.Kind {
 			case GraphPermission:
-				p = claimProbe(n, gc.Roles, "the Graph token's roles claim")
+				p = claimAnswer(n, gc.Roles, "the Graph token's roles claim")
 			case ExchangePermission:
-				p = claimProbe(n, xc.Roles, "the Exchange Online token's roles claim")
+				p = claimAnswer(n, xc.Roles, "the Exchange Online token's roles claim")
 			case EntraRole:
-				p = roleProbe(n, r.EntraRoles, rolesProbe, recipients, org)
+				p = roleAnswer(n, r.EntraRoles, rolesAnswer, recipients, org)
 			case TenantLicence:
 				p = signIn
 			}
@@ -171,35 +171,35 @@ func tokenClaims(ctx context.Context, cred azcore.TokenCredential, scope string)
 	return ParseTokenClaims(tok.Token)
 }
 
-func claimProbe(n Requirement, held []string, where string) probe {
+func claimAnswer(n Requirement, held []string, where string) answer {
 	for _, a := range n.AnyOf {
 		if slices.ContainsFunc(held, func(h string) bool { return strings.EqualFold(h, a) }) {
-			return probe{CheckOK, a + " in " + where}
+			return answer{CheckOK, a + " in " + where}
 		}
 	}
-	return probe{CheckMissing, "not in " + where}
+	return answer{CheckMissing, "not in " + where}
 }
 
-func exchangeProbe(_ []json.RawMessage, err error) probe {
+func exchangeAnswer(_ []json.RawMessage, err error) answer {
 	switch {
 	case err == nil:
-		return probe{CheckOK, ""}
+		return answer{CheckOK, ""}
 	case refused(err):
-		return probe{CheckMissing, firstLine(err)}
+		return answer{CheckMissing, firstLine(err)}
 	}
-	return probe{CheckUnknown, firstLine(err)}
+	return answer{CheckUnknown, firstLine(err)}
 }
 
-// roleProbe judges an Entra role by the role assignments when they could be
+// roleAnswer judges an Entra role by the role assignments when they could be
 // read, else by what Exchange let the app do.
-func roleProbe(n Requirement, roles []string, assignments, recipients, org probe) probe {
+func roleAnswer(n Requirement, roles []string, assignments, recipients, org answer) answer {
 	if assignments.status == CheckOK {
 		for _, a := range n.AnyOf {
 			if slices.Contains(roles, a) {
-				return probe{CheckOK, RoleName(a) + " is assigned to the app"}
+				return answer{CheckOK, RoleName(a) + " is assigned to the app"}
 			}
 		}
-		return probe{CheckMissing, "not assigned to the app"}
+		return answer{CheckMissing, "not assigned to the app"}
 	}
 	switch n.AnyOf[0] {
 	case RoleExchangeRecipientAdministrator:
@@ -210,12 +210,12 @@ func roleProbe(n Requirement, roles []string, assignments, recipients, org probe
 	return assignments
 }
 
-func evidence(p probe, ok, refused string) probe {
+func evidence(p answer, ok, refused string) answer {
 	switch p.status {
 	case CheckOK:
-		return probe{CheckOK, ok}
+		return answer{CheckOK, ok}
 	case CheckMissing:
-		return probe{CheckMissing, refused + ": " + p.evidence}
+		return answer{CheckMissing, refused + ": " + p.evidence}
 	}
 	return p
 }

@@ -180,7 +180,7 @@ func New() *Metrics {
 		RouterReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dualmx_router_reload_errors_total", Help: "Failed attempts to read the routing table."}),
 		SpoolWritable: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "dualmx_spool_writable", Help: "1 while the last spool write probe succeeded."}),
+			Name: "dualmx_spool_writable", Help: "1 while the spool's last health check (a write and fsync) succeeded."}),
 		TargetSizeLimitByte: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dualmx_smtp_max_message_bytes", Help: "Message size limit in force (the lower of the config and the target's SIZE)."}),
 		AuthAuthorDKIM: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -16,12 +16,12 @@ import (
 // addresses are not even checked until it refills.
 //
 // The budget would let a few networks defer every return by keeping it
-// spent, so the clients that real returns come from (Returns.Sources,
+// spent, so the clients that real returns come from (ReturnPolicy.Sources,
 // Microsoft 365's outbound servers) do not draw on it: they have only the
 // per-network allowance, with a shorter penalty, because their networks are
 // shared by every tenant and a penalty there defers real bounces.
 //
-// Defaults, each overridable in Returns.
+// Defaults, each overridable in ReturnPolicy.
 const (
 	defaultMaxInvalid     = 3
 	defaultPenalty        = time.Hour
@@ -54,7 +54,7 @@ const (
 type answer struct {
 	v   verdict
 	err error // why the address is not valid (vExpired, vInvalid, vLimit)
-	// source is set when the client is inside Returns.Sources.
+	// source is set when the client is inside ReturnPolicy.Sources.
 	source bool
 	// penalty is the penalty that starts with vLimit.
 	penalty time.Duration
@@ -118,7 +118,7 @@ type guard struct {
 	outsideLogged time.Time
 }
 
-func newGuard(r *Returns) *guard {
+func newGuard(r *ReturnPolicy) *guard {
 	g := &guard{maxInvalid: r.MaxInvalid, penalty: r.Penalty, sourcePenalty: r.SourcePenalty,
 		perHour: float64(r.InvalidPerHour), sources: r.Sources, clients: make(map[netip.Prefix]*strikes)}
 	if g.maxInvalid <= 0 {

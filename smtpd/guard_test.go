@@ -33,7 +33,7 @@ func valid() (bool, error)   { return false, nil }
 // through the addresses of one IPv6 /64 gains nothing; another /64 or IPv4
 // address has its own; the penalty ends, and the allowance is fresh.
 func TestGuardPerNetwork(t *testing.T) {
-	g := newGuard(&Returns{InvalidPerHour: 1000, Sources: elsewhere})
+	g := newGuard(&ReturnPolicy{InvalidPerHour: 1000, Sources: elsewhere})
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	net1 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::ffff:1", "2001:db8::9"}
 	want := []verdict{vInvalid, vInvalid, vLimit, vPenalised}
@@ -66,7 +66,7 @@ func TestGuardPerNetwork(t *testing.T) {
 // SRS addresses from new networks are refused unchecked rather than letting
 // the table grow.
 func TestGuardTableBounded(t *testing.T) {
-	g := newGuard(&Returns{InvalidPerHour: 1 << 20, Sources: elsewhere})
+	g := newGuard(&ReturnPolicy{InvalidPerHour: 1 << 20, Sources: elsewhere})
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	addr := func(i int) netip.Addr {
 		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i), 0, 15: 1})
@@ -101,7 +101,7 @@ func TestGuardTableBounded(t *testing.T) {
 func TestGuardSources(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	src := []netip.Prefix{netip.MustParsePrefix("2a01:111:f403::/48"), netip.MustParsePrefix("40.107.0.0/16")}
-	g := newGuard(&Returns{InvalidPerHour: 2, Sources: src, SourcePenalty: 5 * time.Minute})
+	g := newGuard(&ReturnPolicy{InvalidPerHour: 2, Sources: src, SourcePenalty: 5 * time.Minute})
 	// Six source networks, three guesses each: cut, never the budget.
 	for i := range 6 {
 		ip := netip.AddrFrom4([4]byte{40, 107, byte(i), 1})
@@ -128,7 +128,7 @@ func TestGuardSources(t *testing.T) {
 		t.Error("a source network penalised past its 5 minutes")
 	}
 	// No list: every client is a source.
-	g = newGuard(&Returns{InvalidPerHour: 1})
+	g = newGuard(&ReturnPolicy{InvalidPerHour: 1})
 	for i := range 5 {
 		if a := g.check(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), now, invalid); a.v != vInvalid || !a.source {
 			t.Fatalf("guess %d without a source list: %+v", i, a)

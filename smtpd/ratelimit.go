@@ -47,7 +47,7 @@ type returnLimits struct {
 	dests   map[string]*bucket
 }
 
-func newReturnLimits(r *Returns) *returnLimits {
+func newReturnLimits(r *ReturnPolicy) *returnLimits {
 	return &returnLimits{all: float64(r.PerHour), client: float64(r.PerClientPerHour), dest: float64(r.PerDestinationPerHour),
 		clients: make(map[netip.Prefix]*bucket), dests: make(map[string]*bucket)}
 }

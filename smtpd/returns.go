@@ -8,13 +8,13 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// Returns configures the one exception to "deliver only to the tenant":
+// ReturnPolicy configures the one exception to "deliver only to the tenant":
 // bounces addressed to our SRS domain go back to the original sender. It is
 // narrow by construction: only from the null sender, only delivery reports
 // and automatic replies (see classifyReturn), only to an address recovered
 // from a valid SRS token, which cannot be had by guessing (see guard), and at
 // a bounded rate.
-type Returns struct {
+type ReturnPolicy struct {
 	Domain string
 	// Reverse recovers the original sender from an SRS address. It runs
 	// under the guard's lock, so it must be quick (srs.Rewriter's is an HMAC).
@@ -75,7 +75,7 @@ func errSRSInvalid(reason string) *smtp.SMTPError {
 
 // isReturn reports whether rcpt is an SRS address at our SRS domain. The
 // domain may also carry forwarding aliases, so the local part decides.
-func (r *Returns) isReturn(rcpt string) bool {
+func (r *ReturnPolicy) isReturn(rcpt string) bool {
 	if r == nil || r.Domain == "" {
 		return false
 	}
@@ -87,14 +87,14 @@ func (r *Returns) isReturn(rcpt string) bool {
 	return p == "SRS0=" || p == "SRS1=" || p == "SRS0+" || p == "SRS0-" || p == "SRS1+" || p == "SRS1-"
 }
 
-func (r *Returns) now() time.Time {
+func (r *ReturnPolicy) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
 	}
 	return time.Now()
 }
 
-func (r *Returns) reason(err error) string {
+func (r *ReturnPolicy) reason(err error) string {
 	if r.Reason == nil {
 		return "invalid"
 	}

@@ -35,7 +35,7 @@ func fakeReverse(addr string) (string, error) {
 func TestSRSReturns(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	f := start(t, func(o *smtpd.Options) {
-		o.Returns = &smtpd.Returns{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
+		o.ReturnPolicy = &smtpd.ReturnPolicy{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
 			PerHour: 3, Now: func() time.Time { return now }}
 	})
 	dsn := dsnBody
@@ -123,16 +123,16 @@ func replyCodes(out string) []string {
 	return codes
 }
 
-func returnsFixture(t *testing.T, now *time.Time, mod func(*smtpd.Returns)) (*fixture, *bytes.Buffer) {
+func returnsFixture(t *testing.T, now *time.Time, mod func(*smtpd.ReturnPolicy)) (*fixture, *bytes.Buffer) {
 	t.Helper()
 	var logBuf bytes.Buffer
 	var mu sync.Mutex
 	f := start(t, func(o *smtpd.Options) {
-		o.Returns = &smtpd.Returns{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
+		o.ReturnPolicy = &smtpd.ReturnPolicy{Domain: "fwd.example.nl", Reverse: fakeReverse, Reason: func(err error) string { return err.Error() },
 			PerHour: 100, Sources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 			Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return *now }}
 		if mod != nil {
-			mod(o.Returns)
+			mod(o.ReturnPolicy)
 		}
 		o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logBuf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
@@ -215,7 +215,7 @@ func TestSRSGuessingCut(t *testing.T) {
 // address (signed by us) is no guess and costs nothing.
 func TestSRSGuessBudget(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) { r.InvalidPerHour = 3 })
+	f, logs := returnsFixture(t, &now, func(r *smtpd.ReturnPolicy) { r.InvalidPerHour = 3 })
 	expired := "RCPT TO:<SRS0=old=aa=example.org=author@fwd.example.nl>\r\n"
 	out := rawSessionFrom(t, "127.0.0.1", f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+strings.Repeat(expired, 5)+guesses(0, 2)+"QUIT\r\n")
 	if got := replyCodes(out); !slices.Equal(got, []string{"220", "250", "250 2.0.0", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "550 5.1.1", "221 2.0.0"}) {
@@ -309,9 +309,9 @@ func TestDuplicateRecipients(t *testing.T) {
 }
 
 // realSRS sets the fixture's returns to a real SRS rewriter and returns it.
-func realSRS(now *time.Time) (*srs.Rewriter, func(*smtpd.Returns)) {
+func realSRS(now *time.Time) (*srs.Rewriter, func(*smtpd.ReturnPolicy)) {
 	rw := &srs.Rewriter{Domain: "fwd.example.nl", Secret: []byte("test secret"), Now: func() time.Time { return *now }}
-	return rw, func(r *smtpd.Returns) { r.Reverse, r.Reason = rw.Reverse, srs.Reason }
+	return rw, func(r *smtpd.ReturnPolicy) { r.Reverse, r.Reason = rw.Reverse, srs.Reason }
 }
 
 func srsFor(t *testing.T, rw *srs.Rewriter, sender string) string {
@@ -329,7 +329,7 @@ func srsFor(t *testing.T, rw *srs.Rewriter, sender string) string {
 func TestReturnDuplicates(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	rw, mod := realSRS(&now)
-	f, _ := returnsFixture(t, &now, func(r *smtpd.Returns) { mod(r); r.PerHour = 2 })
+	f, _ := returnsFixture(t, &now, func(r *smtpd.ReturnPolicy) { mod(r); r.PerHour = 2 })
 	addr := srsFor(t, rw, "author@example.org")
 	rcpts := strings.Repeat("RCPT TO:<"+addr+">\r\n", 120) + "RCPT TO:<" + strings.ToLower(addr) + ">\r\nRCPT TO:<" + strings.ToUpper(addr) + ">\r\n"
 	out := rawSession(t, f.addr, "EHLO c\r\nMAIL FROM:<>\r\n"+rcpts+"DATA\r\n"+dsnBody+".\r\nQUIT\r\n")
@@ -356,7 +356,7 @@ func TestReturnDuplicates(t *testing.T) {
 func TestReturnLimits(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	rw, mod := realSRS(&now)
-	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) {
+	f, logs := returnsFixture(t, &now, func(r *smtpd.ReturnPolicy) {
 		mod(r)
 		r.PerHour, r.PerClientPerHour, r.PerDestinationPerHour = 100, 3, 2
 	})
@@ -406,7 +406,7 @@ func TestReturnLimits(t *testing.T) {
 func TestReturnTokensTakenAtData(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	rw, mod := realSRS(&now)
-	f, _ := returnsFixture(t, &now, func(r *smtpd.Returns) {
+	f, _ := returnsFixture(t, &now, func(r *smtpd.ReturnPolicy) {
 		mod(r)
 		r.PerHour, r.PerClientPerHour, r.PerDestinationPerHour = 100, 3, 2
 	})
@@ -524,7 +524,7 @@ func dialFrom(t *testing.T, local, addr string) *smtp.Client {
 // penalty.
 func TestSRSReturnSources(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	f, logs := returnsFixture(t, &now, func(r *smtpd.Returns) {
+	f, logs := returnsFixture(t, &now, func(r *smtpd.ReturnPolicy) {
 		r.InvalidPerHour = 3
 		r.Sources = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32"), netip.MustParsePrefix("192.0.2.0/24")}
 	})

@@ -58,8 +58,8 @@ type Options struct {
 	// MaxReceived is the hop limit: a message with more Received fields is
 	// refused as a probable loop. 0 means 50.
 	MaxReceived int
-	// Returns, when set, accepts bounces for SRS addresses (see Returns).
-	Returns *Returns
+	// ReturnPolicy, when set, accepts bounces for SRS addresses (see ReturnPolicy).
+	ReturnPolicy *ReturnPolicy
 	// ARCDomain is our sealing domain; an arriving ARC set sealed by it means
 	// the message has been here before.
 	ARCDomain string
@@ -91,8 +91,8 @@ type Server struct {
 	mu     sync.Mutex
 	ln     *listener
 	down   bool
-	guard  *guard        // set with opts.Returns
-	limits *returnLimits // set with opts.Returns
+	guard  *guard        // set with opts.ReturnPolicy
+	limits *returnLimits // set with opts.ReturnPolicy
 }
 
 // New prepares a Server; Serve starts it.
@@ -113,9 +113,9 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts}
-	if opts.Returns != nil {
-		s.guard = newGuard(opts.Returns)
-		s.limits = newReturnLimits(opts.Returns)
+	if opts.ReturnPolicy != nil {
+		s.guard = newGuard(opts.ReturnPolicy)
+		s.limits = newReturnLimits(opts.ReturnPolicy)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = opts.Hostname
@@ -329,7 +329,7 @@ func (s *session) rcpt(to string) error {
 		s.log().Info("refused recipient", "rcpt", to, "why", "non-ASCII without SMTPUTF8")
 		return s.refuse("rcpt", "needs_smtputf8", errNeedsUTF8)
 	}
-	if rt := s.s.opts.Returns; rt.isReturn(to) {
+	if rt := s.s.opts.ReturnPolicy; rt.isReturn(to) {
 		return s.rcptReturn(rt, to)
 	}
 	if s.returned {
@@ -365,7 +365,7 @@ func (s *session) rcpt(to string) error {
 // rcptReturn accepts a bounce for one of our SRS addresses, to be returned to
 // the sender the address was made from. Nothing that could tell a client
 // whether an address is valid happens before the guard allows it.
-func (s *session) rcptReturn(rt *Returns, to string) error {
+func (s *session) rcptReturn(rt *ReturnPolicy, to string) error {
 	g, now := s.s.guard, rt.now()
 	if g.penalised(s.ip, now) {
 		return s.hangUp(s.srsRefuse("penalised", errSRSGuesses))
@@ -565,7 +565,7 @@ func (s *session) Data(r io.Reader) error {
 		}
 		// The rate limits are spent now, by a return about to be committed.
 		// Another session may have taken the last tokens since RCPT.
-		if limit, first := s.s.limits.take(s.ip, s.returnTargets(), s.s.opts.Returns.now()); limit != "" {
+		if limit, first := s.s.limits.take(s.ip, s.returnTargets(), s.s.opts.ReturnPolicy.now()); limit != "" {
 			w.Abort()
 			if first {
 				s.log().Warn("returned mail deferred: rate limit reached", "limit", limit, "id", w.ID())
@@ -579,7 +579,7 @@ func (s *session) Data(r io.Reader) error {
 	id, err := w.Commit()
 	if err != nil {
 		if s.returned {
-			s.s.limits.give(s.ip, s.returnTargets(), s.s.opts.Returns.now())
+			s.s.limits.give(s.ip, s.returnTargets(), s.s.opts.ReturnPolicy.now())
 		}
 		return s.spoolError(err, w.ID())
 	}

@@ -137,14 +137,14 @@ type daemon struct {
 	resolver *net.Resolver
 	tenant   *courier.Tenant
 	runner   *queue.Runner
-	// returns is how smtpd accepts bounces to SRS addresses; nil without srs.
-	returns  *smtpd.Returns
-	maxSize  int64
-	smtp     *smtpd.Server
-	smtpLn   net.Listener
-	smtpAddr net.Addr
-	httpSrv  *http.Server
-	httpAddr net.Addr
+	// returnPolicy is how smtpd accepts bounces to SRS addresses; nil without srs.
+	returnPolicy *smtpd.ReturnPolicy
+	maxSize      int64
+	smtp         *smtpd.Server
+	smtpLn       net.Listener
+	smtpAddr     net.Addr
+	httpSrv      *http.Server
+	httpAddr     net.Addr
 	// statusSrv serves the status page on its own listener.
 	statusSrv  *http.Server
 	statusAddr net.Addr
@@ -267,7 +267,7 @@ func (d *daemon) openDelivery() error {
 			return err
 		}
 		toTenant = srsStage{rw: rw, next: toTenant}
-		d.returns = &smtpd.Returns{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
+		d.returnPolicy = &smtpd.ReturnPolicy{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
 			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour,
 			MaxInvalid: cfg.SRS.GuessesPerClient, Penalty: cfg.SRS.GuessPenalty, InvalidPerHour: cfg.SRS.GuessesPerHour,
 			Sources: cfg.SRS.ReturnSources, SourcePenalty: cfg.SRS.ReturnSourcePenalty}
@@ -385,7 +385,7 @@ func (d *daemon) openSMTP() error {
 		TLS:                 tlsCfg,
 		MaxReceived:         cfg.Inbound.MaxReceived,
 		ARCDomain:           cfg.ARC.Domain,
-		Returns:             d.returns,
+		ReturnPolicy:        d.returnPolicy,
 		Router:              d.table,
 		Spool:               d.spool,
 		MarkerField:         probe.Field,
@@ -394,7 +394,7 @@ func (d *daemon) openSMTP() error {
 		Logger:              d.log,
 	})
 	// No TCP keep-alive on inbound sessions: the SMTP read timeout already
-	// ends a dead one, and the probes cost four system calls per connection.
+	// ends a dead one, and keep-alive costs four system calls per connection.
 	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", cfg.Listen.SMTP)
 	if err != nil {
 		return fmt.Errorf("listen smtp: %w", err)
