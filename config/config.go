@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 )
 
@@ -399,19 +399,67 @@ func (c *Config) Redacted() map[string]any {
 	return m
 }
 
-// LogValue lets slog log a *Config as a group of its redacted keys, in a
-// stable order.
+// LogValue lets slog log a *Config: the file, then every key as key=value
+// in the order of the example file (a section's keys under its name, so the
+// text handler writes config.inbound.max_recipients=100 and the JSON
+// handler nests them), secrets masked as in Redacted. An optional section
+// that is absent is one value, off.
 func (c *Config) LogValue() slog.Value {
-	r := c.Redacted()
-	keys := make([]string, 0, len(r))
-	for k := range r {
-		keys = append(keys, k)
+	var attrs []slog.Attr
+	for _, line := range c.LogSections() {
+		attrs = append(attrs, line...)
 	}
-	sort.Strings(keys)
-	attrs := make([]slog.Attr, 0, len(keys)+1)
-	attrs = append(attrs, slog.String("file", c.Path))
-	for _, k := range keys {
-		attrs = append(attrs, slog.Any(k, r[k]))
+	return slog.GroupValue(append([]slog.Attr{slog.String("file", c.Path)}, attrs...)...)
+}
+
+// LogSections is what LogValue holds, a log line's worth at a time: the
+// top-level keys, then each section as a group (--debug logs one a line).
+func (c *Config) LogSections() [][]slog.Attr {
+	var top []slog.Attr
+	var order []string
+	sections := map[string][]slog.Attr{}
+	for _, f := range schema {
+		v := logValue(redact(f.path, display(f.ptr(c))))
+		sec, key, ok := strings.Cut(f.path, ".")
+		if !ok {
+			top = append(top, slog.Any(sec, v))
+			continue
+		}
+		if _, seen := sections[sec]; !seen {
+			order = append(order, sec)
+		}
+		sections[sec] = append(sections[sec], slog.Any(key, v))
 	}
-	return slog.GroupValue(attrs...)
+	lines := [][]slog.Attr{top}
+	for _, sec := range order {
+		if slices.Contains(optionalSections, sec) && !c.enabled(sec) {
+			lines = append(lines, []slog.Attr{slog.String(sec, "off")})
+			continue
+		}
+		lines = append(lines, []slog.Attr{slog.Attr{Key: sec, Value: slog.GroupValue(sections[sec]...)}})
+	}
+	return lines
+}
+
+// logValue writes a list as one comma-separated value, so it stays one
+// token of a key=value line.
+func logValue(v any) any {
+	if l, ok := v.([]string); ok {
+		return strings.Join(l, ",")
+	}
+	return v
+}
+
+func (c *Config) enabled(section string) bool {
+	switch section {
+	case "arc":
+		return c.ARC.Enabled
+	case "srs":
+		return c.SRS.Enabled
+	case "m365":
+		return c.M365.Enabled
+	case "cutover":
+		return c.Cutover.Enabled
+	}
+	return true
 }

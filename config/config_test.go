@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -820,6 +822,92 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
+// logToken is one key=value of slog's text format: a bare value, or a
+// quoted one.
+var logToken = regexp.MustCompile(`^[a-z0-9_.]+=("(?:[^"\\]|\\.)*"|[^\s"=]*)$`)
+
+func logTokens(t *testing.T, line string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for rest := strings.TrimSpace(line); rest != ""; {
+		m := regexp.MustCompile(`^[a-z0-9_.]+=("(?:[^"\\]|\\.)*"|[^\s"]*)`).FindString(rest)
+		if m == "" || !logToken.MatchString(m) {
+			t.Fatalf("not key=value at %q in\n%s", rest, line)
+		}
+		k, v, _ := strings.Cut(m, "=")
+		out[k] = v
+		rest = strings.TrimSpace(rest[len(m):])
+	}
+	return out
+}
+
+// TestLogValue: the effective config logs as key=value pairs on one line,
+// lists as one token, an absent optional section as off, and no secret: a
+// password in a URL is masked, a secret file's contents are never read.
+func TestLogValue(t *testing.T) {
+	c, err := parse("x.yaml", []byte(withMinimal(
+		"inbound: {allowed_networks: [192.0.2.7, 2001:db8::/32]}",
+		"m365:",
+		"  tenant_id: t",
+		"  client_id: c",
+		"  client_secret_file: /etc/dualmx/m365.secret",
+		"  graph_url: https://admin:hunter2@graph.example.nl/",
+	)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting dualmx", "config", c)
+	line := buf.String()
+	if strings.Count(line, "\n") != 1 {
+		t.Fatalf("not one line:\n%s", line)
+	}
+	kv := logTokens(t, line)
+	for k, want := range map[string]string{
+		"msg":                             `"starting dualmx"`,
+		"config.file":                     "x.yaml",
+		"config.hostname":                 "relay.example.nl",
+		"config.inbound.max_recipients":   "100",
+		"config.inbound.allowed_networks": "192.0.2.7/32,2001:db8::/32",
+		"config.delivery.retry_max":       "1h",
+		"config.arc":                      "off",
+		"config.srs":                      "off",
+		"config.m365.client_secret_file":  "/etc/dualmx/m365.secret",
+		"config.m365.graph_url":           "https://admin:xxxxx@graph.example.nl/",
+		"config.resolver":                 `""`,
+	} {
+		if kv[k] != want {
+			t.Errorf("%s=%s, want %s", k, kv[k], want)
+		}
+	}
+	if strings.Contains(line, "hunter2") || strings.Contains(line, "map[") || strings.Contains(line, "config.arc.") {
+		t.Errorf("a secret, a Go map or an absent section's keys in:\n%s", line)
+	}
+
+	buf.Reset()
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting dualmx", "config", c)
+	var js struct {
+		Config struct {
+			Inbound struct {
+				MaxRecipients int `json:"max_recipients"`
+			} `json:"inbound"`
+			ARC string `json:"arc"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &js); err != nil || js.Config.Inbound.MaxRecipients != 100 || js.Config.ARC != "off" {
+		t.Errorf("JSON: %+v %v\n%s", js, err, buf.String())
+	}
+
+	// One line a section: the top-level keys, then each section.
+	var firsts []string
+	for _, l := range c.LogSections() {
+		firsts = append(firsts, l[0].Key)
+	}
+	if want := []string{"hostname", "listen", "inbound", "target", "delivery", "arc", "srs", "m365", "cutover"}; !slices.Equal(firsts, want) {
+		t.Errorf("lines start with %v, want %v", firsts, want)
+	}
+}
+
 func TestRedacted(t *testing.T) {
 	c, err := Parse("x.yaml", []byte(withMinimal("inbound: {allowed_networks: [192.0.2.7]}")))
 	if err != nil {
@@ -844,7 +932,7 @@ func TestRedacted(t *testing.T) {
 
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "config", c)
-	if out := buf.String(); !strings.Contains(out, `"delivery.retry_max":"1h"`) || !strings.Contains(out, `"file":"x.yaml"`) {
+	if out := buf.String(); !strings.Contains(out, `"delivery":{"retry_initial":"1m","retry_max":"1h"`) || !strings.Contains(out, `"file":"x.yaml"`) {
 		t.Errorf("log line lacks the config: %s", out)
 	}
 }

@@ -639,6 +639,10 @@ func redact(key string, v any) any {
 	if strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "_files") {
 		return v
 	}
+	// A URL may carry a password (https://user:pass@host/).
+	if u, err := url.Parse(fmt.Sprint(v)); strings.HasSuffix(name, "_url") && err == nil && u.User != nil {
+		return u.Redacted()
+	}
 	for _, w := range secretWords {
 		if strings.Contains(name, w) {
 			if v == "" || v == nil {

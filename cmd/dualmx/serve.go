@@ -96,7 +96,7 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&jsonLogs, "log-json", false, "write logs as JSON (overrides log_format)")
-	cmd.Flags().BoolVar(&debug, "debug", false, "also log each delivery attempt before it starts and each spool commit")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log the config one line a section, and each delivery attempt before it starts and each spool commit")
 	return cmd
 }
 
@@ -167,7 +167,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	if m == nil {
 		m = metrics.New()
 	}
-	log.Info("starting dualmx", "config", cfg.Path, "effective", cfg.Redacted())
+	logConfig(ctx, log, cfg)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "problem", w.String())
 	}
@@ -199,6 +199,19 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, m *m
 	log.Info("dualmx ready", "smtp", d.smtpAddr.String(), "metrics", addrString(d.httpAddr), "status", addrString(d.statusAddr), "target", net.JoinHostPort(cfg.Target.Host, strconv.Itoa(cfg.Target.Port)), "max_message_bytes", d.maxSize)
 	ok = true
 	return d, nil
+}
+
+// logConfig logs the effective configuration, secrets masked: in the start
+// line, or with --debug one line per section after it.
+func logConfig(ctx context.Context, log *slog.Logger, cfg *config.Config) {
+	if !log.Enabled(ctx, slog.LevelDebug) {
+		log.Info("starting dualmx", "config", cfg)
+		return
+	}
+	log.Info("starting dualmx", "config", cfg.Path)
+	for _, line := range cfg.LogSections() {
+		log.LogAttrs(ctx, slog.LevelDebug, "config", line...)
+	}
 }
 
 // openState opens the state database and loads the routing table from it.
