@@ -4,7 +4,9 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,5 +93,42 @@ func TestLayout(t *testing.T) {
 	}
 	if len(deps["smtpd"]) == 0 || len(deps["cmd/dualmx"]) == 0 {
 		t.Fatalf("the walk found no imports: %v", deps)
+	}
+}
+
+// TestFuzzCorpora: every fuzz target has a committed seed corpus in its
+// package's testdata/fuzz/FuzzXxx (the house rule for a parser of outside
+// input), of more than one input, so plain go test replays them.
+func TestFuzzCorpora(t *testing.T) {
+	target := regexp.MustCompile(`(?m)^func (Fuzz[A-Za-z0-9_]+)\(f \*testing\.F\)`)
+	n := 0
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != ".." {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range target.FindAllStringSubmatch(string(src), -1) {
+			n++
+			dir := filepath.Join(filepath.Dir(p), "testdata", "fuzz", m[1])
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) < 3 {
+				t.Errorf("%s (%s) has %d seeds in %s; commit some that reach its branches", m[1], strings.TrimPrefix(p, "../"), len(entries), strings.TrimPrefix(dir, "../"))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 20 {
+		t.Fatalf("found only %d fuzz targets", n)
 	}
 }
