@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -33,19 +30,6 @@ func newImportCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.AddCommand(newImportStartCmd(g), newImportStatusCmd(g), newImportPSTCmd(g))
 	return cmd
-}
-
-func importDir(cfg *config.Config) string { return filepath.Join(cfg.StateDir, "import") }
-
-func progressPath(cfg *config.Config, address string) string {
-	return filepath.Join(importDir(cfg), strings.ToLower(address)+".json")
-}
-
-// pstProgressPath keeps one progress file per PST file and mailbox, so two
-// PSTs into one mailbox, or a PST after an IMAP copy, keep their own count.
-func pstProgressPath(cfg *config.Config, address, file string) string {
-	h := sha256.Sum256([]byte(file))
-	return filepath.Join(importDir(cfg), strings.ToLower(address)+".pst-"+hex.EncodeToString(h[:6])+".json")
 }
 
 // maxPasswordFile bounds a password file; a password is a line.
@@ -157,7 +141,7 @@ never stored or logged.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			path := progressPath(m.cfg, mailbox)
+			path := migrate.ProgressFile(m.cfg.StateDir, mailbox)
 			p, err := migrate.LoadProgress(path)
 			if err != nil {
 				return err
@@ -278,7 +262,7 @@ drafts, resumable, nothing twice. readpst does not pass on follow-up flags.`,
 			}
 			defer m.close()
 			mailbox := strings.ToLower(to)
-			path := pstProgressPath(m.cfg, mailbox, file)
+			path := migrate.PSTProgressFile(m.cfg.StateDir, mailbox, file)
 			p, err := migrate.LoadProgress(path)
 			if err != nil {
 				return err
@@ -288,7 +272,7 @@ drafts, resumable, nothing twice. readpst does not pass on follow-up flags.`,
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "importing %s into %s\n", visible.String(file), mailbox)
-			err = migrate.ImportPST(cmd.Context(), file, m.graph, p, path, migrate.PSTOptions{Options: migrate.Options{Out: out}, WorkDir: importDir(m.cfg)})
+			err = migrate.ImportPST(cmd.Context(), file, m.graph, p, path, migrate.PSTOptions{Options: migrate.Options{Out: out}, WorkDir: migrate.Dir(m.cfg.StateDir)})
 			writeProgress(out, p)
 			return copyResult(err, mailbox)
 		},
@@ -411,24 +395,6 @@ func statusOf(p *migrate.Progress, path string, now time.Time) importStatus {
 	return s
 }
 
-// importsOf finds a mailbox's progress files: the IMAP one and one per PST.
-func importsOf(cfg *config.Config, mailbox string) ([]string, error) {
-	var paths []string
-	if _, err := os.Stat(progressPath(cfg, mailbox)); err == nil {
-		paths = append(paths, progressPath(cfg, mailbox))
-	}
-	pst, err := filepath.Glob(filepath.Join(importDir(cfg), globEscape(mailbox)+".pst-*.json"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(pst)
-	return append(paths, pst...), nil
-}
-
-func globEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
-}
-
 func newImportStatusCmd(g *globalFlags) *cobra.Command {
 	var asJSON, noComplete bool
 	cmd := &cobra.Command{
@@ -455,7 +421,7 @@ Exit 1 when Microsoft's batch failed.`,
 			}
 			a := &admin{cfg: cfg}
 			mailbox := strings.ToLower(args[0])
-			paths, err := importsOf(a.cfg, mailbox)
+			paths, err := migrate.ProgressFiles(a.cfg.StateDir, mailbox)
 			if err != nil {
 				return err
 			}
