@@ -18,6 +18,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -131,6 +133,60 @@ func (it *Item) Count(st RcptState) int {
 		}
 	}
 	return n
+}
+
+// Addresses lists the public addresses the item is for, each once, in the
+// order of its recipients.
+func (it *Item) Addresses() []string {
+	var out []string
+	for _, r := range it.Recipients {
+		if r.Address != "" && !slices.Contains(out, r.Address) {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}
+
+// HeldFirst sorts items for a person to read: held mail first (it waits
+// for one), then by arrival.
+func HeldFirst(items []Item) {
+	slices.SortStableFunc(items, func(a, b Item) int {
+		ah, bh := a.State == StateHeld, b.State == StateHeld
+		switch {
+		case ah && !bh:
+			return -1
+		case bh && !ah:
+			return 1
+		}
+		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// CountPending counts, per public address (lower case), the items that
+// still hold undelivered mail for it: queued (pending or deferred) and
+// held. An item counts once per address however many of its recipients
+// are for it.
+func CountPending(items []Item) (queued, held map[string]int) {
+	queued, held = map[string]int{}, map[string]int{}
+	for _, it := range items {
+		var seen []string
+		for _, r := range it.Recipients {
+			a := strings.ToLower(r.Address)
+			if r.State == RcptDelivered || a == "" || slices.Contains(seen, a) {
+				continue
+			}
+			seen = append(seen, a)
+			if it.State == StateHeld {
+				held[a]++
+			} else {
+				queued[a]++
+			}
+		}
+	}
+	return queued, held
 }
 
 // Bounceable reports whether a DSN may be sent for the item: never to the

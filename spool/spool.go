@@ -178,6 +178,14 @@ func Open(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Sp
 	return s, nil
 }
 
+// Made reports whether dir is a spool that opening leaves as it is: one a
+// daemon or an admin command has opened before. Opening any other directory
+// makes the spool's own directories in it.
+func Made(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, quarantineDir))
+	return err == nil && fi.IsDir()
+}
+
 // OpenAdmin opens dir for the admin CLI, which may run while the daemon
 // delivers: no recovery (it would delete the daemon's in-progress temp files)
 // and no daemon lock.
@@ -428,19 +436,9 @@ func (s *Spool) Pending(address string) (queued, held int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, it := range items {
-		for _, r := range it.Recipients {
-			if r.State != RcptDelivered && strings.EqualFold(r.Address, address) {
-				if it.State == StateHeld {
-					held++
-				} else {
-					queued++
-				}
-				break
-			}
-		}
-	}
-	return queued, held, nil
+	q, h := CountPending(items)
+	a := strings.ToLower(address)
+	return q[a], h[a], nil
 }
 
 func encodeMeta(it *Item) ([]byte, error) {

@@ -322,6 +322,55 @@ func TestPending(t *testing.T) {
 	}
 }
 
+// TestItemHelpers: what the CLI and the status page read from the items
+// (their addresses, the held-first order, the counts per address) is the
+// spool's one answer, and Made tells a spool from a directory opening would
+// change.
+func TestItemHelpers(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := func(addr string, st RcptState) Recipient {
+		return Recipient{Rcpt: addr, Address: addr, Target: addr, State: st}
+	}
+	items := []Item{
+		{ID: "c", State: StatePending, ReceivedAt: t0.Add(2 * time.Minute), Recipients: []Recipient{r("Scriba@x.nl", RcptPending), r("scriba@x.nl", RcptPending)}},
+		{ID: "b", State: StateHeld, ReceivedAt: t0.Add(3 * time.Minute), Recipients: []Recipient{r("scriba@x.nl", RcptFailed), r("koster@x.nl", RcptDelivered)}},
+		{ID: "a", State: StateDeferred, ReceivedAt: t0.Add(time.Minute), Recipients: []Recipient{r("koster@x.nl", RcptPending), {Rcpt: "odd", Target: "odd"}}},
+		{ID: "d", State: StateHeld, ReceivedAt: t0, Recipients: []Recipient{r("koster@x.nl", RcptFailed)}},
+	}
+	if got := items[1].Addresses(); !slices.Equal(got, []string{"scriba@x.nl", "koster@x.nl"}) {
+		t.Errorf("Addresses = %v", got)
+	}
+	if got := items[2].Addresses(); !slices.Equal(got, []string{"koster@x.nl"}) {
+		t.Errorf("Addresses without an address = %v", got)
+	}
+	q, h := CountPending(items)
+	if q["scriba@x.nl"] != 1 || h["scriba@x.nl"] != 1 || q["koster@x.nl"] != 1 || h["koster@x.nl"] != 1 || len(q)+len(h) != 4 {
+		t.Errorf("CountPending = %v, %v", q, h)
+	}
+	HeldFirst(items)
+	var order []string
+	for _, it := range items {
+		order = append(order, it.ID)
+	}
+	if !slices.Equal(order, []string{"d", "b", "a", "c"}) {
+		t.Errorf("HeldFirst order %v", order)
+	}
+
+	dir := t.TempDir()
+	if Made(dir) {
+		t.Error("an empty directory is a spool")
+	}
+	sp, err := OpenAdmin(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	if !Made(dir) {
+		t.Error("an opened spool is not made")
+	}
+}
+
 // TestGroupSyncCoversEveryCaller: concurrent callers all return only after a
 // directory fsync that began after their call, and share fsyncs.
 func TestGroupSyncCoversEveryCaller(t *testing.T) {

@@ -229,21 +229,8 @@ func (h *Handler) build(ctx context.Context) page {
 		p.QueueError = err.Error()
 	}
 	// Per public address: messages still holding undelivered mail for it.
-	queued, held := map[string]int{}, map[string]int{}
+	queued, held := spool.CountPending(items)
 	for _, it := range items {
-		seen := map[string]bool{}
-		for _, rc := range it.Recipients {
-			a := strings.ToLower(rc.Address)
-			if rc.State == spool.RcptDelivered || a == "" || seen[a] {
-				continue
-			}
-			seen[a] = true
-			if it.State == spool.StateHeld {
-				held[a]++
-			} else {
-				queued[a]++
-			}
-		}
 		switch it.State {
 		case spool.StatePending:
 			p.Pending++
@@ -264,19 +251,7 @@ func (h *Handler) build(ctx context.Context) page {
 	}
 	// Held mail waits for a person, so it comes first; the rest in arrival order.
 	sorted := slices.Clone(items)
-	slices.SortStableFunc(sorted, func(a, b spool.Item) int {
-		ah, bh := a.State == spool.StateHeld, b.State == spool.StateHeld
-		switch {
-		case ah && !bh:
-			return -1
-		case bh && !ah:
-			return 1
-		}
-		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	spool.HeldFirst(sorted)
 	for i, it := range sorted {
 		if i == h.o.MaxQueueRows {
 			p.QueueMore = len(sorted) - i

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -91,7 +90,7 @@ func openReader(g *globalFlags, withSpool bool) (*admin, error) {
 		if _, err := os.Stat(cfg.SpoolDir()); errors.Is(err, fs.ErrNotExist) {
 			return a, nil
 		}
-		if _, err := os.Stat(filepath.Join(cfg.SpoolDir(), "quarantine")); err != nil {
+		if !spool.Made(cfg.SpoolDir()) {
 			// Opening the spool makes it, owned by whoever runs this.
 			if err := g.checkOwner(cfg); err != nil {
 				st.Close()

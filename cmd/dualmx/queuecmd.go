@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"sort"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,9 +45,7 @@ func newQueueListCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			// Held mail waits for a person, so it comes first; the rest stays in arrival order.
-			sort.SliceStable(items, func(i, j int) bool {
-				return items[i].State == spool.StateHeld && items[j].State != spool.StateHeld
-			})
+			spool.HeldFirst(items)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), items)
 			}
@@ -129,7 +127,7 @@ func newQueueRetryCmd(g *globalFlags) *cobra.Command {
 // auditedQueueCmd builds release/bounce/drop: each changes the spool and
 // writes who did it into the audit log.
 func auditedQueueCmd(g *globalFlags, use, short, example, action string, needReason bool,
-	do func(sp *spool.Spool, id, actor, reason string) (spool.Item, error)) *cobra.Command {
+	do func(out io.Writer, sp *spool.Spool, id, actor, reason string) (spool.Item, error)) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use: use, Short: short, Example: example, Args: cobra.ExactArgs(1),
@@ -143,11 +141,11 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 			}
 			defer a.close()
 			who := a.actor
-			it, err := do(a.spool, args[0], who, reason)
+			it, err := do(cmd.OutOrStdout(), a.spool, args[0], who, reason)
 			if err != nil {
 				return err
 			}
-			for _, addr := range addresses(it) {
+			for _, addr := range it.Addresses() {
 				if err := a.store.AppendAudit(cmd.Context(), router.AuditEntry{Actor: who, Address: addr, Action: action,
 					Reason: reason, Detail: "message " + it.ID + " from <" + it.From + ">"}); err != nil {
 					return fmt.Errorf("%s done, but the audit log write failed: %w", action, err)
@@ -164,7 +162,7 @@ func auditedQueueCmd(g *globalFlags, use, short, example, action string, needRea
 func newQueueReleaseCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "release ID", "Send a held message back to delivery",
 		"  dualmx queue release 20261127T101500-3f2a9c", "release", false,
-		func(sp *spool.Spool, id, _, _ string) (spool.Item, error) {
+		func(_ io.Writer, sp *spool.Spool, id, _, _ string) (spool.Item, error) {
 			it, err := sp.Get(id)
 			if err != nil {
 				return it, err
@@ -176,14 +174,14 @@ func newQueueReleaseCmd(g *globalFlags) *cobra.Command {
 func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "bounce ID", "Return a message to its sender with a delivery status notification",
 		"  dualmx queue bounce 20261127T101500-3f2a9c --reason \"mailbox does not exist yet\"", "bounce", false,
-		func(sp *spool.Spool, id, who, _ string) (spool.Item, error) {
+		func(out io.Writer, sp *spool.Spool, id, who, _ string) (spool.Item, error) {
 			it, err := sp.Get(id)
 			if err != nil {
 				return it, err
 			}
 			dsn, err := sp.Bounce(id, who)
 			if err == nil && dsn != "" {
-				fmt.Printf("delivery status notification %s queued for <%s>\n", dsn, visible.String(it.From))
+				fmt.Fprintf(out, "delivery status notification %s queued for <%s>\n", dsn, visible.String(it.From))
 			}
 			return it, err
 		})
@@ -192,7 +190,9 @@ func newQueueBounceCmd(g *globalFlags) *cobra.Command {
 func newQueueDropCmd(g *globalFlags) *cobra.Command {
 	return auditedQueueCmd(g, "drop ID --reason TEXT", "Remove a message without delivery or DSN (audited)",
 		"  dualmx queue drop 20261127T101500-3f2a9c --reason \"spam that slipped through the old host\"", "drop", true,
-		func(sp *spool.Spool, id, who, reason string) (spool.Item, error) { return sp.Drop(id, who, reason) })
+		func(_ io.Writer, sp *spool.Spool, id, who, reason string) (spool.Item, error) {
+			return sp.Drop(id, who, reason)
+		})
 }
 
 // waitingLine says why mail waits when the running daemon has the target
@@ -228,14 +228,3 @@ func targets(it spool.Item) string {
 
 // addresses lists the distinct public addresses an item is for, so an admin
 // action on it shows up in each address's audit trail.
-func addresses(it spool.Item) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, r := range it.Recipients {
-		if r.Address != "" && !seen[r.Address] {
-			seen[r.Address] = true
-			out = append(out, r.Address)
-		}
-	}
-	return out
-}
