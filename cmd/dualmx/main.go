@@ -1,5 +1,9 @@
 // Command dualmx is the dualmx relay daemon and its admin CLI. This package
-// only parses flags, loads the config and wires the packages together.
+// parses flags, loads the config and hands its values to the packages, wires
+// them into the daemon (serve.go: one function a listener or loop), and
+// prints what the admin commands get back, with the exit status the README
+// documents. What the relay does, and what the data means, is in the
+// packages; deploy's TestLayout keeps the config out of them.
 package main
 
 import (
@@ -36,7 +40,7 @@ func main() {
 // internalPackages are the packages whose errors start with their name
 // ("router: ..."), as Go libraries' errors do: context for a developer,
 // noise for an admin reading the CLI's answer.
-var internalPackages = []string{"arc", "authcheck", "checklist", "config", "courier", "cutover", "dnscheck",
+var internalPackages = []string{"arc", "authcheck", "checklist", "config", "courier", "cutover", "dane", "dnscheck",
 	"m365", "migrate", "probe", "provisioning", "queue", "router", "smtpd", "spool", "srs", "standin", "vouch"}
 
 // plainError is err as an admin should read it: without the internal
