@@ -132,3 +132,41 @@ func TestFuzzCorpora(t *testing.T) {
 		t.Fatalf("found only %d fuzz targets", n)
 	}
 }
+
+// TestREADMELayoutNamesEveryPackage: the README's package map names every
+// package of the repository (bench/ stands for its tool).
+func TestREADMELayoutNamesEveryPackage(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README has no Layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	dirs := map[string]bool{}
+	err = filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") || d.Name() == "bench") && p != ".." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
+			dirs[filepath.ToSlash(filepath.Dir(strings.TrimPrefix(p, "../")))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range dirs {
+		if !strings.Contains(layout, "`"+dir+"`") && !strings.Contains(layout, "`"+dir+"/`") {
+			t.Errorf("the README's Layout does not name %s", dir)
+		}
+	}
+	if len(dirs) < 30 {
+		t.Fatalf("found only %d packages", len(dirs))
+	}
+}
