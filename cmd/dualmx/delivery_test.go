@@ -14,36 +14,11 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/dualmx/dualmx/config"
-	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/spool"
-	"github.com/dualmx/dualmx/srs"
 	"github.com/dualmx/dualmx/standin"
 )
-
-// senders is a next hop that keeps the envelope sender of each transaction.
-type senders struct{ got []string }
-
-func (s *senders) Start(_ context.Context, msg courier.Message) (courier.Delivery, error) {
-	s.got = append(s.got, msg.From)
-	return nil, nil
-}
-
-// TestSRSStage: the tenant sees the envelope sender rewritten; the null
-// sender is never rewritten.
-func TestSRSStage(t *testing.T) {
-	next := &senders{}
-	stage := srsStage{rw: &srs.Rewriter{Domain: "fwd.example.nl", Secret: []byte("0123456789abcdef")}, next: next}
-	for _, from := range []string{"alice@sender.test", ""} {
-		if _, err := stage.Start(context.Background(), courier.Message{From: from}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(next.got) != 2 || !strings.HasPrefix(next.got[0], "SRS0=") || !strings.HasSuffix(next.got[0], "=sender.test=alice@fwd.example.nl") || next.got[1] != "" {
-		t.Errorf("envelope senders %q", next.got)
-	}
-}
 
 // TestVerdictSurvivesRestart: the arrival checks judge a message once. A
 // message deferred at its first attempt goes to the tenant, after a restart,

@@ -279,7 +279,7 @@ func (d *daemon) openDelivery() error {
 		if err != nil {
 			return err
 		}
-		toTenant = srsStage{rw: rw, next: toTenant}
+		toTenant = courier.RewriteSender(toTenant, rw.Forward)
 		d.returnPolicy = &smtpd.ReturnPolicy{Domain: rw.Domain, Reverse: rw.Reverse, Reason: srs.Reason, PerHour: cfg.SRS.DSNPerHour,
 			PerClientPerHour: cfg.SRS.DSNPerClientPerHour, PerDestinationPerHour: cfg.SRS.DSNPerDestinationPerHour,
 			MaxInvalid: cfg.SRS.GuessesPerClient, Penalty: cfg.SRS.GuessPenalty, InvalidPerHour: cfg.SRS.GuessesPerHour,
