@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -41,6 +42,19 @@ func ParseTLSMode(s string, port int) (TLSMode, error) {
 		return TLSNone, nil
 	}
 	return "", fmt.Errorf("imap tls %q: want implicit, starttls or none", s)
+}
+
+// ClearTextAllowed reports whether dualmx's own copy may log in to host
+// with TLSNone: only on this machine (a test server, or a tunnel that does
+// the encryption), never across a network, where the password would pass
+// in the clear.
+func ClearTextAllowed(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // IMAPSource is the old host's IMAP account. Password is used for one

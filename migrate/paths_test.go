@@ -46,3 +46,14 @@ func TestProgressFiles(t *testing.T) {
 		t.Errorf("no imports: %v", got)
 	}
 }
+
+func TestClearTextAllowed(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LOCALHOST": true, "127.0.0.1": true, "127.1.2.3": true, "::1": true, "[::1]": true,
+		"imap.solcon.nl": false, "192.0.2.1": false, "127.example.nl": false, "": false, "::ffff:127.0.0.1": true,
+	} {
+		if got := ClearTextAllowed(host); got != want {
+			t.Errorf("ClearTextAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -129,7 +129,7 @@ never stored or logged.`,
 				method, reason = migrate.ChooseMethod(mailbox, mb.RecipientTypeDetails)
 			}
 			fmt.Fprintf(out, "method: %s (%s)\n", method, reason)
-			if method == migrate.MethodCopy && mode == migrate.TLSNone && !loopbackHost(host) {
+			if method == migrate.MethodCopy && mode == migrate.TLSNone && !migrate.ClearTextAllowed(host) {
 				return &exitError{code: 2, err: fmt.Errorf("--imap-tls none would send the password for %s unencrypted to %s", user, host)}
 			}
 			var pw string
@@ -170,10 +170,6 @@ never stored or logged.`,
 	cmd.Flags().StringVar(&passFile, "password-file", "", "read the password from this file (mode 600) instead of asking")
 	cmd.Flags().StringVar(&method, "method", "auto", "auto, microsoft (migration batch) or imap-copy (dualmx's copy through Graph)")
 	return cmd
-}
-
-func loopbackHost(h string) bool {
-	return h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
 }
 
 func startBatch(ctx context.Context, out io.Writer, m *m365Admin, p *migrate.Progress, path string, r migrate.BatchRequest) error {
