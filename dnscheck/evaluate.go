@@ -522,7 +522,7 @@ func (e *eval) spf() {
 	if e.phase == Before && e.o.Expected.OldSPF != "" {
 		suggest = "v=spf1 " + e.o.Expected.OldSPF + " " + m365SPF + " -all"
 	}
-	publish := fmt.Sprintf("%s 3600 IN TXT %q", dom, suggest)
+	publish := TXTLine(dom, 3600, suggest)
 	answered := e.each(set, func(a Answer, server string) {
 		add := func(l Level, msg, pub string) {
 			e.add(Finding{Check: CheckSPF, Level: l, Name: dom, Type: "TXT", Server: server, Message: msg, Publish: pub})
@@ -689,10 +689,10 @@ func (e *eval) verification() {
 			f.Level, f.Message = OK, want+" is published"
 		case want != "" && len(ms) > 0:
 			f.Level, f.Message = Error, fmt.Sprintf("%s is published, but the tenant's value is %s", strings.Join(ms, ", "), want)
-			f.Publish = fmt.Sprintf("%s 3600 IN TXT %q", dom, want)
+			f.Publish = TXTLine(dom, 3600, want)
 		case want != "":
 			f.Level, f.Message = Warning, want+" is not published; it is needed until the tenant has verified the domain"
-			f.Publish = fmt.Sprintf("%s 3600 IN TXT %q", dom, want)
+			f.Publish = TXTLine(dom, 3600, want)
 		case len(ms) > 0:
 			f.Level, f.Message = OK, strings.Join(ms, ", ")+" is published (no expected value configured to compare with)"
 		default:
@@ -707,7 +707,7 @@ func (e *eval) verification() {
 
 func (e *eval) dmarc() {
 	name := "_dmarc." + e.o.Domain
-	publish := fmt.Sprintf("%s 3600 IN TXT %q", name, "v=DMARC1; p=none; pct=100; rua=mailto:dmarc-reports@"+bare(e.o.Domain))
+	publish := TXTLine(name, 3600, "v=DMARC1; p=none; pct=100; rua=mailto:dmarc-reports@"+bare(e.o.Domain))
 	answered := e.each(e.o.set(name, dns.TypeTXT), func(a Answer, server string) {
 		f := Finding{Check: CheckDMARC, Name: name, Type: "TXT", Server: server}
 		var recs []string

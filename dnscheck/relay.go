@@ -96,7 +96,7 @@ func (e *eval) relayARC() {
 	}
 	name := k.Name()
 	f := Finding{Check: CheckRelayARC, Name: name, Type: "TXT"}
-	publish := fmt.Sprintf("%s 3600 IN TXT %q", name, k.Record())
+	publish := TXTLine(name, 3600, k.Record())
 	a, ok := e.o.lookupAnswer(name, dns.TypeTXT)
 	if !ok || !a.ok() {
 		f.Level, f.Message = Error, "could not be looked up: "+a.Err

@@ -13,6 +13,7 @@ import (
 	"github.com/dualmx/dualmx/arc"
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
+	"github.com/dualmx/dualmx/dnscheck"
 	"github.com/dualmx/dualmx/internal/visible"
 )
 
@@ -66,7 +67,7 @@ func newARCKeygenCmd() *cobra.Command {
 			}
 			name := selector + "._domainkey." + strings.TrimSuffix(domain, ".")
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "Wrote %s (mode 0600). Publish this TXT record:\n\n%s. 3600 IN TXT %s\n\n", out, name, quoteTXT(record))
+			fmt.Fprintf(w, "Wrote %s (mode 0600). Publish this TXT record:\n\n%s\n\n", out, dnscheck.TXTLine(name+".", 3600, record))
 			fmt.Fprintf(w, "Then configure:\n\narc:\n  domain: %s\n  selector: %s\n  key_file: %s\n", domain, selector, out)
 			return nil
 		},
@@ -76,18 +77,6 @@ func newARCKeygenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "file to write the private key to (must not exist)")
 	cmd.Flags().StringVar(&alg, "algorithm", "rsa", "rsa (2048-bit, rsa-sha256) or ed25519 (ed25519-sha256)")
 	return cmd
-}
-
-// quoteTXT splits a TXT value into quoted strings of at most 255 bytes, as a
-// zone file needs for a 2048-bit key.
-func quoteTXT(v string) string {
-	var parts []string
-	for len(v) > 255 {
-		parts = append(parts, `"`+v[:255]+`"`)
-		v = v[255:]
-	}
-	parts = append(parts, `"`+v+`"`)
-	return "( " + strings.Join(parts, " ") + " )"
 }
 
 func newARCVerifyCmd(g *globalFlags) *cobra.Command {
