@@ -71,22 +71,11 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("probe key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = secretfile.Create(path, []byte(hex.EncodeToString(raw)+"\n"))
 	if errors.Is(err, os.ErrExist) {
 		return loadKey(path) // another process made it first
 	}
 	if err != nil {
-		return nil, fmt.Errorf("probe key: %w", err)
-	}
-	if _, err := f.WriteString(hex.EncodeToString(raw) + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("probe key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("probe key: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("probe key: %w", err)
 	}
 	return raw, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/dualmx/dualmx/authcheck"
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/dnscheck"
+	"github.com/dualmx/dualmx/internal/secretfile"
 	"github.com/dualmx/dualmx/internal/visible"
 )
 
@@ -46,23 +47,9 @@ func newARCKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// O_EXCL: an existing key is never overwritten, which would
-			// silently invalidate the published record.
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("write key: %w", err)
-			}
-			if _, err := f.Write(pemBytes); err != nil {
-				f.Close()
-				os.Remove(out)
-				return fmt.Errorf("write key: %w", err)
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				os.Remove(out)
-				return fmt.Errorf("write key: %w", err)
-			}
-			if err := f.Close(); err != nil {
+			// An existing key is never overwritten: that would silently
+			// invalidate the published record.
+			if err := secretfile.Create(out, pemBytes); err != nil {
 				return fmt.Errorf("write key: %w", err)
 			}
 			name := selector + "._domainkey." + strings.TrimSuffix(domain, ".")

@@ -74,3 +74,26 @@ func Read(path string, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Create writes data to a new file at path, mode 0600, and fsyncs it. An
+// existing file is never replaced (the error wraps fs.ErrExist): a key
+// overwritten would silently invalidate what was published for it. A file
+// that could not be written whole is removed.
+func Create(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}

@@ -58,3 +58,23 @@ func TestRead(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestCreate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "key")
+	if err := Create(p, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(p, []byte("second")); !errors.Is(err, os.ErrExist) {
+		t.Errorf("a second Create: %v, want ErrExist", err)
+	}
+	b, err := Read(p, 64)
+	if err != nil || string(b) != "first" {
+		t.Errorf("read back %q, %v", b, err)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	if err := Create(filepath.Join(t.TempDir(), "missing", "key"), nil); err == nil {
+		t.Error("created in a missing directory")
+	}
+}
