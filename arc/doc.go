@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: MIT
 
 // Package arc validates and adds Authenticated Received Chain sets (RFC
 // 8617) so that a message dualmx forwards keeps the authentication verdict

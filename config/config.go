@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: MIT
 
 // Package config loads the dualmx configuration file. Layering is defaults →
 // file → flags: Default gives the built-in values, Parse/Load overlay a YAML

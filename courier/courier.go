@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package courier carries messages to the next hop over SMTP: connections
 // and their pool, STARTTLS under a TLS policy, pipelining, the DATA dot
 // writer, and the classification of every reply as data (Error).

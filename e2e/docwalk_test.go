@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package e2e
 
 // docs/microsoft-365.md walks an admin from an empty tenant to a finished

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package e2e runs the built dualmx binary as a black box: real SMTP sessions
 // in, a stand-in Microsoft 365 endpoint with STARTTLS and a test CA out, the
 // CLI against the same state, signals and SIGKILL. Everything is on loopback.

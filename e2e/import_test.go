@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package e2e
 
 // The built binary's import commands, against the fake tenant (reached only

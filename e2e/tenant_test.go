@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package e2e
 
 // The built binary against the fake Microsoft 365 tenant (m365/m365test),

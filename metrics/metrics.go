@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package metrics owns every Prometheus collector dualmx exports and the HTTP
 // endpoint that serves them. Other packages receive a *Metrics and only touch
 // the fields; gauges that mirror state elsewhere (queue size, address states)

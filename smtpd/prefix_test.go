@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package smtpd_test
 
 import "net/netip"

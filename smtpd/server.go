@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package smtpd is the inbound SMTP server. It adapts go-smtp sessions to the
 // routing table and the spool: a recipient is accepted only when the router
 // says so, and DATA is answered 250 only after the spool has made the message

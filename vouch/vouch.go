@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package vouch computes what dualmx prepends to a forwarded message before
 // delivery: an Authentication-Results field recording what it saw on arrival
 // and, when sealing is configured, an ARC set vouching for it (RFC 8617).

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: MIT
 
 // Command benchtool holds the small helpers bench/run.sh needs that the shell
 // and Postfix's smtp-source cannot do well: picking free loopback ports,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command dualmx is the dualmx relay daemon and its admin CLI. This package
 // parses flags, loads the config and hands its values to the packages, wires
 // them into the daemon (serve.go: one function a listener or loop), and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package copybuf copies message bodies through pooled buffers: io.Copy
 // would allocate 32 KiB for every message, into the spool and out to the
 // next hop alike.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package durable replaces small state files (the cutover record, an
 // import's progress) so that a crash leaves the old content or the new,
 // never a mix or nothing: the data goes to a temporary name in the same

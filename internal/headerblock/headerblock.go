@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package headerblock reads the header block of a message (RFC 5322 §2.1:
 // the fields up to the first empty line) and splits it into fields, keeping
 // every byte as it came: DKIM and ARC hash the fields as they are, and a DSN

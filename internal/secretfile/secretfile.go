@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package secretfile reads the files that hold dualmx's secrets: private
 // keys, shared secrets, passwords. Such a file must be accessible by its
 // owner only (mode 0600 or stricter), as OpenSSH requires of a key: one that

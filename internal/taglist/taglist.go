@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: MIT
 
 // Package taglist parses the tag-lists of DKIM (RFC 6376 §3.2), which
 // DKIM-Signature, ARC-Seal, ARC-Message-Signature and DKIM key records share.
