@@ -450,8 +450,13 @@ func TestRelaySetup(t *testing.T) {
 	}
 	c := tn.Connector("dualmx relay")
 	skip := fmt.Sprint(c["EFSkipIPs"])
-	if c["ConnectorType"] != "Partner" || c["RequireTls"] != true || !strings.Contains(skip, "203.0.113.10") || !strings.Contains(skip, "198.51.100.0/24") {
+	if c["ConnectorType"] != "Partner" || !strings.Contains(skip, "203.0.113.10") || !strings.Contains(skip, "198.51.100.0/24") {
 		t.Errorf("connector %v: EFSkipIPs must hold both hops", c)
+	}
+	// The connector matches every partner sender (SenderDomains *), so
+	// RequireTls $true would refuse their plaintext mail too.
+	if c["RequireTls"] != false {
+		t.Errorf("connector RequireTls %v, want false, written explicitly", c["RequireTls"])
 	}
 	checks, err := x.CheckRelaySetup(ctx, s)
 	if err != nil {
@@ -479,6 +484,20 @@ func TestRelaySetup(t *testing.T) {
 	if err != nil || len(p.Changes) != 1 || p.Changes[0].Cmdlet != "Set-InboundConnector" || !strings.Contains(p.Changes[0].What, "EFSkipIPs") ||
 		p.Changes[0].Params["EFSkipLastIP"] != false {
 		t.Fatalf("changes %+v %v", p, err)
+	}
+	// The connector above asks for TLS, as an earlier dualmx set it up:
+	// the same plan turns that off, and applying it converges.
+	if !strings.Contains(p.Changes[0].What, "RequireTls") || p.Changes[0].Params["RequireTls"] != false {
+		t.Errorf("change %+v: a connector with RequireTls $true must be set to $false", p.Changes[0])
+	}
+	if _, err := x2.ApplyRelaySetup(ctx, s, p); err != nil {
+		t.Fatal(err)
+	}
+	if c := tn2.Connector("dualmx relay"); c["RequireTls"] != false {
+		t.Errorf("after apply RequireTls %v", c["RequireTls"])
+	}
+	if again, err := x2.PlanRelaySetup(ctx, s); err != nil || len(again.Changes) != 0 {
+		t.Errorf("second plan %+v %v", again, err)
 	}
 }
 

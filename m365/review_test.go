@@ -415,7 +415,7 @@ func TestExchangeWarningsReachTheAdmin(t *testing.T) {
 	}
 	x := m365.NewExchangeOps(c, m365.Retry{})
 	set := []m365.SetupChange{{Cmdlet: "New-InboundConnector", Params: map[string]any{"Name": "c", "ConnectorType": "Partner",
-		"SenderDomains": []string{"*"}, "RequireTls": true}}, {Cmdlet: "Set-InboundConnector", Params: map[string]any{"Identity": "c", "RequireTls": true}}}
+		"SenderDomains": []string{"*"}, "RequireTls": false}}, {Cmdlet: "Set-InboundConnector", Params: map[string]any{"Identity": "c", "RequireTls": false}}}
 	if err := x.ApplyChanges(context.Background(), set); err != nil {
 		t.Fatal(err)
 	}

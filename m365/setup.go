@@ -103,7 +103,18 @@ func (s RelaySetup) connectorWant() map[string]any {
 	want := map[string]any{
 		"ConnectorType": "Partner",
 		"SenderDomains": []string{"*"},
-		"RequireTls":    true,
+		// False, and written so: a tenant set up by an earlier dualmx,
+		// which asked for true, converges on the next --apply. With
+		// SenderDomains * and no RestrictDomainsToIPAddresses (which would
+		// refuse everyone else's mail) this connector matches every
+		// partner sender, not only the relay, so RequireTls $true could
+		// reject plaintext mail from all of them: the tenant's other
+		// domains already on Microsoft 365 during the migration, and
+		// everybody once the MX has moved (teardown keeps the connector).
+		// It would buy nothing for the relay's own mail: the relay's
+		// delivery insists on verified TLS itself (target.tls: require,
+		// the default, or dane).
+		"RequireTls": false,
 		// Both hops, so EOP evaluates SPF/DKIM/DMARC against the original
 		// sender's server rather than the old host or the relay.
 		"EFSkipIPs":    union(s.RelayIPs, s.OldHostIPs),
@@ -271,7 +282,7 @@ func (x *Exchange) PlanRelaySetup(ctx context.Context, s RelaySetup) (*SetupPlan
 			}
 		}
 		p.Changes = append(p.Changes, SetupChange{What: "create Partner inbound connector " + s.ConnectorName +
-			" (TLS required, Enhanced Filtering skips relay and old host)", Cmdlet: "New-InboundConnector", Params: params})
+			" (Enhanced Filtering skips relay and old host)", Cmdlet: "New-InboundConnector", Params: params})
 	case err != nil:
 		return nil, err
 	default:

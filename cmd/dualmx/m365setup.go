@@ -134,7 +134,8 @@ func newM365SetupCmd(g *globalFlags) *cobra.Command {
 		Long: `Prepare the tenant for mail that the old host forwards through the relay:
 
   - a Partner inbound connector for the relay's IPv4 addresses (or its
-    certificate name) that requires TLS;
+    certificate name), with RequireTls off: it matches every partner
+    sender, and the relay insists on verified TLS on its own;
   - Enhanced Filtering for Connectors skipping both hops, the relay's IPs and
     the old host's forwarding IPs (EFSkipIPs), optionally only for the
     addresses in dualmx's address table (--pilot);

@@ -466,9 +466,11 @@ var connectorParams = map[string]bool{"Name": true, "Identity": true, "Connector
 //
 // Every property shows, set or not, as Get-* output does: multi-valued ones
 // (MultiValuedProperty on the New-InboundConnector page) as a list, empty
-// when unset, the others with the defaults that page gives.
+// when unset, the others with the defaults that page gives. RequireTls
+// among them is true: "$true: Reject messages if they aren't sent over
+// TLS. This is the default value" (New-InboundConnector, -RequireTls).
 func connectorOut(c map[string]any) map[string]any {
-	out := map[string]any{"Enabled": true, "ConnectorSource": "Default", "Comment": nil, "RequireTls": false,
+	out := map[string]any{"Enabled": true, "ConnectorSource": "Default", "Comment": nil, "RequireTls": true,
 		"RestrictDomainsToCertificate": false, "RestrictDomainsToIPAddresses": false, "TlsSenderCertificateName": nil,
 		"EFSkipLastIP": false, "EFTestMode": false, "TreatMessagesAsInternal": false, "CloudServicesMailEnabled": false}
 	for _, k := range []string{"SenderIPAddresses", "AssociatedAcceptedDomains", "ClientHostNames", "EFSkipIPs", "EFSkipMailGateway",
