@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/dualmx/dualmx/internal/dnstest"
 )
 
 // nobody is the user and group the access tests run commands as: a user
@@ -65,9 +67,15 @@ func openToNobody(t *testing.T, dir string) {
 // cliAs runs an admin command as uid/gid nobody.
 func (e *env) cliAs(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
+	return e.cliAsEnv(nil, args...)
+}
+
+// cliAsEnv is cliAs with more environment variables.
+func (e *env) cliAsEnv(vars []string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
 	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/"}, vars...)
 	var o, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &se
 	err := cmd.Run()
@@ -161,4 +169,69 @@ func TestReadOnlyCommandsAsAnotherUser(t *testing.T) {
 	// The state is still the owner's: the daemon starts and takes a flip.
 	e.start()
 	e.mustCLI("address", "flip", "koster@hervormdputten.nl", "provisioned")
+}
+
+// TestTenantReadOnlyCommandsAsAnotherUser: the commands that only show the
+// tenant (provision plan, access report, m365 check, the --plan of m365
+// setup and teardown) open the state read-only, so a member of the state's
+// group may run them and they leave nothing behind; before, they opened it
+// to write and refused anyone but the state's owner. The app's secret is
+// this user's own here (a file only they may read, as dualmx insists): what
+// is tested is the state, not who may sign in.
+func TestTenantReadOnlyCommandsAsAnotherUser(t *testing.T) {
+	requireRoot(t)
+	e := newTenantEnv(t, tenantOptions{desired: desiredState, extraConfig: "cutover:\n  domain: hervormdputten.nl\n  old_mx: [mx.solcon.nl]\n"})
+	e.tn.SetArcSealers("forwarder.example")
+	e.tn.SetPremium(true)
+	e.mustCLI("address", "add", "financien@"+tenantDomain, "--alias", "financien@fwd."+tenantDomain)
+	tenantDir := filepath.Dir(e.desired)
+	for _, d := range []string{e.dir, filepath.Dir(binary), tenantDir} {
+		openToNobody(t, d)
+	}
+	secret := filepath.Join(tenantDir, "m365.secret")
+	if err := os.Chown(secret, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateFiles := func() string {
+		var b strings.Builder
+		filepath.WalkDir(filepath.Join(e.dir, "state"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil {
+				fi, _ := d.Info()
+				st := fi.Sys().(*syscall.Stat_t)
+				fmt.Fprintf(&b, "%s uid=%d\n", p, st.Uid)
+			}
+			return nil
+		})
+		return b.String()
+	}
+	before := stateFiles()
+	ns := dnstest.Start(t, "")
+	relay := []string{"--relay-ip", "203.0.113.10", "--old-host-ip", "198.51.100.0/24", "--arc-domain", "relay.hervormdputten.nl", "--nameserver", ns.Addr()}
+	vars := []string{"SSL_CERT_FILE=" + e.caFile, "DUALMX_PROVISION_FILE=" + e.desired}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"provision", "plan"}, "create account anna.devries@hervormdputten.nl"},
+		{[]string{"access", "report"}, "1 difference from the desired state."},
+		{[]string{"m365", "check"}, "Nothing needed is missing."},
+		{append([]string{"m365", "setup", "--plan"}, relay...), "New-InboundConnector"},
+		{append([]string{"m365", "teardown", "--plan"}, relay...), "nothing of dualmx's left"},
+	} {
+		out, errOut, code := e.cliAsEnv(vars, tc.args...)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("as nobody, dualmx %s: exit %d, want 0 and %q\n%s%s", strings.Join(tc.args, " "), code, tc.want, out, errOut)
+		}
+	}
+	if after := stateFiles(); after != before {
+		t.Errorf("commands run as nobody changed state_dir:\nbefore:\n%safter:\n%s", before, after)
+	}
+	// Apply changes the state: it is still the owner's, and says so.
+	out, errOut, code := e.cliAsEnv(vars, "provision", "apply", "--yes")
+	if code != 2 || !strings.Contains(errOut, "belongs to root") {
+		t.Errorf("as nobody, provision apply: exit %d, want 2 naming the user to run as\n%s%s", code, out, errOut)
+	}
 }

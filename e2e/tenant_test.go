@@ -8,7 +8,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,6 +212,11 @@ func TestTenantCheck(t *testing.T) {
 	if !strings.Contains(out, "Signed in to tenant "+m365test.TenantID) || !strings.Contains(out, "Nothing needed is missing.") ||
 		!strings.Contains(out, "Entra roles: User Administrator, Exchange Administrator") {
 		t.Errorf("check of a complete app:\n%s", out)
+	}
+	// Before the daemon's first start there is no state: a command that
+	// only shows reads it as empty and does not create it.
+	if _, err := os.Stat(filepath.Join(e.dir, "state")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("m365 check made state_dir: %v", err)
 	}
 
 	e.tn.SetAppRoles(m365test.GraphAudience, "User.ReadWrite.All", "Organization.Read.All", "RoleManagement.Read.Directory")

@@ -159,3 +159,29 @@ func TestOpenReadOnlyRefuses(t *testing.T) {
 		t.Error("OpenReadOnly created a -shm file")
 	}
 }
+
+// TestEmpty: the state before the daemon's first start reads as nothing,
+// through more than one call (one in-memory database, not one per
+// connection), and refuses writes.
+func TestEmpty(t *testing.T) {
+	ctx := context.Background()
+	s, err := Empty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 3 {
+		if l, err := s.List(ctx); err != nil || len(l) != 0 {
+			t.Fatalf("List = %v, %v", l, err)
+		}
+		if _, err := s.Get(ctx, "x@hervormdputten.nl"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get = %v, want ErrNotFound", err)
+		}
+		if a, err := s.Audit(ctx, "x@hervormdputten.nl"); err != nil || len(a) != 0 {
+			t.Errorf("Audit = %v, %v", a, err)
+		}
+	}
+	if _, err := s.Add(ctx, "x@hervormdputten.nl", "x@fwd.hervormdputten.nl", "", "test"); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Add = %v, want ErrReadOnly", err)
+	}
+}

@@ -240,6 +240,26 @@ func OpenReadOnly(path string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// Empty is a read-only store with nothing in it: the state before the
+// daemon's first start, for a command that only shows and has something to
+// show without it (the tenant's side: provision plan, access report). It
+// lives in memory and creates no file.
+func Empty() (*Store, error) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return nil, fmt.Errorf("empty state: %w", err)
+	}
+	// Every connection to :memory: is a database of its own: keep one.
+	db.SetMaxOpenConns(1)
+	s := &Store{now: time.Now, db: db}
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("empty state: %w", err)
+	}
+	s.readOnly = true
+	return s, nil
+}
+
 // Close releases the database.
 func (s *Store) Close() error { return s.db.Close() }
 

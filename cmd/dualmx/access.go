@@ -36,7 +36,7 @@ file does not name).`,
 			if asJSON && asCSV {
 				return &exitError{code: 2, err: errOneFormat}
 			}
-			d, m, err := openProvisioning(g, file)
+			d, m, err := openProvisioning(g, file, false)
 			if err != nil {
 				return err
 			}

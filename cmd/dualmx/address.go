@@ -80,6 +80,31 @@ func openReader(g *globalFlags, withSpool bool) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openReaderFor(g, cfg, withSpool)
+}
+
+// openTenantReader is openReader for the commands that show the tenant
+// (provision plan, access report, m365 check, the --plan of m365 setup and
+// teardown): before the daemon's first start there is no state database,
+// and they read it as empty (router.Empty) rather than fail or create one.
+func openTenantReader(g *globalFlags) (*admin, error) {
+	cfg, err := loadSettings(g)
+	if err != nil {
+		return nil, err
+	}
+	// Only a database that is surely not there counts as empty; one that
+	// cannot be looked at goes to openReaderFor, which says who may.
+	if _, err := os.Stat(cfg.DBPath()); errors.Is(err, fs.ErrNotExist) {
+		st, err := router.Empty()
+		if err != nil {
+			return nil, err
+		}
+		return &admin{cfg: cfg, store: st}, nil
+	}
+	return openReaderFor(g, cfg, false)
+}
+
+func openReaderFor(g *globalFlags, cfg *config.Config, withSpool bool) (*admin, error) {
 	if err := cfg.CheckStateAccess(config.ReadState); err != nil {
 		return nil, g.stateAccessError(cfg, err)
 	}

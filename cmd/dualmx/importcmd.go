@@ -111,7 +111,7 @@ never stored or logged.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			m, err := openM365(g)
+			m, err := openM365(g, true)
 			if err != nil {
 				return err
 			}
@@ -254,7 +254,7 @@ drafts, resumable, nothing twice. readpst does not pass on follow-up flags.`,
 			if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() {
 				return &exitError{code: 2, err: fmt.Errorf("%s: not a readable file", args[0])}
 			}
-			m, err := openM365(g)
+			m, err := openM365(g, true)
 			if err != nil {
 				return err
 			}

@@ -154,7 +154,7 @@ Running --apply again changes only what is not yet as it should be.`,
 			if plan == apply {
 				return &exitError{code: 2, err: errors.New("give exactly one of --plan and --apply")}
 			}
-			m, err := openM365(g)
+			m, err := openM365(g, apply)
 			if err != nil {
 				return err
 			}
@@ -293,7 +293,7 @@ is left.`,
 			if force && reason == "" {
 				return &exitError{code: 2, err: errors.New("--force needs --reason")}
 			}
-			m, err := openM365(g)
+			m, err := openM365(g, apply)
 			if err != nil {
 				return err
 			}
@@ -403,7 +403,7 @@ not run.`,
 		Example: "  dualmx m365 check\n  dualmx m365 check --json | jq '.requirements[] | select(.status==\"missing\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := openM365(g)
+			m, err := openM365(g, false)
 			if err != nil {
 				return err
 			}

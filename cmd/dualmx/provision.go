@@ -41,8 +41,17 @@ type m365Admin struct {
 	exchange *m365.Exchange
 }
 
-func openM365(g *globalFlags) (*m365Admin, error) {
-	a, err := openAdmin(g, false)
+// openM365 opens the state and connects to the tenant. A command that
+// only shows (write false) opens the state read-only, as address list
+// does: it creates nothing in state_dir, so it may run as another user than
+// the state's owner (root, or a member of its group who may read the app's
+// credential); one that changes the state opens it to write, as its owner.
+func openM365(g *globalFlags, write bool) (*m365Admin, error) {
+	open := openTenantReader
+	if write {
+		open = func(g *globalFlags) (*admin, error) { return openAdmin(g, false) }
+	}
+	a, err := open(g)
 	if err != nil {
 		return nil, err
 	}
@@ -127,13 +136,13 @@ func (m *m365Admin) env() provisioning.Env {
 }
 
 // openProvisioning reads the desired-state file and connects to the tenant,
-// what plan, apply and the access report all start with.
-func openProvisioning(g *globalFlags, file string) (*provisioning.Desired, *m365Admin, error) {
+// what plan, apply and the access report all start with; only apply writes.
+func openProvisioning(g *globalFlags, file string, write bool) (*provisioning.Desired, *m365Admin, error) {
 	d, err := loadDesired(file)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := openM365(g)
+	m, err := openM365(g, write)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -187,7 +196,7 @@ with file and line. docs/microsoft-365.md section 5 documents every key. In shor
 		Example: "  dualmx provision plan --file /etc/dualmx/provision.yaml\n  dualmx provision plan --json | jq '.changes'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, m, err := openProvisioning(g, file)
+			d, m, err := openProvisioning(g, file, false)
 			if err != nil {
 				return err
 			}
@@ -220,7 +229,7 @@ random temporary password that is only ever written into the welcome mail.`,
 		Example: "  dualmx provision apply --file /etc/dualmx/provision.yaml\n  dualmx provision apply --yes   # from the daily timer",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, m, err := openProvisioning(g, file)
+			d, m, err := openProvisioning(g, file, true)
 			if err != nil {
 				return err
 			}
