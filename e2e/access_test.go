@@ -40,11 +40,7 @@ func requireRoot(t *testing.T) {
 // refuses otherwise.
 func openToNobody(t *testing.T, dir string) {
 	t.Helper()
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
-			os.Chmod(d, fi.Mode().Perm()|0o011)
-		}
-	}
+	searchable(dir)
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -62,6 +58,30 @@ func openToNobody(t *testing.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// searchable makes dir and every directory above it searchable by anyone.
+func searchable(dir string) {
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			os.Chmod(d, fi.Mode().Perm()|0o011)
+		}
+	}
+}
+
+// groupToNobody gives everything below dir to the group nobody without
+// touching a mode: what the group may do is what dualmx's modes allow it.
+func groupToNobody(t *testing.T, dir string) {
+	t.Helper()
+	searchable(dir)
+	if err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, -1, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // cliAs runs an admin command as uid/gid nobody.

@@ -194,6 +194,34 @@ func TestImportCopyIntoSharedMailbox(t *testing.T) {
 	assertNowhere(t, oldPassword, e.dir, out, text)
 }
 
+// TestImportStatusAsGroupMember: the progress files are readable by the
+// state's group (0640, like the state), so a member of it can follow an
+// import with "import status", as docs/install.md says. Only the group
+// changes here, no mode: what the member may read is what dualmx wrote.
+func TestImportStatusAsGroupMember(t *testing.T) {
+	requireRoot(t)
+	e := newTenantEnv(t, tenantOptions{})
+	const mb = "scriba@" + tenantDomain
+	e.tn.AddSharedMailbox(mb, "Scriba")
+	e.tn.SetMaxMessageSize(64 << 10)
+	port, c := oldIMAPHost(t)
+	appendMsg(t, c, "INBOX", "1@example.org", "Rooster", "")
+	appendMsg(t, c, "INBOX", "2@example.org", "Te groot", strings.Repeat("x", 100<<10))
+	e.mustM365("import", "start", mb, "--imap-host", "127.0.0.1", "--imap-port", port, "--imap-user", "scriba",
+		"--imap-tls", "none", "--password-file", passwordFile(t))
+
+	groupToNobody(t, filepath.Join(e.dir, "state"))
+	groupToNobody(t, e.cfgPath)
+	if err := os.Chmod(e.cfgPath, 0o640); err != nil { // as install.md has it: root:dualmx 0640
+		t.Fatal(err)
+	}
+	openToNobody(t, filepath.Dir(binary))
+	out, errOut, code := e.cliAs("import", "status", mb)
+	if code != 0 || !strings.Contains(out, `INBOX UID 2 "Te groot": `) || !strings.Contains(out, "(all)") {
+		t.Errorf("as a member of the state's group, import status: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 func assertNowhere(t *testing.T, secret, dir string, outputs ...string) {
 	t.Helper()
 	for _, o := range outputs {

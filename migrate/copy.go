@@ -169,7 +169,7 @@ func lockProgress(path string) (func(), error) {
 	if err := os.MkdirAll(dirOf(path), 0o750); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path+".lock", os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := openProgressFile(path+".lock", os.O_WRONLY)
 	if err != nil {
 		return nil, err
 	}

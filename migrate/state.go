@@ -112,6 +112,32 @@ type journalLine struct {
 
 func journalPath(path string) string { return path + ".journal" }
 
+// progressMode is the mode of the progress file, its journal and its lock:
+// readable by the state's group, as the state database is, so a member of
+// it may run "import status". They hold no secret (the old host's password
+// is never written down): the mailbox, the old host and its user name,
+// folder names, UIDs, hashes of Message-IDs, and the subject and reason of
+// each skipped message, mail metadata of the kind "queue list" already
+// shows that group (senders, recipients, replies). The lock must be
+// readable too, or a reader would take a running import for a stopped one.
+// The mode is set whatever the umask, and on files an earlier dualmx made
+// 0600 (openProgressFile).
+const progressMode = 0o640
+
+// openProgressFile opens (creating) the journal or the lock of a progress
+// file, with progressMode.
+func openProgressFile(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|os.O_CREATE, progressMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(progressMode); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // LoadProgress reads a progress file and replays its journal; a missing
 // file is a nil Progress.
 func LoadProgress(path string) (*Progress, error) {
@@ -242,7 +268,7 @@ func (p *Progress) Save(path string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	if err := durable.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+	if err := durable.WriteFile(path, append(b, '\n'), progressMode); err != nil {
 		return fmt.Errorf("migrate: save %s: %w", path, err)
 	}
 	if err := os.Truncate(journalPath(path), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -259,7 +285,7 @@ type Journal struct {
 
 // OpenJournal opens (creating) the journal of the progress file at path.
 func OpenJournal(path string) (*Journal, error) {
-	f, err := os.OpenFile(journalPath(path), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := openProgressFile(journalPath(path), os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: journal: %w", err)
 	}

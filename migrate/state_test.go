@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -79,5 +80,46 @@ func TestUIDRanges(t *testing.T) {
 	back := parseUIDs(s + ",x,5-1,4294967295")
 	if len(back) != 7 || !back[4294967295] || back[5] {
 		t.Errorf("parseUIDs = %v", back)
+	}
+}
+
+// TestProgressFilesReadableByTheGroup: the progress file, its journal and
+// its lock are 0640, like the state, so a member of the state's group can
+// run "import status"; whatever the umask, and also where an earlier
+// dualmx made them 0600.
+func TestProgressFilesReadableByTheGroup(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	for _, earlier := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "p.json")
+		if earlier {
+			for _, f := range []string{path, journalPath(path), path + ".lock"} {
+				if err := os.WriteFile(f, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		unlock, err := lockProgress(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := OpenJournal(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+		if err := (&Progress{Mailbox: mailbox, Method: MethodCopy}).Save(path); err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		for _, f := range []string{path, journalPath(path), path + ".lock"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := fi.Mode().Perm(); m != 0o640 {
+				t.Errorf("earlier files %v: %s has mode %04o, want 0640", earlier, filepath.Base(f), m)
+			}
+		}
 	}
 }
