@@ -44,8 +44,9 @@ func parseContainerfile(t *testing.T, path string) []instruction {
 	return out
 }
 
-// TestContainerfile: a multi-stage build of a static binary, a final image
-// that runs as a non-root user, and no secrets baked in.
+// TestContainerfile: a multi-stage build of the binary with its version
+// stamped in (as scripts/dist.sh does), a final image that runs as a
+// non-root user, and no secrets baked in.
 func TestContainerfile(t *testing.T) {
 	ins := parseContainerfile(t, "Containerfile")
 	var froms []instruction
@@ -74,7 +75,7 @@ func TestContainerfile(t *testing.T) {
 		t.Errorf("final stage %q ships the Go toolchain", final.args)
 	}
 
-	var build, user, cmdSeen, cgo bool
+	var build, user, cmdSeen, cgo, versionArg bool
 	finalStage := false
 	for _, in := range ins {
 		if in.line == final.line {
@@ -82,12 +83,37 @@ func TestContainerfile(t *testing.T) {
 		}
 		switch in.cmd {
 		case "RUN":
-			if strings.Contains(in.args, "go build") {
-				build = true
+			// The binary is built by scripts/dist.sh, as a release is, or
+			// by go build with the flags dist.sh uses.
+			dist := strings.Contains(in.args, "scripts/dist.sh")
+			if !dist && !strings.Contains(in.args, "go build") {
+				continue
+			}
+			build = true
+			if dist {
+				cgo = strings.Contains(in.args, "--cgo")
+			} else {
 				cgo = !strings.Contains(in.args, "CGO_ENABLED=0")
 				if !strings.Contains(in.args, "./cmd/dualmx") {
 					t.Errorf("line %d: go build does not build ./cmd/dualmx", in.line)
 				}
+			}
+			// "dualmx version" in the image names the version it was built
+			// from: the VERSION build argument reaches main.version, through
+			// dist.sh's --version or -X main.version.
+			if !versionArg {
+				t.Errorf("line %d: the build step comes before an ARG VERSION in the build stage", in.line)
+			}
+			stamped := regexp.MustCompile(`\$\{?VERSION\b`)
+			switch {
+			case dist && !regexp.MustCompile(`--version "?\$\{?VERSION\b`).MatchString(in.args):
+				t.Errorf("line %d: scripts/dist.sh is not given --version from the VERSION build argument", in.line)
+			case !dist && (!strings.Contains(in.args, "-X main.version=") || !stamped.MatchString(in.args)):
+				t.Errorf("line %d: go build does not stamp main.version from the VERSION build argument (-X main.version=$VERSION)", in.line)
+			}
+		case "ARG":
+			if !finalStage && regexp.MustCompile(`^VERSION\b`).MatchString(in.args) {
+				versionArg = true
 			}
 		case "USER":
 			if finalStage {
@@ -101,6 +127,8 @@ func TestContainerfile(t *testing.T) {
 			if finalStage {
 				cmdSeen = true
 			}
+		}
+		switch in.cmd {
 		case "ARG", "ENV":
 			if regexp.MustCompile(`(?i)secret|password|passwd|token|private|_key\b`).MatchString(in.args) {
 				t.Errorf("line %d: %s %s looks like a secret baked into the image", in.line, in.cmd, in.args)
