@@ -40,7 +40,9 @@
 #     back and the backlog drains. The same for Postfix (its defaults;
 #     postqueue -f once the target is back). Then THROTTLE_MSGS messages
 #     through a target that answers "451 4.7.500 Server busy" to every second
-#     connection: all must arrive; refused attempts are counted. This part runs
+#     connection (and through one that refuses any session beyond
+#     THROTTLE_LIMIT at once): all must arrive; refused attempts are counted.
+#     This part runs
 #     in a network namespace of its own (unshare -n) when it can, so the
 #     kernel's TCP counters count exactly the refused connections.
 #
@@ -68,13 +70,17 @@
 #   PARTS="dualmx postfix idle bigmsg" selects what runs (postfix alone works
 #   before dualmx builds); "outage" may be added.
 #   DUALMX_BIN=PATH uses that dualmx binary instead of building one from the
-#   tree (to measure another tree with this harness).
+#   tree (to measure another tree with this harness); DUALMX_VARIANT=NAME
+#   names it in the throttling lines (default "default").
 #   The outage part also reads: OUTAGE_MODES="refused 421" (how the target is
 #   down), OUTAGE_RETRIES="production fast" (dualmx's retry settings),
 #   OUTAGE_RELAYS="dualmx postfix", OUTAGE_TIMEOUT=1800 (bound in seconds on
 #   each of its loads, restarts and drains), RESTART_WINDOW=10 (seconds the
 #   restarted relay spends with the target still down), THROTTLE_AT=greeting
-#   (or rcpt: where the throttling target says 451), OUTAGE_KICK=none (or
+#   (or rcpt: where the throttling target says 451), THROTTLE_RULES="second
+#   limit" (451 to every second connection; to a session beyond
+#   THROTTLE_LIMIT=5 at once), OUTAGE_STEPS="down throttle" (which halves of
+#   the part run), OUTAGE_KICK=none (or
 #   retry: dualmx gets "queue retry --all" when the target is back, as
 #   Postfix gets "postqueue -f"; by default it has to notice by itself).
 #
@@ -115,6 +121,10 @@ OUTAGE_RELAYS=${OUTAGE_RELAYS:-dualmx postfix}
 OUTAGE_TIMEOUT=${OUTAGE_TIMEOUT:-1800}
 RESTART_WINDOW=${RESTART_WINDOW:-10}
 THROTTLE_AT=${THROTTLE_AT:-greeting}
+THROTTLE_RULES=${THROTTLE_RULES:-second limit}
+THROTTLE_LIMIT=${THROTTLE_LIMIT:-5}
+OUTAGE_STEPS=${OUTAGE_STEPS:-down throttle}
+DUALMX_VARIANT=${DUALMX_VARIANT:-default}
 OUTAGE_KICK=${OUTAGE_KICK:-none}
 ORIG_ARGS=("$@")
 
@@ -141,7 +151,7 @@ while getopts ":n:s:l:r:i:b:t:o:w:kjaON:T:h" opt; do
 done
 shift $((OPTIND - 1))
 [[ $# -eq 0 ]] || usage
-for v in MSGS SESSIONS SIZE REPS IDLE BIG_MIB LOAD_TIMEOUT OUTAGE_MSGS THROTTLE_MSGS OUTAGE_TIMEOUT RESTART_WINDOW; do
+for v in MSGS SESSIONS SIZE REPS IDLE BIG_MIB LOAD_TIMEOUT OUTAGE_MSGS THROTTLE_MSGS OUTAGE_TIMEOUT RESTART_WINDOW THROTTLE_LIMIT; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 for p in $PARTS; do
@@ -157,6 +167,12 @@ for r in $OUTAGE_RELAYS; do
 	case $r in dualmx | postfix) ;; *) echo "run.sh: OUTAGE_RELAYS: unknown relay '$r' (dualmx, postfix)" >&2; exit 2 ;; esac
 done
 case $THROTTLE_AT in greeting | rcpt) ;; *) echo "run.sh: THROTTLE_AT must be greeting or rcpt" >&2; exit 2 ;; esac
+for r in $THROTTLE_RULES; do
+	case $r in second | limit) ;; *) echo "run.sh: THROTTLE_RULES: unknown rule '$r' (second, limit)" >&2; exit 2 ;; esac
+done
+for r in $OUTAGE_STEPS; do
+	case $r in down | throttle) ;; *) echo "run.sh: OUTAGE_STEPS: unknown step '$r' (down, throttle)" >&2; exit 2 ;; esac
+done
 case $OUTAGE_KICK in retry | none) ;; *) echo "run.sh: OUTAGE_KICK must be retry or none" >&2; exit 2 ;; esac
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 need_dualmx() { want dualmx || want idle || want bigmsg || want outage; }
@@ -602,7 +618,7 @@ pf_version=$(postconf -dh mail_version 2>/dev/null || echo unknown)
 res "# dualmx benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 res "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
 if [[ -n ${DUALMX_BIN:-} ]] && need_dualmx; then
-	dualmx_desc="$("$WORK/dualmx" version 2>/dev/null | head -1 || echo 'version unknown') (DUALMX_BIN=$DUALMX_BIN; harness $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit'))"
+	dualmx_desc="$("$WORK/dualmx" version 2>/dev/null | head -1 | sed 's/^dualmx //' || echo 'version unknown') (DUALMX_BIN=$DUALMX_BIN; harness $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit'))"
 else
 	dualmx_desc=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit')
 fi
@@ -741,9 +757,11 @@ TGT_INNER= # its own pid (benchtool), for SIGUSR1
 TGT_NAME=  # its log name in $WORK
 TGT_COUNTER=
 
-# target_set KIND TAG: put KIND (none, sink, 421, throttle) on P_TGT.
+# target_set KIND TAG [ARGS]: put KIND (none, sink, 421, throttle) on P_TGT;
+# ARGS go to benchtool target.
 target_set() {
 	local kind=$1 name="tgt-$2-$1" i
+	shift 2
 	target_stop
 	case $kind in
 	none) return 0 ;;
@@ -756,8 +774,8 @@ target_set() {
 		;;
 	421 | throttle)
 		TGT_COUNTER=$WORK/$name.cnt
-		bg "$name" "$BT" target -addr "127.0.0.1:$P_TGT" -mode "$kind" -every 2 -at "$THROTTLE_AT" \
-			-counter "$TGT_COUNTER" -lifetime "${LIFETIME}s"
+		bg "$name" "$BT" target -addr "127.0.0.1:$P_TGT" -mode "$kind" -at "$THROTTLE_AT" \
+			-counter "$TGT_COUNTER" -lifetime "${LIFETIME}s" "$@"
 		TGT_PID=$BGPID
 		# It says so on stderr once it listens; a test connection would be counted.
 		for ((i = 0; i < 200; i++)); do
@@ -1019,14 +1037,27 @@ postfix_outage() {
 
 declare -A T_RES
 
-# throttle_run RELAY VARIANT [EXTRA]: THROTTLE_MSGS messages through a target
-# that refuses every second connection with 451 4.7.500. Both relays retry
-# after 1 s (with the defaults a refused message would wait a minute, in
-# Postfix five).
+# throttle_rule RULE: what the throttling target refuses, in words.
+throttle_rule() {
+	case $1 in
+	second) echo "every second connection" ;;
+	limit) echo "every session beyond $THROTTLE_LIMIT at once" ;;
+	esac
+}
+
+# throttle_run RULE RELAY VARIANT [EXTRA]: THROTTLE_MSGS messages through a
+# target that answers 451 4.7.500 to every second connection (RULE second)
+# or to every session beyond THROTTLE_LIMIT at once (limit). Both relays
+# retry after 1 s (with the defaults a refused message would wait a minute,
+# in Postfix five).
 throttle_run() {
-	local relay=$1 variant=$2 extra=${3:-} tag="throttle-$1-$2" n=$THROTTLE_MSGS port t0 t2 st la
-	log "outage: $relay ($variant), throttling target, $n messages"
-	target_set throttle "$tag"
+	local rule=$1 relay=$2 variant=$3 extra=${4:-} tag="throttle-$1-$2-$3" n=$THROTTLE_MSGS port t0 t2 st la
+	log "outage: $relay ($variant), throttling target ($rule), $n messages"
+	if [[ $rule == second ]]; then
+		target_set throttle "$tag" -every 2
+	else
+		target_set throttle "$tag" -every 0 -limit "$THROTTLE_LIMIT"
+	fi
 	if [[ $relay == dualmx ]]; then
 		outage_config fast "$tag" "$extra"
 		start_dualmx "$tag"
@@ -1049,9 +1080,9 @@ throttle_run() {
 	st=$(target_stats)
 	local conns refused mesg
 	read -r conns refused mesg <<<"$st"
-	T_RES["$relay-$variant"]="$mesg $conns $refused $(rate "$n" "$(secs "$t0" "$t2")")"
-	res "$(printf '%s (%s), throttling target (451 4.7.500 at the %s of every second connection; load %s): %d of %d messages arrived in %s s (%s msg/s); %d connections, %d refused (%.3f refused per message)' \
-		"$relay" "$variant" "$THROTTLE_AT" "$la" "$mesg" "$n" "$(secs "$t0" "$t2")" "$(rate "$n" "$(secs "$t0" "$t2")")" "$conns" "$refused" \
+	T_RES["$rule-$relay-$variant"]="$mesg $conns $refused $(rate "$n" "$(secs "$t0" "$t2")")"
+	res "$(printf '%s (%s), throttling target (451 4.7.500 at the %s of %s; load %s): %d of %d messages arrived in %s s (%s msg/s); %d connections, %d refused (%.3f refused per message)' \
+		"$relay" "$variant" "$THROTTLE_AT" "$(throttle_rule "$rule")" "$la" "$mesg" "$n" "$(secs "$t0" "$t2")" "$(rate "$n" "$(secs "$t0" "$t2")")" "$conns" "$refused" \
 		"$(awk -v r="$refused" -v n="$n" 'BEGIN { print r / n }')")"
 	if [[ $relay == dualmx ]]; then
 		stop_dualmx "$tag"
@@ -1080,30 +1111,37 @@ if want outage; then
 	res "#  restart: dualmx stopped with the backlog spooled and started again, the target still down for ${RESTART_WINDOW} s; then the target is back (smtp-sink)"
 	res "#  drain: 'first' = target back .. the target counted the first message (how soon the relay noticed); rate = messages from the first to the last"
 	res "#  once the target is back dualmx gets $([[ $OUTAGE_KICK == retry ]] && echo "'dualmx queue retry --all'" || echo "no command (it has to notice by itself)"); Postfix gets 'postqueue -f'"
-	if outage_has "$OUTAGE_RELAYS" dualmx; then
-		dualmx_up up-1
-		for r in $OUTAGE_RETRIES; do
-			for m in $OUTAGE_MODES; do dualmx_outage "$r" "$m"; done
+	if outage_has "$OUTAGE_STEPS" down; then
+		if outage_has "$OUTAGE_RELAYS" dualmx; then
+			dualmx_up up-1
+			for r in $OUTAGE_RETRIES; do
+				for m in $OUTAGE_MODES; do dualmx_outage "$r" "$m"; done
+			done
+			dualmx_up up-2
+		fi
+		if outage_has "$OUTAGE_RELAYS" postfix; then
+			for m in $OUTAGE_MODES; do postfix_outage "$m"; done
+		fi
+	fi
+	if outage_has "$OUTAGE_STEPS" throttle; then
+		for rule in $THROTTLE_RULES; do
+			if outage_has "$OUTAGE_RELAYS" dualmx; then throttle_run "$rule" dualmx "$DUALMX_VARIANT"; fi
+			if [[ -n ${DUALMX_FIXED_CONCURRENCY:-} ]] && outage_has "$OUTAGE_RELAYS" dualmx; then
+				throttle_run "$rule" dualmx fixed "$DUALMX_FIXED_CONCURRENCY"
+			fi
+			if outage_has "$OUTAGE_RELAYS" postfix; then throttle_run "$rule" postfix default; fi
 		done
-		dualmx_up up-2
 	fi
-	if outage_has "$OUTAGE_RELAYS" postfix; then
-		for m in $OUTAGE_MODES; do postfix_outage "$m"; done
-	fi
-	if outage_has "$OUTAGE_RELAYS" dualmx; then throttle_run dualmx default; fi
-	if [[ -n ${DUALMX_FIXED_CONCURRENCY:-} ]] && outage_has "$OUTAGE_RELAYS" dualmx; then
-		throttle_run dualmx fixed "$DUALMX_FIXED_CONCURRENCY"
-	fi
-	if outage_has "$OUTAGE_RELAYS" postfix; then throttle_run postfix default; fi
 
 	res ""
 	res "## 4. outage: summary"
-	if outage_has "$OUTAGE_RELAYS" postfix; then
+	down_ran=$(outage_has "$OUTAGE_STEPS" down && echo 1 || true)
+	if [[ -n $down_ran ]] && outage_has "$OUTAGE_RELAYS" postfix; then
 		pdr=()
 		for m in $OUTAGE_MODES; do pdr+=("${P_DRAINF[$m]}"); done
 		pmed=$(median "${pdr[@]}")
 	fi
-	if outage_has "$OUTAGE_RELAYS" dualmx; then
+	if [[ -n $down_ran ]] && outage_has "$OUTAGE_RELAYS" dualmx; then
 		up=$(median "${UP_RATES[@]}")
 		res "dualmx acceptance with the target up: $(printf '%s ' "${UP_RATES[@]}")msg/s, median $up"
 		worst_greet=0 worst_rss=0
@@ -1133,17 +1171,15 @@ if want outage; then
 	if [[ -n ${pmed:-} ]]; then
 		res "Postfix drain (postqueue -f): $(printf '%s ' "${pdr[@]}")msg/s from the first message to the last, median $pmed"
 	fi
-	if outage_has "$OUTAGE_RELAYS" dualmx; then
-		for v in default fixed; do
-			[[ -n ${T_RES["dualmx-$v"]:-} ]] || continue
-			read -r mesg conns refused trate <<<"${T_RES["dualmx-$v"]}"
-			res "throttling target, dualmx ($v): $mesg of $THROTTLE_MSGS arrived  target all: $(verdict "$mesg" ">=" "$THROTTLE_MSGS"); $refused refused of $conns connections; $trate msg/s"
+	for rule in $THROTTLE_RULES; do
+		for v in "dualmx-$DUALMX_VARIANT" dualmx-fixed postfix-default; do
+			[[ -n ${T_RES["$rule-$v"]:-} ]] || continue
+			read -r mesg conns refused trate <<<"${T_RES["$rule-$v"]}"
+			line="throttling target ($(throttle_rule "$rule")), ${v/-/ (}): $mesg of $THROTTLE_MSGS arrived"
+			[[ $v == postfix-default ]] || line="$line  target all: $(verdict "$mesg" ">=" "$THROTTLE_MSGS")"
+			res "$line; $refused refused of $conns connections; $trate msg/s"
 		done
-	fi
-	if [[ -n ${T_RES["postfix-default"]:-} ]]; then
-		read -r mesg conns refused trate <<<"${T_RES["postfix-default"]}"
-		res "throttling target, postfix: $mesg of $THROTTLE_MSGS arrived; $refused refused of $conns connections; $trate msg/s"
-	fi
+	done
 	res ""
 fi
 

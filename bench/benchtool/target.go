@@ -42,7 +42,8 @@ func (s *targetStats) line() string {
 //
 //   - -mode 421: down, but reachable: every connection is accepted, answered
 //     "421 4.3.2" and closed, as a front end with nothing behind it answers.
-//   - -mode throttle: every -every'th connection is answered "451 4.7.500
+//   - -mode throttle: every -every'th connection, and with -limit K every
+//     connection that finds K sessions open already, is answered "451 4.7.500
 //     Server busy" (at the greeting, or with -at rcpt to each RCPT TO) and
 //     closed; the others are served as a sink that counts and discards.
 //
@@ -55,6 +56,7 @@ func cmdTarget(args []string) error {
 	addr := fs.String("addr", "", "listen address host:port (loopback)")
 	mode := fs.String("mode", "", "421 or throttle")
 	every := fs.Int("every", 2, "throttle: refuse connection number k when k is a multiple of this (0: never)")
+	limit := fs.Int("limit", 0, "throttle: also refuse a connection while this many sessions are open (0: no limit)")
 	at := fs.String("at", "greeting", "throttle: refuse at the greeting or at each RCPT TO (rcpt)")
 	counter := fs.String("counter", "", "file for smtp-sink -c style records (optional)")
 	lifetime := fs.Duration("lifetime", time.Hour, "stop after this long")
@@ -69,15 +71,15 @@ func cmdTarget(args []string) error {
 	if *mode != "421" && *mode != "throttle" {
 		return errors.New("target: -mode must be 421 or throttle")
 	}
-	if *every < 0 || (*at != "greeting" && *at != "rcpt") {
-		return errors.New("target: -every must be ≥ 0 and -at greeting or rcpt")
+	if *every < 0 || *limit < 0 || (*at != "greeting" && *at != "rcpt") {
+		return errors.New("target: -every and -limit must be ≥ 0 and -at greeting or rcpt")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	var st targetStats
-	srv := newTarget(&st, *mode, int64(*every), *at == "greeting")
+	srv := newTarget(&st, *mode, int64(*every), int64(*limit), *at == "greeting")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(&throttleListener{Listener: ln, t: srv}) }()
 
@@ -152,17 +154,19 @@ type target struct {
 	*smtp.Server
 	st         *targetStats
 	every      int64 // refuse connection k when k%every == 0; 0: never
+	limit      int64 // refuse while this many sessions are open; 0: no limit
 	atGreeting bool
 	reply      string
 	n          atomic.Int64
+	open       atomic.Int64 // sessions served (not refused) and not closed yet
 }
 
 // newTarget builds the stand-in for mode "421" or "throttle"; serve it with
 // srv.Serve(&throttleListener{Listener: ln, t: srv}).
-func newTarget(st *targetStats, mode string, every int64, atGreeting bool) *target {
-	t := &target{st: st, every: every, atGreeting: atGreeting, reply: replyThrottle}
+func newTarget(st *targetStats, mode string, every, limit int64, atGreeting bool) *target {
+	t := &target{st: st, every: every, limit: limit, atGreeting: atGreeting, reply: replyThrottle}
 	if mode == "421" {
-		t.every, t.atGreeting, t.reply = 1, true, reply421
+		t.every, t.limit, t.atGreeting, t.reply = 1, 0, true, reply421
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		tc, _ := c.Conn().(*countedConn)
@@ -195,9 +199,10 @@ func (l *throttleListener) Accept() (net.Conn, error) {
 		}
 		t.st.conns.Add(1)
 		k := t.n.Add(1)
-		throttled := t.every > 0 && k%t.every == 0
+		throttled := (t.every > 0 && k%t.every == 0) || (t.limit > 0 && t.open.Load() >= t.limit)
 		if !throttled {
-			return &countedConn{Conn: c}, nil
+			t.open.Add(1)
+			return &countedConn{Conn: c, open: &t.open}, nil
 		}
 		t.st.refused.Add(1)
 		if !t.atGreeting {
@@ -224,6 +229,15 @@ func refuse(c net.Conn, reply string) {
 type countedConn struct {
 	net.Conn
 	throttled bool
+	open      *atomic.Int64 // decremented once at Close, for a served session
+	closed    atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if c.open != nil && c.closed.CompareAndSwap(false, true) {
+		c.open.Add(-1)
+	}
+	return c.Conn.Close()
 }
 
 // sinkSession accepts everything and counts each message read to its end,

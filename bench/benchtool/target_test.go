@@ -19,15 +19,19 @@ func TestTarget(t *testing.T) {
 		name       string
 		mode       string
 		every      int64
+		limit      int64
 		atGreeting bool
 		sessions   int
 		wantCode   []int // per session: 0 = delivered, else the refusal's code
 		wantEnh    string
 	}{
-		{"421 refuses every connection", "421", 0, false, 3, []int{421, 421, 421}, "4.3.2"},
-		{"throttle at the greeting, every second", "throttle", 2, true, 5, []int{0, 451, 0, 451, 0}, "4.7.500"},
-		{"throttle at RCPT TO, every second", "throttle", 2, false, 4, []int{0, 451, 0, 451}, "4.7.500"},
-		{"throttle never", "throttle", 0, true, 3, []int{0, 0, 0}, ""},
+		{"421 refuses every connection", "421", 0, 0, false, 3, []int{421, 421, 421}, "4.3.2"},
+		{"throttle at the greeting, every second", "throttle", 2, 0, true, 5, []int{0, 451, 0, 451, 0}, "4.7.500"},
+		{"throttle at RCPT TO, every second", "throttle", 2, 0, false, 4, []int{0, 451, 0, 451}, "4.7.500"},
+		{"throttle never", "throttle", 0, 0, true, 3, []int{0, 0, 0}, ""},
+		// Sessions one after the other never find one open: the limit is
+		// about sessions at once (TestTargetLimit).
+		{"limit, sessions in turn", "throttle", 0, 1, true, 3, []int{0, 0, 0}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,7 +40,7 @@ func TestTarget(t *testing.T) {
 				t.Fatal(err)
 			}
 			var st targetStats
-			srv := newTarget(&st, tt.mode, tt.every, tt.atGreeting)
+			srv := newTarget(&st, tt.mode, tt.every, tt.limit, tt.atGreeting)
 			go srv.Serve(&throttleListener{Listener: ln, t: srv})
 			defer srv.Close()
 
@@ -101,4 +105,45 @@ func sendOne(addr string) error {
 		return err
 	}
 	return c.Quit()
+}
+
+// With -limit K, a connection that finds K sessions open is refused, and
+// one that comes after a session closed is served again.
+func TestTargetLimit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st targetStats
+	srv := newTarget(&st, "throttle", 0, 2, true)
+	go srv.Serve(&throttleListener{Listener: ln, t: srv})
+	defer srv.Close()
+
+	var held []*smtp.Client
+	for range 2 {
+		c, err := smtp.Dial(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("test.bench.localhost"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	var se *smtp.SMTPError
+	if err := sendOne(ln.Addr().String()); !errors.As(err, &se) || se.Code != 451 {
+		t.Fatalf("third session at once: %v, want 451", err)
+	}
+	held[0].Quit()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.open.Load() > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := sendOne(ln.Addr().String()); err != nil {
+		t.Fatalf("after one session closed: %v", err)
+	}
+	held[1].Quit()
+	if got, want := st.line(), "conns=4 refused=1 mesg=1"; got != want {
+		t.Errorf("counts %q, want %q", got, want)
+	}
 }
