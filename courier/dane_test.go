@@ -65,7 +65,7 @@ func signedTree(t *testing.T, extra []string, tamper func([]dns.RR) []dns.RR) *d
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := dane.New(dane.Options{Server: srv.Addr(), Anchors: anchors, Timeout: 5 * time.Second, CacheSize: -1})
+	r, err := dane.New(dane.Options{Server: srv.Addr(), Anchors: anchors, Timeout: 30 * time.Second, CacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func (f *fixture) target(opts standin.Options) *standin.Server {
 }
 
 func (f *fixture) client() Client {
-	return Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second}
+	return Client{HelloName: "relay.test", DialTimeout: failsafe, CommandTimeout: failsafe, DataTimeout: failsafe}
 }
 
 // config is the tenant at the stand-in s, verified against our CA.
@@ -115,7 +115,7 @@ func failure(res Result) *Error {
 
 func waitMsgs(t *testing.T, s *standin.Server, n int) []standin.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 	defer cancel()
 	msgs, err := s.Wait(ctx, n)
 	if err != nil {
@@ -123,6 +123,13 @@ func waitMsgs(t *testing.T, s *standin.Server, n int) []standin.Message {
 	}
 	return msgs
 }
+
+// failsafe bounds a wait for something that must happen. It only ends a
+// test that would otherwise hang, so it is generous: a loaded machine (the
+// suite runs with -race beside other builds) may take many seconds for
+// what takes milliseconds on a quiet one. A wait that checks something
+// did not happen, or how long something took, sets its own window.
+const failsafe = 30 * time.Second
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

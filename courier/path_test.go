@@ -120,7 +120,7 @@ func (l *oneConn) Close() error {
 func (l *oneConn) Addr() net.Addr { return &net.TCPAddr{} }
 
 func (p *smtpParser) cmd(line string) string {
-	p.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	p.conn.SetDeadline(time.Now().Add(failsafe))
 	io.WriteString(p.conn, line+"\r\n")
 	return p.reply()
 }

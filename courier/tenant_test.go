@@ -193,7 +193,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	if res := send(t, tenant, Message{From: "alice@sender.test"}, "", testBody, "a@domain.test"); !accepted(res) {
 		t.Fatal(failure(res))
 	}
-	waitFor(t, 5*time.Second, "QUIT on the idle connection", func() bool {
+	waitFor(t, failsafe, "QUIT on the idle connection", func() bool {
 		_, cmds, _ := s.snapshot()
 		return slices.Contains(cmds, "QUIT")
 	})

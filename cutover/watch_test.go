@@ -211,8 +211,12 @@ func TestWatcherThroughTheCutover(t *testing.T) {
 	m := metrics.New()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { Watch(wctx, w, 20*time.Millisecond, m); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
+	// The interval is also each round's time budget: a short one fails
+	// rounds on a loaded machine, and a failed round after the one that
+	// exported "done" would leave check_up at 0. The first round runs at
+	// once; cancelling stops the next without recording it.
+	go func() { Watch(wctx, w, 5*time.Second, m); close(done) }()
+	deadline := time.Now().Add(30 * time.Second) // a failsafe: it must happen
 	for gauge(t, m, "dualmx_cutover_state", "state", "done") != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the watcher never exported state done")
@@ -279,7 +283,7 @@ func TestWatchReportsCheckDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { Watch(ctx, w, 100*time.Millisecond, m); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a failsafe: it must happen
 	for gauge(t, m, "dualmx_cutover_last_check_timestamp_seconds") <= 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no check ran")

@@ -200,7 +200,7 @@ func (w *world) records() []dns.RR {
 func (w *world) serve() (*Resolver, *dnstest.Server) {
 	w.t.Helper()
 	srv := dnstest.Start(w.t, dnstest.Text(w.records()), w.opts...)
-	r, err := New(Options{Server: srv.Addr(), Anchors: anchorsFor(w.t, key(w.t, "root")), Timeout: 5 * time.Second})
+	r, err := New(Options{Server: srv.Addr(), Anchors: anchorsFor(w.t, key(w.t, "root")), Timeout: 30 * time.Second})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func tlsServer(t testing.TB, cert tls.Certificate) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.SetDeadline(time.Now().Add(30 * time.Second))
 				c.(*tls.Conn).Handshake()
 			})
 		}
@@ -292,7 +292,7 @@ func tlsServer(t testing.TB, cert tls.Certificate) string {
 
 // handshake dials addr and runs a TLS handshake with cfg.
 func handshake(addr string, cfg *tls.Config) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", addr)

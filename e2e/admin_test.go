@@ -89,7 +89,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id string
-	waitFor(t, 10*time.Second, "message held", func() bool {
+	waitFor(t, failsafe, "message held", func() bool {
 		var items []struct {
 			ID    string `json:"id"`
 			State string `json:"state"`
@@ -113,7 +113,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 	reject.Store(false)
 	e.mustCLI("queue", "release", id)
 	waitTenant(t, e.tenant, 1)
-	waitFor(t, 10*time.Second, "spool empty and delivery recorded", func() bool {
+	waitFor(t, failsafe, "spool empty and delivery recorded", func() bool {
 		v := e.show(addr)
 		return v.Held == 0 && v.Queued == 0 && v.LastDelivery != nil
 	})
@@ -131,7 +131,7 @@ func TestHoldReleaseDropAndMigratedGuard(t *testing.T) {
 	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("drop-1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "second message held", func() bool { return e.show(addr).Held == 1 })
+	waitFor(t, failsafe, "second message held", func() bool { return e.show(addr).Held == 1 })
 	var items []struct {
 		ID string `json:"id"`
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // execStarts reads the ExecStart= command lines of a unit, joining
@@ -74,7 +73,7 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTenant(t, e.tenant, 1)
-	waitFor(t, 10*time.Second, "the delivery on record", func() bool { return e.show("scriba@hervormdputten.nl").LastDelivery != nil })
+	waitFor(t, failsafe, "the delivery on record", func() bool { return e.show("scriba@hervormdputten.nl").LastDelivery != nil })
 
 	state := filepath.Join(e.dir, "state")
 	backups := t.TempDir()

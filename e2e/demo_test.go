@@ -58,7 +58,7 @@ func TestDemo(t *testing.T) {
 		}
 		close(lines)
 	}()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(failsafe)
 read:
 	for {
 		select {
@@ -106,7 +106,7 @@ read:
 		}
 	}
 	var eml []byte
-	waitFor(t, 15*time.Second, "an .eml file in the demo inbox", func() bool {
+	waitFor(t, failsafe, "an .eml file in the demo inbox", func() bool {
 		files, _ := filepath.Glob(filepath.Join(inbox[1], "*.eml"))
 		if len(files) == 0 {
 			return false
@@ -134,7 +134,7 @@ func TestDemoRemovesItsFolder(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	waitFor(t, 20*time.Second, "the demo's how-to", func() bool { return strings.Contains(out.String(), "Stop with Ctrl-C") })
+	waitFor(t, failsafe, "the demo's how-to", func() bool { return strings.Contains(out.String(), "Stop with Ctrl-C") })
 	m := regexp.MustCompile(`state and config\s+(\S+)/dualmx\.yaml \(removed when the demo stops; --dir DIR keeps them\)`).FindStringSubmatch(out.String())
 	if m == nil || !strings.HasPrefix(m[1], tmp) {
 		t.Fatalf("the start message does not say the folder goes:\n%s", out.String())

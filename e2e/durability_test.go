@@ -233,7 +233,7 @@ func TestShutdownRemovesReusedFiles(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, 10*time.Second, "delivered messages' files kept for reuse", func() bool {
+	waitFor(t, failsafe, "delivered messages' files kept for reuse", func() bool {
 		return len(e.tenant.Messages()) == 3 && len(pooled()) > 0
 	})
 	if exited, _ := e.stop(syscall.SIGTERM); !exited {

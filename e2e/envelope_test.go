@@ -5,7 +5,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestQuotedSenderReachesTenantAsOneAddress (issue 15.2): a sender whose
@@ -53,7 +52,7 @@ func TestReturnToLoopbackMXHeld(t *testing.T) {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}
 	var lastError string
-	waitFor(t, 15*time.Second, "the return held", func() bool {
+	waitFor(t, failsafe, "the return held", func() bool {
 		items := e.queueItems()
 		if len(items) == 1 && items[0].State == "held" {
 			lastError = items[0].LastError
@@ -92,7 +91,7 @@ func TestQuotedSenderThroughSRS(t *testing.T) {
 	if err := send(e.smtpAddr(), "", []string{`"` + local + `"@fwd.` + domain}, dsn); err != nil {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}
-	waitFor(t, 15*time.Second, "the bounce at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	waitFor(t, failsafe, "the bounce at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
 	if m := w.mx.Messages()[0]; len(m.To) != 1 || m.To[0] != "john doe> NOTIFY=NEVER@author.test" || m.From != "" {
 		t.Errorf("the author's MX got from %q to %q", m.From, m.To)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -43,7 +42,7 @@ func TestHostileReplyIsShownEscaped(t *testing.T) {
 	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("hostile")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "message deferred", func() bool {
+	waitFor(t, failsafe, "message deferred", func() bool {
 		items := e.queueItems()
 		return len(items) == 1 && items[0].State == "deferred"
 	})

@@ -173,7 +173,7 @@ func TestTenantFaults(t *testing.T) {
 				}
 			}
 			if tc.deferred {
-				waitFor(t, 8*time.Second, "deferrals", func() bool {
+				waitFor(t, failsafe, "deferrals", func() bool {
 					return metricValue(e.scrape(), `dualmx_delivery_recipients_total{result="deferred"}`) >= perFault
 				})
 				if tc.tls != nil || tc.down {
@@ -209,7 +209,7 @@ func TestTenantFaults(t *testing.T) {
 				}
 				return true
 			})
-			waitFor(t, 10*time.Second, "an empty queue", func() bool {
+			waitFor(t, failsafe, "an empty queue", func() bool {
 				m := e.scrape()
 				return metricValue(m, `dualmx_queue_messages{state="deferred"}`) <= 0 && metricValue(m, `dualmx_queue_messages{state="pending"}`) <= 0
 			})
@@ -304,7 +304,7 @@ func TestStateDBLockedOrUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within the bound the table in memory still decides; beyond it, nothing does.
-	waitFor(t, 5*time.Second, "451 once the table is stale", func() bool { return rcpt("scriba@fwd.hervormdputten.nl") == 451 })
+	waitFor(t, failsafe, "451 once the table is stale", func() bool { return rcpt("scriba@fwd.hervormdputten.nl") == 451 })
 	unsure := map[string]int{"scriba@fwd.hervormdputten.nl": 451, "koster@fwd.hervormdputten.nl": 451, "nobody@fwd.hervormdputten.nl": 451}
 	for i := 0; i < 3; i++ {
 		check("database unreadable", unsure)
@@ -326,7 +326,7 @@ func TestStateDBLockedOrUnreadable(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "ALTER TABLE generation_away RENAME TO generation"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "250 again", func() bool { return rcpt("scriba@fwd.hervormdputten.nl") == 250 })
+	waitFor(t, failsafe, "250 again", func() bool { return rcpt("scriba@fwd.hervormdputten.nl") == 250 })
 	check("readable again", normal)
 	if !strings.Contains(e.logs.String(), "state database readable again") {
 		t.Error("recovery is not logged")
@@ -358,7 +358,7 @@ func TestSpoolDamagedWhileRunning(t *testing.T) {
 	}
 	spool := filepath.Join(e.dir, "state", "spool")
 	var metas []string
-	waitFor(t, 10*time.Second, "every message deferred in the spool", func() bool {
+	waitFor(t, failsafe, "every message deferred in the spool", func() bool {
 		metas, _ = filepath.Glob(filepath.Join(spool, "*.json"))
 		if len(metas) != n {
 			return false
@@ -381,7 +381,7 @@ func TestSpoolDamagedWhileRunning(t *testing.T) {
 	}
 	faulty.Store(false)
 	waitTenant(t, e.tenant, n-2)
-	waitFor(t, 10*time.Second, "two items quarantined", func() bool {
+	waitFor(t, failsafe, "two items quarantined", func() bool {
 		return metricValue(e.scrape(), "dualmx_queue_quarantined_total") == 2
 	})
 	time.Sleep(time.Second)

@@ -72,7 +72,7 @@ func TestSRSRoundTrip(t *testing.T) {
 		t.Fatalf("bounce to the SRS address: %v", err)
 	}
 	var msgs []standin.Message
-	waitFor(t, 15*time.Second, "the bounce at the author's MX", func() bool {
+	waitFor(t, failsafe, "the bounce at the author's MX", func() bool {
 		msgs = w.mx.Messages()
 		return len(msgs) == 1
 	})
@@ -126,7 +126,7 @@ func TestBouncePolicyDSN(t *testing.T) {
 		t.Fatal(err)
 	}
 	var msgs []standin.Message
-	waitFor(t, 15*time.Second, "the DSN at the author's MX", func() bool {
+	waitFor(t, failsafe, "the DSN at the author's MX", func() bool {
 		msgs = w.mx.Messages()
 		return len(msgs) >= 1
 	})
@@ -146,7 +146,7 @@ func TestBouncePolicyDSN(t *testing.T) {
 		t.Errorf("DSN lacks the status or the original headers:\n%s", d.Data)
 	}
 	// The null-sender message is held, not bounced: no second DSN.
-	waitFor(t, 10*time.Second, "the null-sender message held", func() bool { return e.show("scriba@hervormdputten.nl").Held == 1 })
+	waitFor(t, failsafe, "the null-sender message held", func() bool { return e.show("scriba@hervormdputten.nl").Held == 1 })
 	if n := len(w.mx.Messages()); n != 1 {
 		t.Errorf("author's MX got %d messages, want only the one DSN", n)
 	}
@@ -175,7 +175,7 @@ func TestLoopStopsAtFirstRepeat(t *testing.T) {
 	if err := send(e.smtpAddr(), "author@example.org", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("loop-1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the forwarded-back copy to be refused", func() bool {
+	waitFor(t, failsafe, "the forwarded-back copy to be refused", func() bool {
 		v, _ := backErr.Load().(string)
 		return v != ""
 	})

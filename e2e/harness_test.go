@@ -175,7 +175,7 @@ func (e *env) start() {
 	e.listening = nil
 	e.mu.Unlock()
 	go func() { exit <- cmd.Wait() }()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(failsafe)
 	for {
 		if addrs := readyLine(e.logs.String()[from:]); addrs != nil {
 			if addrs["smtp"] == "" {
@@ -377,6 +377,13 @@ func (e *env) scrape() string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// failsafe bounds a wait for something that must happen. It only ends a
+// test that would otherwise hang, so it is generous: a loaded machine (the
+// suite runs with -race beside other builds) may take many seconds for
+// what takes milliseconds on a quiet one. A wait that checks something
+// did not happen, or how long something took, sets its own window.
+const failsafe = 30 * time.Second
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -23,12 +23,12 @@ import (
 // connection or a 221 arrives, and returns every reply line.
 func raw(t *testing.T, addr, script string) []string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := net.DialTimeout("tcp", addr, failsafe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(failsafe))
 	go c.Write([]byte(script))
 	var lines []string
 	r := bufio.NewReader(c)
@@ -329,12 +329,12 @@ func memKB(t *testing.T, pid int) (rss, peak int) {
 // dialFrom connects from a given loopback address and returns the greeting.
 func dialFrom(t *testing.T, addr, local string) (net.Conn, string) {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	d := net.Dialer{Timeout: failsafe, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.SetReadDeadline(time.Now().Add(failsafe)) // a greeting or a 421 comes
 	l, _ := bufio.NewReader(c).ReadString('\n')
 	c.SetReadDeadline(time.Time{})
 	return c, l
@@ -398,7 +398,7 @@ func TestResourceExhaustion(t *testing.T) {
 	}
 
 	// 3. Idle sessions time out (read_timeout 3s) and free their slots.
-	waitFor(t, 10*time.Second, "idle sessions to be closed", func() bool {
+	waitFor(t, failsafe, "idle sessions to be closed", func() bool {
 		c, g := dialFrom(t, e.smtpAddr(), "127.0.0.1")
 		c.Close()
 		return strings.HasPrefix(g, "220 ")

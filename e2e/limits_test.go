@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -96,7 +95,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
 		t.Fatalf("full spool: got %v, want 452 4.3.1", err)
 	}
-	waitFor(t, 5*time.Second, "/healthz to report the full spool", func() bool { return healthz(t, e) == http.StatusServiceUnavailable })
+	waitFor(t, failsafe, "/healthz to report the full spool", func() bool { return healthz(t, e) == http.StatusServiceUnavailable })
 	entries, _ := os.ReadDir(spool)
 	for _, en := range entries {
 		if strings.HasPrefix(en.Name(), ".tmp-") {
@@ -111,7 +110,7 @@ func TestFullSpoolFileSystem(t *testing.T) {
 		t.Fatalf("after space returned: %v", err)
 	}
 	waitTenant(t, e.tenant, 2)
-	waitFor(t, 5*time.Second, "/healthz to recover", func() bool { return healthz(t, e) == http.StatusOK })
+	waitFor(t, failsafe, "/healthz to recover", func() bool { return healthz(t, e) == http.StatusOK })
 }
 
 func healthz(t *testing.T, e *env) int {

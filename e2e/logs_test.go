@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -55,7 +54,7 @@ func TestJSONLogs(t *testing.T) {
 	if err := send(e.smtpAddr(), "author@example.org", []string{"nobody@fwd.hervormdputten.nl"}, testMessage("log-refused")); smtpCode(err) != 550 {
 		t.Fatalf("unknown recipient: %v", err)
 	}
-	waitFor(t, 20*time.Second, "both messages delivered", func() bool { return len(e.tenant.Messages()) == 2 })
+	waitFor(t, failsafe, "both messages delivered", func() bool { return len(e.tenant.Messages()) == 2 })
 	e.stop(syscall.SIGTERM)
 
 	type line struct {

@@ -134,7 +134,7 @@ postlog unix-dgram n - n - 1 postlogd
 		}
 		os.RemoveAll(dir)
 	})
-	waitFor(t, 15e9, "postfix listening", func() bool {
+	waitFor(t, failsafe, "postfix listening", func() bool {
 		pid, err := os.ReadFile(filepath.Join(dir, "queue", "pid", "master.pid"))
 		if err != nil {
 			return false

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -60,7 +59,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 	if err := send(e.smtpAddr(), "author@author.test", []string{"scriba@fwd.hervormdputten.nl"}, testMessage("retry-1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "message deferred", func() bool {
+	waitFor(t, failsafe, "message deferred", func() bool {
 		items := e.queueItems()
 		return len(items) == 1 && items[0].State == "deferred"
 	})
@@ -76,7 +75,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id string
-	waitFor(t, 10*time.Second, "message held", func() bool {
+	waitFor(t, failsafe, "message held", func() bool {
 		items := e.queueItems()
 		if len(items) == 1 && items[0].State == "held" {
 			id = items[0].ID
@@ -85,7 +84,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 		return false
 	})
 	e.mustCLI("queue", "bounce", id, "--reason", "mailbox not created yet")
-	waitFor(t, 15*time.Second, "the DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	waitFor(t, failsafe, "the DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
 	dsn := w.mx.Messages()[0]
 	if dsn.From != "" || dsn.To[0] != "author@author.test" || !strings.Contains(string(dsn.Data), "multipart/report") {
 		t.Errorf("DSN from=%q to=%v", dsn.From, dsn.To)
@@ -94,7 +93,7 @@ func TestQueueRetryAndBounceCLI(t *testing.T) {
 	if !strings.Contains(strings.ToLower(string(dsn.Data)), "reporting-mta: dns; relay.test.localhost") {
 		t.Errorf("DSN does not name the relay's hostname:\n%s", dsn.Data)
 	}
-	waitFor(t, 10*time.Second, "spool empty", func() bool { return len(e.queueItems()) == 0 })
+	waitFor(t, failsafe, "spool empty", func() bool { return len(e.queueItems()) == 0 })
 	var trail []string
 	for _, a := range e.show("scriba@hervormdputten.nl").Audit {
 		trail = append(trail, a.Action+":"+a.Reason)

@@ -55,7 +55,7 @@ func TestRelayDeliversUnchanged(t *testing.T) {
 		t.Errorf("message bytes changed:\n%q", got.Data)
 	}
 	// The address records the delivery, for the flip-to-migrated guard.
-	waitFor(t, 5*time.Second, "last delivery recorded", func() bool {
+	waitFor(t, failsafe, "last delivery recorded", func() bool {
 		out := e.mustCLI("address", "show", "scriba@hervormdputten.nl", "--json")
 		var v struct {
 			LastDelivery *time.Time `json:"last_delivery"`
@@ -82,7 +82,7 @@ func TestRelayDeliversUnchanged(t *testing.T) {
 func waitTenant(t *testing.T, s *standin.Server, n int) []standin.Message {
 	t.Helper()
 	var msgs []standin.Message
-	waitFor(t, 15*time.Second, fmt.Sprintf("%d message(s) at the tenant", n), func() bool {
+	waitFor(t, failsafe, fmt.Sprintf("%d message(s) at the tenant", n), func() bool {
 		msgs = s.Messages()
 		return len(msgs) >= n
 	})

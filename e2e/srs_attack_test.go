@@ -23,13 +23,13 @@ import (
 // server closes or says 221.
 func rawFrom(t *testing.T, local, addr, script string) []string {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	d := net.Dialer{Timeout: failsafe, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(failsafe))
 	go c.Write([]byte(script))
 	var lines []string
 	r := bufio.NewReader(c)
@@ -99,7 +99,7 @@ func TestSRSAttack(t *testing.T) {
 	if err := send(e.smtpAddr(), "", []string{valid}, dsn); err != nil {
 		t.Fatalf("real DSN refused: %v", err)
 	}
-	waitFor(t, 15*time.Second, "the DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	waitFor(t, failsafe, "the DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
 
 	// Guessing, pipelined on one connection.
 	var guesses strings.Builder
@@ -120,7 +120,7 @@ func TestSRSAttack(t *testing.T) {
 	if want := []string{"250", "250 2.0.0", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}; !slices.Equal(got, want) {
 		t.Fatalf("another client's DSN: %q, want %q", got, want)
 	}
-	waitFor(t, 15*time.Second, "the second DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 2 })
+	waitFor(t, failsafe, "the second DSN at the author's MX", func() bool { return len(w.mx.Messages()) == 2 })
 	for _, m := range w.mx.Messages() {
 		if !bytes.Contains(m.Data, []byte("mailbox full")) {
 			t.Errorf("the author's MX got something other than the DSN:\n%s", m.Data)
@@ -165,7 +165,7 @@ func TestSRSReturnReserve(t *testing.T) {
 	if n := slices.Index(got, "354"); n != 122 || got[2] != "250 2.0.0" || got[3] != "250 2.1.5" || got[121] != "250 2.1.5" {
 		t.Fatalf("120 RCPTs of one address: %q", got)
 	}
-	waitFor(t, 15*time.Second, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	waitFor(t, failsafe, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
 	if to := w.mx.Messages()[0].To; len(to) != 1 {
 		t.Errorf("the author's MX got RCPT %q, want one", to)
 	}
@@ -234,7 +234,7 @@ func TestSRSGuessersCannotDeferReturns(t *testing.T) {
 	if want := []string{"250", "250 2.0.0", "250 2.0.0", "354", "250 2.0.0", "221 2.0.0"}; !slices.Equal(got, want) {
 		t.Fatalf("real bounce from a return source while the budget is spent: %q, want %q", got, want)
 	}
-	waitFor(t, 15*time.Second, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
+	waitFor(t, failsafe, "the return at the author's MX", func() bool { return len(w.mx.Messages()) == 1 })
 
 	m := e.scrape()
 	for _, want := range []string{`dualmx_srs_outside_sources_total{result="deferred"} 1`, `dualmx_srs_refusals_total{reason="guess_budget"} 1`,

@@ -80,7 +80,7 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "one delivered, one held, one deferred", func() bool {
+	waitFor(t, failsafe, "one delivered, one held, one deferred", func() bool {
 		out := e.mustCLI("queue", "list", "--json")
 		return len(e.tenant.Messages()) == 1 && strings.Contains(out, `"state": "held"`) && strings.Contains(out, `"state": "deferred"`)
 	})
@@ -229,7 +229,7 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 		}
 	})
 	started := regexp.MustCompile(`started successfully on port (\d+)`)
-	waitFor(t, 20*time.Second, "chromedriver to say its port", func() bool {
+	waitFor(t, failsafe, "chromedriver to say its port", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("chromedriver exited:\n%s", logs)
@@ -242,7 +242,7 @@ func startWebDriver(t *testing.T, driver, chromium string) *webDriver {
 		w.base = "http://" + net.JoinHostPort("127.0.0.1", m[1])
 		return true
 	})
-	waitFor(t, 20*time.Second, "chromedriver to answer", func() bool {
+	waitFor(t, failsafe, "chromedriver to answer", func() bool {
 		resp, err := w.c.Get(w.base + "/status")
 		if err != nil {
 			return false

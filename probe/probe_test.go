@@ -180,7 +180,7 @@ func TestWait(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		r.Arrived(context.Background(), "Q1", ok.Value(), "127.0.0.1", []Recipient{{"scriba@fwd.example.nl", "scriba@example.nl"}})
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if e, err := Wait(ctx, st, ok, 10*time.Millisecond); err != nil || e.Ref != ok.Nonce {
 		t.Fatalf("Wait = %+v %v", e, err)

@@ -74,7 +74,7 @@ func TestAdminWaitsForDeliveryInFlight(t *testing.T) {
 	}
 	close(h.release)
 	waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "removed", f.gone(id))
+	waitFor(t, failsafe, "removed", f.gone(id))
 	if _, err := adm.Drop(id, "admin", "late"); !errors.Is(err, spool.ErrNotFound) {
 		t.Errorf("drop after delivery: %v", err)
 	}
@@ -144,7 +144,7 @@ func TestAdminRightAfterAttemptNeverDeliversTwice(t *testing.T) {
 				close(h.release) // the attempt ends, and only then the command locks
 				var next string
 				if outcome == "delivered" {
-					waitFor(t, 5*time.Second, "removed", f.gone(id))
+					waitFor(t, failsafe, "removed", f.gone(id))
 					// The next message may take the delivered one's file.
 					next = f.spool(testBody, defaultEnv())
 				}
@@ -165,7 +165,7 @@ func TestAdminRightAfterAttemptNeverDeliversTwice(t *testing.T) {
 					t.Errorf("%s after the attempt: %v, want %v", op, err, want)
 				}
 				if next != "" {
-					waitFor(t, 5*time.Second, "the next message delivered", f.gone(next))
+					waitFor(t, failsafe, "the next message delivered", f.gone(next))
 				}
 				if copies > 0 {
 					waitMsgs(t, s, copies)
@@ -198,7 +198,7 @@ func TestAdminChangesReachRunningDaemon(t *testing.T) {
 	opts.RetryInitial, opts.RetryMax = time.Hour, time.Hour // only an admin makes it due again
 	held := f.spool(testBody, defaultEnv())
 	f.run(opts)
-	waitFor(t, 5*time.Second, "held", f.state(held, spool.StateHeld))
+	waitFor(t, failsafe, "held", f.state(held, spool.StateHeld))
 	adm := f.admin()
 	if err := adm.Retry(held); !errors.Is(err, spool.ErrState) {
 		t.Errorf("retry of a held message: %v", err)
@@ -210,7 +210,7 @@ func TestAdminChangesReachRunningDaemon(t *testing.T) {
 	if err := adm.Release(held); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "released message retried and deferred", f.state(held, spool.StateDeferred))
+	waitFor(t, failsafe, "released message retried and deferred", f.state(held, spool.StateDeferred))
 	it, _ := f.sp.Get(held)
 	if it.ReleasedAt.IsZero() || it.Recipients[0].State != spool.RcptPending {
 		t.Errorf("released item = %+v", it)
@@ -223,7 +223,7 @@ func TestAdminChangesReachRunningDaemon(t *testing.T) {
 		t.Fatalf("RetryAll = %d, %v", n, err)
 	}
 	start := time.Now()
-	waitFor(t, 3*time.Second, "delivered after retry", f.gone(held))
+	waitFor(t, failsafe, "delivered after retry", f.gone(held))
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("daemon took %v to see the retry", d)
 	}
@@ -255,7 +255,7 @@ func TestNoFinalReplyIsSentAgain(t *testing.T) {
 	id := f.spool(testBody, defaultEnv())
 	f.run(opts)
 	waitMsgs(t, s, 1) // the second attempt's copy
-	waitFor(t, 5*time.Second, "removed", f.gone(id))
+	waitFor(t, failsafe, "removed", f.gone(id))
 	close(release)
 	waitMsgs(t, s, 2) // and the first one's, taken late
 	if !strings.Contains(f.logs.String(), "i/o timeout") {

@@ -112,7 +112,7 @@ func TestConcurrencyFollowsTarget(t *testing.T) {
 	for range 20 {
 		f.spool(testBody, defaultEnv())
 	}
-	waitFor(t, 5*time.Second, "window halved twice", func() bool { return h.Window() <= 2 })
+	waitFor(t, failsafe, "window halved twice", func() bool { return h.Window() <= 2 })
 	if st := r.TargetStatus(); !st.Up && st.Concurrency > 2 {
 		t.Errorf("status under throttling: %+v", st)
 	}
@@ -122,7 +122,7 @@ func TestConcurrencyFollowsTarget(t *testing.T) {
 		f.spool(testBody, defaultEnv())
 	}
 	waitMsgs(t, s, 320)
-	waitFor(t, 5*time.Second, "window grown again", func() bool { return h.Window() >= 4 })
+	waitFor(t, failsafe, "window grown again", func() bool { return h.Window() >= 4 })
 	t.Logf("window: 2, grew to %d, throttled to <= 2, grew again to %d; the target saw at most %d sessions", peakWindow.Load(), h.Window(), ln.peak.Load())
 }
 
@@ -176,7 +176,7 @@ func TestThrottledTargetFewerRefusals(t *testing.T) {
 		}
 		f.run(opts)
 		waitMsgs(t, s, n)
-		waitFor(t, 10*time.Second, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
+		waitFor(t, failsafe, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
 		return busy.Load()
 	}
 	for _, tc := range []struct {

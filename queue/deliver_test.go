@@ -72,7 +72,7 @@ func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
 	if m.From != "alice@sender.test" || m.MailOpts.Size != int64(len(testBody)) {
 		t.Errorf("MAIL = %q %+v", m.From, m.MailOpts)
 	}
-	waitFor(t, 5*time.Second, "item removed", f.gone(id))
+	waitFor(t, failsafe, "item removed", f.gone(id))
 	if got := testutil.ToFloat64(f.m.Deliveries.WithLabelValues("delivered")); got != 3 {
 		t.Errorf("delivered metric = %v", got)
 	}
@@ -83,7 +83,7 @@ func TestDeliverVerifiedTLSUnchangedBytesGroupedTargets(t *testing.T) {
 		t.Error("latency histograms not observed")
 	}
 	// The recorder is fed in batches, within recordEvery.
-	waitFor(t, 5*time.Second, "deliveries recorded", func() bool {
+	waitFor(t, failsafe, "deliveries recorded", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return rec.got["scriba@domain.test"] == 2 && rec.got["koster@domain.test"] == 1
@@ -167,7 +167,7 @@ func TestTemporaryFailuresRetry(t *testing.T) {
 			opts.RetryInitial = 300 * time.Millisecond
 			id := f.spool(testBody, defaultEnv())
 			_, stop := f.run(opts)
-			waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
+			waitFor(t, failsafe, "deferred", f.state(id, spool.StateDeferred))
 			it, _ := f.sp.Get(id)
 			if !strings.Contains(it.LastError, tc.reason) || it.Attempts < 1 || it.Recipients[0].State != spool.RcptPending {
 				t.Errorf("after failure: %+v", it)
@@ -179,7 +179,7 @@ func TestTemporaryFailuresRetry(t *testing.T) {
 			mu.Lock()
 			failing = false
 			mu.Unlock()
-			waitFor(t, 10*time.Second, "delivered after retry", f.gone(id))
+			waitFor(t, failsafe, "delivered after retry", f.gone(id))
 			stop()
 			if got := testutil.ToFloat64(f.m.Deliveries.WithLabelValues("deferred")); got < 1 {
 				t.Errorf("deferred metric = %v", got)
@@ -204,7 +204,7 @@ func TestGiveUpAppliesPolicy(t *testing.T) {
 	opts.GiveUpAfter = 2 * time.Second
 	id := f.spool(testBody, defaultEnv())
 	f.run(opts)
-	waitFor(t, 10*time.Second, "held", f.state(id, spool.StateHeld))
+	waitFor(t, failsafe, "held", f.state(id, spool.StateHeld))
 	it, _ := f.sp.Get(id)
 	if it.Recipients[0].State != spool.RcptFailed || !strings.Contains(it.Recipients[0].LastReply, "gave up") || it.Attempts < 2 {
 		t.Errorf("item = %+v", it)
@@ -236,7 +236,7 @@ func TestPerRecipientOutcomes(t *testing.T) {
 	id := f.spool(testBody, defaultEnv(rcpt("a@fwd.test", "good@domain.test"), rcpt("b@fwd.test", "bad@domain.test"), rcpt("c@fwd.test", "busy@domain.test")))
 	f.run(f.opts(s))
 	waitMsgs(t, s, 2)
-	waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
+	waitFor(t, failsafe, "held", f.state(id, spool.StateHeld))
 	mu.Lock()
 	if len(rcpts) != 2 || !slices.Equal(rcpts[0], []string{"good@domain.test"}) || !slices.Equal(rcpts[1], []string{"busy@domain.test"}) {
 		t.Errorf("transactions = %v", rcpts)
@@ -275,8 +275,8 @@ func TestPermanentFailurePolicy(t *testing.T) {
 		s := f.target(standin.Options{Hook: reject})
 		id := f.spool(testBody, defaultEnv())
 		f.run(f.opts(s))
-		waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
-		waitFor(t, 5*time.Second, "held metric", func() bool {
+		waitFor(t, failsafe, "held", f.state(id, spool.StateHeld))
+		waitFor(t, failsafe, "held metric", func() bool {
 			return testutil.ToFloat64(f.m.Deliveries.WithLabelValues("held")) == 1
 		})
 	})
@@ -299,7 +299,7 @@ func TestPermanentFailurePolicy(t *testing.T) {
 			id := f.spool(testBody, tc.env)
 			_, stop := f.run(opts)
 			if !tc.dsn {
-				waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
+				waitFor(t, failsafe, "held", f.state(id, spool.StateHeld))
 				stop()
 				if mx.Count() != 0 || testutil.ToFloat64(f.m.DSNsGenerated) != 0 {
 					t.Error("DSN sent for a null-sender message")
@@ -307,8 +307,8 @@ func TestPermanentFailurePolicy(t *testing.T) {
 				return
 			}
 			dsn := waitMsgs(t, mx, 1)[0]
-			waitFor(t, 5*time.Second, "original removed", f.gone(id))
-			waitFor(t, 5*time.Second, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
+			waitFor(t, failsafe, "original removed", f.gone(id))
+			waitFor(t, failsafe, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
 			stop()
 			if dsn.From != "" || !slices.Equal(dsn.To, []string{"alice@sender.test"}) || !dsn.TLS {
 				t.Errorf("DSN envelope: from %q to %v tls %v", dsn.From, dsn.To, dsn.TLS)
@@ -393,7 +393,7 @@ func TestGracefulStopWithStalledDelivery(t *testing.T) {
 	_, stop := f.run(opts)
 	select {
 	case <-entered:
-	case <-time.After(5 * time.Second):
+	case <-time.After(failsafe):
 		t.Fatal("delivery never reached DATA")
 	}
 	if took := stop(); took > 3*time.Second {
@@ -447,7 +447,7 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 			opts := f.opts(s)
 			opts.RetryInitial, opts.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 			f.run(opts)
-			waitFor(t, 5*time.Second, "removed at last", func() bool {
+			waitFor(t, failsafe, "removed at last", func() bool {
 				_, err := os.Stat(f.sp.BodyPath(id))
 				return refusals.Load() > 3 && errors.Is(err, fs.ErrNotExist)
 			})
@@ -459,7 +459,7 @@ func TestDeliveredButNotRemovable(t *testing.T) {
 			if tc.pooled {
 				want = 1
 			}
-			waitFor(t, 5*time.Second, "the pool as expected", func() bool { return len(f.pooled()) == want })
+			waitFor(t, failsafe, "the pool as expected", func() bool { return len(f.pooled()) == want })
 			if !strings.Contains(f.logs.String(), "delivered item removed at last") {
 				t.Errorf("no log line for the late removal:\n%s", f.logs.String())
 			}
@@ -497,7 +497,7 @@ func TestBounceLeavesMetadataBehind(t *testing.T) {
 	}
 	_, stop := f.run(opts)
 	waitMsgs(t, mx, 1) // without waiting for the next rescan
-	waitFor(t, 5*time.Second, "body removed", func() bool {
+	waitFor(t, failsafe, "body removed", func() bool {
 		_, err := os.Stat(f.sp.BodyPath(id))
 		return errors.Is(err, fs.ErrNotExist)
 	})
@@ -542,9 +542,9 @@ func TestDSNToNonPublicMXHeld(t *testing.T) {
 			}})
 			id := f.spool(testBody, defaultEnv())
 			f.run(opts)
-			waitFor(t, 5*time.Second, "original bounced", f.gone(id))
+			waitFor(t, failsafe, "original bounced", f.gone(id))
 			var dsn spool.Item
-			waitFor(t, 5*time.Second, "the DSN held", func() bool {
+			waitFor(t, failsafe, "the DSN held", func() bool {
 				items, _ := f.sp.List()
 				if len(items) == 1 && items[0].DSN && items[0].State == spool.StateHeld {
 					dsn = items[0]

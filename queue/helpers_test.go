@@ -65,7 +65,7 @@ func (f *fixture) target(opts standin.Options) *standin.Server {
 // tenantConfig is the courier's tenant at the stand-in s.
 func (f *fixture) tenantConfig(s *standin.Server) courier.TenantConfig {
 	return courier.TenantConfig{
-		Client: courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
+		Client: courier.Client{HelloName: "relay.test", DialTimeout: failsafe, CommandTimeout: failsafe, DataTimeout: failsafe},
 		Host:   s.Host(), Port: s.Port(), TLS: courier.TLSRequire, RootCAs: f.ca.Pool(), MaxIdle: 2, IdleTimeout: 5 * time.Second,
 		Health: courier.HealthConfig{ProbeInitial: 50 * time.Millisecond, ProbeMax: 200 * time.Millisecond, Rand: func() float64 { return 0 }},
 	}
@@ -99,7 +99,7 @@ func (f *fixture) optsWith(cfg courier.TenantConfig) Options {
 func (f *fixture) mxAt(mx *standin.Server, lookups *[]string) courier.Target {
 	var mu sync.Mutex
 	return courier.NewMX(courier.MXConfig{
-		Client:        courier.Client{HelloName: "relay.test", DialTimeout: 10 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 2 * time.Second},
+		Client:        courier.Client{HelloName: "relay.test", DialTimeout: failsafe, CommandTimeout: failsafe, DataTimeout: failsafe},
 		Port:          mx.Port(),
 		AllowLoopback: true,
 		LookupMX: func(_ context.Context, domain string) ([]*net.MX, error) {
@@ -164,7 +164,7 @@ func (f *fixture) run(opts Options) (*Runner, func() time.Duration) {
 		cancel()
 		select {
 		case <-ret:
-		case <-time.After(15 * time.Second):
+		case <-time.After(failsafe):
 			f.t.Error("Run did not return")
 		}
 		took = time.Since(start)
@@ -173,6 +173,13 @@ func (f *fixture) run(opts Options) (*Runner, func() time.Duration) {
 	f.t.Cleanup(func() { stop() })
 	return r, stop
 }
+
+// failsafe bounds a wait for something that must happen. It only ends a
+// test that would otherwise hang, so it is generous: a loaded machine (the
+// suite runs with -race beside other builds) may take many seconds for
+// what takes milliseconds on a quiet one. A wait that checks something
+// did not happen, or how long something took, sets its own window.
+const failsafe = 30 * time.Second
 
 // waitFor polls cond for up to timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -204,7 +211,7 @@ func (f *fixture) state(id string, st spool.State) func() bool {
 
 func waitMsgs(t *testing.T, s *standin.Server, n int) []standin.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 	defer cancel()
 	msgs, err := s.Wait(ctx, n)
 	if err != nil {

@@ -92,7 +92,7 @@ func TestOutageSuspendsAndProbes(t *testing.T) {
 		f.spool(testBody, defaultEnv())
 	}
 	h := opts.Health
-	waitFor(t, 5*time.Second, "suspended", h.Suspended)
+	waitFor(t, failsafe, "suspended", h.Suspended)
 	time.Sleep(1500 * time.Millisecond)
 	st := r.TargetStatus()
 	conns := ln.downConns()
@@ -122,7 +122,7 @@ func TestOutageSuspendsAndProbes(t *testing.T) {
 
 	ln.setDown(false)
 	waitMsgs(t, s, n)
-	waitFor(t, 10*time.Second, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
+	waitFor(t, failsafe, "spool empty", func() bool { items, _ := f.sp.List(); return len(items) == 0 })
 	if st := r.TargetStatus(); !st.Up || st.Parked != 0 || st.SuspendedSeconds < 1.5 {
 		t.Errorf("status after the outage: %+v", st)
 	}
@@ -133,7 +133,7 @@ func TestOutageSuspendsAndProbes(t *testing.T) {
 	for range 50 {
 		f.spool(testBody, defaultEnv())
 	}
-	waitFor(t, 5*time.Second, "suspended again", h.Suspended)
+	waitFor(t, failsafe, "suspended again", h.Suspended)
 	time.Sleep(300 * time.Millisecond)
 	ln.setDown(false)
 	waitMsgs(t, s, n+50)
@@ -169,12 +169,12 @@ func TestParkedMailIsNotGivenUp(t *testing.T) {
 		f.spool(testBody, defaultEnv())
 	}
 	r, _ := f.run(opts)
-	waitFor(t, 5*time.Second, "suspended", opts.Health.Suspended)
+	waitFor(t, failsafe, "suspended", opts.Health.Suspended)
 	time.Sleep(time.Second) // past give_up_after, two probes or so
 	st := r.TargetStatus()
 	ln.setDown(false)
 	held := func() int { return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues("held"))) }
-	waitFor(t, 10*time.Second, "every message delivered or held", func() bool { return s.Count()+held() == n })
+	waitFor(t, failsafe, "every message delivered or held", func() bool { return s.Count()+held() == n })
 	// Given up: at most the first failures (before the suspension, up to
 	// the window) and the probes, each tried after its time ran out.
 	if h := held(); h > 3+2+st.Probes+1 {
@@ -199,7 +199,7 @@ func TestAdminRetryProbesAtOnce(t *testing.T) {
 		f.spool(testBody, defaultEnv())
 	}
 	f.run(opts)
-	waitFor(t, 5*time.Second, "suspended", opts.Health.Suspended)
+	waitFor(t, failsafe, "suspended", opts.Health.Suspended)
 	ln.setDown(false)
 	time.Sleep(200 * time.Millisecond)
 	if s.Count() != 0 {
@@ -211,5 +211,5 @@ func TestAdminRetryProbesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMsgs(t, s, 5)
-	waitFor(t, 5*time.Second, "delivered", f.gone(id))
+	waitFor(t, failsafe, "delivered", f.gone(id))
 }

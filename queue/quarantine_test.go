@@ -64,15 +64,15 @@ func TestRuntimeQuarantine(t *testing.T) {
 	_, stop := f.run(opts)
 	defer stop()
 	for _, id := range ids {
-		waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
+		waitFor(t, failsafe, "deferred", f.state(id, spool.StateDeferred))
 	}
 	for name, fn := range damage {
 		fn(ids[name])
 	}
 	down.Store(false)
 	msgs := waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "healthy item delivered", f.gone(good))
-	waitFor(t, 5*time.Second, "four items quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 4 })
+	waitFor(t, failsafe, "healthy item delivered", f.gone(good))
+	waitFor(t, failsafe, "four items quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 4 })
 	time.Sleep(700 * time.Millisecond) // more attempts would have happened by now
 	if n := s.Count(); n != 1 {
 		t.Errorf("tenant got %d messages, want only the healthy one", n)
@@ -117,7 +117,7 @@ func TestRuntimeQuarantineUnscheduled(t *testing.T) {
 	if err := os.WriteFile(f.metaPath(id), []byte("not json"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 1 })
+	waitFor(t, failsafe, "quarantined", func() bool { return testutil.ToFloat64(f.m.Quarantined) == 1 })
 	if _, err := os.Stat(f.quarantined(id + ".msg")); err != nil {
 		t.Error(err)
 	}

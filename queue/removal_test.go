@@ -47,7 +47,7 @@ func TestDeliveredRemovalSyncedLater(t *testing.T) {
 			_, stop := f.run(opts)
 			waitMsgs(t, s, len(ids))
 			for _, id := range ids {
-				waitFor(t, 5*time.Second, "delivered item removed", f.gone(id))
+				waitFor(t, failsafe, "delivered item removed", f.gone(id))
 			}
 			if tc.poll == time.Hour {
 				if n := syncs.Load(); n != 0 {
@@ -59,7 +59,7 @@ func TestDeliveredRemovalSyncedLater(t *testing.T) {
 				}
 				return
 			}
-			waitFor(t, 2*time.Second, "removals made durable", func() bool { return syncs.Load() >= 1 })
+			waitFor(t, failsafe, "removals made durable", func() bool { return syncs.Load() >= 1 })
 			time.Sleep(300 * time.Millisecond) // more polls, nothing new to sync
 			if n := syncs.Load(); n > 2 {
 				t.Errorf("%d directory fsyncs for 5 removals, want them shared", n)
@@ -125,7 +125,7 @@ func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
 		}
 		body := testBody + strings.Repeat(strings.Repeat(string(rune('a'+i%26)), 61)+"\r\n", lines)
 		id := f.spool(body, defaultEnv())
-		waitFor(t, 5*time.Second, "delivered", f.gone(id))
+		waitFor(t, failsafe, "delivered", f.gone(id))
 		msgs := waitMsgs(t, s, i+1)
 		// The fixture's runner adds no fields: the message is the body.
 		if got := string(msgs[i].Data); got != body {
@@ -133,7 +133,7 @@ func TestRunnerRecyclesDeliveredFiles(t *testing.T) {
 		}
 		// The pool takes the file once the worker lets go of it, and the
 		// runner's flush of removals at its poll makes it reusable.
-		waitFor(t, 5*time.Second, "file reusable", func() bool {
+		waitFor(t, failsafe, "file reusable", func() bool {
 			free := f.pooled()
 			return len(free) == 1 && fsys.durable.Load() >= int32(i+1) && !locked(t, free[0])
 		})

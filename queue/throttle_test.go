@@ -5,7 +5,6 @@ package queue
 import (
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -49,7 +48,7 @@ func TestThrottlingNeverHoldsOrBounces(t *testing.T) {
 			id := f.spool(testBody, defaultEnv())
 			f.run(opts)
 			waitMsgs(t, s, 1)
-			waitFor(t, 5*time.Second, "delivered and removed", f.gone(id))
+			waitFor(t, failsafe, "delivered and removed", f.gone(id))
 			if refused.Load() != 2 {
 				t.Errorf("target refused %d times, want 2", refused.Load())
 			}

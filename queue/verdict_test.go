@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -72,7 +71,7 @@ func TestVerdictStoredAndSentOnRetry(t *testing.T) {
 	id := f.spool(testBody, defaultEnv())
 	f.run(opts)
 	msgs := waitMsgs(t, s, 1)
-	waitFor(t, 5*time.Second, "spool empty", f.gone(id))
+	waitFor(t, failsafe, "spool empty", f.gone(id))
 	verdict := "Authentication-Results: relay.test; verdict=1\r\n"
 	if first, second := <-j.given, <-j.given; first != "" || second != verdict {
 		t.Errorf("attempts came with %q, then %q", first, second)
@@ -106,7 +105,7 @@ func TestVerdictSurvivesRestart(t *testing.T) {
 	opts.Tenant = newJudge(opts.Tenant)
 	id := f.spool(testBody, defaultEnv())
 	_, stop := f.run(opts)
-	waitFor(t, 5*time.Second, "deferred", f.state(id, spool.StateDeferred))
+	waitFor(t, failsafe, "deferred", f.state(id, spool.StateDeferred))
 	stop()
 	verdict := "Authentication-Results: relay.test; verdict=1\r\n"
 	if it, _ := f.sp.Get(id); it.Prepend != verdict {
@@ -156,7 +155,7 @@ func TestReportIsNeverBounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.run(opts)
-	waitFor(t, 5*time.Second, "held", f.state(id, spool.StateHeld))
+	waitFor(t, failsafe, "held", f.state(id, spool.StateHeld))
 	items, _ := f.sp.List()
 	if len(items) != 1 {
 		t.Fatalf("a DSN was generated for a delivery report: %d items", len(items))

@@ -62,6 +62,12 @@ func (f *fakeSpool) Pending(address string) (int, int, error) {
 
 var errSpool = errors.New("spool: permission denied")
 
+// failsafe bounds a wait for something that must happen. It only ends a
+// test that would otherwise hang, so it is generous: a loaded machine (the
+// suite runs with -race beside other builds) may take many seconds for
+// what takes milliseconds on a quiet one.
+const failsafe = 30 * time.Second
+
 // eventually polls cond until it holds or the deadline passes: no fixed sleeps.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()

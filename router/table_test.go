@@ -117,7 +117,7 @@ func TestTableSeesFlipFromOtherHandle(t *testing.T) {
 	if _, err := cli.Flip(ctx, FlipRequest{Address: "scriba@hervormdputten.nl", To: Forwarding}, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "daemon routes scriba after the CLI flip", func() bool {
+	eventually(t, failsafe, "daemon routes scriba after the CLI flip", func() bool {
 		r, err := tb.Lookup("scriba@fwd.hervormdputten.nl")
 		return err == nil && r.State == Forwarding
 	})
@@ -135,7 +135,7 @@ func TestTableSeesFlipFromOtherHandle(t *testing.T) {
 	if _, err := cli.Add(ctx, "koster@hervormdputten.nl", "koster@fwd.hervormdputten.nl", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "daemon knows koster after the CLI add", func() bool {
+	eventually(t, failsafe, "daemon knows koster after the CLI add", func() bool {
 		_, err := tb.Lookup("koster@fwd.hervormdputten.nl")
 		return errors.Is(err, ErrNotAccepting)
 	})
@@ -176,7 +176,7 @@ func TestTableDuringLongWriteTransaction(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		before := testutil.ToFloat64(m.RouterReloads) + testutil.ToFloat64(m.RouterReloadErrors)
 		clock.Advance(50 * time.Second)
-		eventually(t, time.Second, "a poll completes during the write", func() bool {
+		eventually(t, failsafe, "a poll completes during the write", func() bool {
 			_, err := tb.Lookup("scriba@fwd.hervormdputten.nl")
 			return err == nil && tb.lastOK.Load() == clock.Now().UnixNano()
 		})
@@ -190,7 +190,7 @@ func TestTableDuringLongWriteTransaction(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "committed change is routed", func() bool {
+	eventually(t, failsafe, "committed change is routed", func() bool {
 		r, err := tb.Lookup("scriba@fwd.hervormdputten.nl")
 		return err == nil && r.State == Confirmed
 	})
@@ -234,7 +234,7 @@ func TestTableStaleWhenDatabaseLocked(t *testing.T) {
 		}
 	}
 	errs := testutil.ToFloat64(m.RouterReloadErrors)
-	eventually(t, 2*time.Second, "polls fail while locked", func() bool {
+	eventually(t, failsafe, "polls fail while locked", func() bool {
 		return testutil.ToFloat64(m.RouterReloadErrors) >= errs+2
 	})
 	clock.Advance(29 * time.Second)
@@ -254,7 +254,7 @@ func TestTableStaleWhenDatabaseLocked(t *testing.T) {
 	}
 	conn.Close()
 	other.Close() // exclusive locking mode holds the lock until the connection closes
-	eventually(t, 2*time.Second, "recovers after the lock goes", func() bool {
+	eventually(t, failsafe, "recovers after the lock goes", func() bool {
 		_, err := tb.Lookup("scriba@fwd.hervormdputten.nl")
 		return errors.Is(err, ErrNotAccepting) // and sees the other process's change
 	})

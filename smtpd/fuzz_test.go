@@ -36,7 +36,7 @@ func FuzzSession(f *testing.F) {
 		routed[n+"@example.nl"] = true
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := net.DialTimeout("tcp", fx.addr, 2*time.Second)
+		c, err := net.DialTimeout("tcp", fx.addr, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,11 +51,11 @@ func FuzzSession(f *testing.F) {
 		}
 		c.Close()
 		// The server still answers.
-		probe, err := net.DialTimeout("tcp", fx.addr, 2*time.Second)
+		probe, err := net.DialTimeout("tcp", fx.addr, 30*time.Second)
 		if err != nil {
 			t.Fatalf("server gone after %q: %v", in, err)
 		}
-		probe.SetReadDeadline(time.Now().Add(2 * time.Second))
+		probe.SetReadDeadline(time.Now().Add(30 * time.Second))
 		n, _ := probe.Read(buf)
 		probe.Close()
 		if !strings.HasPrefix(string(buf[:n]), "220 ") {

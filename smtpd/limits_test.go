@@ -25,12 +25,12 @@ import (
 func TestMaxConnectionsPerIP(t *testing.T) {
 	f := start(t, func(o *smtpd.Options) { o.MaxConnections = 50; o.MaxConnectionsPerIP = 3 })
 	greet := func(local string) (net.Conn, string) {
-		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 		c, err := d.Dial("tcp", f.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a greeting or a 421 comes
 		buf := make([]byte, 256)
 		n, _ := c.Read(buf)
 		return c, string(buf[:n])
@@ -141,7 +141,7 @@ drip:
 	}
 	defer c2.Close()
 	r2 := bufio.NewReader(c2)
-	c2.SetReadDeadline(time.Now().Add(15 * time.Second))
+	c2.SetReadDeadline(time.Now().Add(30 * time.Second))
 	expect := func(prefix string) {
 		t.Helper()
 		for {
@@ -274,7 +274,7 @@ func TestFailedHandshakeDoesNotExtendSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // the drip sets its own, shorter read deadline
 	r := bufio.NewReader(c)
 	r.ReadString('\n')
 	c.Write([]byte("STARTTLS\r\n"))

@@ -94,13 +94,13 @@ func TestSRSReturns(t *testing.T) {
 // tests of what is kept per client.
 func rawSessionFrom(t *testing.T, local, addr, script string) string {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failsafe: every script ends in QUIT
 	if _, err := c.Write([]byte(script)); err != nil {
 		t.Fatal(err)
 	}
@@ -499,12 +499,12 @@ func TestReturnTokensTakenAtData(t *testing.T) {
 // dialFrom opens an SMTP client session from a chosen loopback address.
 func dialFrom(t *testing.T, local, addr string) *smtp.Client {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	c := smtp.NewClient(nc)
 	t.Cleanup(func() { c.Close() })
 	if err := c.Hello("c"); err != nil {

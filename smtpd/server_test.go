@@ -146,12 +146,12 @@ func TestEHLOReplyInOneWrite(t *testing.T) {
 // rawSession speaks SMTP byte by byte, for input a well-behaved client library would refuse to send.
 func rawSession(t *testing.T, addr string, script string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failsafe: every script ends in QUIT
 	if _, err := c.Write([]byte(script)); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestMaxConnections(t *testing.T) {
 		}
 		defer c.Close()
 		buf := make([]byte, 256)
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if _, err := c.Read(buf); err != nil {
 			t.Fatal(err)
 		}

@@ -53,7 +53,7 @@ func TestHealth(t *testing.T) {
 		}
 		h.syncDir = nil
 		// The answer is kept for a second; then it is looked at again.
-		waitFor(t, 3*healthEvery, "Health to see the failure", func() bool { return f.sp.Health() != nil })
+		waitFor(t, failsafe, "Health to see the failure", func() bool { return f.sp.Health() != nil })
 		if err := f.sp.Health(); !errors.Is(err, syscall.EIO) {
 			t.Errorf("Health = %v, want the fsync's EIO", err)
 		}

@@ -127,6 +127,13 @@ func (f *fixture) retireByHand(id string) {
 	}
 }
 
+// failsafe bounds a wait for something that must happen. It only ends a
+// test that would otherwise hang, so it is generous: a loaded machine (the
+// suite runs with -race beside other builds) may take many seconds for
+// what takes milliseconds on a quiet one. A wait that checks something
+// did not happen, or how long something took, sets its own window.
+const failsafe = 30 * time.Second
+
 // waitFor polls cond for up to timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -291,7 +291,7 @@ func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, 10*time.Second, "empty spool", func() bool {
+	waitFor(t, failsafe, "empty spool", func() bool {
 		ids, err := f.sp.ids()
 		return err == nil && len(ids) == 0
 	})

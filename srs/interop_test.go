@@ -249,7 +249,7 @@ func findPostsrsd(t *testing.T) string {
 
 func postsrsdVersion(t *testing.T, bin string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-v").CombinedOutput()
 	if err != nil {
@@ -285,11 +285,11 @@ func startPostsrsd(t *testing.T, bin, secretFile, domain string) *postsrsd {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		select {
 		case <-exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Errorf("postsrsd (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
 		}
 	})
-	ps, err := findTables(cmd.Process.Pid, exited, domain, 10*time.Second)
+	ps, err := findTables(cmd.Process.Pid, exited, domain, 30*time.Second)
 	if err != nil {
 		t.Fatalf("postsrsd did not come up: %v; output:\n%s", err, out.String())
 	}
@@ -341,7 +341,7 @@ func (ps *postsrsd) get(table, key string) (string, error) {
 		return "", fmt.Errorf("tcp_table %s: %w", table, err)
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return "", err
 	}
 	if _, err := fmt.Fprintf(conn, "get %s\n", tableEncode(key)); err != nil {

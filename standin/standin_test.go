@@ -85,7 +85,7 @@ func TestAcceptRecordAndStore(t *testing.T) {
 	if ok, _ := c.Extension("8BITMIME"); !ok {
 		t.Error("8BITMIME not advertised")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	msgs, err := s.Wait(ctx, 1)
 	if err != nil {
@@ -152,7 +152,7 @@ func TestNo8BitMIME(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			msgs, err := s.Wait(ctx, 2)
 			if err != nil {

@@ -61,7 +61,7 @@ func TestTarget(t *testing.T) {
 				}
 			}
 			// The server counts a message once its DATA reply went out.
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(30 * time.Second)
 			for st.mesg.Load() < int64(delivered) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -78,11 +78,11 @@ func enh(c smtp.EnhancedCode) string { return fmt.Sprintf("%d.%d.%d", c[0], c[1]
 
 // sendOne delivers one small message in a session of its own.
 func sendOne(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c := smtp.NewClient(conn)
 	defer c.Close()
 	if err := c.Hello("test.bench.localhost"); err != nil {

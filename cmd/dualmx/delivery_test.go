@@ -89,7 +89,7 @@ func TestVerdictSurvivesRestart(t *testing.T) {
 		items, _ := adm.List()
 		return len(items) == 1 && items[0].State == spool.StateDeferred
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !deferred() {
 		if time.Now().After(deadline) {
 			t.Fatal("the first attempt was not deferred")
@@ -103,7 +103,7 @@ func TestVerdictSurvivesRestart(t *testing.T) {
 	down.Store(false)
 	d, stop = start()
 	defer func() { stop(); d.wait() }()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
 	got, err := tenant.Wait(wctx, 1)
 	if err != nil {

@@ -75,7 +75,7 @@ func fetch(t *testing.T, c *http.Client, url, user, pass string) (int, string) {
 // else; /healthz answers on both.
 func TestStatusPageHasItsOwnListener(t *testing.T) {
 	d := startTestDaemon(t, "")
-	c := &http.Client{Timeout: 10 * time.Second}
+	c := &http.Client{Timeout: 30 * time.Second}
 	metricsURL, statusURL := "http://"+d.httpAddr.String(), "http://"+d.statusAddr.String()
 	for _, tc := range []struct {
 		url  string
@@ -134,7 +134,7 @@ func TestMetricsWithTLSAndBasicAuth(t *testing.T) {
 	}
 	d := startTestDaemon(t, fmt.Sprintf("  metrics_web_config: %q\n", webConfig))
 	url := "https://" + d.httpAddr.String()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}}}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}}}
 	for _, tc := range []struct {
 		name, path, user, pass string
 		code                   int
@@ -158,10 +158,10 @@ func TestMetricsWithTLSAndBasicAuth(t *testing.T) {
 	}
 	// Plain HTTP is not answered with data, and a client that does not
 	// trust the test CA does not get through the handshake.
-	if code, body := fetch(t, &http.Client{Timeout: 10 * time.Second}, "http://"+d.httpAddr.String()+"/metrics", "prometheus", "right horse battery"); code != 400 || strings.Contains(body, "dualmx_") {
+	if code, body := fetch(t, &http.Client{Timeout: 30 * time.Second}, "http://"+d.httpAddr.String()+"/metrics", "prometheus", "right horse battery"); code != 400 || strings.Contains(body, "dualmx_") {
 		t.Errorf("plain HTTP: %d %q", code, body)
 	}
-	if _, err := (&http.Client{Timeout: 10 * time.Second}).Get(url + "/metrics"); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := (&http.Client{Timeout: 30 * time.Second}).Get(url + "/metrics"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a client without the CA: %v, want a certificate error", err)
 	}
 }
@@ -201,7 +201,7 @@ func TestBadWebConfigStopsTheStart(t *testing.T) {
 // rebinding against an admin's ssh -L) gets 421 Misdirected Request.
 func TestHTTPListenersRefuseForeignHosts(t *testing.T) {
 	d := startTestDaemon(t, "  http_hosts: [prometheus-target.example]\n")
-	c := &http.Client{Timeout: 10 * time.Second}
+	c := &http.Client{Timeout: 30 * time.Second}
 	for _, l := range []struct{ name, url string }{
 		{"metrics", "http://" + d.httpAddr.String() + "/metrics"},
 		{"status", "http://" + d.statusAddr.String() + "/"},

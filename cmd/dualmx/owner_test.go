@@ -63,7 +63,7 @@ func TestCommandsRefuseAnotherUsersStateDir(t *testing.T) {
 		select {
 		case r := <-done:
 			return r.out, r.err
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second): // a command that runs (serve) never returns
 			t.Fatalf("dualmx %s as uid %d ran instead of refusing", strings.Join(args, " "), os.Geteuid())
 		}
 		return "", nil

@@ -50,7 +50,7 @@ func TestServerAnswers(t *testing.T) {
 	for _, tc := range tests {
 		for _, proto := range []string{"udp", "tcp"} {
 			t.Run(tc.name+"/"+proto, func(t *testing.T) {
-				c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+				c := &dns.Client{Net: proto, Timeout: 30 * time.Second}
 				m := new(dns.Msg)
 				m.SetQuestion(tc.qname, tc.qtype)
 				r, _, err := c.Exchange(m, s.Addr())
@@ -72,7 +72,7 @@ func TestTruncatedOverUDP(t *testing.T) {
 	s := Start(t, bigZone())
 	m := new(dns.Msg)
 	m.SetQuestion("big.example.org.", dns.TypeTXT)
-	r, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, s.Addr())
+	r, _, err := (&dns.Client{Net: "udp", Timeout: 30 * time.Second}).Exchange(m, s.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func (f *fakeTB) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
 
 func TestRcodeAndCount(t *testing.T) {
 	s := Start(t, zone, Rcode("broken.example.org", dns.RcodeServerFailure))
-	c := &dns.Client{Timeout: 2 * time.Second}
+	c := &dns.Client{Timeout: 30 * time.Second}
 	for _, qname := range []string{"broken.example.org.", "BROKEN.example.org.", "example.org."} {
 		m := new(dns.Msg)
 		m.SetQuestion(qname, dns.TypeTXT)
@@ -252,7 +252,7 @@ func TestServerDNSSEC(t *testing.T) {
 			if tc.do {
 				m.SetEdns0(1232, true)
 			}
-			r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, tc.srv.Addr())
+			r, _, err := (&dns.Client{Timeout: 30 * time.Second}).Exchange(m, tc.srv.Addr())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -130,7 +130,7 @@ func (tn *Tenant) LookUpDKIMAt(nameserver string) {
 
 // cnamesPublished asks the name server for both selectors' CNAMEs.
 func cnamesPublished(ns string, d *dkimConfig) bool {
-	c := &dns.Client{Timeout: 2 * time.Second}
+	c := &dns.Client{Timeout: 30 * time.Second} // a loopback name server answers; this only ends a hang
 	for i, want := range []string{d.DKIM1, d.DKIM2} {
 		m := new(dns.Msg).SetQuestion(dns.Fqdn(fmt.Sprintf("selector%d._domainkey.%s", i+1, d.Domain)), dns.TypeCNAME)
 		r, _, err := c.Exchange(m, ns)
