@@ -135,7 +135,7 @@ func TestTargetLimit(t *testing.T) {
 		t.Fatalf("third session at once: %v, want 451", err)
 	}
 	held[0].Quit()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for srv.open.Load() > 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
