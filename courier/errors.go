@@ -90,7 +90,7 @@ func fromReply(code int, status, msg string, err error) *Error {
 	// Only 5xx is permanent, and not even that when the reply is about the
 	// target rather than the message (replies.go); a 421 or any unexpected
 	// code is worth a retry.
-	sig, temp := replySignal(code, status)
+	sig, temp := replySignal(code, status, msg)
 	return &Error{Code: code, Status: status, Message: msg, Temporary: temp, Signal: sig, Err: err}
 }
 

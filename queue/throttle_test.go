@@ -29,6 +29,12 @@ func TestThrottlingNeverHoldsOrBounces(t *testing.T) {
 		{"451 4.7.650 at MAIL", standin.StageMail, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 650}, Message: "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation."}},
 		{"554 5.7.606 banned IP at MAIL", standin.StageMail, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 606}, Message: "Access denied, banned sending IP [192.0.2.1]."}},
 		{"550 5.7.511 at DATA", standin.StageDataDone, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 511}, Message: "Access denied, banned sender"}},
+		// Exchange Online Protection when the relay's address or EHLO name
+		// is on Spamhaus' lists: a generic 5.7.1, told apart by its text.
+		{"550 5.7.1 client host blocked using Spamhaus at RCPT", standin.StageRcpt, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Service unavailable, Client host [192.0.2.1] blocked using Spamhaus. To request removal from this list see https://www.spamhaus.org/query/ip/192.0.2.1 (AS16012611)"}},
+		{"550 5.7.1 HELO domain listed in Spamhaus at MAIL", standin.StageMail, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Service unavailable, Helo domain is listed in Spamhaus. To request removal from this list see https://www.spamhaus.org/query/dbl?domain=relay.test (S8001)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
