@@ -3,12 +3,17 @@
 package courier
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/dualmx/dualmx/internal/dnstest"
 	"github.com/dualmx/dualmx/standin"
@@ -99,5 +104,207 @@ func TestEveryAddressOfTheTarget(t *testing.T) {
 	}
 	if dead.Load() != before || s.Count() != delivered {
 		t.Error("ip_family ipv6 reached an IPv4 address")
+	}
+}
+
+// TestResolverFailureFallsBackToLastAddresses: when the lookup of the
+// tenant host fails (a local resolver restarting), the addresses of the
+// last good lookup stand in: a target that answers there is not taken for
+// dead. Without any good lookup the message is deferred (4.4.3), counted
+// as a DNS failure, not as a failed connection.
+func TestResolverFailureFallsBackToLastAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		lookedUp     bool // a lookup succeeded before the resolver broke
+		wantAccepted bool
+	}{
+		{"after a good lookup", true, true},
+		{"before any good lookup", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			s := f.target(standin.Options{TLS: f.tlsFor("tenant.test")})
+			dns := dnstest.Start(t, "tenant.test. A 127.0.0.1\n")
+			var broken atomic.Bool
+			res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				if broken.Load() {
+					return nil, errors.New("resolver down")
+				}
+				var d net.Dialer
+				return d.DialContext(ctx, network, dns.Addr())
+			}}
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			cfg := f.config(s)
+			cfg.Host, cfg.Resolver, cfg.Now = "tenant.test", res, clock
+			cfg.IdleTimeout = time.Nanosecond // every message on a new connection, which needs the address
+			tn := f.tenant(cfg)
+			if tc.lookedUp {
+				if r := send(t, tn, Message{From: "a@sender.test"}, "", testBody, "scriba@domain.test"); !accepted(r) {
+					t.Fatal(failure(r))
+				}
+			}
+			broken.Store(true)
+			mu.Lock()
+			now = now.Add(resolveEvery + time.Second) // the last answer is due for renewal
+			mu.Unlock()
+			const n = 5
+			lookups := uint64(0) // deliveries that failed to look the host up
+			for i := range n {
+				r := send(t, tn, Message{From: "a@sender.test"}, "", testBody, "scriba@domain.test")
+				if accepted(r) != tc.wantAccepted {
+					t.Fatalf("message %d with the resolver down: %v", i, failure(r))
+				}
+				if e := failure(r); e != nil && e.Status == "4.4.3" {
+					lookups++
+					if !e.Temporary {
+						t.Errorf("message %d: %v, want a temporary failure", i, e)
+					}
+				}
+			}
+			st := tn.Health().Status()
+			if st.ConnectionsFailed != 0 {
+				t.Errorf("%d failed connections counted for a resolver that failed", st.ConnectionsFailed)
+			}
+			if st.ConnectionsDNSFailed != lookups || tc.wantAccepted != (lookups == 0) {
+				t.Errorf("%d DNS failures counted, %d deliveries failed to look the host up", st.ConnectionsDNSFailed, lookups)
+			}
+			if tc.wantAccepted && st.Suspended {
+				t.Errorf("a resolver failure suspended a target that answers at its last address: %+v", st)
+			}
+		})
+	}
+}
+
+// TestAddressFamilyRefusals: a refusal of the relay's address family
+// (4.7.25, 5.7.25: an IPv6 address without reverse DNS; 5.7.510: no mail
+// over IPv6) is a failure of the target over that family: with IPv6 the
+// only family allowed, repeated refusals suspend it. 4.7.26 (this message
+// must pass SPF or DKIM over IPv6) is about the message: never a failure.
+func TestAddressFamilyRefusals(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reply         *smtp.SMTPError
+		wantSuspended bool
+	}{
+		{&smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 25}, Message: "Service unavailable, sending IPv6 address [::1] must have reverse DNS record."}, true},
+		{&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 25}, Message: "The sending IPv6 address [::1] must have a reverse DNS record."}, true},
+		{&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 510}, Message: "Access denied, domain.test does not accept email over IPv6."}, true},
+		{&smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 26}, Message: "Service unavailable, message sent over IPv6 [::1] must pass either SPF or DKIM validation."}, false},
+	} {
+		t.Run(fmt.Sprintf("%d %d.%d.%d", tc.reply.Code, tc.reply.EnhancedCode[0], tc.reply.EnhancedCode[1], tc.reply.EnhancedCode[2]), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			s := f.target(standin.Options{Addr: "[::1]:0", TLS: f.tlsFor("::1"), Hook: func(e standin.Event) error {
+				if e.Stage == standin.StageRcpt {
+					return tc.reply
+				}
+				return nil
+			}})
+			cfg := f.config(s)
+			cfg.Host, cfg.IPFamily = "::1", FamilyIPv6
+			cfg.Health = HealthConfig{MaxConcurrency: 8}
+			tn := f.tenant(cfg)
+			for i := range 10 {
+				r := send(t, tn, Message{From: "a@sender.test"}, "", testBody, "scriba@domain.test")
+				if e := failure(r); e == nil || !e.Temporary {
+					t.Fatalf("message %d: %v, want a temporary failure", i, e)
+				}
+			}
+			st := tn.Health().Status()
+			t.Logf("10 messages refused: %d connections, suspended %v, window %d", s.Connections(), st.Suspended, st.Window)
+			if st.Suspended != tc.wantSuspended {
+				t.Errorf("suspended: %v, want %v", st.Suspended, tc.wantSuspended)
+			}
+		})
+	}
+}
+
+// busyFrontEnd listens on addr and greets every connection with 421 (a
+// front end that is busy or closing), counting them.
+func busyFrontEnd(t *testing.T, addr string) (*atomic.Int32, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Write([]byte("421 4.3.2 Service not available, closing transmission channel\r\n"))
+			c.Close()
+		}
+	}()
+	return &n, nil
+}
+
+// TestNextAddressAfterBusyGreetingOrTLSFailure: the tenant host resolves
+// to 127.0.0.2, whose front end greets with 421 or offers no STARTTLS, and
+// to 127.0.0.1, which works: the failure is one of that front end, and the
+// message goes out through the next address in the same attempt.
+func TestNextAddressAfterBusyGreetingOrTLSFailure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// start runs the bad front end at addr; tried counts its connections.
+		start func(t *testing.T, addr string) (tried func() int, err error)
+	}{
+		{"421 greeting", func(t *testing.T, addr string) (func() int, error) {
+			n, err := busyFrontEnd(t, addr)
+			if err != nil {
+				return nil, err
+			}
+			return func() int { return int(n.Load()) }, nil
+		}},
+		{"no STARTTLS", func(t *testing.T, addr string) (func() int, error) {
+			s, err := standin.Start(standin.Options{Addr: addr})
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { s.Close() })
+			return func() int { return int(s.Connections()) }, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			var s *standin.Server
+			var tried func() int
+			for try := 0; ; try++ {
+				s = f.target(standin.Options{TLS: f.tlsFor("tenant.test")})
+				var err error
+				if tried, err = tc.start(t, fmt.Sprintf("127.0.0.2:%d", s.Port())); err == nil {
+					break
+				}
+				if try == 5 {
+					t.Fatal(err)
+				}
+			}
+			dns := dnstest.Start(t, "tenant.test. A 127.0.0.2\ntenant.test. A 127.0.0.1\n")
+			cfg := f.config(s)
+			cfg.Host, cfg.Resolver = "tenant.test", dns.Resolver()
+			cfg.BadAddressFor = time.Nanosecond // the bad front end first every time
+			cfg.IdleTimeout = time.Nanosecond   // every message on a new connection
+			tn := f.tenant(cfg)
+			const n = 3
+			for i := range n {
+				if r := send(t, tn, Message{From: "a@sender.test"}, "", testBody, "scriba@domain.test"); !accepted(r) {
+					t.Fatalf("message %d: %v", i, failure(r))
+				}
+			}
+			if tried() == 0 {
+				t.Fatal("the bad front end was never tried: the test shows nothing")
+			}
+			t.Logf("%d messages delivered; the bad front end was tried %d times", n, tried())
+		})
 	}
 }

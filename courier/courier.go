@@ -31,6 +31,12 @@ type Message struct {
 	// arrival (vouch); a target does not use them.
 	ClientIP string
 	Helo     string
+	// Parked: the queue would park the message, its target being
+	// suspended, and hands it out only so that the stages before the
+	// target judge it on arrival (the verdict is kept with the message).
+	// The tenant sends it only if it is up again by then, and never as
+	// the probe of a suspended target: the queue chooses that one.
+	Parked bool
 }
 
 // Body is a spooled message: it never changes, and is read from its start

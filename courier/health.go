@@ -28,8 +28,11 @@ import (
 // refusals to sessions already under way counts once. Above the window a
 // decrease left, growth is four times slower (see ceiling).
 //
-// Deliveries read it with atomic loads only; the lock is taken on a
-// failure, on growth below the ceiling and while suspended.
+// Deliveries read it with atomic loads only, and at the window's maximum
+// (the steady state of a healthy target) a success takes no lock. The lock
+// is taken on a failure, on a success while the window is below its
+// maximum (to count towards its growth), and by every delivery while the
+// target is suspended.
 type Health struct {
 	max, initial int
 	suspendAfter int32
@@ -45,7 +48,7 @@ type Health struct {
 	fails     atomic.Int32  // consecutive failures
 	version   atomic.Uint64 // bumped at each suspension, failed probe and resumption
 
-	conns       [3]atomic.Uint64 // by connResult
+	conns       [nConnResults]atomic.Uint64
 	throttles   atomic.Uint64
 	suspensions atomic.Uint64
 
@@ -60,8 +63,8 @@ type Health struct {
 	reason       string
 	probeDelay   time.Duration
 	nextProbe    time.Time
-	probing      bool
-	probes       int
+	probing      bool          // a probe is under way
+	probes       int           // failed probes in this suspension
 	suspendedFor time.Duration // in suspensions that ended
 	onChange     func()
 }
@@ -137,17 +140,39 @@ func (h *Health) Suspended() bool { return h.suspended.Load() }
 // target is back: a watcher compares it to see whether to look again.
 func (h *Health) Version() uint64 { return h.version.Load() }
 
-// NextProbe is when a suspended target may be probed; zero while it is up.
-func (h *Health) NextProbe() time.Time {
+// ProbeAt is when the next probe of a suspended target may go out; ok is
+// false while no probe can be started: the target is up, or a probe is
+// under way (its delivery's end says more).
+func (h *Health) ProbeAt() (at time.Time, ok bool) {
+	if !h.suspended.Load() {
+		return time.Time{}, false
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.suspended.Load() {
-		return time.Time{}
+	if !h.suspended.Load() || h.probing {
+		return time.Time{}, false
 	}
-	return h.nextProbe
+	return h.nextProbe, true
 }
 
-// ProbeNow lets a suspended target be probed at once: an admin who fixed
+// NextProbe is when a suspended target may be probed; zero while it is up
+// or while a probe is under way.
+func (h *Health) NextProbe() time.Time {
+	at, _ := h.ProbeAt()
+	return at
+}
+
+// ProbeDue reports whether a delivery started now would be admitted as the
+// probe of a suspended target: suspended, no probe under way, and its time
+// has come. A scheduler hands out a message for the probe only then; while
+// a probe is under way (also one a delivery handed out before the
+// suspension became), another would be refused and parked again.
+func (h *Health) ProbeDue() bool {
+	at, ok := h.ProbeAt()
+	return ok && !h.now().Before(at)
+}
+
+// ProbeNow lets a suspended target be tried at once: an admin who fixed
 // the cause (a delisting, a connector) asked for delivery now.
 func (h *Health) ProbeNow() {
 	h.mu.Lock()
@@ -169,8 +194,10 @@ type HealthStatus struct {
 	Window, Max  int
 	SuspendedFor time.Duration // in all suspensions so far, the current one included
 
-	ConnectionsOK, ConnectionsFailed, ConnectionsThrottled uint64
-	Throttles, Suspensions                                 uint64
+	// Connection attempts by result; a failed lookup of the host's
+	// addresses counts as ConnectionsDNSFailed, not as a failed connection.
+	ConnectionsOK, ConnectionsFailed, ConnectionsThrottled, ConnectionsDNSFailed uint64
+	Throttles, Suspensions                                                       uint64
 }
 
 // Status returns a snapshot.
@@ -179,7 +206,8 @@ func (h *Health) Status() HealthStatus {
 	defer h.mu.Unlock()
 	s := HealthStatus{Suspended: h.suspended.Load(), Window: h.Window(), Max: h.max, SuspendedFor: h.suspendedFor,
 		ConnectionsOK: h.conns[connOK].Load(), ConnectionsFailed: h.conns[connFailed].Load(),
-		ConnectionsThrottled: h.conns[connThrottled].Load(), Throttles: h.throttles.Load(), Suspensions: h.suspensions.Load()}
+		ConnectionsThrottled: h.conns[connThrottled].Load(), ConnectionsDNSFailed: h.conns[connDNSFailed].Load(),
+		Throttles: h.throttles.Load(), Suspensions: h.suspensions.Load()}
 	if s.Suspended {
 		s.Since, s.Reason, s.NextProbe, s.Probes = h.since, h.reason, h.nextProbe, h.probes
 		s.SuspendedFor += h.now().Sub(h.since)
@@ -200,7 +228,9 @@ type ticket struct {
 
 // admit lets a delivery through, or refuses it with a SignalSuspended error
 // while the target is suspended and no probe is due (or one is under way).
-func (h *Health) admit() (ticket, error) {
+// A delivery that may not be the probe (mayProbe false) is refused
+// whenever the target is suspended.
+func (h *Health) admit(mayProbe bool) (ticket, error) {
 	if !h.suspended.Load() {
 		return ticket{epoch: h.epoch.Load()}, nil
 	}
@@ -209,7 +239,7 @@ func (h *Health) admit() (ticket, error) {
 	if !h.suspended.Load() {
 		return ticket{epoch: h.epoch.Load()}, nil
 	}
-	if !h.probing && !h.now().Before(h.nextProbe) {
+	if mayProbe && !h.probing && !h.now().Before(h.nextProbe) {
 		h.probing = true
 		return ticket{epoch: h.epoch.Load(), probe: true}, nil
 	}
@@ -237,6 +267,8 @@ const (
 	connOK connResult = iota
 	connFailed
 	connThrottled
+	connDNSFailed // the host's addresses could not be looked up
+	nConnResults
 )
 
 // connected counts a connection attempt by its result.
@@ -248,7 +280,7 @@ func (h *Health) done(t ticket, o outcome, reason string) {
 	case outcomeNeutral:
 		if t.probe {
 			h.mu.Lock()
-			h.probing = false // nothing learnt: the next delivery may probe
+			h.probing = false // nothing learnt: the next delivery may be the probe
 			h.mu.Unlock()
 		}
 	case outcomeOK:
@@ -323,7 +355,7 @@ func (h *Health) done(t ticket, o outcome, reason string) {
 }
 
 // jitter takes up to a fifth off d, so that relays started together do not
-// probe in step.
+// try in step.
 func (h *Health) jitter(d time.Duration) time.Duration {
 	f := min(max(h.rand(), 0), 0.999999)
 	return d - time.Duration(float64(d)*0.2*f)

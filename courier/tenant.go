@@ -186,7 +186,7 @@ func (d *tenantDelivery) Commit(ctx context.Context) Result {
 // send runs x on a pooled connection, or a new one, if the tenant's health
 // admits it, and tells the health what the session showed.
 func (t *Tenant) send(ctx context.Context, x *txn) ([]Outcome, error) {
-	tk, err := t.health.admit()
+	tk, err := t.health.admit(!x.msg.Parked)
 	if err != nil {
 		return nil, err
 	}
@@ -210,13 +210,10 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 			if c, err = t.dial(ctx); err != nil {
 				e := Classify(err)
 				if e.Signal == SignalThrottle {
-					t.health.connected(connThrottled)
 					return nil, outcomeThrottle, e.Reply(), e
 				}
-				t.health.connected(connFailed)
 				return nil, outcomeFailed, e.Reply(), e
 			}
-			t.health.connected(connOK)
 		}
 		out, reusable, err := transact(ctx, c, x, x.msg.From, t.d.data)
 		if errors.Is(err, errStale) && reused && try == 0 && ctx.Err() == nil {
@@ -224,12 +221,12 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 			continue
 		}
 		o, reason := judge(out, err)
-		family := signalled(out, err, SignalFamily)
+		family := signalled(out, err, SignalFamily) || signalled(out, err, SignalFamilyAuth)
 		if family {
-			// The target refuses mail over this address family: the
-			// next attempt takes another address.
+			// The target refuses mail (or this message) over this
+			// address family: the next attempt takes the other one.
 			if ip, ok := remoteIP(c.conn); ok {
-				t.book.markBad(ip)
+				t.book.markFamilyBad(ip)
 			}
 		}
 		switch {
@@ -249,63 +246,87 @@ func (t *Tenant) try(ctx context.Context, x *txn) ([]Outcome, outcome, string, e
 	}
 }
 
-// dial connects to the first of the host's addresses that answers: one
-// that cannot be reached (or refuses this address family) is remembered as
-// bad and the next is tried. A reply from the service itself, or a TLS
-// failure, ends the attempt: the host's other addresses are the same
-// service.
+// dial connects to the first of the host's addresses that starts a
+// session: one that cannot be reached, whose front end is busy (a 4xx
+// greeting) or fails TLS, or that refuses this address family is
+// remembered as bad and the next is tried. A 5xx reply from the service
+// itself ends the attempt: the host's other addresses are the same
+// service. Each address tried counts as a connection attempt.
 //
 // Under TLSDane the addresses and the TLS configuration come from the
-// validated lookup: anything short of usable, signed TLSA records is a
-// temporary failure, and nothing falls back to another policy.
+// validated lookup alone: anything short of usable, signed TLSA records is
+// a temporary failure, an empty list of validated addresses is one too,
+// and nothing falls back to another policy or to the unvalidated resolver.
 func (t *Tenant) dial(ctx context.Context) (*client, error) {
 	d := t.d
-	var fixed []netip.Addr
+	var all []netip.Addr
 	if d.policy == TLSDane {
 		res, err := t.dane.Lookup(ctx, t.host, t.port)
 		if err != nil {
-			return nil, &Error{Status: "4.4.3", Message: fmt.Sprintf("DANE lookup for %s: %v", t.host, err), Temporary: true, Err: err}
+			t.health.connected(connDNSFailed)
+			return nil, lookupError(err, "DANE lookup for %s: %v", t.host, err)
 		}
 		if err := res.Err(); err != nil {
+			t.health.connected(connFailed)
 			return nil, &Error{Status: "4.7.5", Message: err.Error(), Temporary: true, Err: err}
 		}
-		fixed = res.Addrs
+		all = res.Addrs
 		d.daneTLS = res.TLSConfig()
+	} else {
+		var err error
+		if all, err = t.book.resolve(ctx); err != nil {
+			t.health.connected(connDNSFailed)
+			return nil, err
+		}
 	}
-	addrs, err := t.book.list(ctx, fixed)
+	addrs, err := t.book.order(all)
 	if err != nil {
+		t.health.connected(connDNSFailed)
 		return nil, err
 	}
 	var last error
+	var refused [2]bool // families refused in this attempt
 	for _, a := range addrs {
+		if refused[familyOf(a)] {
+			continue
+		}
 		d.dialAddr = netip.AddrPortFrom(a, uint16(t.port)).String()
 		c, err := d.connect(ctx)
 		if err == nil {
+			t.health.connected(connOK)
 			t.book.markGood(a)
 			return c, nil
 		}
 		last = err
-		if ctx.Err() != nil || !addressFault(err) {
+		if ctx.Err() != nil {
 			return nil, err
 		}
-		t.book.markBad(a)
+		e := Classify(err)
+		if e.Signal == SignalThrottle {
+			t.health.connected(connThrottled)
+		} else {
+			t.health.connected(connFailed)
+		}
+		switch {
+		case e.Signal == SignalFamily || e.Signal == SignalFamilyAuth:
+			t.book.markFamilyBad(a)
+			refused[familyOf(a)] = true
+		case addressFault(e):
+			t.book.markBad(a)
+		default:
+			return nil, err
+		}
 	}
 	return nil, last
 }
 
-// addressFault reports whether a failed connection is the fault of the
-// address tried: nothing answered there, the connection broke before the
-// session began, or the service refuses the address family.
-func addressFault(err error) bool {
-	e := Classify(err)
-	switch {
-	case e.Signal == SignalFamily:
-		return true
-	case isReply(err):
-		return false
-	}
-	return e.Status == "4.4.1" || e.Status == "4.4.2"
-}
+// addressFault reports whether a failure to start a session is one of the
+// address tried, which the host's next address may not share: nothing
+// answered there or the connection broke, the front end said it is busy
+// or closing (a 4xx reply: 421 at the greeting), or TLS failed there
+// (STARTTLS missing or refused, a certificate that does not verify or that
+// the TLSA records do not name). A 5xx reply speaks for the service.
+func addressFault(e *Error) bool { return e.Code < 500 }
 
 // signalled reports whether a transaction's error or any outcome carries s.
 func signalled(out []Outcome, err error, s Signal) bool {
@@ -321,8 +342,10 @@ func signalled(out []Outcome, err error, s Signal) bool {
 }
 
 // judge says what a transaction showed about the target: a throttling
-// reply anywhere in it, a refusal of the relay, a session that broke off,
-// or a target that answered.
+// reply anywhere in it, a refusal of the relay (its address, its name, its
+// address family), a session that broke off, or a target that answered. A
+// refusal of this message over the address family (4.7.26) says nothing
+// about the target.
 func judge(out []Outcome, err error) (outcome, string) {
 	var errs []*Error
 	if err != nil {
@@ -343,7 +366,7 @@ func judge(out []Outcome, err error) (outcome, string) {
 		switch e.Signal {
 		case SignalThrottle:
 			return outcomeThrottle, e.Reply()
-		case SignalBlocked:
+		case SignalBlocked, SignalFamily:
 			return outcomeFailed, e.Reply()
 		}
 	}

@@ -511,7 +511,8 @@ type TargetStatus struct {
 	ConcurrencyLimit int `json:"concurrency_limit"`
 	// SuspendedSeconds is the time spent suspended since start.
 	SuspendedSeconds float64 `json:"-"`
-	// Connections counts connection attempts by result (ok, failed, throttled).
+	// Connections counts connection attempts by result
+	// (TargetConnectionResults).
 	Connections map[string]uint64 `json:"-"`
 	// Throttles counts throttling replies; Suspensions, suspensions.
 	Throttles   uint64    `json:"-"`
@@ -520,7 +521,7 @@ type TargetStatus struct {
 }
 
 // TargetConnectionResults are the values of dualmx_target_connections_total's result.
-var TargetConnectionResults = []string{"ok", "failed", "throttled"}
+var TargetConnectionResults = []string{"ok", "failed", "throttled", "dns_failed"}
 
 var (
 	targetUpDesc          = prometheus.NewDesc("dualmx_target_up", "1 while the target is up, 0 while it is suspended (mail waits for a probe connection to succeed).", nil, nil)
@@ -528,7 +529,7 @@ var (
 	targetConcurrencyDesc = prometheus.NewDesc("dualmx_target_concurrency", "Sessions the target gets at once now (adaptive: grows on success, halves on throttling and failed connections).", nil, nil)
 	targetLimitDesc       = prometheus.NewDesc("dualmx_target_concurrency_limit", "The ceiling of dualmx_target_concurrency (delivery.concurrency).", nil, nil)
 	targetParkedDesc      = prometheus.NewDesc("dualmx_target_parked_messages", "Messages due for the target that wait for it to come back.", nil, nil)
-	targetConnsDesc       = prometheus.NewDesc("dualmx_target_connections_total", "Connection attempts to the target by result: ok, failed (connect, greeting or TLS), throttled (refused with a throttling reply).", []string{"result"}, nil)
+	targetConnsDesc       = prometheus.NewDesc("dualmx_target_connections_total", "Connection attempts to the target by result: ok, failed (connect, greeting or TLS), throttled (refused with a throttling reply), dns_failed (its addresses could not be looked up).", []string{"result"}, nil)
 	targetThrottlesDesc   = prometheus.NewDesc("dualmx_target_throttles_total", "Throttling replies from the target (421, 4.7.x and Microsoft's rate limits).", nil, nil)
 	targetSuspensionsDesc = prometheus.NewDesc("dualmx_target_suspensions_total", "Times the target was suspended.", nil, nil)
 )

@@ -26,8 +26,9 @@ func (r *Runner) TargetStatus() metrics.TargetStatus {
 		Up: !s.Suspended, Since: s.Since, Reason: s.Reason, NextProbe: s.NextProbe, Probes: s.Probes,
 		Parked: parked, Concurrency: s.Window, ConcurrencyLimit: min(s.Max, r.opts.Concurrency),
 		SuspendedSeconds: s.SuspendedFor.Seconds(),
-		Connections:      map[string]uint64{"ok": s.ConnectionsOK, "failed": s.ConnectionsFailed, "throttled": s.ConnectionsThrottled},
-		Throttles:        s.Throttles, Suspensions: s.Suspensions,
+		Connections: map[string]uint64{"ok": s.ConnectionsOK, "failed": s.ConnectionsFailed, "throttled": s.ConnectionsThrottled,
+			"dns_failed": s.ConnectionsDNSFailed},
+		Throttles: s.Throttles, Suspensions: s.Suspensions,
 		Updated: r.opts.Now().UTC(),
 	}
 }
