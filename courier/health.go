@@ -155,13 +155,6 @@ func (h *Health) ProbeAt() (at time.Time, ok bool) {
 	return h.nextProbe, true
 }
 
-// NextProbe is when a suspended target may be probed; zero while it is up
-// or while a probe is under way.
-func (h *Health) NextProbe() time.Time {
-	at, _ := h.ProbeAt()
-	return at
-}
-
 // ProbeDue reports whether a delivery started now would be admitted as the
 // probe of a suspended target: suspended, no probe under way, and its time
 // has come. A scheduler hands out a message for the probe only then; while

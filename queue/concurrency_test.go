@@ -197,3 +197,27 @@ func TestThrottledTargetFewerRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestReturnsToATarpitDoNotHoldTheTenant: returned bounces whose sender's
+// MX accepts the connection and never greets hold workers of their own,
+// not the tenant's window: the tenant's mail goes out meanwhile, although
+// the returns are due first and outnumber the initial window.
+func TestReturnsToATarpitDoNotHoldTheTenant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	s := f.target(standin.Options{})
+	opts := f.opts(s)
+	opts.Concurrency = 4
+	opts.Sender = tarpitMX(t)
+	opts.StopTimeout = 100 * time.Millisecond // cut the returns off at the end
+	for range 3 {
+		f.spool(testBody, returned())
+	}
+	const n = 10
+	for range n {
+		f.spool(testBody, defaultEnv())
+	}
+	f.run(opts)
+	waitMsgs(t, s, n) // the returns wait a minute for a greeting
+	t.Logf("%d messages delivered to the tenant (window %d) while 3 returns wait for a tarpit", n, opts.Health.Window())
+}

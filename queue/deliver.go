@@ -20,10 +20,17 @@ import (
 // busyRetry is how soon an item locked by an admin command is looked at again.
 const busyRetry = time.Second
 
-// process makes one delivery attempt for id and records the outcome. The
-// item stays claimed throughout, so an admin command in another process
+// process makes one delivery attempt for j's item and records the outcome.
+// The item stays claimed throughout, so an admin command in another process
 // either waits for the attempt or runs entirely before it.
-func (r *Runner) process(ctx context.Context, id string) done {
+func (r *Runner) process(ctx context.Context, j job) done {
+	d := r.attemptItem(ctx, j)
+	d.job = j
+	return d
+}
+
+func (r *Runner) attemptItem(ctx context.Context, j job) done {
+	id := j.id
 	log := r.log.With("id", id)
 	r.mu.Lock()
 	removing := r.removing[id]
@@ -66,13 +73,23 @@ func (r *Runner) process(ctx context.Context, id string) done {
 		}
 		// Each recipient's outcome line below carries the attempt number: one
 		// line per recipient and attempt, as mail admins read a log.
-		log.Debug("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN)
+		log.Debug("queue: attempt", "attempt", it.Attempts+1, "targets", targets, "dsn", it.DSN, "judge", j.judge)
 		start := time.Now()
-		res = r.attempt(ctx, via, it, body(c), targets)
+		res = r.attempt(ctx, via, it, body(c), targets, j.judge && !it.DSN)
 		if unsent(res) {
-			// The tenant was suspended after the item was handed out:
-			// nothing was sent, no attempt counts, nothing is written.
-			return done{id: id, keep: true, park: true}
+			// The tenant is suspended (since the item was handed out, or
+			// it was handed out only to be judged): nothing was sent, and
+			// no attempt counts. The verdict the stages took on the way
+			// is kept, in the one write this costs, so that the message
+			// is judged on arrival, not after the outage (by when a DKIM
+			// signature may have expired or its key been rotated).
+			if it.Prepend == "" && len(res.Header) > 0 {
+				it.Prepend = string(res.Header)
+				if err := c.Save(); err != nil {
+					log.Error("queue: record the arrival verdict", "err", err)
+				}
+			}
+			return done{id: id, keep: true, park: true, judged: true}
 		}
 		if r.m != nil {
 			r.m.AttemptDuration.Observe(time.Since(start).Seconds())
@@ -83,7 +100,7 @@ func (r *Runner) process(ctx context.Context, id string) done {
 	}
 	r.apply(it, res.Rcpts, now, log)
 	d := r.decide(c, res.Header, now, log)
-	d.other = it.DSN
+	d.other, d.judged = it.DSN, true
 	return d
 }
 
@@ -117,9 +134,10 @@ func body(c *spool.Claim) courier.Body {
 // attempt runs one transaction for it's pending recipients rcpts through
 // via. The header fields stored with the item by an earlier attempt go
 // first; without them, a stage of via may add its own (the verdict of the
-// arrival checks), which the result reports.
-func (r *Runner) attempt(ctx context.Context, via courier.Target, it *spool.Item, body courier.Body, rcpts []string) courier.Result {
-	msg := courier.Message{ID: it.ID, From: it.From, EightBit: it.EightBit, SMTPUTF8: it.SMTPUTF8, ClientIP: it.ClientIP, Helo: it.Helo}
+// arrival checks), which the result reports. parked: the item is out only
+// to be judged (courier.Message.Parked).
+func (r *Runner) attempt(ctx context.Context, via courier.Target, it *spool.Item, body courier.Body, rcpts []string, parked bool) courier.Result {
+	msg := courier.Message{ID: it.ID, From: it.From, EightBit: it.EightBit, SMTPUTF8: it.SMTPUTF8, ClientIP: it.ClientIP, Helo: it.Helo, Parked: parked}
 	d, err := via.Start(ctx, msg)
 	if err != nil {
 		return courier.Failed(rcpts, err)

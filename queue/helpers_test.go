@@ -327,3 +327,49 @@ func (h *hookFS) SyncDir(d *os.File) error {
 }
 
 func standinOpts() standin.Options { return standin.Options{} }
+
+// tarpitMX is a sender's MX target whose server accepts connections and
+// never greets (a backscatter sink), with time-outs of a minute: a delivery
+// to it holds its worker for the whole test.
+func tarpitMX(t *testing.T) courier.Target {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return courier.NewMX(courier.MXConfig{
+		Client:        courier.Client{HelloName: "relay.test", DialTimeout: time.Minute, CommandTimeout: time.Minute},
+		Port:          ln.Addr().(*net.TCPAddr).Port,
+		AllowLoopback: true,
+		LookupMX: func(context.Context, string) ([]*net.MX, error) {
+			return []*net.MX{{Host: "127.0.0.1.", Pref: 10}}, nil
+		},
+	})
+}
+
+// returned is the envelope of a bounce that came back for an SRS address:
+// it goes to the sender's MX, not to the tenant.
+func returned() spool.Envelope {
+	return spool.Envelope{Returned: true, Recipients: []spool.Recipient{{Rcpt: "srs@fwd.domain.test", Target: "alice@sender.test"}}}
+}

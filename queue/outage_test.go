@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -212,4 +214,205 @@ func TestAdminRetryProbesAtOnce(t *testing.T) {
 	}
 	waitMsgs(t, s, 5)
 	waitFor(t, failsafe, "delivered", f.gone(id))
+}
+
+// TestReturnArrivingWhileSuspendedGoesOut: a returned bounce that arrives
+// while the tenant is suspended goes to the sender's MX at once: its
+// arrival says where it goes, so it is never parked behind the tenant
+// (and no rescan comes to find it here).
+func TestReturnArrivingWhileSuspendedGoesOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ln := newFlapListener(t)
+	ln.setDown(true)
+	s := f.target(standin.Options{Listener: ln, Keep: -1})
+	mx := f.target(standin.Options{TLS: newFixture(t).tlsFor("mx.sender.test")})
+	cfg := f.tenantConfig(s)
+	cfg.Health.ProbeInitial, cfg.Health.ProbeMax = time.Hour, time.Hour
+	opts := f.optsWith(cfg)
+	opts.Sender = f.mxAt(mx, nil)
+	opts.RescanInterval = time.Hour
+	f.run(opts)
+	for range 5 {
+		f.spool(testBody, defaultEnv())
+	}
+	waitFor(t, failsafe, "suspended", opts.Health.Suspended)
+	id := f.spool(testBody, returned())
+	waitMsgs(t, mx, 1)
+	waitFor(t, failsafe, "the return delivered and removed", f.gone(id))
+	if !opts.Health.Suspended() {
+		t.Error("the tenant was resumed: the return did not go out while it was suspended")
+	}
+}
+
+// gateStage plays the arrival checks (vouch) before the tenant: the
+// message from slowFrom waits in Body until release is closed; every Body
+// is counted, and entered is closed when the slow one is reached.
+type gateStage struct {
+	next     courier.Target
+	slowFrom string
+	release  chan struct{}
+	entered  chan struct{}
+	once     sync.Once
+	bodies   atomic.Int32
+}
+
+func newGateStage(next courier.Target, slowFrom string) *gateStage {
+	return &gateStage{next: next, slowFrom: slowFrom, release: make(chan struct{}), entered: make(chan struct{})}
+}
+
+func (s *gateStage) Start(ctx context.Context, msg courier.Message) (courier.Delivery, error) {
+	d, err := s.next.Start(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	return &gateDelivery{Delivery: d, s: s, from: msg.From}, nil
+}
+
+type gateDelivery struct {
+	courier.Delivery
+	s    *gateStage
+	from string
+}
+
+func (d *gateDelivery) Body(ctx context.Context, h []byte, b courier.Body) error {
+	d.s.bodies.Add(1)
+	if d.from == d.s.slowFrom {
+		d.s.once.Do(func() { close(d.s.entered) })
+		<-d.s.release
+	}
+	return d.Delivery.Body(ctx, h, b)
+}
+
+// TestSchedulerSleepsWhileWorkersAreBusy: with the tenant suspended and
+// its probe due, the scheduler does not wake every millisecond when no
+// worker could take the probe, nor while returns to a sender's server that
+// never answers hold workers: it waits for a worker's result.
+func TestSchedulerSleepsWhileWorkersAreBusy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// hold occupies workers: it sets up before the runner starts,
+		// with the tenant's mail spooled first, and its result completes
+		// that once the tenant is suspended.
+		hold func(f *fixture, opts *Options) func(t *testing.T)
+	}{
+		{"returns to a tarpit", func(f *fixture, opts *Options) func(t *testing.T) {
+			opts.Concurrency = 2
+			opts.Sender = tarpitMX(f.t)
+			for range 2 {
+				f.spool(testBody, returned())
+			}
+			return func(*testing.T) {}
+		}},
+		{"a slow arrival check holds the only worker", func(f *fixture, opts *Options) func(t *testing.T) {
+			opts.Concurrency = 1
+			gate := newGateStage(opts.Tenant, "slow@sender.test")
+			opts.Tenant = gate
+			f.t.Cleanup(func() { close(gate.release) })
+			return func(t *testing.T) {
+				env := defaultEnv()
+				env.From = "slow@sender.test"
+				f.spool(testBody, env)
+				select {
+				case <-gate.entered:
+				case <-time.After(failsafe):
+					t.Fatal("the message that arrived while suspended was not judged")
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			ln := newFlapListener(t)
+			ln.setDown(true)
+			s := f.target(standin.Options{Listener: ln, Keep: -1})
+			opts := f.opts(s)
+			opts.PollInterval = 200 * time.Millisecond
+			opts.StopTimeout = 100 * time.Millisecond
+			var clock atomic.Int64
+			opts.Now = func() time.Time { clock.Add(1); return time.Now() }
+			for range 5 {
+				f.spool(testBody, defaultEnv())
+			}
+			held := tc.hold(f, &opts)
+			f.run(opts)
+			waitFor(t, failsafe, "suspended", opts.Health.Suspended)
+			held(t)
+			time.Sleep(300 * time.Millisecond)
+			before := clock.Load()
+			time.Sleep(2 * time.Second)
+			n := clock.Load() - before
+			t.Logf("the scheduler's clock was read %d times in 2 s", n)
+			if n > 200 {
+				t.Errorf("the scheduler spun: %d clock reads in 2 s", n)
+			}
+		})
+	}
+}
+
+// TestStrayProbeDoesNotSpinTheRunner: a delivery handed out before the
+// suspension reaches the tenant after the probe became due (here an
+// admin's queue retry made it due) and becomes the probe; its session
+// hangs. Meanwhile the runner hands out no other parked message as a
+// probe (it would be refused and parked again, in a loop through the
+// backlog, each claimed and read again): one probe is under way.
+func TestStrayProbeDoesNotSpinTheRunner(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	s := f.target(standin.Options{Hook: func(e standin.Event) error {
+		if e.Stage == standin.StageMail {
+			if e.From == "slow@sender.test" {
+				time.Sleep(3 * time.Second) // a session that hangs
+			}
+			return serverBusy
+		}
+		return nil
+	}})
+	cfg := f.tenantConfig(s)
+	cfg.MaxIdle = 4
+	cfg.Health.MaxConcurrency, cfg.Health.InitialConcurrency = 4, 4
+	cfg.Health.ProbeInitial, cfg.Health.ProbeMax = time.Hour, time.Hour
+	opts := f.optsWith(cfg)
+	opts.Concurrency = 4
+	gate := newGateStage(opts.Tenant, "slow@sender.test")
+	opts.Tenant = gate
+	env := defaultEnv()
+	env.From = "slow@sender.test"
+	ids := []string{f.spool(testBody, env)}
+	const n = 200
+	for range n {
+		ids = append(ids, f.spool(testBody, defaultEnv()))
+	}
+	// Judged in an earlier run: nothing is handed out to take a verdict.
+	for _, id := range ids {
+		c, err := f.sp.Claim(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Item().Prepend = "Authentication-Results: relay.test; none\r\n"
+		if err := c.Save(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	f.run(opts)
+	h := opts.Health
+	waitFor(t, failsafe, "suspended", h.Suspended)
+	select {
+	case <-gate.entered:
+	case <-time.After(failsafe):
+		t.Fatal("the slow message was not handed out")
+	}
+	time.Sleep(200 * time.Millisecond) // the backlog parked
+	before := gate.bodies.Load()
+	h.ProbeNow() // dualmx queue retry
+	close(gate.release)
+	time.Sleep(2500 * time.Millisecond)
+	spun := gate.bodies.Load() - before
+	t.Logf("while one probe session hung for 2.5 s: %d of %d parked messages handed out", spun, n)
+	if spun > 2 {
+		t.Errorf("the runner handed out %d parked messages while a probe was under way", spun)
+	}
 }

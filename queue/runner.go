@@ -43,8 +43,8 @@ type Options struct {
 	Sender courier.Target
 	// Health is the tenant's health (courier.Tenant.Health): while it is
 	// suspended, due mail for the tenant is parked without an attempt and
-	// one message at a time goes out as the probe; while it is up, at most
-	// its window of deliveries run at once. Nil: neither.
+	// one message at a time goes out as the probe (the docs' probe); while
+	// it is up, at most its window of deliveries run at once. Nil: neither.
 	Health *courier.Health
 	// StatusFile, when set, receives the tenant's health as JSON whenever
 	// it changes, for the admin commands (ReadTargetStatus); it is removed
@@ -58,7 +58,12 @@ type Options struct {
 	GiveUpAfter  time.Duration // since receipt (or release); default 5 days (RFC 5321 4.5.4.1)
 
 	OnPermanentFailure string // PolicyHold (default) or PolicyBounce
-	Concurrency        int    // parallel deliveries; default 4
+	Concurrency        int    // parallel deliveries to the tenant; default 4
+	// SenderConcurrency is how many DSNs and returned bounces go to
+	// senders' servers at once, on workers of their own: a server that
+	// never answers (a tarpit) holds one of these, never a worker of the
+	// tenant's; default 2.
+	SenderConcurrency int
 
 	StopTimeout    time.Duration // how long Run waits for in-flight deliveries after cancel; default 10s
 	PollInterval   time.Duration // how often the admin kick file is checked; default 500ms
@@ -91,6 +96,9 @@ func (o *Options) setDefaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
+	if o.SenderConcurrency <= 0 {
+		o.SenderConcurrency = 2
+	}
 	def(&o.StopTimeout, 10*time.Second)
 	def(&o.PollInterval, 500*time.Millisecond)
 	def(&o.RescanInterval, time.Minute)
@@ -103,16 +111,21 @@ func (o *Options) setDefaults() {
 }
 
 // Runner delivers what is in the spool. One scheduler goroutine decides what
-// is due; at most Concurrency workers deliver; nothing sleeps per item.
+// is due; Concurrency workers deliver to the tenant and SenderConcurrency
+// others to senders' servers; nothing sleeps per item.
 type Runner struct {
 	sp   *spool.Spool
 	opts Options
 	m    *metrics.Metrics
 	log  *slog.Logger
 
-	// probe is the item out as the probe of the suspended tenant; "" when
-	// none is. Only Run's goroutine uses it and statusVersion.
+	// Only Run's goroutine uses these. probe is the item out as the probe
+	// of the suspended tenant ("" when none is); busy counts the items the
+	// workers hold, by kind; judging, the tenant's items out only to be
+	// judged while it is suspended.
 	probe         string
+	busy          [2]int
+	judging       int
 	statusVersion uint64
 
 	mu    sync.Mutex
@@ -144,6 +157,21 @@ type done struct {
 	park bool
 	// other: the item goes elsewhere than the tenant (a DSN, a return).
 	other bool
+	// judged: the item's arrival verdict is kept with it (or there is
+	// none to take).
+	judged bool
+	// job is what the runner handed out; process copies it.
+	job job
+}
+
+// job is an item handed to a worker, and why.
+type job struct {
+	id   string
+	kind kind
+	// judge: the tenant is suspended and the item was never judged; it
+	// goes through the stages (which take the arrival verdict), and
+	// reaches the tenant only if that is up again by then.
+	judge bool
 }
 
 // NewRunner prepares delivery from sp. m and log may be nil.
@@ -161,21 +189,23 @@ func NewRunner(sp *spool.Spool, opts Options, m *metrics.Metrics, log *slog.Logg
 // and stays in the spool for the next start.
 func (r *Runner) Run(ctx context.Context) error {
 	r.scan()
-	// A fixed set of workers: a goroutine per attempt would grow a fresh
+	// Fixed sets of workers: a goroutine per attempt would grow a fresh
 	// stack through the whole delivery path for every message.
-	work := make(chan string)                      // unbuffered: after close nothing is left to start
-	results := make(chan done, r.opts.Concurrency) // each worker sends once per item taken
+	var work [2]chan job // unbuffered: after close nothing is left to start
+	work[forTenant], work[forSender] = make(chan job), make(chan job)
+	results := make(chan done, r.opts.Concurrency+r.opts.SenderConcurrency) // each worker sends once per item taken
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
 	var wg sync.WaitGroup
-	for range r.opts.Concurrency {
-		wg.Go(func() {
-			for id := range work {
-				results <- r.process(workCtx, id)
-			}
-		})
+	for k, n := range map[kind]int{forTenant: r.opts.Concurrency, forSender: r.opts.SenderConcurrency} {
+		for range n {
+			wg.Go(func() {
+				for j := range work[k] {
+					results <- r.process(workCtx, j)
+				}
+			})
+		}
 	}
-	busy := 0
 
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
@@ -195,16 +225,25 @@ func (r *Runner) Run(ctx context.Context) error {
 		// Start what is due, as far as there are idle workers and the
 		// tenant's window allows.
 		now := r.opts.Now()
-		busy = r.dispatch(now, busy, work)
-		timer.Reset(r.nextWake(now, busy >= r.limit()))
+		r.dispatch(now, work)
+		timer.Reset(r.nextWake(now))
 		select {
 		case <-ctx.Done():
-			close(work)
+			close(work[forTenant])
+			close(work[forSender])
 			return r.stop(&wg, cancelWork, results)
-		case id := <-arrivals:
-			r.schedule(id, r.opts.Now())
+		case a := <-arrivals:
+			r.mu.Lock()
+			r.sched.set(a.ID, r.opts.Now())
+			if a.DSN {
+				r.sched.setOther(a.ID)
+			}
+			r.mu.Unlock()
 		case d := <-results:
-			busy--
+			r.busy[d.job.kind]--
+			if d.job.judge {
+				r.judging--
+			}
 			if d.id == r.probe {
 				r.probe = ""
 			}
@@ -325,6 +364,9 @@ func (r *Runner) scan() {
 			if it.DSN {
 				r.sched.setOther(it.ID)
 			}
+			if it.Prepend != "" {
+				r.sched.setJudged(it.ID)
+			}
 		}
 	}
 	var gone []string
@@ -338,12 +380,6 @@ func (r *Runner) scan() {
 	}
 }
 
-func (r *Runner) schedule(id string, at time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sched.set(id, at)
-}
-
 func (r *Runner) finish(d done) {
 	if d.park && r.opts.Health == nil {
 		// A tenant suspended behind the runner's back: without its
@@ -352,13 +388,16 @@ func (r *Runner) finish(d done) {
 		d.park, d.next = false, r.opts.Now().Add(busyRetry)
 	}
 	r.mu.Lock()
+	if d.other {
+		r.sched.setOther(d.id)
+	}
+	if d.judged {
+		r.sched.setJudged(d.id)
+	}
 	if d.park {
 		r.sched.park(d.id)
 	} else {
 		r.sched.done(d.id, d.keep, d.next)
-	}
-	if d.other {
-		r.sched.setOther(d.id)
 	}
 	now := r.opts.Now()
 	for _, id := range d.also {
@@ -368,23 +407,39 @@ func (r *Runner) finish(d done) {
 	r.mu.Unlock()
 }
 
-// limit is how many deliveries may run at once: the workers, and no more
-// than the tenant's window. DSNs count against the window too; they are
-// rare, and the runner learns where an item goes only when it claims it.
-func (r *Runner) limit() int {
+// tenantLimit is how many deliveries to the tenant may run at once: its
+// workers, and no more than its window. DSNs and returned bounces do not
+// count: they go to senders' servers, on workers of their own.
+func (r *Runner) tenantLimit() int {
 	if h := r.opts.Health; h != nil {
 		return min(r.opts.Concurrency, h.Window())
 	}
 	return r.opts.Concurrency
 }
 
-// dispatch hands due items to the workers and returns how many they hold.
-// While the tenant is suspended, its due mail is parked instead, and one
-// parked message goes out as the probe when the health allows one.
-func (r *Runner) dispatch(now time.Time, busy int, work chan<- string) int {
+// judgeLimit bounds the parked messages being judged at once while the
+// tenant is suspended: the verdict is the work a delivery would do anyway,
+// done while it is fresh, but an outage is also when mail keeps arriving,
+// and acceptance must keep the CPU it needs; a backlog of unjudged mail
+// is judged at this pace.
+func (r *Runner) judgeLimit() int { return max(1, r.opts.Concurrency/4) }
+
+// dispatch hands due items to the workers. DSNs and returns go to their own
+// workers whatever the tenant's state. While the tenant is suspended, its
+// due mail is parked instead; one parked message goes out as the probe when
+// the health allows one, and parked messages never judged go out, a few at
+// a time, to be judged.
+func (r *Runner) dispatch(now time.Time, work [2]chan job) {
 	h := r.opts.Health
 	if h != nil && h.Version() != r.statusVersion {
 		r.writeStatus()
+	}
+	for r.busy[forSender] < r.opts.SenderConcurrency {
+		id, ok := r.takeDue(now, forSender)
+		if !ok {
+			break
+		}
+		r.send(work, job{id: id, kind: forSender})
 	}
 	if h == nil || !h.Suspended() {
 		r.mu.Lock()
@@ -392,58 +447,73 @@ func (r *Runner) dispatch(now time.Time, busy int, work chan<- string) int {
 			r.sched.release()
 		}
 		r.mu.Unlock()
-		for busy < r.limit() {
-			id, ok := r.takeDue(now)
+		for r.busy[forTenant] < r.tenantLimit() {
+			id, ok := r.takeDue(now, forTenant)
 			if !ok {
 				break
 			}
-			busy++
-			work <- id // a worker is idle or about to be: busy counts what they hold
+			r.send(work, job{id: id, kind: forTenant})
 		}
-		return busy
+		return
 	}
-	for busy < r.opts.Concurrency {
+	r.mu.Lock()
+	r.sched.parkDue(now)
+	r.mu.Unlock()
+	if r.probe == "" && r.busy[forTenant] < r.opts.Concurrency && h.ProbeDue() {
 		r.mu.Lock()
-		id, ok := r.sched.takeDueParking(now)
+		id, ok := r.sched.takeProbe()
+		r.mu.Unlock()
+		if ok {
+			r.probe = id
+			r.send(work, job{id: id, kind: forTenant})
+		}
+	}
+	for r.busy[forTenant] < r.opts.Concurrency && r.judging < r.judgeLimit() {
+		r.mu.Lock()
+		id, ok := r.sched.takeUnjudged()
 		r.mu.Unlock()
 		if !ok {
 			break
 		}
-		busy++
-		work <- id
+		r.judging++
+		r.send(work, job{id: id, kind: forTenant, judge: true})
 	}
-	if r.probe == "" && busy < r.opts.Concurrency && !now.Before(h.NextProbe()) {
-		r.mu.Lock()
-		id, ok := r.sched.takeParked()
-		r.mu.Unlock()
-		if ok {
-			r.probe = id
-			busy++
-			work <- id
-		}
-	}
-	return busy
 }
 
-// takeDue hands out the item due earliest, if any is due, marking it running.
-func (r *Runner) takeDue(now time.Time) (string, bool) {
+// send hands j to an idle worker of its kind (one is idle, or about to be:
+// busy counts what they hold).
+func (r *Runner) send(work [2]chan job, j job) {
+	r.busy[j.kind]++
+	work[j.kind] <- j
+}
+
+// takeDue hands out the item of kind k due earliest, if any is due,
+// marking it running.
+func (r *Runner) takeDue(now time.Time, k kind) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sched.takeDue(now)
+	return r.sched.takeDue(now, k)
 }
 
-// nextWake is how long the scheduler may sleep. With every worker busy,
-// overdue items wait for a worker to finish (which wakes the loop) rather
-// than spinning the timer.
-func (r *Runner) nextWake(now time.Time, full bool) time.Duration {
+// nextWake is how long the scheduler may sleep. Due items for workers that
+// are all busy wait for one to finish (which wakes the loop) rather than
+// spinning the timer; so does a due probe, and one under way is waited
+// for, not polled.
+func (r *Runner) nextWake(now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wake := r.opts.RescanInterval
-	if next, ok := r.sched.nextDue(); ok && !full {
+	if next, ok := r.sched.nextDue(forSender); ok && r.busy[forSender] < r.opts.SenderConcurrency {
 		wake = min(wake, next.Sub(now))
 	}
-	if h := r.opts.Health; h != nil && r.sched.nParked > 0 && r.probe == "" {
-		if at := h.NextProbe(); !at.IsZero() {
+	h := r.opts.Health
+	suspended := h != nil && h.Suspended()
+	if next, ok := r.sched.nextDue(forTenant); ok && (suspended || r.busy[forTenant] < r.tenantLimit()) {
+		// While suspended, a due item is only parked: no worker needed.
+		wake = min(wake, next.Sub(now))
+	}
+	if suspended && r.sched.nParked > 0 && r.probe == "" && r.busy[forTenant] < r.opts.Concurrency {
+		if at, ok := h.ProbeAt(); ok {
 			wake = min(wake, at.Sub(now))
 		}
 	}

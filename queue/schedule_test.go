@@ -16,7 +16,7 @@ func TestSchedule(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	type step struct {
-		op   string // set, remove, take, done, donekeep
+		op   string // set, other, remove, take, takeother, done, donekeep, park (due), probe, judge, release, parkrun, judged
 		id   string
 		when int // seconds after t0: due time for set/donekeep, "now" for take
 		want string
@@ -55,6 +55,32 @@ func TestSchedule(t *testing.T) {
 			{op: "remove", id: "b"},
 			{op: "take", when: 9, want: "a"}, {op: "take", when: 9, want: "c"}, {op: "take", when: 9, want: ""},
 		}},
+		{"DSNs wait apart from the tenant's mail", []step{
+			{op: "set", id: "a", when: 1}, {op: "set", id: "b", when: 2}, {op: "other", id: "a"},
+			{op: "take", when: 9, want: "b"}, {op: "take", when: 9, want: ""},
+			{op: "takeother", when: 9, want: "a"}, {op: "takeother", when: 9, want: ""},
+		}},
+		{"the probe is the youngest parked message, not the first parked", []step{
+			{op: "set", id: "2", when: 1}, {op: "set", id: "3", when: 2}, {op: "set", id: "1", when: 3},
+			{op: "judged", id: "1"}, {op: "judged", id: "2"}, {op: "judged", id: "3"},
+			{op: "park", when: 9},
+			{op: "probe", want: "3"}, {op: "probe", want: "2"},
+			{op: "donekeep", id: "3", when: 20}, {op: "park", when: 30}, {op: "take", when: 30, want: ""},
+			{op: "release"}, {op: "take", when: 30, want: "1"}, {op: "take", when: 30, want: "3"}, {op: "take", when: 30, want: ""},
+		}},
+		{"a never judged message is handed out once to be judged, then parked again", []step{
+			{op: "set", id: "a", when: 1}, {op: "set", id: "b", when: 1}, {op: "judged", id: "b"},
+			{op: "park", when: 1},
+			{op: "judge", want: "a"}, {op: "judge", want: ""},
+			{op: "parkrun", id: "a"}, {op: "judge", want: ""},
+			{op: "probe", want: "b"}, {op: "probe", want: "a"}, {op: "probe", want: ""},
+		}},
+		{"a removed parked message is neither judged nor tried, and a DSN is never parked", []step{
+			{op: "set", id: "a", when: 1}, {op: "set", id: "b", when: 1}, {op: "set", id: "c", when: 1}, {op: "other", id: "c"},
+			{op: "park", when: 1}, {op: "remove", id: "a"},
+			{op: "judge", want: "b"}, {op: "judge", want: ""}, {op: "probe", want: ""},
+			{op: "takeother", when: 1, want: "c"},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSchedule()
@@ -68,10 +94,32 @@ func TestSchedule(t *testing.T) {
 					s.done(st.id, false, time.Time{})
 				case "donekeep":
 					s.done(st.id, true, at(st.when))
-				case "take":
-					got, ok := s.takeDue(at(st.when))
+				case "other":
+					s.setOther(st.id)
+				case "judged":
+					s.setJudged(st.id)
+				case "park":
+					s.parkDue(at(st.when))
+				case "parkrun":
+					s.setJudged(st.id)
+					s.park(st.id)
+				case "release":
+					s.release()
+				case "take", "takeother", "probe", "judge":
+					var got string
+					var ok bool
+					switch st.op {
+					case "take":
+						got, ok = s.takeDue(at(st.when), forTenant)
+					case "takeother":
+						got, ok = s.takeDue(at(st.when), forSender)
+					case "probe":
+						got, ok = s.takeProbe()
+					case "judge":
+						got, ok = s.takeUnjudged()
+					}
 					if got != st.want || ok != (st.want != "") {
-						t.Fatalf("step %d: takeDue(%d s) = %q, %v; want %q", i, st.when, got, ok, st.want)
+						t.Fatalf("step %d: %s (%d s) = %q, %v; want %q", i, st.op, st.when, got, ok, st.want)
 					}
 				}
 				checkHeap(t, s)
@@ -80,32 +128,58 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-// checkHeap: every waiting entry is in the heap at its index, in heap order,
-// and every running one is out of it.
+// checkHeap: every waiting entry is in its kind's heap at its index, in
+// heap order; every running or parked one is out of them; nParked counts
+// the parked ones, each parked once.
 func checkHeap(t *testing.T, s *schedule) {
 	t.Helper()
-	n := 0
+	var n [2]int
+	parked := 0
 	for id, e := range s.byID {
 		if e.id != id {
 			t.Fatalf("entry %q filed under %q", e.id, id)
 		}
-		if e.running {
+		if e.running || e.parked {
 			if e.index != -1 {
-				t.Fatalf("running %q has heap index %d", id, e.index)
+				t.Fatalf("running or parked %q has heap index %d", id, e.index)
+			}
+			if e.parked {
+				parked++
+				if e.other {
+					t.Fatalf("%q goes to a sender and is parked", id)
+				}
 			}
 			continue
 		}
-		n++
-		if e.index < 0 || e.index >= len(s.waiting) || s.waiting[e.index] != e {
+		h := s.waiting[e.kind()]
+		n[e.kind()]++
+		if e.index < 0 || e.index >= len(h) || h[e.index] != e {
 			t.Fatalf("waiting %q not at its index %d", id, e.index)
 		}
 	}
-	if n != len(s.waiting) {
-		t.Fatalf("%d waiting entries, heap holds %d", n, len(s.waiting))
+	if parked != s.nParked {
+		t.Fatalf("%d parked, nParked %d", parked, s.nParked)
 	}
-	for i := 1; i < len(s.waiting); i++ {
-		if s.waiting.Less(i, (i-1)/2) {
-			t.Fatalf("heap order broken at %d", i)
+	live := map[*entry]bool{}
+	for _, r := range s.parked {
+		if s.live(r) {
+			if live[r.e] {
+				t.Fatalf("%q parked twice", r.e.id)
+			}
+			live[r.e] = true
+		}
+	}
+	if len(live) != parked {
+		t.Fatalf("%d parked entries, %d in the parked list", parked, len(live))
+	}
+	for k, h := range s.waiting {
+		if n[k] != len(h) {
+			t.Fatalf("%d waiting entries of kind %d, heap holds %d", n[k], k, len(h))
+		}
+		for i := 1; i < len(h); i++ {
+			if h.Less(i, (i-1)/2) {
+				t.Fatalf("heap order broken at %d", i)
+			}
 		}
 	}
 }
@@ -149,7 +223,7 @@ func TestScheduleRandomised(t *testing.T) {
 				}
 				return strings.Compare(a, b)
 			})
-			got, ok := s.takeDue(when)
+			got, ok := s.takeDue(when, forTenant)
 			if len(want) == 0 {
 				if ok {
 					t.Fatalf("step %d: took %q, nothing due", step, got)
@@ -193,7 +267,7 @@ func BenchmarkScheduleBacklog(b *testing.B) {
 	now := t0.Add(time.Hour)
 	i := 0
 	for b.Loop() {
-		id, ok := s.takeDue(now)
+		id, ok := s.takeDue(now, forTenant)
 		if !ok {
 			b.Fatal("nothing due")
 		}

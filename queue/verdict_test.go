@@ -5,8 +5,10 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -159,5 +161,54 @@ func TestReportIsNeverBounced(t *testing.T) {
 	items, _ := f.sp.List()
 	if len(items) != 1 {
 		t.Fatalf("a DSN was generated for a delivery report: %d items", len(items))
+	}
+}
+
+// TestArrivalVerdictTakenWhileParked: a message that arrives while the
+// tenant is suspended is judged while it is parked, and the verdict kept
+// with it, not when the tenant is back (after an outage of days a DKIM
+// signature may have expired, or its key been rotated); when the tenant is
+// back, it goes out with that verdict and is not judged again.
+func TestArrivalVerdictTakenWhileParked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ln := newFlapListener(t)
+	ln.setDown(true)
+	s := f.target(standin.Options{Listener: ln})
+	cfg := f.tenantConfig(s)
+	cfg.Health.ProbeInitial, cfg.Health.ProbeMax = time.Hour, time.Hour
+	opts := f.optsWith(cfg)
+	j := newJudge(opts.Tenant)
+	opts.Tenant = j
+	f.run(opts)
+	const n = 5
+	for range n {
+		f.spool(testBody, defaultEnv())
+	}
+	waitFor(t, failsafe, "suspended", opts.Health.Suspended)
+	id := f.spool(testBody, defaultEnv())
+	var verdict string
+	waitFor(t, failsafe, "the verdict of the parked message stored", func() bool {
+		it, err := f.sp.Get(id)
+		verdict = it.Prepend
+		return err == nil && verdict != ""
+	})
+	if !opts.Health.Suspended() {
+		t.Fatal("the tenant is back: the message was not judged while parked")
+	}
+	waitFor(t, failsafe, "every parked message judged", func() bool { return j.judged.Load() == n+1 })
+	ln.setDown(false)
+	opts.Health.ProbeNow()
+	msgs := waitMsgs(t, s, n+1)
+	waitFor(t, failsafe, "delivered", f.gone(id))
+	if got := j.judged.Load(); got != n+1 {
+		t.Errorf("%d verdicts for %d messages: judged again after the outage", got, n+1)
+	}
+	found := false
+	for _, m := range msgs {
+		found = found || strings.Contains(string(m.Data), verdict)
+	}
+	if !found {
+		t.Errorf("no message went out with the stored verdict %q", verdict)
 	}
 }

@@ -61,9 +61,9 @@ type Spool struct {
 	adminWait time.Duration
 	dsync     *groupSync
 	rec       recycler // files of delivered messages, for new ones
-	// arrivals carries the id of each item this daemon commits, so that
-	// delivery starts at once; see Arrivals.
-	arrivals chan string
+	// arrivals carries each item this daemon commits, so that delivery
+	// starts at once; see Arrivals.
+	arrivals chan Arrival
 	health   healthCheck
 
 	// committed holds, in the daemon, the envelope of each item committed by
@@ -169,7 +169,7 @@ func Open(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Sp
 		return nil, fmt.Errorf("spool %s: lock: %w", dir, err)
 	}
 	s.daemon = lf
-	s.arrivals = make(chan string, arrivalsBuffer)
+	s.arrivals = make(chan Arrival, arrivalsBuffer)
 	if err := s.recover(); err != nil {
 		s.Close()
 		return nil, err
@@ -230,21 +230,30 @@ func (s *Spool) Close() error {
 	return d.Close()
 }
 
-// arrivalsBuffer bounds the ids waiting in Arrivals; beyond it an id is
+// arrivalsBuffer bounds the items waiting in Arrivals; beyond it an item is
 // dropped and found by the next rescan instead.
 const arrivalsBuffer = 1024
 
-// Arrivals delivers the id of every item the daemon's spool commits (new
-// messages and DSNs), as soon as it is durable, so delivery can start at
-// once. A commit never waits for the reader: when the reader falls behind,
-// ids are dropped, and the reader's periodic Scan finds those items. An
-// admin spool's channel is nil.
-func (s *Spool) Arrivals() <-chan string { return s.arrivals }
+// Arrival is an item just committed: its id, and where it goes.
+type Arrival struct {
+	ID string
+	// DSN: the item goes to the sender's server (Item.DSN: a DSN of ours
+	// or a returned bounce), not to the tenant.
+	DSN bool
+}
 
-// announce hands a committed id to the reader of Arrivals, if it keeps up.
-func (s *Spool) announce(id string) {
+// Arrivals delivers every item the daemon's spool commits (new messages,
+// returned bounces and DSNs), as soon as it is durable, so delivery can
+// start at once; it says where the item goes, so that the reader can
+// treat a DSN as one from the start. A commit never waits for the reader:
+// when the reader falls behind, arrivals are dropped, and the reader's
+// periodic Scan finds those items. An admin spool's channel is nil.
+func (s *Spool) Arrivals() <-chan Arrival { return s.arrivals }
+
+// announce hands a committed item to the reader of Arrivals, if it keeps up.
+func (s *Spool) announce(it *Item) {
 	select {
-	case s.arrivals <- id:
+	case s.arrivals <- Arrival{ID: it.ID, DSN: it.DSN}:
 	default:
 	}
 }

@@ -264,8 +264,8 @@ func TestStatsEmptyAfterDeliveriesDuringLists(t *testing.T) {
 		delivered.Go(func() {
 			for {
 				select {
-				case id := <-f.sp.Arrivals():
-					c, err := f.sp.Claim(id)
+				case a := <-f.sp.Arrivals():
+					c, err := f.sp.Claim(a.ID)
 					if err != nil {
 						t.Error(err)
 						continue

@@ -196,7 +196,7 @@ func (w *Writer) Commit() (string, error) {
 		w.s.dsync.Sync()
 		return "", fmt.Errorf("spool %s: sync directory: %w", id, err)
 	}
-	w.s.announce(id)
+	w.s.announce(&w.it)
 	// The SMTP session logs the accepted message with the same id; this line
 	// is for debugging the spool alone, so it stays off the per-message log.
 	w.s.log.Debug("spool: committed", "id", id, "from", w.it.From, "rcpts", len(w.it.Recipients),
