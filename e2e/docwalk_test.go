@@ -15,8 +15,9 @@ package e2e
 // output. In the expected output "…" stands for any text within a line,
 // and a line that starts and ends with "…" for any number of lines. Only
 // flags the document cannot show are added to a command (walkFlags): a name
-// server on loopback, --yes and --password-file where a person would type,
-// the old IMAP host on loopback.
+// server on loopback, --password-file where a person would type, the old
+// IMAP host on loopback; a command that asks a question runs on a terminal,
+// where the test types the answer.
 
 import (
 	"fmt"
@@ -239,8 +240,9 @@ var walkSteps = map[string]func(w *walk){
 
 // walkFlags adds to a command what the document cannot show, and says
 // which shown lines a person would see that the test, not being at a
-// terminal, does not.
-func (w *walk) walkFlags(args []string) (run []string, prompts []string) {
+// terminal, does not. A command with a question is run on a terminal
+// instead, as the document shows it, where the answer is typed.
+func (w *walk) walkFlags(args []string) (run []string, prompts []string, question, answer string) {
 	run = append([]string{}, args...)
 	cmd := strings.Join(args[:min(2, len(args))], " ")
 	switch cmd {
@@ -253,8 +255,7 @@ func (w *walk) walkFlags(args []string) (run []string, prompts []string) {
 			run = append(run, "--force", "--reason", "docs walk")
 		}
 	case "provision apply":
-		run = append(run, "--yes")
-		prompts = append(prompts, "Apply these changes? Type yes to go on: ")
+		question, answer = "Apply these changes? Type yes to go on: ", "yes\n"
 	case "import start":
 		if args[2] == "scriba@"+tenantDomain {
 			for i := range run {
@@ -269,7 +270,7 @@ func (w *walk) walkFlags(args []string) (run []string, prompts []string) {
 	case "import pst":
 		run[2] = w.pstFile
 	}
-	return run, prompts
+	return run, prompts, question, answer
 }
 
 // shown is the output as the document would show it: the test's paths as
@@ -399,8 +400,14 @@ func TestDocWalk(t *testing.T) {
 		}
 		step(w)
 		for _, c := range b.cmds {
-			run, prompts := w.walkFlags(c.args)
-			stdout, stderr, code := w.m365(run...)
+			run, prompts, question, answer := w.walkFlags(c.args)
+			var stdout, stderr string
+			var code int
+			if question != "" {
+				stdout, code = w.onTerminal(question, answer, run...)
+			} else {
+				stdout, stderr, code = w.m365(run...)
+			}
 			got := w.shown(c.args, stdout, stderr)
 			var want []string
 			for len(c.want) > 0 && c.want[len(c.want)-1] == "" {

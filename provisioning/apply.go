@@ -55,8 +55,15 @@ func (s *Summary) Counts() (done, failed, skipped int) {
 	return
 }
 
-// WriteText prints the summary, ending with what to re-run.
-func (s *Summary) WriteText(w io.Writer) error {
+// WriteText prints the summary: the totals, every step's outcome, and
+// what to re-run.
+func (s *Summary) WriteText(w io.Writer) error { return s.write(w, true) }
+
+// WriteTotals is WriteText without the list of steps, for a run whose
+// Env.Progress already showed each one as it ended.
+func (s *Summary) WriteTotals(w io.Writer) error { return s.write(w, false) }
+
+func (s *Summary) write(w io.Writer, steps bool) error {
 	b := &strings.Builder{}
 	done, failed, skipped := s.Counts()
 	fmt.Fprintf(b, "\nApplied %d of %d steps", done, len(s.Results))
@@ -64,12 +71,10 @@ func (s *Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(b, " (%d failed, %d skipped)", failed, skipped)
 	}
 	b.WriteString(".\n")
-	for _, r := range s.Results {
-		line := fmt.Sprintf("  %-7s %s", r.Status, visible.String(r.Step.Text))
-		if r.Error != "" {
-			line += "\n          " + visible.String(r.Error)
+	if steps {
+		for _, r := range s.Results {
+			writeResult(b, "  ", r)
 		}
-		b.WriteString(line + "\n")
 	}
 	if failed+skipped > 0 {
 		fmt.Fprintf(b, "\nTo finish: fix the failures above and run `dualmx provision apply --file %s` again.\n", s.File)
@@ -82,6 +87,16 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeResult writes one step's outcome after prefix, and its error, if
+// any, on the next line under the step's text. Both come from the tenant
+// or the desired-state file, so they are escaped for the terminal.
+func writeResult(b *strings.Builder, prefix string, r Result) {
+	fmt.Fprintf(b, "%s%-7s %s\n", prefix, r.Status, visible.String(r.Step.Text))
+	if r.Error != "" {
+		fmt.Fprintf(b, "%s%s\n", strings.Repeat(" ", len(prefix)+8), visible.String(r.Error))
+	}
 }
 
 // applier carries state between the steps of one run: the IDs of the
@@ -126,6 +141,15 @@ func Apply(ctx context.Context, env Env, d *Desired, a *Actual, plan *Plan) (*Su
 		status[s.ID] = r.Status
 		ap.env.log().Info("provision step", "step", s.ID, "result", string(r.Status), "error", r.Error)
 		sum.Results = append(sum.Results, r)
+		if env.Progress != nil {
+			// Only what a person watches; the log and the summary are the record.
+			b := &strings.Builder{}
+			if len(sum.Results) == 1 {
+				b.WriteString("\n")
+			}
+			writeResult(b, fmt.Sprintf("  [%d/%d] ", len(sum.Results), len(plan.Steps())), r)
+			_, _ = io.WriteString(env.Progress, b.String())
+		}
 		if ctx.Err() != nil {
 			break
 		}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -65,6 +66,9 @@ type Env struct {
 	Log    *slog.Logger     // nil discards
 	Now    func() time.Time // nil is time.Now
 	Actor  string           // who is recorded in the audit log
+	// Progress, when set, gets a line as each step of Apply ends ("  [3/7]
+	// done    create shared mailbox …"), for a person watching the run.
+	Progress io.Writer
 }
 
 func (e Env) now() time.Time {

@@ -448,3 +448,66 @@ func TestSharedMailboxSignInBlocked(t *testing.T) {
 		t.Errorf("plan after apply: %+v", p.Steps())
 	}
 }
+
+// writes keeps each Write apart and calls seen with it as it comes.
+type writes struct {
+	got  []string
+	seen func(string)
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.got = append(w.got, string(p))
+	w.seen(string(p))
+	return len(p), nil
+}
+
+// TestApplyProgress: with Env.Progress set, Apply writes each step's
+// outcome, whole lines at once, as the step ends (before the next one
+// starts), with a failure's reason under its text; WriteTotals then gives
+// the totals and what to re-run without listing every step again.
+func TestApplyProgress(t *testing.T) {
+	w := newWorld(t)
+	d := w.parse(base0 + people("anna", "Anna", "de Vries"))
+	w.tn.Inject(m365test.Fault{Match: "POST /users/ithelp@" + testDomain + "/sendMail", Status: 500})
+	licensed := func() bool { _, _, skus, _, _ := w.tn.User("anna.devries@" + testDomain); return len(skus) > 0 }
+	var licensedAtFirst bool
+	progress := &writes{}
+	progress.seen = func(string) {
+		if len(progress.got) == 1 {
+			licensedAtFirst = licensed()
+		}
+	}
+	w.env.Progress = progress
+	p, a := w.plan(d)
+	sum, err := Apply(context.Background(), w.env, d, a, p)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("err %v", err)
+	}
+	if len(progress.got) != 3 {
+		t.Fatalf("%d writes, want one per step: %q", len(progress.got), progress.got)
+	}
+	if licensedAtFirst || !licensed() {
+		t.Errorf("the first step's line came after the second step ran (licensed then: %v), or the licence never was", licensedAtFirst)
+	}
+	want := []string{
+		"\n  [1/3] done    create account anna.devries@hervormdputten.nl (Anna de Vries), usage location NL, password change at first sign-in\n",
+		"  [2/3] done    assign licence O365_BUSINESS_PREMIUM\n",
+		"  [3/3] failed  send welcome mail (nl) to anna@private.example\n" + strings.Repeat(" ", 16),
+	}
+	for i, got := range progress.got {
+		if !strings.HasPrefix(got, want[i]) || !strings.HasSuffix(got, "\n") {
+			t.Errorf("line %d = %q, want %q…", i+1, got, want[i])
+		}
+	}
+	if !strings.Contains(progress.got[2], "HTTP 500") {
+		t.Errorf("the failure's line does not say why: %q", progress.got[2])
+	}
+	var totals bytes.Buffer
+	if err := sum.WriteTotals(&totals); err != nil {
+		t.Fatal(err)
+	}
+	if got := totals.String(); !strings.HasPrefix(got, "\nApplied 2 of 3 steps (1 failed, 0 skipped).\n\nTo finish:") ||
+		!strings.HasSuffix(got, "\n  - send welcome mail (nl) to anna@private.example\n") || strings.Contains(got, "done ") {
+		t.Errorf("totals:\n%s", got)
+	}
+}

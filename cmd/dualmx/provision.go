@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/m365"
@@ -218,14 +220,18 @@ with file and line. docs/microsoft-365.md section 5 documents every key. In shor
 
 func newProvisionApplyCmd(g *globalFlags) *cobra.Command {
 	var file string
-	var yes bool
+	var yes, verbose bool
 	cmd := &cobra.Command{
-		Use:   "apply [--file F] [--yes]",
+		Use:   "apply [--file F] [--yes] [--verbose]",
 		Short: "Show the plan, ask for confirmation, and carry it out",
 		Long: `Show the plan, ask for confirmation, and carry it out. Without a terminal
 (cron, systemd) it refuses unless --yes. A failed step does not stop the steps
 that do not depend on it; the summary says what to re-run. New accounts get a
-random temporary password that is only ever written into the welcome mail.`,
+random temporary password that is only ever written into the welcome mail.
+
+On a terminal each step is shown as it ends and only warnings are logged
+(--verbose logs every step too); elsewhere every step is logged, for the
+journal, and the summary lists them all.`,
 		Example: "  dualmx provision apply --file /etc/dualmx/provision.yaml\n  dualmx provision apply --yes   # from the daily timer",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -234,12 +240,23 @@ random temporary password that is only ever written into the welcome mail.`,
 				return err
 			}
 			defer m.close()
+			out := cmd.OutOrStdout()
 			env := m.env()
+			// Log lines and the command's own output on one terminal break
+			// each other up: there, the steps show as progress and the log
+			// keeps only what needs attention.
+			watched := isTerminal(out) && isTerminal(cmd.ErrOrStderr())
+			if watched {
+				level := slog.LevelWarn
+				if verbose {
+					level = slog.LevelInfo
+				}
+				env.Progress, env.Log = out, newLeveledLogger(m.cfg.LogFormat, cmd.ErrOrStderr(), level)
+			}
 			p, a, err := provisioning.MakePlan(cmd.Context(), env, d)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			if err := p.WriteText(out); err != nil {
 				return err
 			}
@@ -250,7 +267,11 @@ random temporary password that is only ever written into the welcome mail.`,
 				return err
 			}
 			sum, err := provisioning.Apply(cmd.Context(), env, d, a, p)
-			if werr := sum.WriteText(out); werr != nil && err == nil {
+			write := sum.WriteText
+			if watched {
+				write = sum.WriteTotals
+			}
+			if werr := write(out); werr != nil && err == nil {
 				err = werr
 			}
 			if errors.Is(err, provisioning.ErrIncomplete) {
@@ -261,6 +282,7 @@ random temporary password that is only ever written into the welcome mail.`,
 	}
 	cmd.Flags().StringVar(&file, "file", "", "desired-state file, YAML (default $DUALMX_PROVISION_FILE or "+defaultDesiredFile+"; see provision plan --help)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask (needed without a terminal)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "on a terminal, log every step as well (without a terminal it always does)")
 	return cmd
 }
 
@@ -284,11 +306,9 @@ func confirm(in io.Reader, out io.Writer, terminal, yes bool) error {
 	return nil
 }
 
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// isTerminal says whether v, a command's input or output, is a terminal.
+// A character device is not enough: /dev/null is one.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -54,6 +54,15 @@ func TestIsTerminal(t *testing.T) {
 	if isTerminal(f) {
 		t.Error("a regular file is not a terminal")
 	}
+	// A character device, but nobody there to answer or to watch.
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(null) {
+		t.Errorf("%s is not a terminal", os.DevNull)
+	}
 }
 
 // TestProvisionPlanHelp: provision plan --help names the default file and
