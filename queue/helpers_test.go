@@ -18,6 +18,7 @@ import (
 	"github.com/dualmx/dualmx/courier"
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/internal/testlog"
+	"github.com/dualmx/dualmx/internal/testwait"
 	"github.com/dualmx/dualmx/metrics"
 	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
@@ -174,24 +175,11 @@ func (f *fixture) run(opts Options) (*Runner, func() time.Duration) {
 	return r, stop
 }
 
-// failsafe bounds a wait for something that must happen. It only ends a
-// test that would otherwise hang, so it is generous: a loaded machine (the
-// suite runs with -race beside other builds) may take many seconds for
-// what takes milliseconds on a quiet one. A wait that checks something
-// did not happen, or how long something took, sets its own window.
-const failsafe = 30 * time.Second
+// failsafe and waitFor are internal/testwait's: a generous bound for a
+// wait on what must happen, and the wait.
+const failsafe = testwait.Failsafe
 
-// waitFor polls cond for up to timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = testwait.For
 
 // gone reports whether the item has left the spool.
 func (f *fixture) gone(id string) func() bool {

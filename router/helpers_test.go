@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dualmx/dualmx/internal/testwait"
 )
 
 // t0 is a fixed clock for stores whose timestamps a test compares.
@@ -62,23 +64,11 @@ func (f *fakeSpool) Pending(address string) (int, int, error) {
 
 var errSpool = errors.New("spool: permission denied")
 
-// failsafe bounds a wait for something that must happen. It only ends a
-// test that would otherwise hang, so it is generous: a loaded machine (the
-// suite runs with -race beside other builds) may take many seconds for
-// what takes milliseconds on a quiet one.
-const failsafe = 30 * time.Second
+// failsafe and eventually are internal/testwait's: a generous bound for a
+// wait on what must happen, and the wait.
+const failsafe = testwait.Failsafe
 
-// eventually polls cond until it holds or the deadline passes: no fixed sleeps.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var eventually = testwait.For
 
 // seedEvidence records the given checklist evidence for scriba@.
 func seedEvidence(t *testing.T, s *Store, kinds ...EvidenceKind) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dualmx/dualmx/internal/testlog"
+	"github.com/dualmx/dualmx/internal/testwait"
 	"github.com/dualmx/dualmx/metrics"
 )
 
@@ -127,24 +128,11 @@ func (f *fixture) retireByHand(id string) {
 	}
 }
 
-// failsafe bounds a wait for something that must happen. It only ends a
-// test that would otherwise hang, so it is generous: a loaded machine (the
-// suite runs with -race beside other builds) may take many seconds for
-// what takes milliseconds on a quiet one. A wait that checks something
-// did not happen, or how long something took, sets its own window.
-const failsafe = 30 * time.Second
+// failsafe and waitFor are internal/testwait's: a generous bound for a
+// wait on what must happen, and the wait.
+const failsafe = testwait.Failsafe
 
-// waitFor polls cond for up to timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = testwait.For
 
 // hookFS is the real file system with a test's hands in it: a hook may act
 // after a file was opened by name or renamed, or fail a rename, a removal or
