@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -30,6 +29,7 @@ import (
 	"github.com/dualmx/dualmx/internal/testca"
 	"github.com/dualmx/dualmx/internal/testlog"
 	"github.com/dualmx/dualmx/internal/testnet"
+	"github.com/dualmx/dualmx/internal/testwait"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -300,17 +300,31 @@ func (e *env) cliEnv(vars []string, args ...string) (stdout, stderr string, code
 	if vars != nil {
 		cmd.Env = append(os.Environ(), vars...)
 	}
+	return run(e.t, cmd)
+}
+
+// run runs cmd, collecting what it writes, and returns that and its exit
+// code; a command that could not be run fails t.
+func run(t testing.TB, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var o, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &se
-	err := cmd.Run()
+	code = exitCode(t, cmd.Run())
+	return o.String(), se.String(), code
+}
+
+// exitCode is the exit code of a command that ended with err; an error
+// other than an exit status fails t.
+func exitCode(t testing.TB, err error) int {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
-		code = ee.ExitCode()
+		return ee.ExitCode()
 	case err != nil:
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return o.String(), se.String(), code
+	return 0
 }
 
 func (e *env) mustCLI(args ...string) string {
@@ -378,25 +392,11 @@ func (e *env) scrape() string {
 	return string(b)
 }
 
-// failsafe bounds a wait for something that must happen. It only ends a
-// test that would otherwise hang, so it is generous: a loaded machine (the
-// suite runs with -race beside other builds) may take many seconds for
-// what takes milliseconds on a quiet one. A wait that checks something
-// did not happen, or how long something took, sets its own window.
-const failsafe = 30 * time.Second
+// failsafe and waitFor are internal/testwait's: a generous bound for a
+// wait on what must happen, and the wait.
+const failsafe = testwait.Failsafe
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
+var waitFor = testwait.For
 
 func smtpCode(err error) int {
 	var se *smtp.SMTPError
