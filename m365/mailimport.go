@@ -17,6 +17,7 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
+	absser "github.com/microsoft/kiota-abstractions-go/serialization"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
@@ -383,13 +384,8 @@ func (g *Graph) createMessage(ctx context.Context, mailbox, folderID, key string
 				return nil
 			}
 		}
-		ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.POST,
-			"{+baseurl}/users/{user%2Did}/mailFolders/{mailFolder%2Did}/messages",
-			map[string]string{"baseurl": g.adapter.GetBaseUrl(), "user%2Did": mailbox, "mailFolder%2Did": folderID})
-		ri.Headers.TryAdd("Accept", "application/json")
-		ri.SetStreamContentAndContentType(body, "application/json")
-		res, err := g.adapter.Send(ctx, ri, models.CreateMessageFromDiscriminatorValue,
-			abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+		res, err := g.postJSON(ctx, "{+baseurl}/users/{user%2Did}/mailFolders/{mailFolder%2Did}/messages",
+			map[string]string{"user%2Did": mailbox, "mailFolder%2Did": folderID}, body, models.CreateMessageFromDiscriminatorValue)
 		if err != nil {
 			return graphErr("store a message in "+mailbox, err)
 		}
@@ -403,19 +399,25 @@ func (g *Graph) createMessage(ctx context.Context, mailbox, folderID, key string
 	return id, err
 }
 
+// postJSON posts body, JSON made here rather than by the SDK's models, to
+// the Graph URL template with its path parameters, and reads the answer
+// with parse; Graph's errors come back as OData errors.
+func (g *Graph) postJSON(ctx context.Context, template string, params map[string]string, body []byte, parse absser.ParsableFactory) (absser.Parsable, error) {
+	params["baseurl"] = g.adapter.GetBaseUrl()
+	ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.POST, template, params)
+	ri.Headers.TryAdd("Accept", "application/json")
+	ri.SetStreamContentAndContentType(body, "application/json")
+	return g.adapter.Send(ctx, ri, parse, abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+}
+
 func (g *Graph) postAttachment(ctx context.Context, mailbox, id string, a mailmsg.Attachment) error {
 	body, err := marshal(fileAttachment(a))
 	if err != nil {
 		return err
 	}
 	return g.retry.do(ctx, func() error {
-		ri := abs.NewRequestInformationWithMethodAndUrlTemplateAndPathParameters(abs.POST,
-			"{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments",
-			map[string]string{"baseurl": g.adapter.GetBaseUrl(), "user%2Did": mailbox, "message%2Did": id})
-		ri.Headers.TryAdd("Accept", "application/json")
-		ri.SetStreamContentAndContentType(body, "application/json")
-		_, err := g.adapter.Send(ctx, ri, models.CreateAttachmentFromDiscriminatorValue,
-			abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+		_, err := g.postJSON(ctx, "{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments",
+			map[string]string{"user%2Did": mailbox, "message%2Did": id}, body, models.CreateAttachmentFromDiscriminatorValue)
 		if err != nil {
 			return graphErr("attach "+a.Name+" to a message in "+mailbox, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -161,13 +160,8 @@ func (tn *Tenant) SeeDKIMCNAMEs(domain string) {
 }
 
 func (tn *Tenant) allDKIM() []any {
-	names := make([]string, 0, len(tn.dkim))
-	for k := range tn.dkim {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var all []any
-	for _, k := range names {
+	for _, k := range sortedKeys(tn.dkim) {
 		all = append(all, tn.dkim[k].out())
 	}
 	return all

@@ -507,13 +507,8 @@ func anyStrings(v any) []string {
 }
 
 func (tn *Tenant) allConnectors() []any {
-	names := make([]string, 0, len(tn.connectors))
-	for k := range tn.connectors {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var all []any
-	for _, k := range names {
+	for _, k := range sortedKeys(tn.connectors) {
 		all = append(all, connectorOut(tn.connectors[k]))
 	}
 	return all
