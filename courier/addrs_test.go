@@ -19,9 +19,10 @@ import (
 	"github.com/dualmx/dualmx/standin"
 )
 
-// deadFrontEnd listens on addr and closes every connection at once,
-// counting them: a front end of the tenant whose service is gone.
-func deadFrontEnd(t *testing.T, addr string) (*atomic.Int32, error) {
+// frontEnd listens on addr and, to every connection, says greeting (if
+// any) and closes it, counting them: a front end of the tenant whose
+// service is gone ("") or that is busy or closing ("421 ...").
+func frontEnd(t *testing.T, addr, greeting string) (*atomic.Int32, error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -36,6 +37,9 @@ func deadFrontEnd(t *testing.T, addr string) (*atomic.Int32, error) {
 				return
 			}
 			n.Add(1)
+			if greeting != "" {
+				c.Write([]byte(greeting + "\r\n"))
+			}
 			c.Close()
 		}
 	}()
@@ -55,7 +59,7 @@ func TestEveryAddressOfTheTarget(t *testing.T) {
 	for try := 0; ; try++ {
 		s = f.target(standin.Options{TLS: f.tlsFor("tenant.test")})
 		var err error
-		if dead, err = deadFrontEnd(t, fmt.Sprintf("127.0.0.2:%d", s.Port())); err == nil {
+		if dead, err = frontEnd(t, fmt.Sprintf("127.0.0.2:%d", s.Port()), ""); err == nil {
 			break
 		}
 		if try == 5 {
@@ -223,30 +227,6 @@ func TestAddressFamilyRefusals(t *testing.T) {
 	}
 }
 
-// busyFrontEnd listens on addr and greets every connection with 421 (a
-// front end that is busy or closing), counting them.
-func busyFrontEnd(t *testing.T, addr string) (*atomic.Int32, error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Write([]byte("421 4.3.2 Service not available, closing transmission channel\r\n"))
-			c.Close()
-		}
-	}()
-	return &n, nil
-}
-
 // TestNextAddressAfterBusyGreetingOrTLSFailure: the tenant host resolves
 // to 127.0.0.2, whose front end greets with 421 or offers no STARTTLS, and
 // to 127.0.0.1, which works: the failure is one of that front end, and the
@@ -259,7 +239,7 @@ func TestNextAddressAfterBusyGreetingOrTLSFailure(t *testing.T) {
 		start func(t *testing.T, addr string) (tried func() int, err error)
 	}{
 		{"421 greeting", func(t *testing.T, addr string) (func() int, error) {
-			n, err := busyFrontEnd(t, addr)
+			n, err := frontEnd(t, addr, "421 4.3.2 Service not available, closing transmission channel")
 			if err != nil {
 				return nil, err
 			}

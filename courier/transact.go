@@ -86,15 +86,8 @@ func transact(ctx context.Context, c *client, x *txn, from string, dataTimeout t
 		}
 		return out, reset(c), nil
 	}
-	if _, err := x.body.Seek(0, io.SeekStart); err != nil {
-		return nil, false, TempError("4.3.0", "read spooled body: %v", err)
-	}
-	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
-	if _, err := w.Write(x.header); err != nil {
-		return nil, false, Classify(err)
-	}
-	if err := copyBody(w, x.body); err != nil {
-		return nil, false, Classify(err)
+	if err := writeMessage(c, w, x, dataTimeout); err != nil {
+		return nil, false, err
 	}
 	c.conn.SetWriteDeadline(time.Time{})
 	resp, err := w.CloseWithResponse()
@@ -103,6 +96,23 @@ func transact(ctx context.Context, c *client, x *txn, from string, dataTimeout t
 		text = resp.StatusText
 	}
 	return afterData(out, accepted, text, err)
+}
+
+// writeMessage writes the message into w, the DATA stream: the fields
+// dualmx adds, then the spooled body from its start, within dataTimeout.
+// The caller ends the stream and clears the deadline.
+func writeMessage(c *client, w io.Writer, x *txn, dataTimeout time.Duration) error {
+	if _, err := x.body.Seek(0, io.SeekStart); err != nil {
+		return TempError("4.3.0", "read spooled body: %v", err)
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
+	if _, err := w.Write(x.header); err != nil {
+		return Classify(err)
+	}
+	if err := copyBody(w, x.body); err != nil {
+		return Classify(err)
+	}
+	return nil
 }
 
 // afterData records the reply to the end of DATA for every accepted
@@ -210,16 +220,9 @@ func transactPipelined(c *client, mail string, x *txn, dataTimeout time.Duration
 		return out, reset(c), nil
 	}
 
-	if _, err := x.body.Seek(0, io.SeekStart); err != nil {
-		return nil, false, TempError("4.3.0", "read spooled body: %v", err)
-	}
-	c.conn.SetWriteDeadline(time.Now().Add(dataTimeout))
 	w := newDotWriter(c.tp.W)
-	if _, err := w.Write(x.header); err != nil {
-		return nil, false, Classify(err)
-	}
-	if err := copyBody(w, x.body); err != nil {
-		return nil, false, Classify(err)
+	if err := writeMessage(c, w, x, dataTimeout); err != nil {
+		return nil, false, err
 	}
 	if err := w.Close(); err != nil {
 		return nil, false, Classify(err)
