@@ -61,14 +61,22 @@ func openAdmin(g *globalFlags, withSpool bool) (*admin, error) {
 			st.Close()
 			return nil, fmt.Errorf("spool dir: %w", err)
 		}
-		sp, err := spool.OpenAdmin(cfg.SpoolDir(), nil, spool.WithHostname(cfg.Hostname))
-		if err != nil {
+		if err := a.openSpool(); err != nil {
 			st.Close()
 			return nil, err
 		}
-		a.spool = sp
 	}
 	return a, nil
+}
+
+// openSpool opens the spool beside the state, as an admin (no daemon).
+func (a *admin) openSpool() error {
+	sp, err := spool.OpenAdmin(a.cfg.SpoolDir(), nil, spool.WithHostname(a.cfg.Hostname))
+	if err != nil {
+		return err
+	}
+	a.spool = sp
+	return nil
 }
 
 // openReader opens the state only to read it, as the commands that show do:
@@ -124,12 +132,10 @@ func openReaderFor(g *globalFlags, cfg *config.Config, withSpool bool) (*admin, 
 				return nil, err
 			}
 		}
-		sp, err := spool.OpenAdmin(cfg.SpoolDir(), nil, spool.WithHostname(cfg.Hostname))
-		if err != nil {
+		if err := a.openSpool(); err != nil {
 			st.Close()
 			return nil, err
 		}
-		a.spool = sp
 	}
 	return a, nil
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -15,9 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/internal/dnstest"
-	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/spool"
 	"github.com/dualmx/dualmx/standin"
 )
@@ -43,24 +40,10 @@ func TestVerdictSurvivesRestart(t *testing.T) {
 	// The author's SPF record before and after the restart.
 	before := dnstest.Start(t, "author.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n")
 	after := dnstest.Start(t, "author.test. 300 IN TXT \"v=spf1 -all\"\n")
-	cfgPath := filepath.Join(dir, "dualmx.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf("hostname: relay.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\n"+
+	cfg := relayConfig(t, dir, fmt.Sprintf("hostname: relay.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\n"+
 		"target:\n  host: 127.0.0.1\n  port: %d\n  tls: none\ndelivery:\n  retry_initial: 1s\n  retry_max: 1s\n",
-		filepath.Join(dir, "state"), before.Addr(), tenant.Port())), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(cfg.StateDir, 0o750)
-	st, err := router.Open(cfg.DBPath())
-	if err != nil {
-		t.Fatal(err)
-	}
+		filepath.Join(dir, "state"), before.Addr(), tenant.Port()), "scriba")
 	ctx := context.Background()
-	st.Add(ctx, "scriba@example.nl", "scriba@fwd.example.nl", "scriba@example.nl", "test")
-	st.Flip(ctx, router.FlipRequest{Address: "scriba@example.nl", To: router.Provisioned}, nil)
-	st.Flip(ctx, router.FlipRequest{Address: "scriba@example.nl", To: router.Forwarding}, nil)
-	st.Close()
 
 	start := func() (*daemon, context.CancelFunc) {
 		t.Helper()

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,9 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/dualmx/dualmx/config"
 	"github.com/dualmx/dualmx/internal/dnstest"
-	"github.com/dualmx/dualmx/router"
 	"github.com/dualmx/dualmx/standin"
 )
 
@@ -33,74 +30,71 @@ func BenchmarkRelay(b *testing.B) {
 }
 
 func benchRelay(b *testing.B, withARC bool) {
-	dir := b.TempDir()
 	tenant, err := standin.Start(standin.Options{Keep: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer tenant.Close()
-	ns := dnstest.Start(b, "")
+	b.Cleanup(func() { tenant.Close() })
 	extra := ""
 	if withARC {
-		key := filepath.Join(dir, "arc.key")
+		key := filepath.Join(b.TempDir(), "arc.key")
 		if err := runKeygen(key); err != nil {
 			b.Fatal(err)
 		}
 		extra = fmt.Sprintf("arc:\n  domain: relay.bench.test\n  selector: arc\n  key_file: %q\n", key)
 	}
-	cfgText := fmt.Sprintf("hostname: relay.bench.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\ninbound:\n  max_connections_per_ip: 1000\n"+
-		"target:\n  host: 127.0.0.1\n  port: %d\n  tls: none\ndelivery:\n  concurrency: 20\n%s",
-		filepath.Join(dir, "state"), ns.Addr(), tenant.Port(), extra)
-	cfgPath := filepath.Join(dir, "dualmx.yaml")
-	os.WriteFile(cfgPath, []byte(cfgText), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	os.MkdirAll(cfg.StateDir, 0o750)
-	st, err := router.Open(cfg.DBPath())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	st.Add(ctx, "bench@example.nl", "bench@fwd.example.nl", "bench@example.nl", "bench")
-	st.Flip(ctx, router.FlipRequest{Address: "bench@example.nl", To: router.Provisioned}, nil)
-	st.Flip(ctx, router.FlipRequest{Address: "bench@example.nl", To: router.Forwarding}, nil)
-	st.Close()
-
-	dctx, cancel := context.WithCancel(ctx)
-	d, err := startDaemon(dctx, cfg, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cancel(); d.wait() }()
-	addr := d.smtpAddr.String()
-	msg := []byte("From: a@author.test\r\nTo: bench@example.nl\r\nSubject: bench\r\nMessage-ID: <x@author.test>\r\n\r\n" +
-		strings.Repeat(strings.Repeat("x", 76)+"\r\n", 4096/78) + "\r\n")
+	addr := benchDaemon(b, tenant.Port(), extra)
 
 	b.ResetTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for s := 0; s < 20; s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if err := sendOne(addr, msg); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+	sendAll(b, addr)
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer wcancel()
 	if _, err := tenant.Wait(wctx, b.N); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// benchDaemon starts the relay in this process for bench@fwd.example.nl,
+// delivering with 20 workers to a target on 127.0.0.1:port without TLS,
+// with extra added to its config; it stops when b ends.
+func benchDaemon(b *testing.B, port int, extra string) string {
+	dir := b.TempDir()
+	ns := dnstest.Start(b, "")
+	cfg := relayConfig(b, dir, fmt.Sprintf("hostname: relay.bench.test\nstate_dir: %q\nresolver: %q\nlisten:\n  smtp: 127.0.0.1:0\n  metrics: \"\"\ninbound:\n  max_connections_per_ip: 1000\n"+
+		"target:\n  host: 127.0.0.1\n  port: %d\n  tls: none\ndelivery:\n  concurrency: 20\n%s",
+		filepath.Join(dir, "state"), ns.Addr(), port, extra), "bench")
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := startDaemon(ctx, cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cancel(); d.wait() })
+	return d.smtpAddr.String()
+}
+
+// benchMessage is a 4 KiB message to bench@example.nl.
+var benchMessage = []byte("From: a@author.test\r\nTo: bench@example.nl\r\nSubject: bench\r\nMessage-ID: <x@author.test>\r\n\r\n" +
+	strings.Repeat(strings.Repeat("x", 76)+"\r\n", 4096/78) + "\r\n")
+
+// sendAll sends b.N copies of benchMessage to addr over 20 concurrent
+// sessions, one message each.
+func sendAll(b *testing.B, addr string) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := sendOne(addr, benchMessage); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func sendOne(addr string, msg []byte) error {
