@@ -87,16 +87,7 @@ func TestWebConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ws []string
-			for _, w := range c.Warnings() {
-				ws = append(ws, w.String())
-			}
-			switch {
-			case tc.warning == "" && len(ws) > 0:
-				t.Errorf("unexpected warnings: %q", ws)
-			case tc.warning != "" && (len(ws) != 1 || !strings.Contains(ws[0], tc.warning)):
-				t.Errorf("warnings %q, want one with %q", ws, tc.warning)
-			}
+			checkOneWarning(t, c, tc.warning)
 		})
 	}
 }
@@ -142,16 +133,23 @@ func TestSRSNeedsMicrosoftOutbound(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ws []string
-			for _, w := range c.Warnings() {
-				ws = append(ws, w.String())
-			}
-			switch {
-			case tc.want == "" && len(ws) > 0:
-				t.Errorf("unexpected warnings: %q", ws)
-			case tc.want != "" && (len(ws) != 1 || !strings.Contains(ws[0], tc.want)):
-				t.Errorf("warnings %q, want one with %q", ws, tc.want)
-			}
+			checkOneWarning(t, c, tc.want)
 		})
+	}
+}
+
+// checkOneWarning: c warns once, with want in the text, or not at all
+// when want is "".
+func checkOneWarning(t *testing.T, c *Config, want string) {
+	t.Helper()
+	var ws []string
+	for _, w := range c.Warnings() {
+		ws = append(ws, w.String())
+	}
+	switch {
+	case want == "" && len(ws) > 0:
+		t.Errorf("unexpected warnings: %q", ws)
+	case want != "" && (len(ws) != 1 || !strings.Contains(ws[0], want)):
+		t.Errorf("warnings %q, want one with %q", ws, want)
 	}
 }

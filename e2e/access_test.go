@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -96,17 +94,7 @@ func (e *env) cliAsEnv(vars []string, args ...string) (stdout, stderr string, co
 	cmd := exec.Command(binary, append([]string{"--config", e.cfgPath}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/"}, vars...)
-	var o, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &se
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		e.t.Fatal(err)
-	}
-	return o.String(), se.String(), code
+	return run(e.t, cmd)
 }
 
 // TestReadOnlyCommandsAsAnotherUser: a user who may read the state but not

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,15 +190,5 @@ func runBinary(t *testing.T, extraEnv []string, args ...string) (string, string,
 	t.Helper()
 	cmd := execCommand(binary, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
-	var o, se strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &se
-	err := cmd.Run()
-	code := 0
-	var ee interface{ ExitCode() int }
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return o.String(), se.String(), code
+	return run(t, cmd)
 }

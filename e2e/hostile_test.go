@@ -23,7 +23,17 @@ import (
 // connection or a 221 arrives, and returns every reply line.
 func raw(t *testing.T, addr, script string) []string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, failsafe)
+	return rawLines(t, "", addr, script)
+}
+
+// rawLines is raw from a chosen loopback source address ("" any).
+func rawLines(t *testing.T, local, addr, script string) []string {
+	t.Helper()
+	d := net.Dialer{Timeout: failsafe}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/mail"
 	"slices"
 	"strings"
@@ -23,25 +21,7 @@ import (
 // server closes or says 221.
 func rawFrom(t *testing.T, local, addr, script string) []string {
 	t.Helper()
-	d := net.Dialer{Timeout: failsafe, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(failsafe))
-	go c.Write([]byte(script))
-	var lines []string
-	r := bufio.NewReader(c)
-	for {
-		l, err := r.ReadString('\n')
-		if l != "" {
-			lines = append(lines, strings.TrimRight(l, "\r\n"))
-		}
-		if err != nil || strings.HasPrefix(l, "221 ") {
-			return finals(lines)
-		}
-	}
+	return finals(rawLines(t, local, addr, script))
 }
 
 // codes keeps the code of each reply line, with its enhanced code if it has

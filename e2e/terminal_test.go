@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,13 +80,7 @@ func (e *tenantEnv) onTerminal(prompt, answer string, args ...string) (string, i
 	code := 0
 	select {
 	case <-ended:
-		var ee *exec.ExitError
-		switch {
-		case errors.As(waitErr, &ee):
-			code = ee.ExitCode()
-		case waitErr != nil:
-			e.t.Fatal(waitErr)
-		}
+		code = exitCode(e.t, waitErr)
 	case <-time.After(failsafe):
 		cmd.Process.Kill()
 		e.t.Fatalf("dualmx %s did not end; the terminal showed:\n%s", strings.Join(args, " "), shown.String())

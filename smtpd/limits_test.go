@@ -175,14 +175,7 @@ drip:
 // ciphertext; a session sending commands spaced inside the timeout lives on
 // however long it lasts.
 func TestSTARTTLSSessionNotCutByLineBound(t *testing.T) {
-	ca, err := testca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTLS, err := ca.ServerTLS("relay.test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, srvTLS := relayTLS(t)
 	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 500 * time.Millisecond; o.TLS = srvTLS })
 	c, err := smtp.DialStartTLS(f.addr, &tls.Config{ServerName: "relay.test", RootCAs: ca.Pool()})
 	if err != nil {
@@ -260,14 +253,7 @@ func TestTLSByteWithoutSTARTTLS(t *testing.T) {
 // handshake after STARTTLS and lets it fail is back in plain text, and the
 // drip is cut within a read timeout of the handshake's start.
 func TestFailedHandshakeDoesNotExtendSession(t *testing.T) {
-	ca, err := testca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTLS, err := ca.ServerTLS("relay.test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, srvTLS := relayTLS(t)
 	f := start(t, func(o *smtpd.Options) { o.ReadTimeout = 500 * time.Millisecond; o.TLS = srvTLS })
 	c, err := net.Dial("tcp", f.addr)
 	if err != nil {
@@ -303,14 +289,7 @@ func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // max_session with 421 4.4.2: in plain text, over TLS, and inside DATA,
 // where the message is not acknowledged and nothing is spooled.
 func TestMaxSession(t *testing.T) {
-	ca, err := testca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTLS, err := ca.ServerTLS("relay.test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, srvTLS := relayTLS(t)
 	const maxSession = 1500 * time.Millisecond
 	f := start(t, func(o *smtpd.Options) {
 		o.ReadTimeout = 500 * time.Millisecond
@@ -405,4 +384,19 @@ func TestTooManyRefusedRecipients(t *testing.T) {
 	if got := testutil.ToFloat64(f.m.SMTPRefusals.WithLabelValues("too_many_errors")); got != 1 {
 		t.Errorf("too_many_errors = %v, want 1", got)
 	}
+}
+
+// relayTLS is a test CA and the relay's server TLS config (relay.test)
+// from it.
+func relayTLS(t *testing.T) (*testca.CA, *tls.Config) {
+	t.Helper()
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := ca.ServerTLS("relay.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, srvTLS
 }

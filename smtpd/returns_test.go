@@ -90,24 +90,6 @@ func TestSRSReturns(t *testing.T) {
 	}
 }
 
-// rawSessionFrom is rawSession from a chosen loopback source address, for
-// tests of what is kept per client.
-func rawSessionFrom(t *testing.T, local, addr, script string) string {
-	t.Helper()
-	d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failsafe: every script ends in QUIT
-	if _, err := c.Write([]byte(script)); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := io.ReadAll(c) // the server closes after QUIT, or after hanging up
-	return string(out)
-}
-
 // replyCodes lists the code (and enhanced code, if any) of each final reply
 // line of a session, greeting first: "220", "250 2.0.0".
 func replyCodes(out string) []string {

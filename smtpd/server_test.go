@@ -143,27 +143,33 @@ func TestEHLOReplyInOneWrite(t *testing.T) {
 	}
 }
 
-// rawSession speaks SMTP byte by byte, for input a well-behaved client library would refuse to send.
+// rawSession speaks SMTP byte by byte, for input a well-behaved client
+// library would refuse to send, and returns what the server said until it
+// closed the connection (after QUIT, which every script ends in, or after
+// hanging up).
 func rawSession(t *testing.T, addr string, script string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
+	return rawSessionFrom(t, "", addr, script)
+}
+
+// rawSessionFrom is rawSession from a chosen loopback source address ("" any),
+// for tests of what is kept per client.
+func rawSessionFrom(t *testing.T, local, addr, script string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 30 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failsafe: every script ends in QUIT
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failsafe
 	if _, err := c.Write([]byte(script)); err != nil {
 		t.Fatal(err)
 	}
-	var out []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.Read(buf)
-		out = append(out, buf[:n]...)
-		if err != nil || strings.Contains(string(out), "221 ") {
-			break
-		}
-	}
+	out, _ := io.ReadAll(c)
 	return string(out)
 }
 
