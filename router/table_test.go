@@ -95,7 +95,8 @@ func TestLookup(t *testing.T) {
 }
 
 // TestTableSeesFlipFromOtherHandle is the CLI and the daemon as two processes
-// on one file: a flip through one is routed by the other within a second.
+// on one file: a flip through one is routed by the other after its next poll
+// (here every 50 ms; the test waits up to failsafe, not a measure of speed).
 func TestTableSeesFlipFromOtherHandle(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
