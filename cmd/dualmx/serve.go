@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -86,6 +87,18 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+			if path := os.Getenv("DUALMX_MEMPROFILE"); path != "" {
+				// The live heap whenever the daemon gets SIGUSR1: what a
+				// spooled backlog costs in memory while it is there.
+				usr1 := make(chan os.Signal, 1)
+				signal.Notify(usr1, syscall.SIGUSR1)
+				defer signal.Stop(usr1)
+				go func() {
+					for range usr1 {
+						writeHeapProfile(path, log)
+					}
+				}()
 			}
 			d, err := startDaemon(ctx, cfg, log, nil)
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -568,5 +581,19 @@ func healthzHandler(m *metrics.Metrics, health func() error) http.HandlerFunc {
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	}
+}
+
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(path string, log *slog.Logger) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Error("heap profile", "err", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		log.Error("heap profile", "err", err)
 	}
 }
