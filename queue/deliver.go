@@ -80,12 +80,12 @@ func (r *Runner) attemptItem(ctx context.Context, j job) done {
 			// The tenant is suspended (since the item was handed out, or
 			// it was handed out only to be judged): nothing was sent, and
 			// no attempt counts. The verdict the stages took on the way
-			// is kept, in the one write this costs, so that the message
-			// is judged on arrival, not after the outage (by when a DKIM
-			// signature may have expired or its key been rotated).
+			// is kept, so that the message is judged on arrival, not
+			// after the outage (by when a DKIM signature may have expired
+			// or its key been rotated); for most messages that is one
+			// append to the body file, no fsync (spool.KeepVerdict).
 			if it.Prepend == "" && len(res.Header) > 0 {
-				it.Prepend = string(res.Header)
-				if err := c.Save(); err != nil {
+				if err := c.KeepVerdict(string(res.Header)); err != nil {
 					log.Error("queue: record the arrival verdict", "err", err)
 				}
 			}

@@ -5,6 +5,8 @@ package queue
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -197,6 +199,11 @@ func TestArrivalVerdictTakenWhileParked(t *testing.T) {
 		t.Fatal("the tenant is back: the message was not judged while parked")
 	}
 	waitFor(t, failsafe, "every parked message judged", func() bool { return j.judged.Load() == n+1 })
+	// The verdict went into the message's own file: judging costs no
+	// <id>.json, no fsync and no rename per message while mail arrives.
+	if _, err := os.Stat(filepath.Join(f.sp.Dir(), id+".json")); err == nil {
+		t.Errorf("judging the parked message wrote %s.json", id)
+	}
 	ln.setDown(false)
 	opts.Health.ProbeNow()
 	msgs := waitMsgs(t, s, n+1)

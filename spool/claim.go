@@ -87,6 +87,33 @@ func (c *Claim) ReadAt(p []byte, off int64) (int, error) {
 // body, atomically and durably.
 func (c *Claim) Save() error { return c.s.writeMeta(c.it) }
 
+// KeepVerdict stores fields, the arrival verdict an attempt puts before the
+// message, with an item that has none, so that every later attempt, also
+// after a restart, sends the same. An item whose record is still its
+// trailer gets the verdict appended to its body file (trailer.go): no
+// fsync, no new file, nothing that a crash can turn into damage; a verdict
+// lost in a crash is taken again at the next attempt. Any other item, and
+// a verdict too long to append, has it saved in <id>.json.
+func (c *Claim) KeepVerdict(fields string) error {
+	it := c.it
+	if fields == "" || it.Prepend != "" {
+		return nil
+	}
+	it.Prepend = fields
+	if it.hasMeta || it.Version < 2 || it.end <= 0 {
+		return c.Save()
+	}
+	block, err := appendVerdict(nil, it.ID, fields)
+	if err == nil {
+		err = c.s.appendToBody(it, &c.lk, block)
+	}
+	if err != nil {
+		c.s.log.Warn("spool: cannot append the verdict to the body file; saving it apart", "id", it.ID, "err", err)
+		return c.Save()
+	}
+	return nil
+}
+
 // Delivered removes an item every recipient of which was delivered. The
 // removal is durable at the next directory fsync (FlushRemovals); a crash
 // before that brings the message back to be sent again, a duplicate, never a

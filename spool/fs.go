@@ -26,6 +26,8 @@ type FS interface {
 	Reuse(name string) (File, error)
 	// Open opens name for reading (and locking).
 	Open(name string) (*os.File, error)
+	// Append opens the existing file name for appending.
+	Append(name string) (File, error)
 	// Rename renames from to to, replacing to.
 	Rename(from, to string) error
 	// Remove removes name.
@@ -53,6 +55,8 @@ func (OSFS) Create(name string) (File, error) {
 func (OSFS) Reuse(name string) (File, error) { return reuseFile(name) }
 
 func (OSFS) Open(name string) (*os.File, error) { return openFile(name, os.O_RDONLY, 0) }
+
+func (OSFS) Append(name string) (File, error) { return openFile(name, os.O_WRONLY|os.O_APPEND, 0) }
 
 func (OSFS) Rename(from, to string) error { return rename(from, to) }
 

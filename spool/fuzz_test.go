@@ -58,6 +58,7 @@ func FuzzParseMeta(f *testing.F) {
 // pointers) so two readings of one record compare equal.
 func normalize(it *Item) Item {
 	c := *it
+	c.end = 0 // where it was read from
 	fix := func(t *time.Time) { *t = t.UTC().Round(0) }
 	fix(&c.ReceivedAt)
 	fix(&c.NextAttempt)
@@ -82,6 +83,10 @@ func FuzzReadTrailer(f *testing.F) {
 	f.Add(file)
 	f.Add(file[:len(file)-1])
 	f.Add(append(file, '\n'))
+	withVerdict, _ := appendVerdict(slices.Clone(file), good.ID, "Authentication-Results: relay.test; spf=pass\r\n")
+	f.Add(withVerdict)
+	f.Add(withVerdict[:len(withVerdict)-5])
+	f.Add(append(slices.Clone(file), make([]byte, 40)...))
 	f.Add([]byte("\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
 	f.Add([]byte("{}\nDUALMX-ENVELOPE 0000000002 00000000000000000000\n"))
 	f.Add([]byte("\nDUALMX-ENVELOPE 0000000001 18446744073709551615\n"))

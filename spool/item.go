@@ -116,6 +116,9 @@ type Item struct {
 	// hasMeta says whether <id>.json exists, as far as the holder of the
 	// item's lock knows: removal then skips a pointless unlink.
 	hasMeta bool
+	// end is where the envelope trailer ends in the body file, as read
+	// from it (0: not known); a verdict is appended there.
+	end int64
 }
 
 // Envelope returns the item's envelope part.

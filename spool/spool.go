@@ -86,16 +86,26 @@ type committedItem struct {
 	fileSize int64
 }
 
+// maxRemembered bounds the envelopes kept for first attempts. Delivery
+// takes them as fast as they come while the tenant is up; while it is
+// suspended nothing is attempted, and an outage of 100 000 messages would
+// keep 100 000 envelopes in memory. Beyond the bound a first attempt reads
+// its envelope back from the file, as after a restart.
+const maxRemembered = 4096
+
 // remember keeps it, which its Writer no longer changes; recall hands out
 // copies.
 func (s *Spool) remember(it *Item, fileSize int64) {
 	c := committedItem{it: *it, fileSize: fileSize}
+	c.it.end = fileSize
 	s.mu.Lock()
 	if s.daemon == nil {
 		s.mu.Unlock()
 		return
 	}
-	s.committed[it.ID] = c
+	if len(s.committed) < maxRemembered {
+		s.committed[it.ID] = c
+	}
 	s.viewSetLocked(it.ID, it.State, it.ReceivedAt)
 	s.mu.Unlock()
 }
@@ -481,6 +491,36 @@ func (s *Spool) writeMeta(it *Item) error {
 	if err := s.dsync.Sync(); err != nil {
 		return fmt.Errorf("spool %s: sync directory: %w", it.ID, err)
 	}
+	return nil
+}
+
+// appendToBody appends block, a verdict, to the body file of it, whose lock
+// lk is held, where its envelope trailer ends: what a crash left of an
+// earlier append goes first. Nothing is fsynced (see trailer.go). On a
+// failure the file is cut back to the trailer's end, as far as it can be.
+func (s *Spool) appendToBody(it *Item, lk *itemLock, block []byte) error {
+	f, err := s.fs.Append(s.path(it.ID, msgExt))
+	if err != nil {
+		return err
+	}
+	if lk.size != it.end {
+		err = f.Truncate(it.end)
+	}
+	if err == nil {
+		_, err = f.Write(block)
+	}
+	if err != nil {
+		s.noSpace(err)
+		f.Truncate(it.end)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool %s: append verdict: %w", it.ID, err)
+	}
+	lk.size = it.end + int64(len(block))
+	s.forget(it.ID) // the envelope remembered at commit has no verdict
 	return nil
 }
 

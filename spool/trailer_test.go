@@ -3,18 +3,21 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TestTrailerDamage: every way a committed body file can be cut, extended or
-// written over is caught as corrupt, never read as a shorter message.
+// TestTrailerDamage: every way a committed body file can be cut or written
+// over is caught as corrupt, never read as a shorter message. (Bytes after
+// the footer are what a crash may leave of a verdict: TestVerdictAppended.)
 func TestTrailerDamage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -31,7 +34,6 @@ func TestTrailerDamage(t *testing.T) {
 		{"last byte cut", func(b []byte) []byte { return b[:len(b)-1] }},
 		{"footer cut", func(b []byte) []byte { return b[:len(b)-footerLen+3] }},
 		{"only the body", func(b []byte) []byte { return b[:len(testBody)] }},
-		{"bytes appended", func(b []byte) []byte { return append(b, "x\r\n"...) }},
 		{"body byte removed", func(b []byte) []byte { return append(b[:10:10], b[11:]...) }},
 		{"footer digit garbled", func(b []byte) []byte { c := slices.Clone(b); c[len(c)-5] = 'x'; return c }},
 		{"json lengths swapped", func(b []byte) []byte {
@@ -40,6 +42,13 @@ func TestTrailerDamage(t *testing.T) {
 			return c
 		}},
 		{"empty", func([]byte) []byte { return nil }},
+		// A footer that adds up must end where the envelope does: one
+		// found behind the end of the file is no footer.
+		{"footer moved behind a verdict", func(b []byte) []byte {
+			c := slices.Clone(b[:len(b)-footerLen])
+			c = append(c, "x"...)
+			return append(c, b[len(b)-footerLen:]...)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "x.msg")
@@ -205,4 +214,120 @@ func TestRememberedEnvelopeIsOnlyAShortcut(t *testing.T) {
 			t.Errorf("%s: still remembered after it left the spool", id)
 		}
 	}
+}
+
+// TestVerdictAppended: the arrival verdict of an item whose record is its
+// trailer is appended to its body file, with no new file and no change to a
+// byte before the trailer's end, and every later claim reads it. Whatever a
+// crash can leave of the append (nothing, a part, zeros, bytes of a block
+// never finished) reads as the item as committed, never as damage, and the
+// next KeepVerdict writes the verdict over it. An item with <id>.json, and a
+// verdict too long to append, get it in <id>.json.
+func TestVerdictAppended(t *testing.T) {
+	t.Parallel()
+	const fields = "Authentication-Results: relay.test; spf=pass smtp.mailfrom=sender.test\r\n"
+	f := newFixture(t)
+	id := f.spool(testBody, defaultEnv())
+	committed, _ := os.ReadFile(f.sp.BodyPath(id))
+
+	keep := func(id, v string) {
+		t.Helper()
+		c, _ := claimed(t, f.sp, id)
+		defer c.Close()
+		if err := c.KeepVerdict(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(id string) *Item {
+		t.Helper()
+		f.sp.forget(id) // what is on disk
+		c, msg := claimed(t, f.sp, id)
+		defer c.Close()
+		if msg != testBody {
+			t.Errorf("message reads %q", msg)
+		}
+		it := *c.Item()
+		return &it
+	}
+	keep(id, fields)
+	if got := spoolFiles(t, f.dir); !slices.Equal(got, []string{id + ".msg"}) {
+		t.Errorf("spool after KeepVerdict holds %v", got)
+	}
+	withVerdict, _ := os.ReadFile(f.sp.BodyPath(id))
+	block, _ := appendVerdict(nil, id, fields)
+	if string(withVerdict) != string(committed)+string(block) {
+		t.Errorf("body file after KeepVerdict:\n%q\nwant the committed file and\n%q", withVerdict, block)
+	}
+	if it := read(id); it.Prepend != fields || it.State != StatePending || it.Attempts != 0 {
+		t.Errorf("claimed after KeepVerdict: %+v", it)
+	}
+	if it, err := f.sp.Get(id); err != nil || it.Prepend != fields {
+		t.Errorf("Get = %+v, %v", it, err)
+	}
+	keep(id, "Authentication-Results: other\r\n") // kept once
+	if b, _ := os.ReadFile(f.sp.BodyPath(id)); string(b) != string(withVerdict) {
+		t.Error("a second verdict changed the file")
+	}
+
+	// What a crash may leave.
+	zeros := make([]byte, len(block))
+	for _, tc := range []struct {
+		name string
+		tail []byte
+	}{
+		{"nothing", nil},
+		{"a byte", block[:1]},
+		{"half", block[:len(block)/2]},
+		{"all but the last byte", block[:len(block)-1]},
+		{"zeros", zeros},
+		{"half, then zeros", append(slices.Clone(block[:len(block)/2]), zeros[len(block)/2:]...)},
+		{"zeros where the JSON was", append(slices.Clone(zeros[:len(block)-verdictFooterLen]), block[len(block)-verdictFooterLen:]...)},
+		{"another item's verdict", func() []byte { b, _ := appendVerdict(nil, "20250101T000000.000001Z-0000abcd", fields); return b }()},
+		{"stray bytes", []byte("x\r\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(f.sp.BodyPath(id), append(slices.Clone(committed), tc.tail...), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if it := read(id); it.Prepend != "" {
+				t.Errorf("read a verdict from %q: %q", tc.tail, it.Prepend)
+			}
+			keep(id, fields)
+			if b, _ := os.ReadFile(f.sp.BodyPath(id)); string(b) != string(withVerdict) {
+				t.Errorf("KeepVerdict over %q left\n%q", tc.tail, b)
+			}
+		})
+	}
+
+	// An item with <id>.json keeps the verdict there; so does one whose
+	// verdict is too long to append.
+	deferred := f.spool(testBody, defaultEnv())
+	c, _ := claimed(t, f.sp, deferred)
+	c.Item().State = StateDeferred
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	long := f.spool(testBody, defaultEnv())
+	keep(deferred, fields)
+	longFields := "X-Long: " + strings.Repeat("a", maxVerdictJSON) + "\r\n"
+	keep(long, longFields)
+	for id, want := range map[string]string{deferred: fields, long: longFields} {
+		if b, _ := os.ReadFile(f.sp.BodyPath(id)); string(b) != string(committedFile(t, b)) {
+			t.Errorf("%s: body file changed", id)
+		}
+		if it := read(id); it.Prepend != want || !it.hasMeta {
+			t.Errorf("%s: Prepend %.40q, metadata %v", id, it.Prepend, it.hasMeta)
+		}
+	}
+}
+
+// committedFile is b up to its envelope trailer's end.
+func committedFile(t *testing.T, b []byte) []byte {
+	t.Helper()
+	it, _, err := readTrailerAt(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:it.end]
 }
