@@ -188,7 +188,27 @@ func NewRunner(sp *spool.Spool, opts Options, m *metrics.Metrics, log *slog.Logg
 // StopTimeout for deliveries in flight; one that does not finish is cut off
 // and stays in the spool for the next start.
 func (r *Runner) Run(ctx context.Context) error {
-	r.scan()
+	// The spool's recovery reads every item left by the last run, seconds
+	// for a backlog of 100 000; the daemon takes mail meanwhile, and what
+	// it reads is scheduled batch by batch. A runner started again on a
+	// spool already recovered (tests) reads it at once.
+	var loaded chan []spool.Entry
+	if r.sp.Recovered() {
+		r.scan(true)
+	} else {
+		loaded = make(chan []spool.Entry, 4)
+		go func() {
+			defer close(loaded)
+			r.sp.Recover(func(b []spool.Entry) bool {
+				select {
+				case loaded <- b:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+		}()
+	}
 	// Fixed sets of workers: a goroutine per attempt would grow a fresh
 	// stack through the whole delivery path for every message.
 	var work [2]chan job // unbuffered: after close nothing is left to start
@@ -232,6 +252,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			close(work[forTenant])
 			close(work[forSender])
 			return r.stop(&wg, cancelWork, results)
+		case b, ok := <-loaded:
+			if !ok {
+				loaded = nil // recovered: rescans may run
+				continue
+			}
+			r.add(b)
 		case a := <-arrivals:
 			r.mu.Lock()
 			r.sched.set(a.ID, r.opts.Now())
@@ -255,15 +281,20 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Error("queue: make removals durable", "err", err)
 				broken = r.sp.Broken() != nil
 			}
-			if k := r.sp.ChangeMark(); !bytes.Equal(k, lastKick) || time.Since(lastScan) >= r.opts.RescanInterval {
-				if !bytes.Equal(k, lastKick) && r.opts.Health != nil {
+			if loaded != nil {
+				break // recovery is still reading; a kick waits for it
+			}
+			k := r.sp.ChangeMark()
+			kicked := !bytes.Equal(k, lastKick)
+			if kicked || r.sp.Dropped() || time.Since(lastScan) >= r.opts.RescanInterval {
+				if kicked && r.opts.Health != nil {
 					// An admin changed the queue (queue retry, release):
 					// a suspended target gets its probe now.
 					r.opts.Health.ProbeNow()
 				}
 				lastKick = k
 				lastScan = time.Now()
-				r.scan()
+				r.scan(kicked)
 			}
 		case <-flush.C:
 			r.flushRecords()
@@ -332,28 +363,60 @@ func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results
 	return nil
 }
 
-// scan brings the schedule in line with the spool: new items, items an
-// admin retried, held, released or removed in another process.
-func (r *Runner) scan() {
-	items, unreadable, err := r.sp.Scan()
+// scan brings the schedule in line with the spool. A full scan reads every
+// item, after an admin retried, held, released or removed some in another
+// process; the periodic one, a safety net, reads only the items the
+// daemon does not know (another process's, or an arrival dropped) and
+// drops those no longer there, so that a backlog of 100 000 parked
+// messages costs a directory listing a minute, not 100 000 reads.
+func (r *Runner) scan(full bool) {
+	l, err := r.sp.Rescan(full)
 	if err != nil {
 		r.log.Error("queue: scan", "err", err)
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	seen := make(map[string]bool, len(items)+len(unreadable))
-	// An item Scan could not read is scheduled too: its attempt
+	// An item the scan could not read is scheduled too: its attempt
 	// quarantines it if it is damaged, rather than leaving it unseen until
 	// a restart.
-	for _, id := range unreadable {
-		seen[id] = true
+	for _, id := range l.Unreadable {
 		if r.sched.get(id) == nil {
 			r.sched.set(id, r.opts.Now())
 		}
 	}
-	for _, it := range items {
-		seen[it.ID] = true
+	r.addLocked(l.Entries)
+	gone := l.Gone
+	if full {
+		seen := make(map[string]bool, len(l.Entries)+len(l.Unreadable))
+		for _, id := range l.Unreadable {
+			seen[id] = true
+		}
+		for _, e := range l.Entries {
+			seen[e.ID] = true
+		}
+		for id := range r.sched.byID {
+			if !seen[id] {
+				gone = append(gone, id)
+			}
+		}
+	}
+	for _, id := range gone {
+		if e := r.sched.get(id); e != nil && !e.running && !r.removing[id] {
+			r.sched.remove(id)
+		}
+	}
+}
+
+// add schedules items the spool read.
+func (r *Runner) add(entries []spool.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addLocked(entries)
+}
+
+func (r *Runner) addLocked(entries []spool.Entry) {
+	for _, it := range entries {
 		e := r.sched.get(it.ID)
 		switch {
 		case e != nil && e.running:
@@ -364,19 +427,10 @@ func (r *Runner) scan() {
 			if it.DSN {
 				r.sched.setOther(it.ID)
 			}
-			if it.Prepend != "" {
+			if it.Judged {
 				r.sched.setJudged(it.ID)
 			}
 		}
-	}
-	var gone []string
-	for id, e := range r.sched.byID {
-		if !seen[id] && !e.running && !r.removing[id] {
-			gone = append(gone, id)
-		}
-	}
-	for _, id := range gone {
-		r.sched.remove(id)
 	}
 }
 

@@ -73,12 +73,19 @@ type Spool struct {
 	mu        sync.Mutex
 	committed map[string]committedItem
 
-	// view, viewSeq, viewFrom, viewReady and listing: see view.go; under mu.
-	view      map[string]viewEntry
-	viewSeq   uint64
-	viewFrom  uint64
-	viewReady bool
-	listing   int
+	// dropped holds the items whose arrival was dropped, until a Rescan
+	// hands them to the runner. Under mu.
+	dropped []string
+	// toRecover holds the items Open found, until Recover reads them;
+	// recovered says it has. Under mu.
+	toRecover []string
+	recovered bool
+
+	// view, viewSeq, viewFrom and listing: see view.go; under mu.
+	view     map[string]viewEntry
+	viewSeq  uint64
+	viewFrom uint64
+	listing  int
 }
 
 type committedItem struct {
@@ -160,8 +167,8 @@ func WithHostname(name string) Option { return func(s *Spool) { s.hostname = nam
 func WithAdminWait(d time.Duration) Option { return func(s *Spool) { s.adminWait = d } }
 
 // Open opens dir for the daemon: it creates the directory, takes the
-// daemon lock so that two daemons never share a spool, and runs recovery. m
-// and log may be nil.
+// daemon lock so that two daemons never share a spool, and runs the first
+// part of recovery; Recover reads the items it found. m and log may be nil.
 func Open(dir string, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Spool, error) {
 	s, err := open(dir, m, log, opts)
 	if err != nil {
@@ -256,15 +263,29 @@ type Arrival struct {
 // returned bounces and DSNs), as soon as it is durable, so delivery can
 // start at once; it says where the item goes, so that the reader can
 // treat a DSN as one from the start. A commit never waits for the reader:
-// when the reader falls behind, arrivals are dropped, and the reader's
-// periodic Scan finds those items. An admin spool's channel is nil.
+// when the reader falls behind, arrivals are dropped (Dropped says so),
+// and a Rescan finds those items. An admin spool's channel is nil.
 func (s *Spool) Arrivals() <-chan Arrival { return s.arrivals }
+
+// Dropped reports whether arrivals were dropped that no Rescan has handed
+// over yet.
+func (s *Spool) Dropped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.dropped) > 0
+}
 
 // announce hands a committed item to the reader of Arrivals, if it keeps up.
 func (s *Spool) announce(it *Item) {
+	if s.arrivals == nil {
+		return // an admin command's; the daemon rescans on its kick
+	}
 	select {
 	case s.arrivals <- Arrival{ID: it.ID, DSN: it.DSN}:
 	default:
+		s.mu.Lock()
+		s.dropped = append(s.dropped, it.ID)
+		s.mu.Unlock()
 	}
 }
 
@@ -409,7 +430,16 @@ func (s *Spool) List() ([]Item, error) {
 func (s *Spool) Scan() (items []Item, unreadable []string, err error) {
 	s.trimFree(freeMaxIdle)
 	start := s.listStart()
-	defer func() { s.listEnd(start, items, unreadable) }()
+	defer func() {
+		var entries []Entry
+		if items != nil {
+			entries = make([]Entry, len(items))
+			for i := range items {
+				entries[i] = items[i].entry()
+			}
+		}
+		s.listEnd(start, entries, unreadable)
+	}()
 	ids, err := s.ids()
 	if err != nil {
 		return nil, nil, err
@@ -433,18 +463,30 @@ func (s *Spool) Scan() (items []Item, unreadable []string, err error) {
 // ids lists the ids that have a body file, sorted (ids sort by creation
 // time): the body file is what makes an item exist.
 func (s *Spool) ids() ([]string, error) {
-	ents, err := os.ReadDir(s.dir)
+	names, err := readDirNames(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", s.dir, err)
 	}
-	var ids []string
-	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), msgExt); ok && validID(id) {
+	ids := names[:0]
+	for _, name := range names {
+		if id, ok := strings.CutSuffix(name, msgExt); ok && validID(id) {
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// readDirNames lists the names in dir, unsorted: a spool of 100 000 items
+// is listed every minute, and os.ReadDir's entry per name and sort cost
+// more than the names.
+func readDirNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
 }
 
 // Pending counts the messages that still hold undelivered mail for the public

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -248,6 +249,21 @@ func TestRecovery(t *testing.T) {
 	plant(id(6)+".msg", "body")
 
 	f := newFixtureAt(t, dir)
+	// Open removed the temp files and the record without a message; the
+	// rest is Recover's, which the daemon runs while it takes mail.
+	if got := testutil.ToFloat64(f.m.Quarantined); got != 1 {
+		t.Errorf("quarantined metric after Open = %v, want 1", got)
+	}
+	var recovered []Entry
+	if !f.sp.Recover(func(b []Entry) bool { recovered = append(recovered, b...); return true }) {
+		t.Fatal("Recover found nothing to do")
+	}
+	if len(recovered) != 1 || recovered[0].ID != good || recovered[0].State != StateDeferred {
+		t.Errorf("recovered %+v", recovered)
+	}
+	if f.sp.Recover(nil) {
+		t.Error("Recover ran twice")
+	}
 	if got := testutil.ToFloat64(f.m.Quarantined); got != 5 {
 		t.Errorf("quarantined metric = %v, want 5", got)
 	}
@@ -398,5 +414,31 @@ func TestGroupSyncCoversEveryCaller(t *testing.T) {
 	bad := newGroupSync(filepath.Join(t.TempDir(), "missing"), OSFS{})
 	if err := bad.Sync(); err == nil {
 		t.Fatal("a failing fsync must be reported")
+	}
+}
+
+// validID, written out for speed, accepts exactly what the id's regular
+// expression does: ids name files, and an admin's input must never lead
+// outside the spool.
+func TestValidID(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}$`)
+	good := newID(time.Now())
+	cases := []string{good, "20250101T000000.000001Z-0000abcd", "", "x", "../../etc/passwd",
+		"20250101T000000.000001Z-0000ABCD", "20250101T000000.000001Z-0000abc", "20250101T000000.000001Z-0000abcde",
+		"20250101T000000X000001Z-0000abcd", "2025010aT000000.000001Z-0000abcd", "20250101T000000.000001Z/0000abcd",
+		"20250101T000000.000001Z-0000abc/", "20250101t000000.000001Z-0000abcd", "20250101T000000.000001z-0000abcd",
+		"20250101T000000.000001Z-0000abcg", "\x0020250101T000000.000001Z-0000abc"}
+	for i := range len(good) {
+		for _, c := range []byte{'0', 'a', 'f', 'g', 'Z', 'T', '.', '-', '/', 0, 0xff} {
+			b := []byte(good)
+			b[i] = c
+			cases = append(cases, string(b))
+		}
+	}
+	for _, id := range cases {
+		if got, want := validID(id), re.MatchString(id); got != want {
+			t.Errorf("validID(%q) = %v, want %v", id, got, want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,12 +213,12 @@ func TestViewMergesChangesDuringList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
-	read := func(ids ...string) []Item {
-		var items []Item
+	read := func(ids ...string) []Entry {
+		var entries []Entry
 		for _, id := range ids {
-			items = append(items, Item{ID: id, State: StatePending, ReceivedAt: t0})
+			entries = append(entries, Entry{ID: id, State: StatePending, ReceivedAt: t0})
 		}
-		return items
+		return entries
 	}
 	view := func() map[string]State {
 		f.sp.mu.Lock()
@@ -227,7 +228,7 @@ func TestViewMergesChangesDuringList(t *testing.T) {
 			if e.gone {
 				v[id] = "gone"
 			} else {
-				v[id] = e.state
+				v[id] = States[e.state]
 			}
 		}
 		return v
@@ -367,5 +368,90 @@ func TestStatsKeepItemQuarantineCouldNotMove(t *testing.T) {
 	}
 	if got := f.sp.Stats(time.Now()).ByState; got["pending"] != 1 {
 		t.Errorf("gauges %v, want the item still counted", got)
+	}
+}
+
+// A periodic rescan reads only what the daemon does not know: an item
+// another process committed, or one whose arrival was dropped; an item
+// another process removed is reported gone; and the items the daemon knows
+// are not opened at all, so a backlog of 100 000 costs a directory listing.
+// A full rescan (after an admin's kick) reads every item.
+func TestRescanReadsOnlyWhatIsNew(t *testing.T) {
+	t.Parallel()
+	var opened sync.Map // file name -> count
+	h := &hookFS{opened: func(name string) {
+		n, _ := opened.LoadOrStore(filepath.Base(name), new(int))
+		*n.(*int)++
+	}}
+	f := newFixture(t, WithFS(h))
+	var known []string
+	for range 5 {
+		known = append(known, f.spool(testBody, defaultEnv()))
+	}
+	adm := f.admin()
+	theirs := commitBody(t, adm, testBody, defaultEnv()) // another process's
+	if _, err := adm.Drop(known[0], "test", "not wanted"); err != nil {
+		t.Fatal(err)
+	}
+	opened.Clear()
+	l, err := f.sp.Rescan(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Entries) != 1 || l.Entries[0].ID != theirs || l.Entries[0].State != StatePending {
+		t.Errorf("entries %+v, want only %s", l.Entries, theirs)
+	}
+	if !slices.Equal(l.Gone, known[:1]) || len(l.Unreadable) != 0 {
+		t.Errorf("gone %v, unreadable %v; want gone %v", l.Gone, l.Unreadable, known[:1])
+	}
+	for _, id := range known[1:] {
+		if _, ok := opened.Load(id + msgExt); ok {
+			t.Errorf("the rescan opened %s, which the daemon knows", id)
+		}
+	}
+	if got := f.sp.Stats(time.Now()).ByState["pending"]; got != 5 {
+		t.Errorf("%d pending in the gauges, want 5", got)
+	}
+	// Known now: the next rescan reads nothing.
+	opened.Clear()
+	if l, err := f.sp.Rescan(false); err != nil || len(l.Entries)+len(l.Gone)+len(l.Unreadable) != 0 {
+		t.Errorf("second rescan: %+v, %v", l, err)
+	}
+	n := 0
+	opened.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("second rescan opened %d files", n)
+	}
+	l, err = f.sp.Rescan(true)
+	if err != nil || len(l.Entries) != 5 || l.Gone != nil {
+		t.Errorf("full rescan: %d entries, gone %v, %v", len(l.Entries), l.Gone, err)
+	}
+}
+
+// A commit never waits for the reader of Arrivals; an arrival it drops is
+// handed to the runner by the next rescan, which reads that item although
+// the daemon committed it itself.
+func TestDroppedArrivalsRescanned(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for range arrivalsBuffer {
+		f.spool(testBody, defaultEnv())
+	}
+	if f.sp.Dropped() {
+		t.Fatal("Dropped with the buffer just full")
+	}
+	id := f.spool(testBody, defaultEnv())
+	if !f.sp.Dropped() {
+		t.Fatal("the dropped arrival not reported")
+	}
+	l, err := f.sp.Rescan(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Entries) != 1 || l.Entries[0].ID != id {
+		t.Errorf("rescan read %+v, want the dropped arrival %s", l.Entries, id)
+	}
+	if f.sp.Dropped() {
+		t.Error("still reported after a rescan handed it over")
 	}
 }

@@ -163,6 +163,27 @@ func readTrailerAt(r io.ReaderAt, size int64) (*Item, int64, error) {
 // what a crash left of one. It returns where the footer ends; a file with
 // no footer that adds up in its last maxTail bytes has no trailer.
 func findFooter(r io.ReaderAt, size int64) (int64, []byte, error) {
+	// A whole verdict block: its footer, then its JSON and the envelope's
+	// footer before it in one read.
+	if size >= int64(verdictFooterLen+footerLen) {
+		var vf [verdictFooterLen]byte
+		if _, err := r.ReadAt(vf[:], size-int64(verdictFooterLen)); err != nil {
+			return 0, nil, err
+		}
+		if n, ok := parseVerdictFooter(vf[:]); ok {
+			if end := size - int64(verdictFooterLen) - n; end >= int64(footerLen) {
+				b := make([]byte, int64(footerLen)+n)
+				if _, err := r.ReadAt(b, end-int64(footerLen)); err != nil {
+					return 0, nil, err
+				}
+				jsLen, bodyLen, ok := parseFooter(b[:footerLen])
+				if ok && jsLen <= maxTrailerJSON && bodyLen+jsLen+int64(footerLen) == end {
+					return end, b[footerLen:], nil
+				}
+			}
+		}
+	}
+	// What a crash left of a verdict: the last footer that adds up.
 	tail := make([]byte, min(size, int64(maxTail)))
 	off := size - int64(len(tail))
 	if _, err := r.ReadAt(tail, off); err != nil && err != io.EOF {
@@ -176,17 +197,6 @@ func findFooter(r io.ReaderAt, size int64) (int64, []byte, error) {
 		jsLen, bodyLen, ok := parseFooter(tail[end-footerLen : end])
 		return ok && jsLen <= maxTrailerJSON && bodyLen+jsLen+int64(footerLen) == off+int64(end)
 	}
-	if len(tail) >= verdictFooterLen+footerLen {
-		vf := tail[len(tail)-verdictFooterLen:]
-		if string(vf[:len(verdictMagic)]) == verdictMagic && vf[verdictFooterLen-1] == '\n' {
-			if n, ok := parseDigits(vf[len(verdictMagic) : verdictFooterLen-1]); ok && n <= maxVerdictJSON {
-				if end := len(tail) - verdictFooterLen - int(n); end >= 0 && consistent(end) {
-					return off + int64(end), tail[end : len(tail)-verdictFooterLen], nil
-				}
-			}
-		}
-	}
-	// What a crash left of a verdict: the last footer that adds up.
 	for end := len(tail); end >= footerLen; end-- {
 		if tail[end-1] == '\n' && consistent(end) {
 			return off + int64(end), nil, nil
@@ -202,6 +212,15 @@ func parseFooter(b []byte) (jsLen, bodyLen int64, ok bool) {
 	j, ok1 := parseDigits(b[len(footerMagic) : len(footerMagic)+10])
 	l, ok2 := parseDigits(b[len(footerMagic)+11 : footerLen-1])
 	return j, l, ok1 && ok2
+}
+
+// parseVerdictFooter returns the length of the verdict JSON before b.
+func parseVerdictFooter(b []byte) (int64, bool) {
+	if len(b) != verdictFooterLen || string(b[:len(verdictMagic)]) != verdictMagic || b[verdictFooterLen-1] != '\n' {
+		return 0, false
+	}
+	n, ok := parseDigits(b[len(verdictMagic) : verdictFooterLen-1])
+	return n, ok && n <= maxVerdictJSON
 }
 
 // parseDigits reads a footer's zero-padded decimal number.
