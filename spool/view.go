@@ -96,31 +96,14 @@ func (s *Spool) Rescan(full bool) (Listing, error) {
 	}
 	s.pruneCommitted(ids)
 	var l Listing
+	var read []string // the ids to read
 	if full {
 		l.Entries = make([]Entry, 0, len(ids))
+		read = ids
+	} else {
+		read, l.Gone = s.unknown(ids, start)
 	}
-	known := map[string]bool{}
-	if !full {
-		// Which ids the view has, read once: the lock is the one commits
-		// take.
-		s.mu.Lock()
-		known = make(map[string]bool, len(s.view))
-		for id, e := range s.view {
-			if !e.gone && e.seq <= start {
-				known[id] = true
-			}
-		}
-		for _, id := range s.dropped {
-			delete(known, id) // the runner has not heard of it
-		}
-		s.dropped = nil
-		s.mu.Unlock()
-	}
-	for _, id := range ids {
-		if known[id] {
-			delete(known, id)
-			continue
-		}
+	for _, id := range read {
 		it, err := s.readMeta(id)
 		if err != nil {
 			if !errors.Is(err, ErrNotFound) {
@@ -135,12 +118,35 @@ func (s *Spool) Rescan(full bool) (Listing, error) {
 		s.listEnd(start, l.Entries, l.Unreadable)
 		return l, nil
 	}
-	for id := range known { // known, and not there
-		l.Gone = append(l.Gone, id)
-	}
-	slices.Sort(l.Gone)
 	s.rescanEnd(start, l.Entries, l.Gone)
 	return l, nil
+}
+
+// unknown returns, of ids (sorted), those the view does not know as they
+// were when the rescan began, or whose arrival was dropped; and the items
+// the view knew then that are not in ids.
+func (s *Spool) unknown(ids []string, start uint64) (read, gone []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := s.dropped
+	s.dropped = nil
+	slices.Sort(dropped)
+	for _, id := range ids {
+		e, ok := s.view[id]
+		if _, d := slices.BinarySearch(dropped, id); !ok || e.gone || e.seq > start || d {
+			read = append(read, id)
+		}
+	}
+	if len(s.view) > len(ids)-len(read) {
+		// Something the view knows is not there.
+		for id, e := range s.view {
+			if _, there := slices.BinarySearch(ids, id); !there && !e.gone && e.seq <= start {
+				gone = append(gone, id)
+			}
+		}
+		slices.Sort(gone)
+	}
+	return read, gone
 }
 
 // viewSet records an item's state in the daemon's view.
