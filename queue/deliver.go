@@ -33,10 +33,13 @@ func (r *Runner) attemptItem(ctx context.Context, j job) done {
 	id := j.id
 	log := r.log.With("id", id)
 	r.mu.Lock()
-	removing := r.removing[id]
+	removing, saving := r.removing[id], r.saving[id]
 	r.mu.Unlock()
 	if removing {
 		return r.retryRemoval(id, log)
+	}
+	if saving != nil {
+		return r.retrySave(id, saving, log)
 	}
 	// Claim reads the item again under its lock: an admin may have changed
 	// or removed it since the schedule was made.
@@ -44,8 +47,13 @@ func (r *Runner) attemptItem(ctx context.Context, j job) done {
 	switch {
 	case errors.Is(err, spool.ErrBusy):
 		return done{id: id, keep: true, next: r.opts.Now().Add(busyRetry)}
-	case errors.Is(err, spool.ErrNotFound), errors.Is(err, spool.ErrCorrupt):
-		return done{id: id} // removed by an admin command, or quarantined
+	case errors.Is(err, spool.ErrNotFound):
+		return done{id: id} // removed by an admin command
+	case errors.Is(err, spool.ErrCorrupt):
+		// Quarantined; or not, if that failed, and then the next rescan
+		// must read it again rather than skip it as known.
+		r.sp.Recheck(id)
+		return done{id: id}
 	case err != nil:
 		log.Error("queue: unreadable item, retrying later", "err", err)
 		return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryInitial)}
@@ -251,12 +259,13 @@ func (r *Runner) decide(c *spool.Claim, header []byte, now time.Time, log *slog.
 			it.State = spool.StateDeferred
 			it.NextAttempt = now.Add(delay).UTC()
 			keepHeader(it, header)
+			next := it.NextAttempt
 			if err := c.Save(); err != nil {
-				log.Error("queue: record deferral", "err", err)
+				next = r.saveLater(it, now, "queue: record deferral", err, log)
 			}
 			r.count("deferred", pending)
 			log.Info("queue: deferred", "pending", pending, "next_attempt", it.NextAttempt, "last_error", it.LastError)
-			return done{id: id, keep: true, next: it.NextAttempt}
+			return done{id: id, keep: true, next: next}
 		}
 		for i := range it.Recipients {
 			if rc := &it.Recipients[i]; rc.State == spool.RcptPending {
@@ -314,12 +323,66 @@ func (r *Runner) decide(c *spool.Claim, header []byte, now time.Time, log *slog.
 	it.State = spool.StateHeld
 	it.NextAttempt = time.Time{}
 	keepHeader(it, header)
+	d := done{id: id, also: also}
 	if err := c.Save(); err != nil {
-		log.Error("queue: record hold", "err", err)
+		d.keep, d.next = true, r.saveLater(it, now, "queue: record hold", err, log)
 	}
 	r.count("held", failed)
 	log.Warn("queue: held for an admin", "failed", failed, "last_error", it.LastError)
-	return done{id: id, also: also}
+	return d
+}
+
+// saveLater keeps it, the outcome of an attempt that could not be written,
+// for retrySave, and returns when to retry: soon, and for a deferral no
+// later than its next attempt, which waits for the write.
+func (r *Runner) saveLater(it *spool.Item, now time.Time, msg string, err error, log *slog.Logger) time.Time {
+	log.Error(msg+"; it is not sent again until the record is written, only the write is retried", "err", err)
+	r.mu.Lock()
+	r.saving[it.ID] = it
+	r.mu.Unlock()
+	next := now.Add(r.opts.RetryInitial)
+	if it.State != spool.StateHeld && it.NextAttempt.Before(next) {
+		next = it.NextAttempt
+	}
+	return next
+}
+
+// retrySave writes rec, the outcome of an earlier attempt that could not be
+// written then, over id's record. Meanwhile the spool still had the record
+// the attempt began with, which only an admin's retry (a new next attempt)
+// or removal could change; the outcome supersedes the one, the other ends
+// the item.
+func (r *Runner) retrySave(id string, rec *spool.Item, log *slog.Logger) done {
+	c, err := r.sp.Claim(id)
+	switch {
+	case errors.Is(err, spool.ErrBusy):
+		return done{id: id, keep: true, next: r.opts.Now().Add(busyRetry)}
+	case errors.Is(err, spool.ErrNotFound), errors.Is(err, spool.ErrCorrupt):
+		r.mu.Lock()
+		delete(r.saving, id)
+		r.mu.Unlock()
+		if errors.Is(err, spool.ErrCorrupt) {
+			r.sp.Recheck(id)
+		}
+		return done{id: id}
+	case err != nil:
+		log.Error("queue: unreadable item, retrying later", "err", err)
+		return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryMax)}
+	}
+	defer c.Close()
+	*c.Item() = *rec
+	if err := c.Save(); err != nil {
+		log.Error("queue: record the attempt's outcome; it is not sent again until the record is written, only the write is retried", "state", rec.State, "err", err)
+		return done{id: id, keep: true, next: r.opts.Now().Add(r.opts.RetryMax)}
+	}
+	r.mu.Lock()
+	delete(r.saving, id)
+	r.mu.Unlock()
+	log.Info("queue: attempt's outcome recorded at last", "state", rec.State)
+	if rec.State == spool.StateHeld {
+		return done{id: id, judged: true}
+	}
+	return done{id: id, keep: true, next: rec.NextAttempt, other: rec.DSN, judged: true}
 }
 
 func (r *Runner) count(result string, n int) {

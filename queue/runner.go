@@ -65,9 +65,18 @@ type Options struct {
 	// tenant's; default 2.
 	SenderConcurrency int
 
-	StopTimeout    time.Duration // how long Run waits for in-flight deliveries after cancel; default 10s
-	PollInterval   time.Duration // how often the admin kick file is checked; default 500ms
-	RescanInterval time.Duration // full rescan of the spool as a safety net; default 1m
+	StopTimeout  time.Duration // how long Run waits for in-flight deliveries after cancel; default 10s
+	PollInterval time.Duration // how often the admin kick file is checked; default 500ms
+	// RescanInterval is how often the spool is listed for what the daemon
+	// does not know: items another process committed without a kick,
+	// arrivals the runner could not take, items it dropped that may still
+	// be there (Spool.Recheck); and items known but no longer there are
+	// dropped. Only those are read. Default 1m.
+	RescanInterval time.Duration
+	// FullRescanInterval is how often every item is read instead, as a
+	// safety net for what the listing cannot tell (a record changed on
+	// disk without a kick); default 60 × RescanInterval.
+	FullRescanInterval time.Duration
 
 	Recorder Recorder
 
@@ -102,6 +111,7 @@ func (o *Options) setDefaults() {
 	def(&o.StopTimeout, 10*time.Second)
 	def(&o.PollInterval, 500*time.Millisecond)
 	def(&o.RescanInterval, time.Minute)
+	def(&o.FullRescanInterval, 60*o.RescanInterval)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -133,6 +143,11 @@ type Runner struct {
 	// removing holds items delivered to every recipient whose removal
 	// failed: only the removal is retried, the message is not sent again.
 	removing map[string]bool
+	// saving holds the records of attempts that could not be written (a
+	// full disk): until one is, only the write is retried; sending the
+	// message again would deliver it twice to the recipients that attempt
+	// reached, since the spool still says they are pending.
+	saving map[string]*spool.Item
 	// delivered batches Recorder updates: one write per address per flush
 	// instead of a database transaction per message.
 	delivered map[string]record
@@ -181,7 +196,7 @@ func NewRunner(sp *spool.Spool, opts Options, m *metrics.Metrics, log *slog.Logg
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{sp: sp, opts: opts, m: m, log: log, sched: newSchedule(),
-		removing: map[string]bool{}, delivered: map[string]record{}}
+		removing: map[string]bool{}, saving: map[string]*spool.Item{}, delivered: map[string]record{}}
 }
 
 // Run delivers until ctx is cancelled, then stops taking work and waits up to
@@ -191,7 +206,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	// The spool's recovery reads every item left by the last run, seconds
 	// for a backlog of 100 000; the daemon takes mail meanwhile, and what
 	// it reads is scheduled batch by batch. A runner started again on a
-	// spool already recovered (tests) reads it at once.
+	// spool already recovered (tests) reads it at once. The admin's change
+	// mark is read first: a change made while the spool is read may be
+	// missed by the reading, never by the next poll.
+	lastKick := r.sp.ChangeMark()
 	var loaded chan []spool.Entry
 	if r.sp.Recovered() {
 		r.scan(true)
@@ -234,9 +252,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer r.flushRecords()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	lastKick := r.sp.ChangeMark()
 	arrivals := r.sp.Arrivals()
-	lastScan := time.Now()
+	lastScan, lastFull := time.Now(), time.Now()
 	broken := false // the spool's failure has been logged
 	r.writeStatus()
 	defer r.removeStatus()
@@ -286,7 +303,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			k := r.sp.ChangeMark()
 			kicked := !bytes.Equal(k, lastKick)
-			if kicked || r.sp.Dropped() || time.Since(lastScan) >= r.opts.RescanInterval {
+			full := kicked || time.Since(lastFull) >= r.opts.FullRescanInterval
+			if full || r.sp.Dropped() || time.Since(lastScan) >= r.opts.RescanInterval {
 				if kicked && r.opts.Health != nil {
 					// An admin changed the queue (queue retry, release):
 					// a suspended target gets its probe now.
@@ -294,7 +312,10 @@ func (r *Runner) Run(ctx context.Context) error {
 				}
 				lastKick = k
 				lastScan = time.Now()
-				r.scan(kicked)
+				if full {
+					lastFull = lastScan
+				}
+				r.scan(full)
 			}
 		case <-flush.C:
 			r.flushRecords()
@@ -365,10 +386,11 @@ func (r *Runner) stop(wg *sync.WaitGroup, cancelWork context.CancelFunc, results
 
 // scan brings the schedule in line with the spool. A full scan reads every
 // item, after an admin retried, held, released or removed some in another
-// process; the periodic one, a safety net, reads only the items the
-// daemon does not know (another process's, or an arrival dropped) and
-// drops those no longer there, so that a backlog of 100 000 parked
-// messages costs a directory listing a minute, not 100 000 reads.
+// process, and hourly as a safety net; the periodic one reads only the
+// items the daemon does not know (another process's, an arrival dropped,
+// one the runner dropped that may still be there) and drops those no
+// longer there, so that a backlog of 100 000 parked messages costs a
+// directory listing a minute, not 100 000 reads.
 func (r *Runner) scan(full bool) {
 	l, err := r.sp.Rescan(full)
 	if err != nil {
@@ -404,6 +426,7 @@ func (r *Runner) scan(full bool) {
 	for _, id := range gone {
 		if e := r.sched.get(id); e != nil && !e.running && !r.removing[id] {
 			r.sched.remove(id)
+			delete(r.saving, id)
 		}
 	}
 }

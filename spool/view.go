@@ -32,6 +32,9 @@ type viewEntry struct {
 	seq      uint64 // when this process last changed the entry
 	state    uint8  // index in States
 	gone     bool   // removed while a rescan was in flight
+	// recheck: the scheduler dropped the item although it may still be
+	// there (Recheck); the next partial rescan reads it again.
+	recheck bool
 }
 
 func stateIndex(st State) uint8 {
@@ -133,7 +136,7 @@ func (s *Spool) unknown(ids []string, start uint64) (read, gone []string) {
 	slices.Sort(dropped)
 	for _, id := range ids {
 		e, ok := s.view[id]
-		if _, d := slices.BinarySearch(dropped, id); !ok || e.gone || e.seq > start || d {
+		if _, d := slices.BinarySearch(dropped, id); !ok || e.gone || e.recheck || e.seq > start || d {
 			read = append(read, id)
 		}
 	}
@@ -147,6 +150,22 @@ func (s *Spool) unknown(ids []string, start uint64) (read, gone []string) {
 		slices.Sort(gone)
 	}
 	return read, gone
+}
+
+// Recheck tells the daemon's view that its scheduler dropped id although
+// the item may still be in the spool (an attempt found it damaged and
+// could not quarantine it): the next partial Rescan reads it again and
+// hands it back, rather than skipping it as known until a restart.
+func (s *Spool) Recheck(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.view[id]; ok && !e.gone && s.daemon != nil {
+		// A later change, so that a rescan already under way, which may
+		// have read the item before, leaves the mark for the next one.
+		s.viewSeq++
+		e.seq, e.recheck = s.viewSeq, true
+		s.view[id] = e
+	}
 }
 
 // viewSet records an item's state in the daemon's view.
