@@ -135,10 +135,11 @@ const failsafe = testwait.Failsafe
 var waitFor = testwait.For
 
 // hookFS is the real file system with a test's hands in it: a hook may act
-// after a file was opened by name or renamed, or fail a rename, a removal or
-// a directory fsync. Unset hooks do nothing.
+// before or after a file was opened by name or after it was renamed, or
+// fail an open, a rename, a removal or a directory fsync. Unset hooks do nothing.
 type hookFS struct {
 	OSFS
+	open    func(name string) error // before the file is opened
 	opened  func(name string)
 	renamed func(from, to string)
 	rename  func(from, to string) error
@@ -147,6 +148,11 @@ type hookFS struct {
 }
 
 func (h *hookFS) Open(name string) (*os.File, error) {
+	if h.open != nil {
+		if err := h.open(name); err != nil {
+			return nil, err
+		}
+	}
 	f, err := h.OSFS.Open(name)
 	if err == nil && h.opened != nil {
 		h.opened(name)

@@ -78,10 +78,11 @@ const recoverBatch = 512
 
 // Recover reads every item Open found in the daemon's spool, oldest first,
 // and hands them to fn in batches as it goes, for the scheduler; the view
-// (Stats) fills as they are read. An item that cannot be read, or whose
+// (Stats) fills as they are read. An item that is damaged, or whose
 // message does not match its record, is quarantined. fn returning false
-// stops it (the daemon stops). It runs once: later calls, and calls on an
-// admin spool, return false at once.
+// stops it (the daemon stops). An item it cannot read for another reason
+// (an I/O error) is left to the runner's rescan. It runs once: later
+// calls, and calls on an admin spool, return false at once.
 func (s *Spool) Recover(fn func([]Entry) bool) bool {
 	s.mu.Lock()
 	ids, done := s.toRecover, s.recovered || s.daemon == nil
@@ -107,6 +108,17 @@ func (s *Spool) Recover(fn func([]Entry) bool) bool {
 		switch {
 		case errors.Is(err, ErrNotFound):
 			// Removed by an admin command since Open.
+			continue
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			// No verdict on the item (EMFILE, EIO, a failed stat): the
+			// view does not know it, so the runner's first rescan reads
+			// it again, and quarantines it only if it is damaged.
+			s.log.Warn("spool: cannot read item at recovery; the rescan tries again", "id", id, "err", err)
+			continue
+		case err != nil && !s.exists(id) && !s.orphanMeta(id):
+			// Removed meanwhile: the daemon takes mail and admins act
+			// while Recover reads, and a removal deletes the body, then
+			// the metadata; one look can fall between the two, as in Claim.
 			continue
 		case err != nil:
 			reason := err.Error()
