@@ -140,15 +140,22 @@ func TestConfirm(t *testing.T) {
 
 func TestLastReceived(t *testing.T) {
 	a := []router.Address{{LastDelivery: t0.Add(-time.Hour)}, {LastDelivery: t0.Add(-3 * time.Hour)}, {}}
-	items := []spool.Item{{ReceivedAt: t0.Add(-2 * time.Hour)}, {ReceivedAt: t0, DSN: true}}
-	if got := LastReceived(a, items); !got.Equal(t0.Add(-time.Hour)) {
+	sp := &fakeSpool{items: []spool.Item{{ReceivedAt: t0.Add(-2 * time.Hour)}, {ReceivedAt: t0, DSN: true}}}
+	lastReceived := func() time.Time {
+		n, arrived, err := summarize(sp)
+		if err != nil || n != len(sp.items) {
+			t.Fatalf("summarize: %d, %v", n, err)
+		}
+		return LastReceived(a, arrived)
+	}
+	if got := lastReceived(); !got.Equal(t0.Add(-time.Hour)) {
 		t.Errorf("LastReceived = %v, want an hour before t0 (DSNs are not traffic)", got)
 	}
-	items = append(items, spool.Item{ReceivedAt: t0.Add(-time.Minute)})
-	if got := LastReceived(a, items); !got.Equal(t0.Add(-time.Minute)) {
+	sp.items = append(sp.items, spool.Item{ReceivedAt: t0.Add(-time.Minute)})
+	if got := lastReceived(); !got.Equal(t0.Add(-time.Minute)) {
 		t.Errorf("LastReceived = %v, want the queued message's arrival", got)
 	}
-	if got := LastReceived(nil, nil); !got.IsZero() {
+	if got := LastReceived(nil, time.Time{}); !got.IsZero() {
 		t.Errorf("LastReceived of nothing = %v", got)
 	}
 }

@@ -27,9 +27,11 @@ type AddressLister interface {
 	List(ctx context.Context) ([]router.Address, error)
 }
 
-// SpoolLister lists what is still in the spool; *spool.Spool is one.
+// SpoolLister reads what is still in the spool one item at a time, so that
+// a check every few minutes does not hold a backlog in memory; *spool.Spool
+// is one.
 type SpoolLister interface {
-	List() ([]spool.Item, error)
+	Walk(fn func(it *spool.Item) bool) error
 }
 
 // Auditor writes the audit log; *router.Store is one.
@@ -85,7 +87,7 @@ func (w *Watcher) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("cutover: %w", err)
 	}
-	items, err := w.Spool.List()
+	queued, arrived, err := summarize(w.Spool)
 	if err != nil {
 		return Status{}, fmt.Errorf("cutover: spool: %w", err)
 	}
@@ -98,8 +100,8 @@ func (w *Watcher) Status(ctx context.Context) (Status, error) {
 	sw, n := obs.MXSwitched()
 	in := Inputs{Now: w.now(), Domain: strings.ToLower(strings.TrimSuffix(w.Domain, ".")), Addresses: addrs,
 		Before: obs.Report(dnscheck.Before), After: obs.Report(dnscheck.After), MXSwitched: sw, MXServers: n,
-		MXTTL: time.Duration(obs.MXTTL()) * time.Second, LastReceived: LastReceived(addrs, items),
-		Queued: len(items), QuietPeriod: w.QuietPeriod, Record: rec}
+		MXTTL: time.Duration(obs.MXTTL()) * time.Second, LastReceived: LastReceived(addrs, arrived),
+		Queued: queued, QuietPeriod: w.QuietPeriod, Record: rec}
 	st, next := Evaluate(in)
 	if next != rec {
 		if err := w.saveRecord(next); err != nil {
@@ -109,21 +111,29 @@ func (w *Watcher) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+// summarize counts the messages in the spool and finds the latest arrival
+// among them. DSNs the relay made itself are not traffic.
+func summarize(sp SpoolLister) (queued int, arrived time.Time, err error) {
+	err = sp.Walk(func(it *spool.Item) bool {
+		queued++
+		if !it.DSN && it.ReceivedAt.After(arrived) {
+			arrived = it.ReceivedAt
+		}
+		return true
+	})
+	return queued, arrived, err
+}
+
 // LastReceived is the latest time mail is known to have reached the relay.
 // The state database keeps each address's last delivery, which is never
 // earlier than that message's arrival; the spool holds the arrival time of
-// everything not yet delivered. DSNs the relay made itself are not traffic.
-// A message that arrived and was bounced or dropped leaves no trace here.
-func LastReceived(addrs []router.Address, items []spool.Item) time.Time {
-	var t time.Time
+// everything not yet delivered (spooled: the latest, summarize). A message
+// that arrived and was bounced or dropped leaves no trace here.
+func LastReceived(addrs []router.Address, spooled time.Time) time.Time {
+	t := spooled
 	for _, a := range addrs {
 		if a.LastDelivery.After(t) {
 			t = a.LastDelivery
-		}
-	}
-	for _, it := range items {
-		if !it.DSN && it.ReceivedAt.After(t) {
-			t = it.ReceivedAt
 		}
 	}
 	return t

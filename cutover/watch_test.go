@@ -103,10 +103,16 @@ type fakeSpool struct {
 	items []spool.Item
 }
 
-func (s *fakeSpool) List() ([]spool.Item, error) {
+func (s *fakeSpool) Walk(fn func(*spool.Item) bool) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]spool.Item(nil), s.items...), nil
+	items := append([]spool.Item(nil), s.items...)
+	s.mu.Unlock()
+	for i := range items {
+		if !fn(&items[i]) {
+			break
+		}
+	}
+	return nil
 }
 
 var baseZone = []string{

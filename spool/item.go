@@ -151,20 +151,21 @@ func (it *Item) Addresses() []string {
 
 // HeldFirst sorts items for a person to read: held mail first (it waits
 // for one), then by arrival.
-func HeldFirst(items []Item) {
-	slices.SortStableFunc(items, func(a, b Item) int {
-		ah, bh := a.State == StateHeld, b.State == StateHeld
-		switch {
-		case ah && !bh:
-			return -1
-		case bh && !ah:
-			return 1
-		}
-		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+func HeldFirst(items []Item) { slices.SortStableFunc(items, CompareHeldFirst) }
+
+// CompareHeldFirst orders two items as HeldFirst does.
+func CompareHeldFirst(a, b Item) int {
+	ah, bh := a.State == StateHeld, b.State == StateHeld
+	switch {
+	case ah && !bh:
+		return -1
+	case bh && !ah:
+		return 1
+	}
+	if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 // CountPending counts, per public address (lower case), the items that
@@ -173,22 +174,28 @@ func HeldFirst(items []Item) {
 // are for it.
 func CountPending(items []Item) (queued, held map[string]int) {
 	queued, held = map[string]int{}, map[string]int{}
-	for _, it := range items {
-		var seen []string
-		for _, r := range it.Recipients {
-			a := strings.ToLower(r.Address)
-			if r.State == RcptDelivered || a == "" || slices.Contains(seen, a) {
-				continue
-			}
-			seen = append(seen, a)
-			if it.State == StateHeld {
-				held[a]++
-			} else {
-				queued[a]++
-			}
-		}
+	for i := range items {
+		items[i].CountPending(queued, held)
 	}
 	return queued, held
+}
+
+// CountPending adds the item to the counts CountPending makes, for a
+// caller that reads one item at a time (Spool.Walk).
+func (it *Item) CountPending(queued, held map[string]int) {
+	var seen []string
+	for _, r := range it.Recipients {
+		a := strings.ToLower(r.Address)
+		if r.State == RcptDelivered || a == "" || slices.Contains(seen, a) {
+			continue
+		}
+		seen = append(seen, a)
+		if it.State == StateHeld {
+			held[a]++
+		} else {
+			queued[a]++
+		}
+	}
 }
 
 // Bounceable reports whether a DSN may be sent for the item: never to the

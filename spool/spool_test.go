@@ -442,3 +442,25 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// TestWalk: Walk hands every item over, oldest first, and stops when told.
+func TestWalk(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var ids []string
+	for range 3 {
+		ids = append(ids, f.spool(testBody, defaultEnv()))
+	}
+	var seen []string
+	if err := f.sp.Walk(func(it *Item) bool { seen = append(seen, it.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, ids) {
+		t.Errorf("walked %v, want %v", seen, ids)
+	}
+	seen = nil
+	f.sp.Walk(func(it *Item) bool { seen = append(seen, it.ID); return len(seen) < 2 })
+	if !slices.Equal(seen, ids[:2]) {
+		t.Errorf("walked %v after stopping at 2, want %v", seen, ids[:2])
+	}
+}

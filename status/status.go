@@ -30,9 +30,10 @@ type AddressLister interface {
 	List(ctx context.Context) ([]router.Address, error)
 }
 
-// SpoolLister lists the messages in the spool; *spool.Spool is one.
+// SpoolLister reads the messages in the spool one at a time (Walk), so
+// that the page holds only the rows it shows; *spool.Spool is one.
 type SpoolLister interface {
-	List() ([]spool.Item, error)
+	Walk(fn func(it *spool.Item) bool) error
 }
 
 // CutoverSource reports the cutover watcher's latest result; ok is false when
@@ -220,17 +221,34 @@ type cutoverView struct {
 
 type check struct{ Name, Level string }
 
+// keepFirst adds it to shown, the first n items in spool.HeldFirst order
+// seen so far, sorted, if it is one of them.
+func keepFirst(shown []spool.Item, it *spool.Item, n int) []spool.Item {
+	i, _ := slices.BinarySearchFunc(shown, *it, spool.CompareHeldFirst)
+	if i >= n {
+		return shown
+	}
+	shown = slices.Insert(shown, i, *it)
+	if len(shown) > n {
+		shown[n] = spool.Item{} // its recipients are not kept either
+		shown = shown[:n]
+	}
+	return shown
+}
+
 func (h *Handler) build(ctx context.Context) page {
 	now := h.o.Now()
 	p := page{Hostname: h.o.Hostname, Generated: h.stamp(now)}
 
-	items, err := h.o.Spool.List()
-	if err != nil {
-		p.QueueError = err.Error()
-	}
 	// Per public address: messages still holding undelivered mail for it.
-	queued, held := spool.CountPending(items)
-	for _, it := range items {
+	queued, held := map[string]int{}, map[string]int{}
+	// The rows shown: held mail waits for a person, so it comes first; the
+	// rest in arrival order. Only those are kept, whatever the backlog.
+	var shown []spool.Item
+	total := 0
+	var oldest time.Time
+	err := h.o.Spool.Walk(func(it *spool.Item) bool {
+		total++
 		switch it.State {
 		case spool.StatePending:
 			p.Pending++
@@ -239,26 +257,23 @@ func (h *Handler) build(ctx context.Context) page {
 		case spool.StateHeld:
 			p.Held++
 		}
-	}
-	if len(items) > 0 {
-		oldest := items[0].ReceivedAt
-		for _, it := range items {
-			if it.ReceivedAt.Before(oldest) {
-				oldest = it.ReceivedAt
-			}
+		if oldest.IsZero() || it.ReceivedAt.Before(oldest) {
+			oldest = it.ReceivedAt
 		}
+		it.CountPending(queued, held)
+		shown = keepFirst(shown, it, h.o.MaxQueueRows)
+		return true
+	})
+	if err != nil {
+		p.QueueError = err.Error()
+	}
+	if total > 0 {
 		p.Oldest = ago(now.Sub(oldest))
 	}
-	// Held mail waits for a person, so it comes first; the rest in arrival order.
-	sorted := slices.Clone(items)
-	spool.HeldFirst(sorted)
-	for i, it := range sorted {
-		if i == h.o.MaxQueueRows {
-			p.QueueMore = len(sorted) - i
-			break
-		}
+	for _, it := range shown {
 		p.Queue = append(p.Queue, h.queueRow(now, it))
 	}
+	p.QueueMore = total - len(shown)
 
 	addrs, err := h.o.Addresses.List(ctx)
 	if err != nil {

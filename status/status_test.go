@@ -30,7 +30,17 @@ type fakeSpool struct {
 	err   error
 }
 
-func (s fakeSpool) List() ([]spool.Item, error) { return s.items, s.err }
+func (s fakeSpool) Walk(fn func(*spool.Item) bool) error {
+	if s.err != nil {
+		return s.err
+	}
+	for i := range s.items {
+		if !fn(&s.items[i]) {
+			break
+		}
+	}
+	return nil
+}
 
 type cut struct {
 	st metrics.CutoverStatus
