@@ -154,3 +154,48 @@ func TestParkedMailCostsNothingPerRound(t *testing.T) {
 		t.Errorf("%d failure lines for %d probes", lines, probes)
 	}
 }
+
+// TestStopWaitsForRecovery: Run's callers close the spool once it returns,
+// so Run must not return while the spool's recovery still reads the
+// backlog: a stop during recovery waits for it to finish its batch.
+func TestStopWaitsForRecovery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	left := map[string]bool{}
+	for range 10 {
+		left[f.spool(testBody, defaultEnv())] = true
+	}
+	f.sp.Close()
+
+	h := &hookFS{}
+	hold, reading := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	opened := func(name string) {
+		if left[strings.TrimSuffix(filepath.Base(name), ".msg")] {
+			once.Do(func() { close(reading); <-hold })
+		}
+	}
+	h.opened.Store(&opened)
+	g := newFixtureAt(t, f.dir, spool.WithFS(h))
+	s := g.target(standin.Options{Keep: -1})
+	_, stop := g.run(g.opts(s))
+	select {
+	case <-reading:
+	case <-time.After(failsafe):
+		close(hold)
+		t.Fatal("recovery did not start")
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Error("Run returned while the spool's recovery was still reading")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(hold)
+	select {
+	case <-stopped:
+	case <-time.After(failsafe):
+		t.Fatal("Run did not return after the recovery ended")
+	}
+}

@@ -211,11 +211,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	// missed by the reading, never by the next poll.
 	lastKick := r.sp.ChangeMark()
 	var loaded chan []spool.Entry
+	var recovering sync.WaitGroup
+	// Run's callers close the spool once it returns: recovery, which
+	// stops at its next batch once ctx ends, is waited for.
+	defer recovering.Wait()
 	if r.sp.Recovered() {
 		r.scan(true)
 	} else {
 		loaded = make(chan []spool.Entry, 4)
-		go func() {
+		recovering.Go(func() {
 			defer close(loaded)
 			r.sp.Recover(func(b []spool.Entry) bool {
 				select {
@@ -225,7 +229,7 @@ func (r *Runner) Run(ctx context.Context) error {
 					return false
 				}
 			})
-		}()
+		})
 	}
 	// Fixed sets of workers: a goroutine per attempt would grow a fresh
 	// stack through the whole delivery path for every message.

@@ -320,7 +320,7 @@ func (s *Spool) Stats(now time.Time) metrics.QueueStats {
 	}
 	s.mu.Lock()
 	if s.daemon != nil {
-		var n [3]int
+		n := make([]int, len(States))
 		oldest := int64(0)
 		for _, e := range s.view {
 			if e.gone {
