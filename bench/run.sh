@@ -84,6 +84,8 @@
 #   the part run), OUTAGE_KICK=none (or
 #   retry: dualmx gets "queue retry --all" when the target is back, as
 #   Postfix gets "postqueue -f"; by default it has to notice by itself).
+#   PROFILE=1 has every dualmx it starts write a CPU profile to
+#   <work dir>/cpu-<step>.prof (DUALMX_CPUPROFILE); use it with -k.
 #
 # Targets (from the project brief): dualmx ≥ 3× Postfix; < 64 MiB RSS with 200
 # idle sessions; < 16 MiB RSS growth relaying a 100 MiB message. From issue 18
@@ -111,6 +113,7 @@ LOAD_TIMEOUT=${LOAD_TIMEOUT:-300}
 RESULTS=${RESULTS:-}
 WORK_BASE=${WORK_BASE:-/var/tmp}
 KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-0}
 LOOPFS=${LOOPFS:-0}
 ARC=${ARC:-0}
 PARTS=${PARTS:-dualmx postfix idle bigmsg}
@@ -442,7 +445,11 @@ setup_dualmx_addresses() {
 start_dualmx() {
 	local t0 out
 	t0=$(date +%s%N)
-	bg "dualmx-$1" "$WORK/dualmx" serve --config "$DCFG"
+	if [[ $PROFILE == 1 ]]; then
+		DUALMX_CPUPROFILE=$WORK/cpu-$1.prof bg "dualmx-$1" "$WORK/dualmx" serve --config "$DCFG"
+	else
+		bg "dualmx-$1" "$WORK/dualmx" serve --config "$DCFG"
+	fi
 	DTPID=$BGPID
 	out=$("$BT" waitsmtp -addr "127.0.0.1:$P_DUALMX" -timeout "${2:-30}s" -every 10ms) ||
 		die "dualmx did not start: $(tail -20 "$WORK/dualmx-$1.err")"
@@ -626,6 +633,7 @@ else
 	dualmx_desc=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'no commit')
 fi
 res "software: $(go version | awk '{ print $3 }'), postfix $pf_version, dualmx $dualmx_desc"
+[[ $PROFILE != 1 ]] || res "dualmx CPU profiles: on (PROFILE=1; sampling at 100 Hz)"
 res "dualmx ARC sealing: $([[ $ARC == 1 ]] && echo "on (rsa-sha256, 2048-bit key: two RSA signatures per message)" || echo off)"
 res "spools on: $(fs_desc "$SPOOLS")$([[ $LOOPFS == 1 ]] && echo " (a loop image made for this run, -j)"), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 probe=$("$BT" fsyncprobe "$SPOOLS" 200)
