@@ -286,6 +286,10 @@ type Delivery struct {
 	// OnPermanentFailure is one of OnFailureHold, OnFailureBounce.
 	OnPermanentFailure string
 	Concurrency        int
+	// SenderConcurrency is how many DSNs and returned bounces go to
+	// senders' servers at once, on workers of their own: a sender's server
+	// that never answers holds up other DSNs, never the tenant's mail.
+	SenderConcurrency int
 	// CommandTimeout bounds the wait for each reply of the next hop;
 	// DataTimeout bounds sending the body and waiting for its final reply.
 	CommandTimeout time.Duration
@@ -332,6 +336,7 @@ func Default() Config {
 			GiveUpAfter:        120 * time.Hour,
 			OnPermanentFailure: OnFailureHold,
 			Concurrency:        8,
+			SenderConcurrency:  2,
 			CommandTimeout:     5 * time.Minute,
 			DataTimeout:        10 * time.Minute,
 			MXPort:             25,

@@ -133,6 +133,11 @@ var badCases = []badCase{
 		want: []string{`bad.yaml:5: target.port: "25" is quoted; write the number without quotes`},
 	},
 	{
+		name: "no workers for DSNs",
+		yaml: withMinimal("delivery:", "  sender_concurrency: 0"),
+		want: []string{"bad.yaml:6: delivery.sender_concurrency: 0 must be greater than 0"},
+	},
+	{
 		name: "float where an integer belongs",
 		yaml: withMinimal("delivery:", "  concurrency: 2.5"),
 		want: []string{"bad.yaml:6: delivery.concurrency: 2.5 is not an integer"},
@@ -574,7 +579,7 @@ func TestDefaultsApplied(t *testing.T) {
 	}
 	// Spot-check the numbers the rest of the relay depends on, so a typo in
 	// Default is not silently mirrored by the comparison above.
-	if c.Inbound.MaxMessageBytes != 52428800 || c.Inbound.MaxConnections != 200 || c.Delivery.Concurrency != 8 ||
+	if c.Inbound.MaxMessageBytes != 52428800 || c.Inbound.MaxConnections != 200 || c.Delivery.Concurrency != 8 || c.Delivery.SenderConcurrency != 2 ||
 		c.Delivery.GiveUpAfter != 120*time.Hour || c.Target.Port != 25 || c.Target.TLS != TLSRequire ||
 		c.Listen.SMTP != "0.0.0.0:25" || c.Inbound.ReadTimeout != 5*time.Minute {
 		t.Errorf("unexpected defaults: %+v", *c)
@@ -1066,5 +1071,17 @@ func TestExampleOptionalSectionsParse(t *testing.T) {
 		if !ps.hasKey(key) {
 			t.Errorf("expected the missing %s to be reported", key)
 		}
+	}
+}
+
+// TestSenderConcurrencyRead: the DSN workers' count is read from the file,
+// not left at its default.
+func TestSenderConcurrencyRead(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(withMinimal("delivery:", "  sender_concurrency: 5")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Delivery.SenderConcurrency != 5 {
+		t.Errorf("delivery.sender_concurrency = %d, want 5", c.Delivery.SenderConcurrency)
 	}
 }

@@ -60,6 +60,7 @@ var schema = []field{
 	{path: "delivery.give_up_after", ptr: func(c *Config) any { return &c.Delivery.GiveUpAfter }},
 	{path: "delivery.on_permanent_failure", ptr: func(c *Config) any { return &c.Delivery.OnPermanentFailure }},
 	{path: "delivery.concurrency", ptr: func(c *Config) any { return &c.Delivery.Concurrency }},
+	{path: "delivery.sender_concurrency", ptr: func(c *Config) any { return &c.Delivery.SenderConcurrency }},
 	{path: "delivery.mx_port", ptr: func(c *Config) any { return &c.Delivery.MXPort }},
 	{path: "delivery.mx_allow_loopback", ptr: func(c *Config) any { return &c.Delivery.MXAllowLoopback }},
 	{path: "resolver", ptr: func(c *Config) any { return &c.Resolver }},

@@ -138,6 +138,7 @@ func (k *checker) values() {
 	k.positiveDuration("delivery.give_up_after", c.Delivery.GiveUpAfter)
 	k.oneOf("delivery.on_permanent_failure", c.Delivery.OnPermanentFailure, OnFailureHold, OnFailureBounce)
 	k.positive("delivery.concurrency", int64(c.Delivery.Concurrency))
+	k.positive("delivery.sender_concurrency", int64(c.Delivery.SenderConcurrency))
 	if c.Delivery.MXPort < 1 || c.Delivery.MXPort > 65535 {
 		k.fail("delivery.mx_port", "%d is not a port number (1-65535)", c.Delivery.MXPort)
 	}

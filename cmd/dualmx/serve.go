@@ -312,6 +312,7 @@ func (d *daemon) openDelivery() error {
 		GiveUpAfter:        cfg.Delivery.GiveUpAfter,
 		OnPermanentFailure: cfg.Delivery.OnPermanentFailure,
 		Concurrency:        cfg.Delivery.Concurrency,
+		SenderConcurrency:  cfg.Delivery.SenderConcurrency,
 		Recorder:           d.store,
 	}, d.m, d.log)
 	d.m.WatchQueue(metrics.Labels(spool.States), d.runner.Stats)
