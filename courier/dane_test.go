@@ -175,6 +175,28 @@ func TestDANEDelivery(t *testing.T) {
 	}
 }
 
+// TestDANENoUsableAddress: the validated lookup gives the host's addresses,
+// and when none of them is of the family target.ip_family allows (here the
+// signed tree has only an A record and the relay wants IPv6), the message
+// is deferred saying so; nothing falls back to an unvalidated lookup.
+func TestDANENoUsableAddress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	leaf := f.tlsFor("mx.other.test")
+	s := f.target(standin.Options{TLS: leaf})
+	cfg := f.config(s)
+	cfg.Host, cfg.TLS, cfg.RootCAs, cfg.IPFamily = daneHost, TLSDane, nil, FamilyIPv6
+	cfg.DANE = signedTree(t, []string{tlsaEE(t, s.Port(), leaf.Certificates[0])}, nil)
+	res := send(t, f.tenant(cfg), Message{From: "alice@sender.test"}, "", testBody, "scriba@domain.test")
+	e := failure(res)
+	if e == nil || !e.Temporary || !strings.Contains(e.Reply(), "no ipv6 address") {
+		t.Errorf("outcome %v, want a temporary failure saying the host has no ipv6 address", e)
+	}
+	if s.Count() != 0 {
+		t.Error("a message reached the target")
+	}
+}
+
 // TestUnknownPolicyRefused: a TLS policy or address family the courier does
 // not know is refused, not taken for one without checks; dane needs its
 // resolver.
