@@ -9,7 +9,7 @@
 #     bench/run.sh -j                   # spools on a fresh journaled ext4
 #     bench/run.sh -n 500 -r 1          # a quick smoke run
 #     PARTS="dualmx postfix" bench/run.sh   # throughput only
-#     bench/run.sh -O                   # the outage part alone (100,000 messages; ~40 minutes)
+#     bench/run.sh -O                   # the outage part alone (100,000 messages; ~95 minutes)
 #     bench/run.sh -O -N 2000 -T 1000   # a quick smoke run of it
 #
 # What one run measures, all over loopback, all bounded in count and time:
