@@ -59,6 +59,12 @@ func TestTarget(t *testing.T) {
 				default:
 					t.Fatalf("session %d: got %v, want code %d", i+1, err, want)
 				}
+				// The client has its 221 before the server has closed its
+				// end: sessions in turn means the next one starts after that.
+				deadline := time.Now().Add(30 * time.Second)
+				for srv.open.Load() > 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
 			}
 			// The server counts a message once its DATA reply went out.
 			deadline := time.Now().Add(30 * time.Second)
