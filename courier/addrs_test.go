@@ -288,3 +288,57 @@ func TestNextAddressAfterBusyGreetingOrTLSFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestFamilySwitchOnADualStackHost: the tenant host has an IPv6 and an IPv4
+// front end on one port (::1 and 127.0.0.1). Over IPv6 the service refuses
+// mail (5.7.510: the domain does not accept email over IPv6). That message
+// is deferred, and the next ones go out over IPv4 without touching IPv6
+// again while the family's mark lasts.
+func TestFamilySwitchOnADualStackHost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	refuse := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 510}, Message: "Access denied, domain.test does not accept email over IPv6."}
+	tlsConf := f.tlsFor("tenant.test")
+	var s6, s4 *standin.Server
+	for try := 0; ; try++ {
+		s6 = f.target(standin.Options{Addr: "[::1]:0", TLS: tlsConf, Hook: func(e standin.Event) error {
+			if e.Stage == standin.StageRcpt {
+				return refuse
+			}
+			return nil
+		}})
+		var err error
+		if s4, err = standin.Start(standin.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s6.Port()), TLS: tlsConf}); err == nil {
+			t.Cleanup(func() { s4.Close() })
+			break
+		}
+		if try == 5 {
+			t.Fatalf("no port free on both loopbacks: %v", err)
+		}
+	}
+	dns := dnstest.Start(t, "tenant.test. AAAA ::1\ntenant.test. A 127.0.0.1\n")
+	cfg := f.config(s4)
+	cfg.Host, cfg.IPFamily, cfg.BadAddressFor = "tenant.test", FamilyAny, time.Hour
+	cfg.Resolver = dns.Resolver()
+	cfg.IdleTimeout = time.Nanosecond // every message on a new connection
+	tn := f.tenant(cfg)
+
+	res := send(t, tn, Message{From: "alice@sender.test"}, "", testBody, "scriba@domain.test")
+	if s6.Connections() == 0 {
+		t.Fatal("the resolver's order put IPv4 first: the switch away from IPv6 is not exercised")
+	}
+	if e := failure(res); e == nil || !e.Temporary || !strings.Contains(e.Reply(), "5.7.510") {
+		t.Fatalf("first message: %v, want a temporary failure with 5.7.510", e)
+	}
+	for i := range 5 {
+		if res := send(t, tn, Message{From: "alice@sender.test"}, "", testBody, "scriba@domain.test"); !accepted(res) {
+			t.Fatalf("message %d after the refusal: %v", i+1, failure(res))
+		}
+	}
+	if n := s6.Connections(); n != 1 {
+		t.Errorf("the IPv6 front end saw %d connections, want 1: its family is marked after the refusal", n)
+	}
+	if got := s4.Count(); got != 5 {
+		t.Errorf("IPv4 front end got %d messages, want 5", got)
+	}
+}
