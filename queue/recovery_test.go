@@ -34,15 +34,7 @@ func TestRecoveryWhileAccepting(t *testing.T) {
 
 	// The next run: its recovery stops at the first message of the
 	// backlog it opens, until the test lets it go on.
-	h := &hookFS{}
-	hold, reading := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	opened := func(name string) {
-		if left[strings.TrimSuffix(filepath.Base(name), ".msg")] {
-			once.Do(func() { close(reading); <-hold })
-		}
-	}
-	h.opened.Store(&opened)
+	h, hold, reading := holdRecovery(left)
 	opening := make(chan *fixture, 1)
 	go func() { opening <- newFixtureAt(t, f.dir, spool.WithFS(h)) }()
 	var g *fixture
@@ -167,15 +159,7 @@ func TestStopWaitsForRecovery(t *testing.T) {
 	}
 	f.sp.Close()
 
-	h := &hookFS{}
-	hold, reading := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	opened := func(name string) {
-		if left[strings.TrimSuffix(filepath.Base(name), ".msg")] {
-			once.Do(func() { close(reading); <-hold })
-		}
-	}
-	h.opened.Store(&opened)
+	h, hold, reading := holdRecovery(left)
 	g := newFixtureAt(t, f.dir, spool.WithFS(h))
 	s := g.target(standin.Options{Keep: -1})
 	_, stop := g.run(g.opts(s))
@@ -198,4 +182,20 @@ func TestStopWaitsForRecovery(t *testing.T) {
 	case <-time.After(failsafe):
 		t.Fatal("Run did not return after the recovery ended")
 	}
+}
+
+// holdRecovery is a file system on which the spool's recovery stops at the
+// first of the backlog's messages it opens: reading is closed then, and it
+// goes on once hold is closed.
+func holdRecovery(backlog map[string]bool) (h *hookFS, hold, reading chan struct{}) {
+	h = &hookFS{}
+	hold, reading = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	opened := func(name string) {
+		if backlog[strings.TrimSuffix(filepath.Base(name), ".msg")] {
+			once.Do(func() { close(reading); <-hold })
+		}
+	}
+	h.opened.Store(&opened)
+	return h, hold, reading
 }
