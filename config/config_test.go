@@ -138,6 +138,12 @@ var badCases = []badCase{
 		want: []string{"bad.yaml:6: delivery.sender_concurrency: 0 must be greater than 0"},
 	},
 	{
+		name: "a typo of a few zeros in the workers",
+		yaml: withMinimal("delivery:", "  concurrency: 8000000", "  sender_concurrency: 2000"),
+		want: []string{"bad.yaml:6: delivery.concurrency: 8000000 is more than 1000",
+			"bad.yaml:7: delivery.sender_concurrency: 2000 is more than 1000"},
+	},
+	{
 		name: "float where an integer belongs",
 		yaml: withMinimal("delivery:", "  concurrency: 2.5"),
 		want: []string{"bad.yaml:6: delivery.concurrency: 2.5 is not an integer"},

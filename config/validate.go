@@ -139,6 +139,10 @@ func (k *checker) values() {
 	k.oneOf("delivery.on_permanent_failure", c.Delivery.OnPermanentFailure, OnFailureHold, OnFailureBounce)
 	k.positive("delivery.concurrency", int64(c.Delivery.Concurrency))
 	k.positive("delivery.sender_concurrency", int64(c.Delivery.SenderConcurrency))
+	// Each is a worker started with the daemon and a session at most: a
+	// typo of a few zeros would start that many goroutines, not throttle.
+	k.atMost("delivery.concurrency", int64(c.Delivery.Concurrency), maxConcurrency)
+	k.atMost("delivery.sender_concurrency", int64(c.Delivery.SenderConcurrency), maxConcurrency)
 	if c.Delivery.MXPort < 1 || c.Delivery.MXPort > 65535 {
 		k.fail("delivery.mx_port", "%d is not a port number (1-65535)", c.Delivery.MXPort)
 	}
@@ -376,6 +380,17 @@ func (k *checker) oneOf(key, got string, allowed ...string) {
 func (k *checker) positive(key string, n int64) {
 	if n <= 0 {
 		k.fail(key, "%d must be greater than 0", n)
+	}
+}
+
+// maxConcurrency bounds delivery.concurrency and sender_concurrency: far
+// above any sensible number of sessions with one target, far below what
+// would exhaust the daemon.
+const maxConcurrency = 1000
+
+func (k *checker) atMost(key string, n, limit int64) {
+	if n > limit {
+		k.fail(key, "%d is more than %d", n, limit)
 	}
 }
 
